@@ -1,0 +1,483 @@
+//! The embedded backend on fjall 3.
+//!
+//! # How the contract maps onto fjall
+//!
+//! - One fjall `Database` per store directory, one fjall keyspace (LSM tree) per [`Space`].
+//!   fjall write batches are atomic across keyspaces: the whole batch is one journal
+//!   record with a checksum and an end marker; recovery discards a torn trailing record.
+//! - [`Durability::Sync`] appends the batch to the journal and `fsync`s it
+//!   (`PersistMode::SyncAll`) before returning. Since fjall has one journal written in
+//!   order, this also makes every earlier batch durable. [`Durability::Buffered`] flushes
+//!   the journal's user-space buffer to the OS (`PersistMode::Buffer`): the batch
+//!   survives the process being killed, not a power cut.
+//! - Reads: fjall's plain keyspace reads see items of a batch that is still being applied
+//!   to the memtables (they read at the newest sequence number). Every read here therefore
+//!   goes through a fjall snapshot taken at the last *published* sequence number, which
+//!   fjall advances only after a whole batch is in the memtables. That is what makes
+//!   "a reader never sees half a batch" hold.
+//! - Range deletes are expanded into point tombstones for the keys present at commit time
+//!   (fjall 3 has no range tombstones). All writes hold one writer mutex so that the
+//!   expansion and the commit are a single step with respect to other writers. fjall
+//!   serialises commits on its journal lock anyway, so the mutex costs no parallelism.
+//! - A batch is first folded into its final effect per key (last operation wins), because
+//!   fjall gives all items of a batch the same sequence number and two items for the same
+//!   key in one batch would be ambiguous.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fjall::config::CompressionPolicy;
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+
+use crate::error::{Result, StoreError};
+use crate::store::{ReadView, Store};
+use crate::types::{Direction, Durability, KeyRange, KeyValue, Limits, Op, Space, WriteBatch};
+
+/// Tuning of the embedded backend. The defaults fit `candor dev` with 1M labels in a
+/// 512 MiB process: ~64 MiB block cache plus at most ~2 × 16 MiB of memtables per space
+/// being written.
+#[derive(Clone, Debug)]
+pub struct FjallConfig {
+    /// Block cache capacity, bytes (shared by all spaces). Default 64 MiB.
+    pub cache_bytes: u64,
+    /// Size at which a space's in-memory write buffer (memtable) is sealed and flushed to a
+    /// table file, bytes. Default 16 MiB.
+    pub memtable_bytes: u64,
+    /// Journal size after which fjall flushes memtables so old journals can be deleted,
+    /// bytes (minimum 64 MiB). Default 128 MiB.
+    pub max_journal_bytes: u64,
+    /// lz4-compress data blocks of the deeper LSM levels (where most data sits); the top
+    /// levels stay uncompressed for write speed. Tree data is mostly hashes, which do not
+    /// compress, so the gain comes from keys and small records. Default true. Only applies
+    /// when a space is created; an existing store keeps its setting.
+    pub lz4: bool,
+    /// Background flush/compaction threads (at least 1). Default: min(cores, 2).
+    pub worker_threads: usize,
+    /// Limits enforced on writes. Default [`Limits::PORTABLE`].
+    pub limits: Limits,
+}
+
+impl Default for FjallConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        FjallConfig {
+            cache_bytes: 64 << 20,
+            memtable_bytes: 16 << 20,
+            max_journal_bytes: 128 << 20,
+            lz4: true,
+            worker_threads: cores.clamp(1, 2),
+            limits: Limits::PORTABLE,
+        }
+    }
+}
+
+/// The embedded, crash-safe backend (see the module docs for the mapping onto fjall).
+///
+/// One handle per directory per process (fjall takes a file lock; a second open fails
+/// with [`StoreError::Locked`]). Share it with `Arc`. Dropping the last handle stops the
+/// background threads and releases the lock.
+pub struct FjallStore {
+    db: Database,
+    spaces: [Keyspace; Space::ALL.len()],
+    write_lock: Mutex<()>,
+    limits: Limits,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn map_err(e: fjall::Error) -> StoreError {
+    match e {
+        fjall::Error::Io(e) => StoreError::Io(e),
+        fjall::Error::Storage(fjall::LsmError::Io(e)) => StoreError::Io(e),
+        fjall::Error::Poisoned => StoreError::Poisoned,
+        fjall::Error::Locked => StoreError::Locked("fjall database lock is held".into()),
+        fjall::Error::Storage(e) => StoreError::Corruption(format!("{e:?}")),
+        fjall::Error::JournalRecovery(e) => StoreError::Corruption(format!("journal: {e:?}")),
+        fjall::Error::InvalidVersion(v) => {
+            StoreError::Corruption(format!("unsupported fjall format version {v:?}"))
+        }
+        fjall::Error::Decompress(c) => StoreError::Corruption(format!("decompression ({c:?})")),
+        fjall::Error::InvalidTrailer | fjall::Error::InvalidTag(_) => {
+            StoreError::Corruption(format!("{e:?}"))
+        }
+        fjall::Error::Unrecoverable => {
+            StoreError::Corruption("fjall reports the database unrecoverable".into())
+        }
+        other => StoreError::Backend(format!("{other:?}")),
+    }
+}
+
+impl FjallStore {
+    /// Opens (creating if needed) the store in directory `path` with the default config.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, FjallConfig::default())
+    }
+
+    /// Opens (creating if needed) the store in directory `path`.
+    pub fn open_with(path: impl AsRef<Path>, config: FjallConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        // Clamp values fjall would assert on: opening must not panic.
+        let db = Database::builder(&path)
+            .cache_size(config.cache_bytes)
+            .max_journaling_size(config.max_journal_bytes.max(64 << 20))
+            .worker_threads(config.worker_threads.max(1))
+            .open()
+            .map_err(map_err)?;
+        let memtable = config.memtable_bytes.max(1 << 20);
+        let lz4 = config.lz4;
+        let open_space = |s: Space| {
+            db.keyspace(s.name(), || {
+                let mut opts = KeyspaceCreateOptions::default().max_memtable_size(memtable);
+                if !lz4 {
+                    opts = opts.data_block_compression_policy(CompressionPolicy::all(
+                        CompressionType::None,
+                    ));
+                }
+                opts
+            })
+            .map_err(map_err)
+        };
+        let spaces = [
+            open_space(Space::Meta)?,
+            open_space(Space::Tree)?,
+            open_space(Space::Values)?,
+            open_space(Space::EpochLog)?,
+            open_space(Space::RaftLog)?,
+        ];
+        debug_assert!(
+            Space::ALL
+                .iter()
+                .all(|s| spaces[s.index()].name().as_ref() == s.name())
+        );
+        Ok(FjallStore {
+            db,
+            spaces,
+            write_lock: Mutex::new(()),
+            limits: config.limits,
+            path,
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ks(&self, space: Space) -> &Keyspace {
+        &self.spaces[space.index()]
+    }
+
+    fn view(&self) -> FjallView<'_> {
+        FjallView {
+            snap: self.db.snapshot(),
+            spaces: &self.spaces,
+        }
+    }
+
+    /// Folds `batch` into its net effect per key: `Some(value)` = put, `None` = delete.
+    /// Range deletes are resolved against the current state, so this must run under the
+    /// writer lock.
+    fn fold(&self, batch: &WriteBatch) -> Result<Vec<NetEffect>> {
+        let mut net: Vec<NetEffect> = vec![BTreeMap::new(); Space::ALL.len()];
+        // Range deletes seen so far per space; a key written by an earlier op in this batch
+        // is already in `net`, so the store only needs consulting for the ranges themselves.
+        let mut snap: Option<fjall::Snapshot> = None;
+        for op in batch.ops() {
+            match op {
+                Op::Put { space, key, value } => {
+                    net[space.index()].insert(key.clone(), Some(value.clone()));
+                }
+                Op::Delete { space, key } => {
+                    net[space.index()].insert(key.clone(), None);
+                }
+                Op::DeleteRange { space, range } => {
+                    if range.is_empty() {
+                        continue;
+                    }
+                    let m = &mut net[space.index()];
+                    for (_, v) in m.range_mut::<[u8], _>(range.as_bounds()) {
+                        *v = None;
+                    }
+                    let snap = snap.get_or_insert_with(|| self.db.snapshot());
+                    for item in snap.range(self.ks(*space), Bounds::of(range)) {
+                        let key = item.key().map_err(map_err)?;
+                        m.insert(key.to_vec(), None);
+                    }
+                }
+            }
+        }
+        Ok(net)
+    }
+}
+
+/// A [`KeyRange`] as fjall wants it (a `RangeBounds<K>` with one unambiguous `K`).
+struct Bounds<'a> {
+    start: &'a [u8],
+    end: Option<&'a [u8]>,
+}
+
+impl<'a> Bounds<'a> {
+    fn of(r: &'a KeyRange) -> Self {
+        Bounds {
+            start: r.start(),
+            end: r.end(),
+        }
+    }
+}
+
+impl<'a> std::ops::RangeBounds<&'a [u8]> for Bounds<'a> {
+    fn start_bound(&self) -> std::ops::Bound<&&'a [u8]> {
+        std::ops::Bound::Included(&self.start)
+    }
+
+    fn end_bound(&self) -> std::ops::Bound<&&'a [u8]> {
+        match &self.end {
+            Some(e) => std::ops::Bound::Excluded(e),
+            None => std::ops::Bound::Unbounded,
+        }
+    }
+}
+
+/// Final state per key of one space after a batch: `Some(value)` = put, `None` = delete.
+type NetEffect = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Reads through one fjall snapshot (one point in time).
+struct FjallView<'a> {
+    snap: fjall::Snapshot,
+    spaces: &'a [Keyspace; Space::ALL.len()],
+}
+
+fn scan_snap(
+    snap: &fjall::Snapshot,
+    ks: &Keyspace,
+    range: &KeyRange,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<KeyValue>> {
+    if range.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let it = snap.range(ks, Bounds::of(range));
+    let mut out = Vec::with_capacity(limit.min(1024));
+    let mut push = |g: fjall::Guard| -> Result<()> {
+        let (k, v) = g.into_inner().map_err(map_err)?;
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    };
+    match direction {
+        Direction::Forward => it.take(limit).try_for_each(&mut push)?,
+        Direction::Reverse => it.rev().take(limit).try_for_each(&mut push)?,
+    }
+    Ok(out)
+}
+
+fn get_snap(snap: &fjall::Snapshot, ks: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    Ok(snap.get(ks, key).map_err(map_err)?.map(|v| v.to_vec()))
+}
+
+fn get_le_snap(
+    snap: &fjall::Snapshot,
+    ks: &Keyspace,
+    key: &[u8],
+    floor: &[u8],
+) -> Result<Option<KeyValue>> {
+    if floor > key {
+        return Ok(None);
+    }
+    match snap.range(ks, floor..=key).next_back() {
+        None => Ok(None),
+        Some(g) => {
+            let (k, v) = g.into_inner().map_err(map_err)?;
+            Ok(Some((k.to_vec(), v.to_vec())))
+        }
+    }
+}
+
+impl ReadView for FjallView<'_> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        get_snap(&self.snap, &self.spaces[space.index()], key)
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>> {
+        scan_snap(
+            &self.snap,
+            &self.spaces[space.index()],
+            range,
+            direction,
+            limit,
+        )
+    }
+
+    fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
+        get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
+    }
+}
+
+/// A snapshot handed out by [`Store::snapshot`]: owns clones of the keyspace handles.
+struct OwnedView {
+    snap: fjall::Snapshot,
+    spaces: [Keyspace; Space::ALL.len()],
+}
+
+impl ReadView for OwnedView {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        get_snap(&self.snap, &self.spaces[space.index()], key)
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>> {
+        scan_snap(
+            &self.snap,
+            &self.spaces[space.index()],
+            range,
+            direction,
+            limit,
+        )
+    }
+
+    fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
+        get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
+    }
+}
+
+impl ReadView for FjallStore {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.view().get(space, key)
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>> {
+        self.view().scan(space, range, direction, limit)
+    }
+
+    fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
+        self.view().get_le(space, key, floor)
+    }
+
+    fn get_many(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.view().get_many(space, keys)
+    }
+
+    fn get_le_many(
+        &self,
+        space: Space,
+        queries: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Option<KeyValue>>> {
+        self.view().get_le_many(space, queries)
+    }
+}
+
+impl Store for FjallStore {
+    fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<()> {
+        batch.validate(&self.limits)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // A poisoned mutex only says another writer panicked; it guards no data.
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let net = self.fold(batch)?;
+        let n: usize = net.iter().map(BTreeMap::len).sum();
+        let mut wb = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), n).durability(Some(
+            match durability {
+                Durability::Sync => PersistMode::SyncAll,
+                Durability::Buffered => PersistMode::Buffer,
+            },
+        ));
+        for (space, m) in Space::ALL.into_iter().zip(net) {
+            let ks = self.ks(space);
+            for (k, v) in m {
+                match v {
+                    Some(v) => wb.insert(ks, k, v),
+                    None => wb.remove(ks, k),
+                }
+            }
+        }
+        wb.commit().map_err(map_err)
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn ReadView>> {
+        Ok(Box::new(OwnedView {
+            snap: self.db.snapshot(),
+            spaces: self.spaces.clone(),
+        }))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncAll).map_err(map_err)
+    }
+
+    fn disk_space_bytes(&self) -> Result<u64> {
+        allocated_bytes(&self.path).map_err(StoreError::Io)
+    }
+}
+
+/// Allocated bytes of every file under `dir` (sparse and preallocated-but-unwritten space
+/// excluded where the OS tells; fjall preallocates 64 MiB journals sparsely).
+fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            // Files come and go under compaction; a vanished directory is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += file_bytes(&meta);
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(unix)]
+fn file_bytes(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn file_bytes(meta: &std::fs::Metadata) -> u64 {
+    meta.len()
+}

@@ -1,0 +1,520 @@
+//! Plain data types shared by every backend: spaces, key ranges, write batches, limits.
+
+use std::ops::Bound;
+
+use crate::error::{Result, SizeKind, StoreError};
+
+/// A named partition of the store. Keys live inside exactly one space; scans and ranges
+/// never cross spaces. Every space is an independent ordered map of byte keys.
+///
+/// Backends map a space to whatever is cheapest: the embedded backend opens one fjall
+/// keyspace (its own LSM tree, tuned separately) per space; the FoundationDB backend
+/// prepends [`Space::tag`] to every key (a one-byte subspace). A batch may touch several
+/// spaces and is still atomic.
+///
+/// The set is closed on purpose (backends tune per space). Adding a variant is a
+/// one-line change in this crate; within a space callers choose their own key prefixes
+/// (e.g. shard id first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Space {
+    /// Small bookkeeping records: applied indexes, sealed revisions, configuration.
+    Meta,
+    /// Versioned Merkle tree nodes and leaves (`node_id || revision_be`), per shard prefix.
+    Tree,
+    /// Label values and their openings (nonces), kept apart so forgetting a value is cheap.
+    Values,
+    /// The epoch log: entries, log nodes, signed heads, cosignatures.
+    EpochLog,
+    /// Raft logs, votes and purge markers of every Raft group hosted by this process.
+    RaftLog,
+}
+
+impl Space {
+    /// Every space, in tag order.
+    pub const ALL: [Space; 5] = [
+        Space::Meta,
+        Space::Tree,
+        Space::Values,
+        Space::EpochLog,
+        Space::RaftLog,
+    ];
+
+    /// Stable name (used as the fjall keyspace name). Never change an existing one: it is
+    /// part of the on-disk format.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Space::Meta => "meta",
+            Space::Tree => "tree",
+            Space::Values => "values",
+            Space::EpochLog => "epoch-log",
+            Space::RaftLog => "raft-log",
+        }
+    }
+
+    /// Stable one-byte tag (used as a key prefix by single-keyspace backends such as
+    /// FoundationDB). Never change an existing one: it is part of the on-disk format.
+    pub const fn tag(self) -> u8 {
+        match self {
+            Space::Meta => 0x01,
+            Space::Tree => 0x02,
+            Space::Values => 0x03,
+            Space::EpochLog => 0x04,
+            Space::RaftLog => 0x05,
+        }
+    }
+
+    /// Position of this space in [`Space::ALL`] (for array-indexed backends).
+    pub const fn index(self) -> usize {
+        self.tag() as usize - 1
+    }
+
+    /// The space with this tag, if any.
+    pub fn from_tag(tag: u8) -> Option<Space> {
+        Space::ALL.into_iter().find(|s| s.tag() == tag)
+    }
+}
+
+/// Scan direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending key order.
+    Forward,
+    /// Descending key order.
+    Reverse,
+}
+
+/// How durable a write must be when [`crate::Store::write`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives power loss and OS crash: the batch is on stable storage (fsync) when
+    /// `write` returns. Also makes every write acknowledged before it durable.
+    Sync,
+    /// Survives a crash of this process (the batch has left the process, e.g. into the OS
+    /// page cache) but maybe not power loss. Call [`crate::Store::sync`] later, or issue a
+    /// `Sync` write, to make it durable: this is how callers get group commit.
+    Buffered,
+}
+
+/// A key pair as returned by scans: `(key, value)`.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A range of keys, normalised to `[start, end)`: `start` inclusive (the empty key means
+/// "from the beginning of the space"), `end` exclusive (`None` means "to the end of the
+/// space"). Every `std::ops::Bound` combination converts to this form exactly, because
+/// the byte string `k || 0x00` is the immediate successor of `k`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyRange {
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key of the space.
+    pub fn all() -> Self {
+        KeyRange {
+            start: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// `[start, end)`.
+    pub fn half_open(start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            start: start.into(),
+            end: Some(end.into()),
+        }
+    }
+
+    /// `[start, end]`.
+    pub fn inclusive(start: impl Into<Vec<u8>>, end: impl AsRef<[u8]>) -> Self {
+        KeyRange {
+            start: start.into(),
+            end: Some(successor(end.as_ref())),
+        }
+    }
+
+    /// `[start, ..)`: every key `>= start`.
+    pub fn at_least(start: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            start: start.into(),
+            end: None,
+        }
+    }
+
+    /// `[.., end)`: every key `< end`.
+    pub fn below(end: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            start: Vec::new(),
+            end: Some(end.into()),
+        }
+    }
+
+    /// Every key that starts with `prefix` (the whole space for an empty prefix).
+    pub fn prefix(prefix: &[u8]) -> Self {
+        KeyRange {
+            start: prefix.to_vec(),
+            end: prefix_end(prefix),
+        }
+    }
+
+    /// From arbitrary bounds.
+    pub fn from_bounds(start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
+        let start = match start {
+            Bound::Included(s) => s.to_vec(),
+            Bound::Excluded(s) => successor(s),
+            Bound::Unbounded => Vec::new(),
+        };
+        let end = match end {
+            Bound::Included(e) => Some(successor(e)),
+            Bound::Excluded(e) => Some(e.to_vec()),
+            Bound::Unbounded => None,
+        };
+        KeyRange { start, end }
+    }
+
+    /// Inclusive lower bound.
+    pub fn start(&self) -> &[u8] {
+        &self.start
+    }
+
+    /// Exclusive upper bound, `None` for the end of the space.
+    pub fn end(&self) -> Option<&[u8]> {
+        self.end.as_deref()
+    }
+
+    /// True when no key can be in the range.
+    pub fn is_empty(&self) -> bool {
+        matches!(&self.end, Some(e) if e.as_slice() <= self.start.as_slice())
+    }
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && self.end.as_deref().is_none_or(|e| key < e)
+    }
+
+    /// As `std` bounds, e.g. for `BTreeMap::range`.
+    pub fn as_bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            Bound::Included(self.start.as_slice()),
+            match &self.end {
+                Some(e) => Bound::Excluded(e.as_slice()),
+                None => Bound::Unbounded,
+            },
+        )
+    }
+
+    /// The part of this range strictly after `key` (for forward pagination).
+    pub fn after(&self, key: &[u8]) -> Self {
+        let next = successor(key);
+        KeyRange {
+            start: if next > self.start {
+                next
+            } else {
+                self.start.clone()
+            },
+            end: self.end.clone(),
+        }
+    }
+
+    /// The part of this range strictly before `key` (for reverse pagination).
+    pub fn before(&self, key: &[u8]) -> Self {
+        KeyRange {
+            start: self.start.clone(),
+            end: Some(match &self.end {
+                Some(e) if e.as_slice() < key => e.clone(),
+                _ => key.to_vec(),
+            }),
+        }
+    }
+}
+
+/// `k || 0x00`, the smallest key greater than `k`.
+pub fn successor(k: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(k.len() + 1);
+    v.extend_from_slice(k);
+    v.push(0);
+    v
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None` when there
+/// is none (empty prefix or all bytes 0xFF).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Size limits a backend enforces on every write (and [`crate::Store::write_chunked`]
+/// chunks by). Oversized writes fail with [`StoreError::TooLarge`] before anything is
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest key, bytes.
+    pub max_key_bytes: usize,
+    /// Longest value, bytes.
+    pub max_value_bytes: usize,
+    /// Largest [`WriteBatch::cost`] one atomic [`crate::Store::write`] accepts.
+    pub max_batch_bytes: usize,
+}
+
+impl Limits {
+    /// Limits every backend accepts, derived from FoundationDB's (key 10,000 B, value
+    /// 100,000 B, transaction 10,000,000 B including conflict ranges) with head room.
+    /// The embedded backend enforces these by default too, so code that works on a
+    /// laptop does not fail on a cluster.
+    pub const PORTABLE: Limits = Limits {
+        max_key_bytes: 10_000,
+        max_value_bytes: 100_000,
+        max_batch_bytes: 8_000_000,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::PORTABLE
+    }
+}
+
+/// Fixed per-operation overhead in [`WriteBatch::cost`].
+pub const OP_OVERHEAD_BYTES: usize = 32;
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put {
+        /// Space.
+        space: Space,
+        /// Non-empty key.
+        key: Vec<u8>,
+        /// Value (may be empty).
+        value: Vec<u8>,
+    },
+    /// Remove `key` (no-op when absent).
+    Delete {
+        /// Space.
+        space: Space,
+        /// Non-empty key.
+        key: Vec<u8>,
+    },
+    /// Remove every key in `range`.
+    DeleteRange {
+        /// Space.
+        space: Space,
+        /// Keys to remove.
+        range: KeyRange,
+    },
+}
+
+impl Op {
+    /// This operation's share of [`WriteBatch::cost`]: keys count twice because
+    /// FoundationDB also stores a write-conflict range per key.
+    pub fn cost(&self) -> usize {
+        OP_OVERHEAD_BYTES
+            + match self {
+                Op::Put { key, value, .. } => 2 * key.len() + value.len(),
+                Op::Delete { key, .. } => 2 * key.len(),
+                Op::DeleteRange { range, .. } => {
+                    2 * (range.start().len() + range.end().map_or(1, <[u8]>::len))
+                }
+            }
+    }
+
+    /// The space this operation touches.
+    pub fn space(&self) -> Space {
+        match self {
+            Op::Put { space, .. } | Op::Delete { space, .. } | Op::DeleteRange { space, .. } => {
+                *space
+            }
+        }
+    }
+
+    fn validate(&self, limits: &Limits) -> Result<()> {
+        let check_key = |key: &[u8]| -> Result<()> {
+            if key.is_empty() {
+                return Err(StoreError::InvalidArgument("empty key".into()));
+            }
+            if key.len() > limits.max_key_bytes {
+                return Err(StoreError::TooLarge {
+                    what: SizeKind::Key,
+                    size: key.len(),
+                    limit: limits.max_key_bytes,
+                });
+            }
+            Ok(())
+        };
+        match self {
+            Op::Put { key, value, .. } => {
+                check_key(key)?;
+                if value.len() > limits.max_value_bytes {
+                    return Err(StoreError::TooLarge {
+                        what: SizeKind::Value,
+                        size: value.len(),
+                        limit: limits.max_value_bytes,
+                    });
+                }
+            }
+            Op::Delete { key, .. } => check_key(key)?,
+            Op::DeleteRange { range, .. } => {
+                // Bounds may be one byte longer than a key (the `k || 0x00` successor).
+                let longest = range.start().len().max(range.end().map_or(0, <[u8]>::len));
+                if longest > limits.max_key_bytes + 1 {
+                    return Err(StoreError::TooLarge {
+                        what: SizeKind::Key,
+                        size: longest,
+                        limit: limits.max_key_bytes + 1,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An ordered list of puts, deletes and range deletes, applied atomically by
+/// [`crate::Store::write`]: all or nothing, also across crashes, and no reader ever sees
+/// part of it. Operations take effect in list order (a put after a delete of the same key
+/// wins, a range delete after a put removes it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+    cost: usize,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `n` operations.
+    pub fn with_capacity(n: usize) -> Self {
+        WriteBatch {
+            ops: Vec::with_capacity(n),
+            cost: 0,
+        }
+    }
+
+    /// Appends one operation.
+    pub fn push(&mut self, op: Op) -> &mut Self {
+        self.cost += op.cost();
+        self.ops.push(op);
+        self
+    }
+
+    /// Sets `key` to `value` in `space`.
+    pub fn put(
+        &mut self,
+        space: Space,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push(Op::Put {
+            space,
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+
+    /// Removes `key` from `space`.
+    pub fn delete(&mut self, space: Space, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.push(Op::Delete {
+            space,
+            key: key.into(),
+        })
+    }
+
+    /// Removes every key of `space` in `range`.
+    pub fn delete_range(&mut self, space: Space, range: KeyRange) -> &mut Self {
+        self.push(Op::DeleteRange { space, range })
+    }
+
+    /// Removes every key of `space` starting with `prefix`.
+    pub fn delete_prefix(&mut self, space: Space, prefix: &[u8]) -> &mut Self {
+        self.delete_range(space, KeyRange::prefix(prefix))
+    }
+
+    /// Appends all of `other`'s operations, after this batch's.
+    pub fn append(&mut self, other: WriteBatch) -> &mut Self {
+        self.cost += other.cost;
+        self.ops.extend(other.ops);
+        self
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Size as counted against [`Limits::max_batch_bytes`]: the sum of [`Op::cost`].
+    pub fn cost(&self) -> usize {
+        self.cost
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// The operations, in order.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+
+    /// Checks every operation and the whole batch against `limits`.
+    pub fn validate(&self, limits: &Limits) -> Result<()> {
+        self.validate_ops(limits)?;
+        if self.cost > limits.max_batch_bytes {
+            return Err(StoreError::TooLarge {
+                what: SizeKind::Batch,
+                size: self.cost,
+                limit: limits.max_batch_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_ops(&self, limits: &Limits) -> Result<()> {
+        self.ops.iter().try_for_each(|op| op.validate(limits))
+    }
+
+    /// Splits into consecutive batches that each pass [`WriteBatch::validate`], keeping
+    /// operation order (greedy: each chunk is as large as the limit allows). Fails, before
+    /// anything is split, when a single operation breaks a key or value limit. An empty
+    /// batch gives no chunk.
+    pub fn split(self, limits: &Limits) -> Result<Vec<WriteBatch>> {
+        self.validate_ops(limits)?;
+        let mut chunks = Vec::new();
+        let mut cur = WriteBatch::new();
+        for op in self.ops {
+            if !cur.is_empty() && cur.cost + op.cost() > limits.max_batch_bytes {
+                chunks.push(std::mem::take(&mut cur));
+            }
+            cur.push(op);
+        }
+        if !cur.is_empty() {
+            chunks.push(cur);
+        }
+        // A single op can only exceed the batch limit if the limits are degenerate
+        // (max_batch_bytes < max_key/value + overhead); report it rather than loop.
+        if let Some(c) = chunks.iter().find(|c| c.cost > limits.max_batch_bytes) {
+            return Err(StoreError::TooLarge {
+                what: SizeKind::Batch,
+                size: c.cost,
+                limit: limits.max_batch_bytes,
+            });
+        }
+        Ok(chunks)
+    }
+}
