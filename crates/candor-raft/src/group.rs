@@ -1,0 +1,512 @@
+//! [`RaftNode`] (one per process: log store, transport, group registry) and
+//! [`RaftGroup`] (a handle on one running group).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::{BasicNode, Raft, ReadPolicy, ServerState};
+
+use crate::Error;
+use crate::kv::RaftKv;
+use crate::log_store::LogDb;
+use crate::network::{BoxFuture, NetworkFactory, RaftTransport, RpcKind, TransportError, serve};
+use crate::state_machine::{StateMachine, StateMachineLogic};
+use crate::types::{GroupId, LogId, NodeId, Request, TypeConfig};
+
+/// Key prefix of the Raft log inside the node's store.
+pub const DEFAULT_KEY_PREFIX: &[u8] = b"\x00raft/";
+
+/// Timing and sizing knobs shared by every group of a node.
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min: Duration,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max: Duration,
+    /// Build a snapshot (and allow purging the log) after this many applied entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log after a snapshot (lets slow followers catch up by log).
+    pub keep_after_snapshot: u64,
+    /// Most entries in one AppendEntries message.
+    pub max_payload_entries: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
+            snapshot_after_entries: 50_000,
+            keep_after_snapshot: 10_000,
+            max_payload_entries: 1024,
+        }
+    }
+}
+
+impl RaftTuning {
+    fn to_openraft(&self) -> Result<openraft::Config, Error> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let cfg = openraft::Config {
+            cluster_name: "candor".into(),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            max_payload_entries: self.max_payload_entries,
+            ..Default::default()
+        };
+        cfg.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+/// Identity and settings of this process as a Raft node.
+#[derive(Clone, Debug)]
+pub struct RaftNodeConfig {
+    /// This node's id; stable across restarts.
+    pub node_id: NodeId,
+    /// The address peers use to reach this node (recorded in memberships).
+    pub addr: String,
+    /// Timing knobs.
+    pub tuning: RaftTuning,
+    /// Prefix of every Raft key in the store.
+    pub key_prefix: Vec<u8>,
+}
+
+impl RaftNodeConfig {
+    /// Defaults for `node_id` at `addr`.
+    pub fn new(node_id: NodeId, addr: impl Into<String>) -> Self {
+        Self {
+            node_id,
+            addr: addr.into(),
+            tuning: RaftTuning::default(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_vec(),
+        }
+    }
+}
+
+/// Server-side entry of one group, type-erased over its state machine.
+trait GroupService: Send + Sync {
+    fn handle(
+        &self,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+struct GroupEntry<L: StateMachineLogic> {
+    raft: Raft<TypeConfig, StateMachine<L>>,
+}
+
+impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
+    fn handle(
+        &self,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let raft = self.raft.clone();
+        Box::pin(async move { serve(&raft, kind, &payload).await })
+    }
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            let _ = raft.shutdown().await;
+        })
+    }
+}
+
+struct NodeInner {
+    config: RaftNodeConfig,
+    raft_config: Arc<openraft::Config>,
+    db: LogDb,
+    transport: Arc<dyn RaftTransport>,
+    groups: RwLock<HashMap<GroupId, Arc<dyn GroupService>>>,
+}
+
+/// One process's Raft node: hosts any number of groups over one log store and one transport.
+///
+/// Cloning is cheap (shared handle).
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<NodeInner>,
+}
+
+/// A weak reference to a [`RaftNode`], for transports that must not keep it alive.
+#[derive(Clone)]
+pub struct WeakRaftNode {
+    inner: Weak<NodeInner>,
+}
+
+impl WeakRaftNode {
+    /// The node, if it still exists.
+    pub fn upgrade(&self) -> Option<RaftNode> {
+        self.inner.upgrade().map(|inner| RaftNode { inner })
+    }
+}
+
+impl RaftNode {
+    /// Create a node whose Raft logs live in `kv` (shared by all its groups) and whose
+    /// RPCs leave through `transport`.
+    pub fn new(
+        config: RaftNodeConfig,
+        kv: Arc<dyn RaftKv>,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Self, Error> {
+        let raft_config = Arc::new(config.tuning.to_openraft()?);
+        let db = LogDb::open(kv, &config.key_prefix)
+            .map_err(|e| Error::Config(format!("cannot start the log syncer: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(NodeInner {
+                config,
+                raft_config,
+                db,
+                transport,
+                groups: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    /// This node's address.
+    pub fn addr(&self) -> &str {
+        &self.inner.config.addr
+    }
+
+    /// A weak handle.
+    pub fn downgrade(&self) -> WeakRaftNode {
+        WeakRaftNode {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Groups running on this node.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        let mut v: Vec<GroupId> = self.read_groups().keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    fn read_groups(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<dyn GroupService>>> {
+        self.inner.groups.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_groups(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Arc<dyn GroupService>>> {
+        self.inner.groups.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start (or restart, from the store) group `group` on this node with `logic` as its
+    /// state machine. A new group stays idle until [`RaftGroup::initialize`] is called on
+    /// one of its members (or it is added to an existing group's membership).
+    pub async fn start_group<L: StateMachineLogic>(
+        &self,
+        group: GroupId,
+        logic: L,
+    ) -> Result<RaftGroup<L>, Error> {
+        if self.read_groups().contains_key(&group) {
+            return Err(Error::GroupExists(group));
+        }
+        let log_store = self.inner.db.group(group);
+        let sm = StateMachine::new(logic, log_store.clone())?;
+        let sm_shared = Arc::clone(&sm.shared);
+        let network = NetworkFactory::new(Arc::clone(&self.inner.transport), self.id(), group);
+        let raft = Raft::new(
+            self.id(),
+            Arc::clone(&self.inner.raft_config),
+            network,
+            log_store,
+            sm,
+        )
+        .await
+        .map_err(|e| Error::Stopped {
+            group,
+            detail: e.to_string(),
+        })?;
+        {
+            let mut groups = self.write_groups();
+            if groups.contains_key(&group) {
+                drop(groups);
+                let _ = raft.shutdown().await;
+                return Err(Error::GroupExists(group));
+            }
+            groups.insert(group, Arc::new(GroupEntry { raft: raft.clone() }));
+        }
+        Ok(RaftGroup {
+            group,
+            node: self.clone(),
+            raft,
+            sm: sm_shared,
+        })
+    }
+
+    /// Handle an incoming RPC for `group` (what a gRPC server calls).
+    pub fn handle_rpc(
+        &self,
+        group: GroupId,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let svc = self.read_groups().get(&group).cloned();
+        match svc {
+            Some(svc) => svc.handle(kind, payload),
+            None => Box::pin(async move {
+                Err(TransportError::Remote(format!(
+                    "group {group} is not running here"
+                )))
+            }),
+        }
+    }
+
+    /// Stop every group on this node.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<dyn GroupService>> = self.write_groups().drain().map(|(_, g)| g).collect();
+        for g in all {
+            g.shutdown().await;
+        }
+    }
+
+    fn remove_group(&self, group: GroupId) {
+        self.write_groups().remove(&group);
+    }
+}
+
+/// A point-in-time view of a group's Raft state on this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMetrics {
+    /// The group.
+    pub group: GroupId,
+    /// This replica's node id.
+    pub node: NodeId,
+    /// Current term.
+    pub current_term: u64,
+    /// Known leader, if any.
+    pub leader: Option<NodeId>,
+    /// This replica's role.
+    pub state: ServerState,
+    /// Last log index on this replica.
+    pub last_log_index: Option<u64>,
+    /// Last applied log id.
+    pub last_applied: Option<LogId>,
+    /// Last committed log id known here.
+    pub committed: Option<LogId>,
+    /// Voters in the current membership.
+    pub voters: BTreeSet<NodeId>,
+}
+
+/// A handle on one group running on this node. Cloning is cheap.
+pub struct RaftGroup<L: StateMachineLogic> {
+    group: GroupId,
+    node: RaftNode,
+    raft: Raft<TypeConfig, StateMachine<L>>,
+    sm: Arc<crate::state_machine::Shared<L>>,
+}
+
+impl<L: StateMachineLogic> Clone for RaftGroup<L> {
+    fn clone(&self) -> Self {
+        Self {
+            group: self.group,
+            node: self.node.clone(),
+            raft: self.raft.clone(),
+            sm: Arc::clone(&self.sm),
+        }
+    }
+}
+
+impl<L: StateMachineLogic> RaftGroup<L> {
+    /// The group id.
+    pub fn id(&self) -> GroupId {
+        self.group
+    }
+
+    /// The underlying openraft handle (escape hatch).
+    pub fn raft(&self) -> &Raft<TypeConfig, StateMachine<L>> {
+        &self.raft
+    }
+
+    fn stopped(&self, e: impl std::fmt::Display) -> Error {
+        Error::Stopped {
+            group: self.group,
+            detail: e.to_string(),
+        }
+    }
+
+    fn forward(&self, f: &openraft::errors::ForwardToLeader<TypeConfig>) -> Error {
+        Error::ForwardToLeader {
+            group: self.group,
+            leader: f.leader_id,
+            leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+        }
+    }
+
+    fn write_err(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.forward(&f),
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => Error::Indeterminate {
+                group: self.group,
+                detail: f.to_string(),
+            },
+            RaftError::APIError(e @ ClientWriteError::ChangeMembershipError(_)) => {
+                Error::Membership {
+                    group: self.group,
+                    detail: e.to_string(),
+                }
+            }
+            RaftError::APIError(e) => Error::Membership {
+                group: self.group,
+                detail: e.to_string(),
+            },
+            RaftError::Fatal(f) => self.stopped(f),
+        }
+    }
+
+    /// Bootstrap the group with `members` (node id → address). Call it on one member of a
+    /// brand-new group (calling it on several with the same members is also safe). A
+    /// no-op on a group that already has state.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<(), Error> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| self.stopped(e))?
+        {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(e @ InitializeError::NotInMembers(_))) => {
+                Err(Error::Membership {
+                    group: self.group,
+                    detail: e.to_string(),
+                })
+            }
+            Err(RaftError::Fatal(f)) => Err(self.stopped(f)),
+        }
+    }
+
+    /// Propose `data`; returns the state machine's response once the entry is committed
+    /// and applied here. Only the leader accepts writes ([`Error::ForwardToLeader`]
+    /// otherwise).
+    pub async fn client_write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.raft
+            .client_write(Request(data))
+            .await
+            .map(|r| r.data.0)
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// Confirm leadership with a quorum (ReadIndex) and wait until this replica has
+    /// applied everything committed before the call: reads of the state machine made
+    /// afterwards (e.g. through [`Self::read`]) are linearizable. Returns the read log id.
+    pub async fn ensure_linearizable(&self) -> Result<LogId, Error> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => Ok(*read_log_id.log_id()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(self.forward(&f))
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                Err(Error::QuorumNotEnough {
+                    group: self.group,
+                    detail: q.to_string(),
+                })
+            }
+            Err(RaftError::Fatal(f)) => Err(self.stopped(f)),
+        }
+    }
+
+    /// Run `f` on the state machine logic (serialized with apply). Not linearizable by
+    /// itself: call [`Self::ensure_linearizable`] first for that.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&L) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        StateMachine::with_logic(Arc::clone(&self.sm), f)
+            .await
+            .map_err(|e| self.stopped(e))
+    }
+
+    /// The leader this replica currently knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// Current Raft metrics of this replica.
+    pub fn metrics(&self) -> GroupMetrics {
+        let m = self.raft.metrics().borrow_watched().clone();
+        GroupMetrics {
+            group: self.group,
+            node: m.id,
+            current_term: m.current_term,
+            leader: m.current_leader,
+            state: m.state,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied,
+            committed: m.local_committed,
+            voters: m.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Wait until some leader is known, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await
+            .map_err(|e| Error::Timeout(format!("group {}: {e}", self.group)))?;
+        m.current_leader
+            .ok_or_else(|| Error::Timeout(format!("group {}: no leader", self.group)))
+    }
+
+    /// Wait until this replica has applied index `index` or beyond, up to `timeout`.
+    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> Result<(), Error> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Timeout(format!("group {}: {e}", self.group)))
+    }
+
+    /// Add `node` as a learner (replicated to, not voting). Waits until it caught up.
+    pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), Error> {
+        self.raft
+            .add_learner(node, BasicNode { addr }, true)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// Replace the voter set (members not yet learners must be added first).
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), Error> {
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// Stop this group on this node (its state stays in the store for a restart).
+    pub async fn shutdown(&self) {
+        self.node.remove_group(self.group);
+        let _ = self.raft.shutdown().await;
+    }
+}

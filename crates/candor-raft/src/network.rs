@@ -1,0 +1,392 @@
+//! The transport seam: every Raft RPC of every group goes through one narrow,
+//! byte-oriented [`RaftTransport`], so a gRPC client (later) and the in-process test
+//! network are interchangeable.
+//!
+//! Client side: openraft-multi's `GroupNetworkAdapter` binds (target node, group) to a
+//! shared router; our router ([`TransportRouter`]) encodes each typed openraft request with
+//! postcard and calls [`RaftTransport::send`]. Server side: whatever receives
+//! `(group, kind, bytes)` hands it to [`RaftNode::handle_rpc`](crate::RaftNode::handle_rpc),
+//! which decodes, dispatches to the group's `Raft`, and returns the encoded response.
+//! Malformed bytes produce an error, never a panic.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::storage::Snapshot;
+use openraft::{OptionalSend, Raft};
+use openraft_multi::{GroupNetworkAdapter, GroupRouter};
+use serde::{Deserialize, Serialize};
+
+use crate::state_machine::{StateMachine, StateMachineLogic};
+use crate::types::{
+    GroupId, Node, NodeId, RaftSnapshot, SnapshotMeta, TypeConfig, Vote, decode, encode,
+};
+
+/// A boxed, sendable future (keeps [`RaftTransport`] object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which Raft RPC a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum RpcKind {
+    /// AppendEntries (also heartbeats).
+    AppendEntries = 1,
+    /// RequestVote.
+    Vote = 2,
+    /// Pre-vote.
+    PreVote = 3,
+    /// A whole snapshot.
+    FullSnapshot = 4,
+    /// Leadership transfer notice.
+    TransferLeader = 5,
+}
+
+impl RpcKind {
+    /// The wire tag.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+    /// Parse a wire tag.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::AppendEntries,
+            2 => Self::Vote,
+            3 => Self::PreVote,
+            4 => Self::FullSnapshot,
+            5 => Self::TransferLeader,
+            _ => return None,
+        })
+    }
+}
+
+/// A transport failure. The variant decides how openraft backs off.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The target cannot be reached (down, partitioned, no route): back off.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No reply within the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// A transient failure: retry soon.
+    #[error("network: {0}")]
+    Network(String),
+    /// The target received the message but could not process it (unknown group, stopped
+    /// group, malformed bytes).
+    #[error("remote: {0}")]
+    Remote(String),
+}
+
+/// Sends one Raft RPC to `(target, group)` and returns the response bytes.
+///
+/// Implementations must be safe to call concurrently; one instance serves every group of
+/// a node. `addr` is the target's address from the group membership.
+pub trait RaftTransport: Send + Sync + 'static {
+    /// Deliver `payload` and await the reply.
+    fn send(
+        &self,
+        target: NodeId,
+        addr: &str,
+        group: GroupId,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+}
+
+#[derive(Serialize)]
+struct SnapshotRpcRef<'a> {
+    vote: &'a Vote,
+    meta: &'a SnapshotMeta,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct SnapshotRpc {
+    vote: Vote,
+    meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// openraft-multi `GroupRouter` over a [`RaftTransport`]; one clone per target binds the
+/// target's address.
+#[derive(Clone)]
+pub struct TransportRouter {
+    transport: Arc<dyn RaftTransport>,
+    from: NodeId,
+    addr: Arc<str>,
+}
+
+impl TransportRouter {
+    fn bind(&self, addr: &str) -> Self {
+        Self {
+            transport: Arc::clone(&self.transport),
+            from: self.from,
+            addr: Arc::from(addr),
+        }
+    }
+
+    async fn call(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: RpcKind,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        let fut = self
+            .transport
+            .send(target, &self.addr, group, kind, payload);
+        match tokio::time::timeout(ttl, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout),
+        }
+    }
+
+    fn rpc_error(
+        &self,
+        target: NodeId,
+        action: RPCTypes,
+        ttl: Duration,
+        e: TransportError,
+    ) -> RPCError<TypeConfig> {
+        match e {
+            TransportError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.from,
+                target,
+                timeout: ttl,
+            }),
+            TransportError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
+            // A remote that cannot process the call (e.g. the group is not started there
+            // yet) is treated like an unreachable one: back off and retry.
+            TransportError::Unreachable(m) | TransportError::Remote(m) => {
+                RPCError::Unreachable(Unreachable::from_string(m))
+            }
+        }
+    }
+
+    async fn unary<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: RpcKind,
+        action: RPCTypes,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let ttl = option.soft_ttl();
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = self
+            .call(target, group, kind, payload, ttl)
+            .await
+            .map_err(|e| self.rpc_error(target, action, ttl, e))?;
+        decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl GroupRouter<TypeConfig, GroupId> for TransportRouter {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            target,
+            group_id,
+            RpcKind::AppendEntries,
+            RPCTypes::AppendEntries,
+            &rpc,
+            &option,
+        )
+        .await
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            target,
+            group_id,
+            RpcKind::Vote,
+            RPCTypes::Vote,
+            &rpc,
+            &option,
+        )
+        .await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            target,
+            group_id,
+            RpcKind::PreVote,
+            RPCTypes::Vote,
+            &rpc,
+            &option,
+        )
+        .await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let ttl = option.hard_ttl();
+        let payload = encode(&SnapshotRpcRef {
+            vote: &vote,
+            meta: &snapshot.meta,
+            data: &snapshot.snapshot,
+        })
+        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let call = self.call(target, group_id, RpcKind::FullSnapshot, payload, ttl);
+        let res = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = call => r,
+        };
+        let bytes =
+            res.map_err(
+                |e| match self.rpc_error(target, RPCTypes::InstallSnapshot, ttl, e) {
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Network(n) => StreamingError::Network(n),
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    RPCError::RemoteError(r) => {
+                        StreamingError::Unreachable(Unreachable::from_string(r))
+                    }
+                },
+            )?;
+        decode(&bytes).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            target,
+            group_id,
+            RpcKind::TransferLeader,
+            RPCTypes::TransferLeader,
+            &req,
+            &option,
+        )
+        .await
+    }
+}
+
+/// The per-group `RaftNetworkFactory`: every group of a node shares the node's transport.
+pub struct NetworkFactory {
+    router: TransportRouter,
+    group: GroupId,
+}
+
+impl NetworkFactory {
+    pub(crate) fn new(transport: Arc<dyn RaftTransport>, from: NodeId, group: GroupId) -> Self {
+        Self {
+            router: TransportRouter {
+                transport,
+                from,
+                addr: Arc::from(""),
+            },
+            group,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, TransportRouter>;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        GroupNetworkAdapter::new(self.router.bind(&node.addr), target, self.group)
+    }
+}
+
+fn remote(what: &str, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Remote(format!("{what}: {e}"))
+}
+
+/// Server side: decode `payload`, run it on `raft`, encode the reply.
+pub(crate) async fn serve<L: StateMachineLogic>(
+    raft: &Raft<TypeConfig, StateMachine<L>>,
+    kind: RpcKind,
+    payload: &[u8],
+) -> Result<Vec<u8>, TransportError> {
+    let out = match kind {
+        RpcKind::AppendEntries => {
+            let req: AppendEntriesRequest<TypeConfig> =
+                decode(payload).map_err(|e| remote("decode append-entries", e))?;
+            let resp = raft
+                .append_entries(req)
+                .await
+                .map_err(|e| remote("raft", e))?;
+            encode(&resp)
+        }
+        RpcKind::Vote => {
+            let req: VoteRequest<TypeConfig> =
+                decode(payload).map_err(|e| remote("decode vote", e))?;
+            let resp = raft.vote(req).await.map_err(|e| remote("raft", e))?;
+            encode(&resp)
+        }
+        RpcKind::PreVote => {
+            let req: VoteRequest<TypeConfig> =
+                decode(payload).map_err(|e| remote("decode pre-vote", e))?;
+            let resp = raft.pre_vote(req).await.map_err(|e| remote("raft", e))?;
+            encode(&resp)
+        }
+        RpcKind::FullSnapshot => {
+            let req: SnapshotRpc = decode(payload).map_err(|e| remote("decode snapshot", e))?;
+            let snapshot = Snapshot {
+                meta: req.meta,
+                snapshot: req.data,
+            };
+            let resp = raft
+                .install_full_snapshot(req.vote, snapshot)
+                .await
+                .map_err(|e| remote("raft", e))?;
+            encode(&resp)
+        }
+        RpcKind::TransferLeader => {
+            let req: TransferLeaderRequest<TypeConfig> =
+                decode(payload).map_err(|e| remote("decode transfer-leader", e))?;
+            let resp = raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(|e| remote("raft", e))?;
+            encode(&resp)
+        }
+    };
+    out.map_err(|e| remote("encode reply", e))
+}
