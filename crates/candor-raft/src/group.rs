@@ -1,6 +1,7 @@
 //! [`RaftNode`] (one per process: log store, transport, group registry) and
 //! [`RaftGroup`] (a handle on one running group).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -122,12 +123,20 @@ impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
     }
 }
 
+/// A group's registry slot. `Starting` reserves the id while its Raft is being built, so
+/// two concurrent starts of one group can never both run on the same log.
+#[derive(Clone)]
+enum Slot {
+    Starting,
+    Running(Arc<dyn GroupService>),
+}
+
 struct NodeInner {
     config: RaftNodeConfig,
     raft_config: Arc<openraft::Config>,
     db: LogDb,
     transport: Arc<dyn RaftTransport>,
-    groups: RwLock<HashMap<GroupId, Arc<dyn GroupService>>>,
+    groups: RwLock<HashMap<GroupId, Slot>>,
 }
 
 /// One process's Raft node: hosts any number of groups over one log store and one transport.
@@ -197,15 +206,11 @@ impl RaftNode {
         v
     }
 
-    fn read_groups(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<dyn GroupService>>> {
+    fn read_groups(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Slot>> {
         self.inner.groups.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_groups(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Arc<dyn GroupService>>> {
+    fn write_groups(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Slot>> {
         self.inner.groups.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -217,9 +222,39 @@ impl RaftNode {
         group: GroupId,
         logic: L,
     ) -> Result<RaftGroup<L>, Error> {
-        if self.read_groups().contains_key(&group) {
-            return Err(Error::GroupExists(group));
+        match self.write_groups().entry(group) {
+            Entry::Occupied(_) => return Err(Error::GroupExists(group)),
+            Entry::Vacant(v) => {
+                v.insert(Slot::Starting);
+            }
         }
+        // Frees the reservation if building fails or this future is dropped midway.
+        let reservation = Reservation { node: self, group };
+        let (raft, sm) = self.build_group(group, logic).await?;
+        std::mem::forget(reservation);
+        self.write_groups().insert(
+            group,
+            Slot::Running(Arc::new(GroupEntry { raft: raft.clone() })),
+        );
+        Ok(RaftGroup {
+            group,
+            node: self.clone(),
+            raft,
+            sm,
+        })
+    }
+
+    async fn build_group<L: StateMachineLogic>(
+        &self,
+        group: GroupId,
+        logic: L,
+    ) -> Result<
+        (
+            Raft<TypeConfig, StateMachine<L>>,
+            Arc<crate::state_machine::Shared<L>>,
+        ),
+        Error,
+    > {
         let log_store = self.inner.db.group(group);
         let sm = StateMachine::new(logic, log_store.clone())?;
         let sm_shared = Arc::clone(&sm.shared);
@@ -236,21 +271,7 @@ impl RaftNode {
             group,
             detail: e.to_string(),
         })?;
-        {
-            let mut groups = self.write_groups();
-            if groups.contains_key(&group) {
-                drop(groups);
-                let _ = raft.shutdown().await;
-                return Err(Error::GroupExists(group));
-            }
-            groups.insert(group, Arc::new(GroupEntry { raft: raft.clone() }));
-        }
-        Ok(RaftGroup {
-            group,
-            node: self.clone(),
-            raft,
-            sm: sm_shared,
-        })
+        Ok((raft, sm_shared))
     }
 
     /// Handle an incoming RPC for `group` (what a gRPC server calls).
@@ -262,8 +283,8 @@ impl RaftNode {
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let svc = self.read_groups().get(&group).cloned();
         match svc {
-            Some(svc) => svc.handle(kind, payload),
-            None => Box::pin(async move {
+            Some(Slot::Running(svc)) => svc.handle(kind, payload),
+            Some(Slot::Starting) | None => Box::pin(async move {
                 Err(TransportError::Remote(format!(
                     "group {group} is not running here"
                 )))
@@ -273,7 +294,14 @@ impl RaftNode {
 
     /// Stop every group on this node.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<dyn GroupService>> = self.write_groups().drain().map(|(_, g)| g).collect();
+        let all: Vec<Arc<dyn GroupService>> = self
+            .write_groups()
+            .drain()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Running(g) => Some(g),
+                Slot::Starting => None,
+            })
+            .collect();
         for g in all {
             g.shutdown().await;
         }
@@ -281,6 +309,17 @@ impl RaftNode {
 
     fn remove_group(&self, group: GroupId) {
         self.write_groups().remove(&group);
+    }
+}
+
+struct Reservation<'a> {
+    node: &'a RaftNode,
+    group: GroupId,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.node.remove_group(self.group);
     }
 }
 
@@ -506,7 +545,8 @@ impl<L: StateMachineLogic> RaftGroup<L> {
 
     /// Stop this group on this node (its state stays in the store for a restart).
     pub async fn shutdown(&self) {
-        self.node.remove_group(self.group);
         let _ = self.raft.shutdown().await;
+        // Only now may the same group be started again on this node.
+        self.node.remove_group(self.group);
     }
 }

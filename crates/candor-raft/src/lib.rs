@@ -57,6 +57,7 @@ pub mod kv;
 pub mod log_store;
 mod network;
 mod state_machine;
+pub mod testing;
 mod types;
 
 pub use error::Error;

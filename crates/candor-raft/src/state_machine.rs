@@ -147,8 +147,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl<L: StateMachineLogic> StateMachine<L> {
-    /// Wrap `logic`, loading its marker. `store` keeps the group's snapshot copy.
-    pub(crate) fn new(logic: L, store: GroupLogStore) -> Result<Self, crate::Error> {
+    /// Wrap `logic`, loading its marker. `store` (the group's log store) keeps the
+    /// group's snapshot copy.
+    pub fn new(logic: L, store: GroupLogStore) -> Result<Self, crate::Error> {
         let applied = match logic
             .applied_marker()
             .map_err(|e| crate::Error::StateMachine(e.to_string()))?

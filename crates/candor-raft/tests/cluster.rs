@@ -1,0 +1,439 @@
+//! Cluster behaviour over the in-process network: elections, replication, failover,
+//! restarts from the store, many groups per node, and injected faults.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_raft::testing::AppendLog;
+use candor_raft::{
+    Error, FaultConfig, GroupId, InProcessNetwork, MemKv, NodeId, RaftGroup, ServerState,
+};
+use common::*;
+
+const G: GroupId = GroupId(1);
+
+fn payload(tag: &str, i: usize) -> Vec<u8> {
+    format!("{tag}-{i:05}").into_bytes()
+}
+
+/// Every acked payload sits exactly at its acked position; unknown ones appear at most once.
+fn check_acked(items: &[Vec<u8>], acked: &[(Vec<u8>, u64)], unknown: &[Vec<u8>]) {
+    for (data, pos) in acked {
+        let at = usize::try_from(*pos - 1).expect("position fits");
+        assert_eq!(
+            items.get(at),
+            Some(data),
+            "acknowledged write {} lost or moved",
+            String::from_utf8_lossy(data)
+        );
+        assert_eq!(items.iter().filter(|i| *i == data).count(), 1, "duplicate");
+    }
+    for data in unknown {
+        assert!(
+            items.iter().filter(|i| *i == data).count() <= 1,
+            "duplicate"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_writes_and_reads_back() {
+    let net = InProcessNetwork::new(seed(1));
+    let n = start_node(&net, 1, Arc::new(MemKv::new()));
+    let g = start_group(&n, G).await;
+    g.initialize(members(&[1])).await.expect("initialize");
+    assert_eq!(g.wait_for_leader(WAIT).await.expect("leader"), 1);
+
+    for i in 0..50 {
+        let resp = g.client_write(payload("w", i)).await.expect("write");
+        assert_eq!(AppendLog::position(&resp), Some(i as u64 + 1));
+    }
+    let items = linearizable_items(&g).await;
+    assert_eq!(items, (0..50).map(|i| payload("w", i)).collect::<Vec<_>>());
+
+    let m = g.metrics();
+    assert_eq!(m.leader, Some(1));
+    assert_eq!(m.state, ServerState::Leader);
+    assert!(m.current_term >= 1);
+    // 50 writes + the initial membership entry + the leader's blank entry.
+    assert_eq!(m.last_applied.map(|l| l.index), m.last_log_index);
+    assert!(m.last_log_index >= Some(51));
+    // Initializing again is a no-op.
+    g.initialize(members(&[1])).await.expect("re-initialize");
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_failover_keeps_committed_entries() {
+    let net = InProcessNetwork::new(seed(2));
+    let mut nodes: HashMap<NodeId, TestNode> = HashMap::new();
+    let mut groups: Vec<(NodeId, RaftGroup<AppendLog>)> = Vec::new();
+    for id in 1..=3 {
+        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        groups.push((id, start_group(&n, G).await));
+        nodes.insert(id, n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    let leader = wait_leader(&groups).await;
+
+    // Phase 1: concurrent writes through the first leader.
+    let mut acked = Vec::new();
+    let mut unknown = Vec::new();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let gs = groups.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..25 {
+                let data = payload(&format!("a{w}"), i);
+                out.push((data.clone(), write(&gs, data).await));
+            }
+            out
+        }));
+    }
+    for t in tasks {
+        for (data, o) in t.await.expect("writer") {
+            match o {
+                Outcome::Acked(p) => acked.push((data, p)),
+                Outcome::Unknown => unknown.push(data),
+            }
+        }
+    }
+    assert_eq!(
+        acked.len(),
+        200,
+        "no faults yet: every write is acknowledged"
+    );
+
+    // Crash the leader: unreachable, then stopped. Its store keeps only synced data.
+    net.unregister(leader);
+    let old = nodes.remove(&leader).expect("leader node");
+    old.node.shutdown().await;
+    let crashed_kv = Arc::new(old.kv.crash_copy());
+    drop(old);
+    groups.retain(|(id, _)| *id != leader);
+
+    let new_leader = wait_leader(&groups).await;
+    assert_ne!(new_leader, leader);
+
+    for i in 0..50 {
+        let data = payload("b", i);
+        match write(&groups, data.clone()).await {
+            Outcome::Acked(p) => acked.push((data, p)),
+            Outcome::Unknown => unknown.push(data),
+        }
+    }
+    let lg = &groups
+        .iter()
+        .find(|(id, _)| *id == new_leader)
+        .expect("leader")
+        .1;
+    let items = linearizable_items(lg).await;
+    check_acked(&items, &acked, &unknown);
+
+    // Restart the crashed node from what its disk kept: it recovers and catches up.
+    let restarted = start_node(&net, leader, crashed_kv);
+    let rg = start_group(&restarted, G).await;
+    let target = lg.metrics().last_applied.expect("applied").index;
+    let r_items = items_at(&rg, target).await;
+    assert_eq!(
+        &r_items[..items.len()],
+        &items[..],
+        "restarted replica diverged"
+    );
+
+    for (_, g) in &groups {
+        g.shutdown().await;
+    }
+    rg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_store_recovers_state() {
+    let net = InProcessNetwork::new(seed(3));
+    let kv = Arc::new(MemKv::new());
+    let n = start_node(&net, 1, Arc::clone(&kv));
+    let g = start_group(&n, G).await;
+    g.initialize(members(&[1])).await.expect("initialize");
+    g.wait_for_leader(WAIT).await.expect("leader");
+
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..20 {
+                let data = payload(&format!("r{w}"), i);
+                let resp = g.client_write(data.clone()).await.expect("write");
+                out.push((data, AppendLog::position(&resp).expect("position")));
+            }
+            out
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("writer"));
+    }
+    let term_before = g.metrics().current_term;
+
+    // Power cut: only synced writes survive; the state machine's buffered writes may not.
+    let crashed = Arc::new(kv.crash_copy());
+    n.node.shutdown().await;
+    drop(g);
+    drop(n);
+    net.unregister(1);
+
+    let n2 = start_node(&net, 1, crashed);
+    let g2 = start_group(&n2, G).await;
+    // Already initialized from the store: this must be a no-op.
+    g2.initialize(members(&[1]))
+        .await
+        .expect("initialize again");
+    g2.wait_for_leader(WAIT)
+        .await
+        .expect("leader after restart");
+    let items = linearizable_items(&g2).await;
+    assert_eq!(items.len(), acked.len());
+    check_acked(&items, &acked, &[]);
+    // The synced vote survived: the term never goes back.
+    assert!(
+        g2.metrics().current_term >= term_before,
+        "term went backwards"
+    );
+
+    // Clean restart: identical state, no re-application needed.
+    let clean = Arc::new(n2.kv.clean_copy());
+    n2.node.shutdown().await;
+    net.unregister(1);
+    let n3 = start_node(&net, 1, clean);
+    let g3 = start_group(&n3, G).await;
+    g3.wait_for_leader(WAIT)
+        .await
+        .expect("leader after clean restart");
+    assert_eq!(linearizable_items(&g3).await, items);
+    n3.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_groups_on_one_node() {
+    let net = InProcessNetwork::new(seed(4));
+    let n = start_node(&net, 1, Arc::new(MemKv::new()));
+    let mut gs = Vec::new();
+    for gid in 0..16u64 {
+        let g = start_group(&n, GroupId(100 + gid)).await;
+        g.initialize(members(&[1])).await.expect("initialize");
+        gs.push(g);
+    }
+    assert!(matches!(
+        n.node
+            .start_group(
+                GroupId(100),
+                AppendLog::open(Arc::new(MemKv::new()), b"x").expect("logic")
+            )
+            .await,
+        Err(Error::GroupExists(GroupId(100)))
+    ));
+    assert_eq!(n.node.group_ids().len(), 16);
+
+    let mut tasks = Vec::new();
+    for g in &gs {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            g.wait_for_leader(WAIT).await.expect("leader");
+            for i in 0..40 {
+                let data = payload(&format!("{}", g.id()), i);
+                let resp = g.client_write(data).await.expect("write");
+                assert_eq!(AppendLog::position(&resp), Some(i as u64 + 1));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("group writer");
+    }
+    for g in &gs {
+        let items = linearizable_items(g).await;
+        let want: Vec<Vec<u8>> = (0..40)
+            .map(|i| payload(&format!("{}", g.id()), i))
+            .collect();
+        assert_eq!(items, want, "group {} saw another group's data", g.id());
+        let m = g.metrics();
+        assert_eq!(m.leader, Some(1));
+        assert_eq!(m.group, g.id());
+    }
+    n.node.shutdown().await;
+    assert!(n.node.group_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_network_loses_no_acknowledged_write() {
+    let s = seed(5);
+    let net = InProcessNetwork::new(s);
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        groups.push((id, start_group(&n, G).await));
+        nodes.push(n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    wait_leader(&groups).await;
+
+    net.set_faults(FaultConfig {
+        drop_request: 0.05,
+        drop_response: 0.05,
+        min_delay: Duration::ZERO,
+        max_delay: Duration::from_millis(3),
+    });
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let gs = groups.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..30 {
+                let data = payload(&format!("f{w}"), i);
+                out.push((data.clone(), write(&gs, data).await));
+            }
+            out
+        }));
+    }
+    let (mut acked, mut unknown) = (Vec::new(), Vec::new());
+    for t in tasks {
+        for (data, o) in t.await.expect("writer") {
+            match o {
+                Outcome::Acked(p) => acked.push((data, p)),
+                Outcome::Unknown => unknown.push(data),
+            }
+        }
+    }
+    let stats = net.stats();
+    eprintln!(
+        "seed {s}: {stats:?}, acked {}, unknown {}",
+        acked.len(),
+        unknown.len()
+    );
+
+    // Heal and let every replica converge on the same history.
+    net.set_faults(FaultConfig::default());
+    let leader = wait_leader(&groups).await;
+    let lg = &groups
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    let items = linearizable_items(lg).await;
+    check_acked(&items, &acked, &unknown);
+    let applied = lg.metrics().last_applied.expect("applied").index;
+    for (id, g) in &groups {
+        let r = items_at(g, applied).await;
+        assert_eq!(
+            &r[..items.len()],
+            &items[..],
+            "replica {id} diverged (seed {s})"
+        );
+    }
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_cannot_acknowledge_writes() {
+    let s = seed(6);
+    let net = InProcessNetwork::new(s);
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        groups.push((id, start_group(&n, G).await));
+        nodes.push(n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    let old = wait_leader(&groups).await;
+    let old_g = groups
+        .iter()
+        .find(|(id, _)| *id == old)
+        .expect("old")
+        .1
+        .clone();
+    assert!(matches!(
+        write(&groups, b"before".to_vec()).await,
+        Outcome::Acked(1)
+    ));
+
+    net.isolate(old);
+    // The minority side must not acknowledge anything.
+    let stale = tokio::time::timeout(
+        Duration::from_secs(2),
+        old_g.client_write(b"split".to_vec()),
+    )
+    .await;
+    assert!(
+        !matches!(stale, Ok(Ok(_))),
+        "isolated leader acknowledged a write"
+    );
+
+    let majority: Vec<(NodeId, RaftGroup<AppendLog>)> = groups
+        .iter()
+        .filter(|(id, _)| *id != old)
+        .cloned()
+        .collect();
+    let new = wait_leader(&majority).await;
+    assert_ne!(new, old);
+    let mut acked = vec![(b"before".to_vec(), 1)];
+    for i in 0..10 {
+        let data = payload("m", i);
+        if let Outcome::Acked(p) = write(&majority, data.clone()).await {
+            acked.push((data, p));
+        }
+    }
+
+    net.heal();
+    // Wait until the deposed leader has heard of the new term.
+    let new_term = majority
+        .iter()
+        .map(|(_, g)| g.metrics().current_term)
+        .max()
+        .expect("term");
+    tokio::time::timeout(WAIT, async {
+        while old_g.metrics().current_term < new_term {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("old leader learns the new term");
+    let all_ids: HashSet<NodeId> = groups.iter().map(|(id, _)| *id).collect();
+    assert_eq!(all_ids.len(), 3);
+    let leader = wait_leader(&groups).await;
+    let lg = &groups
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    let items = linearizable_items(lg).await;
+    check_acked(&items, &acked, &[b"split".to_vec()]);
+    let applied = lg.metrics().last_applied.expect("applied").index;
+    let old_items = items_at(&old_g, applied).await;
+    assert_eq!(
+        &old_items[..items.len()],
+        &items[..],
+        "old leader did not converge"
+    );
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}
