@@ -151,6 +151,7 @@ pub fn run_conformance<F: StoreFactory>(mut factory: F) {
     batch_ops_apply_in_order(&factory.create());
     delete_and_delete_range(&factory.create());
     binary_keys(&factory.create());
+    long_keys_in_reads(&factory.create());
     scan_order_bounds_limits(&factory.create());
     get_le_edge_cases(&factory.create());
     limits_reject_whole_batch(&factory.create());
@@ -448,6 +449,68 @@ pub fn binary_keys<S: Store>(s: &S) {
     for k in &ks {
         assert!(s.get(Space::Values, k).unwrap().is_some());
     }
+}
+
+/// Reads accept keys and bounds of any length (longer than any storable key) and answer
+/// them exactly.
+pub fn long_keys_in_reads<S: Store>(s: &S) {
+    let max = s.limits().max_key_bytes;
+    let mut b = WriteBatch::new();
+    b.put(Space::Tree, vec![0xFF; max], b"top")
+        .put(Space::Tree, vec![0x00; max], b"bottom")
+        .put(Space::Tree, b"\x80", b"mid");
+    s.write(&b, Durability::Buffered).unwrap();
+    let huge_ff = vec![0xFF; 70_000];
+    let huge_00 = vec![0x00; 70_000];
+    assert_eq!(s.get(Space::Tree, &huge_ff).unwrap(), None);
+    assert_eq!(
+        s.get_le(Space::Tree, &huge_ff, b"").unwrap(),
+        Some((vec![0xFF; max], v("top")))
+    );
+    assert_eq!(s.get_le(Space::Tree, &huge_ff, &huge_ff).unwrap(), None);
+    assert_eq!(
+        s.get_le(Space::Tree, &huge_00, b"").unwrap(),
+        Some((vec![0x00; max], v("bottom")))
+    );
+    let scan = |r: KeyRange, d: Direction| keys(&s.scan(Space::Tree, &r, d, 10).unwrap());
+    assert_eq!(
+        scan(KeyRange::at_least(huge_00.clone()), Direction::Forward),
+        vec![vec![0x80], vec![0xFF; max]]
+    );
+    assert_eq!(
+        scan(KeyRange::below(huge_ff.clone()), Direction::Reverse),
+        vec![vec![0xFF; max], vec![0x80], vec![0x00; max]]
+    );
+    assert_eq!(
+        scan(
+            KeyRange::inclusive(huge_00.clone(), huge_ff.clone()),
+            Direction::Forward
+        )
+        .len(),
+        2
+    );
+    assert!(scan(KeyRange::prefix(&huge_ff), Direction::Forward).is_empty());
+    assert_eq!(
+        scan(KeyRange::prefix(&huge_00[..max]), Direction::Forward),
+        vec![vec![0x00; max]]
+    );
+    // Range-delete bounds, unlike read bounds, are checked against the key limit.
+    let mut b = WriteBatch::new();
+    b.delete_range(Space::Tree, KeyRange::at_least(huge_00));
+    assert!(matches!(
+        s.write(&b, Durability::Buffered),
+        Err(StoreError::TooLarge {
+            what: SizeKind::Key,
+            ..
+        })
+    ));
+    let mut b = WriteBatch::new();
+    b.delete_range(Space::Tree, KeyRange::at_least(vec![0x01]));
+    s.write(&b, Durability::Buffered).unwrap();
+    assert_eq!(
+        scan(KeyRange::all(), Direction::Forward),
+        vec![vec![0x00; max]]
+    );
 }
 
 fn model_scan(

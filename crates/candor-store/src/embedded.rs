@@ -54,7 +54,8 @@ pub struct FjallConfig {
     pub lz4: bool,
     /// Background flush/compaction threads (at least 1). Default: min(cores, 2).
     pub worker_threads: usize,
-    /// Limits enforced on writes. Default [`Limits::PORTABLE`].
+    /// Limits enforced on writes. Default [`Limits::PORTABLE`]. Capped at fjall's own
+    /// (key 65,535 B, value 4 GiB).
     pub limits: Limits,
 }
 
@@ -157,11 +158,14 @@ impl FjallStore {
                 .iter()
                 .all(|s| spaces[s.index()].name().as_ref() == s.name())
         );
+        let mut limits = config.limits;
+        limits.max_key_bytes = limits.max_key_bytes.min(FJALL_MAX_KEY);
+        limits.max_value_bytes = limits.max_value_bytes.min(u32::MAX as usize);
         Ok(FjallStore {
             db,
             spaces,
             write_lock: Mutex::new(()),
-            limits: config.limits,
+            limits,
             path,
         })
     }
@@ -218,31 +222,46 @@ impl FjallStore {
     }
 }
 
-/// A [`KeyRange`] as fjall wants it (a `RangeBounds<K>` with one unambiguous `K`).
+/// fjall's key length limit; longer keys cannot be stored, and fjall asserts (panics)
+/// when it meets one, even in a read. Reads clamp their bounds to it (exactly, see
+/// [`Bounds::of`]), writes are capped by [`Limits`].
+const FJALL_MAX_KEY: usize = u16::MAX as usize;
+
+/// A [`KeyRange`] as fjall wants it: a `RangeBounds<K>` with one unambiguous `K`, and no
+/// bound longer than [`FJALL_MAX_KEY`].
 struct Bounds<'a> {
-    start: &'a [u8],
-    end: Option<&'a [u8]>,
+    start: std::ops::Bound<&'a [u8]>,
+    end: std::ops::Bound<&'a [u8]>,
 }
 
 impl<'a> Bounds<'a> {
+    /// For stored keys `x` (at most `M` = [`FJALL_MAX_KEY`] bytes) and a bound `b` longer
+    /// than `M`, with `b' = b[..M]`: `x >= b` iff `x > b'`, and `x < b` iff `x <= b'`.
+    /// So long bounds are replaced exactly by their truncations with the other inclusivity.
     fn of(r: &'a KeyRange) -> Self {
-        Bounds {
-            start: r.start(),
-            end: r.end(),
-        }
+        use std::ops::Bound;
+        let s = r.start();
+        let start = if s.len() > FJALL_MAX_KEY {
+            Bound::Excluded(&s[..FJALL_MAX_KEY])
+        } else {
+            Bound::Included(s)
+        };
+        let end = match r.end() {
+            None => Bound::Unbounded,
+            Some(e) if e.len() > FJALL_MAX_KEY => Bound::Included(&e[..FJALL_MAX_KEY]),
+            Some(e) => Bound::Excluded(e),
+        };
+        Bounds { start, end }
     }
 }
 
 impl<'a> std::ops::RangeBounds<&'a [u8]> for Bounds<'a> {
     fn start_bound(&self) -> std::ops::Bound<&&'a [u8]> {
-        std::ops::Bound::Included(&self.start)
+        self.start.as_ref()
     }
 
     fn end_bound(&self) -> std::ops::Bound<&&'a [u8]> {
-        match &self.end {
-            Some(e) => std::ops::Bound::Excluded(e),
-            None => std::ops::Bound::Unbounded,
-        }
+        self.end.as_ref()
     }
 }
 
@@ -280,7 +299,7 @@ fn scan_snap(
 }
 
 fn get_snap(snap: &fjall::Snapshot, ks: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    if key.is_empty() {
+    if key.is_empty() || key.len() > FJALL_MAX_KEY {
         return Ok(None);
     }
     Ok(snap.get(ks, key).map_err(map_err)?.map(|v| v.to_vec()))
@@ -295,7 +314,8 @@ fn get_le_snap(
     if floor > key {
         return Ok(None);
     }
-    match snap.range(ks, floor..=key).next_back() {
+    let range = KeyRange::inclusive(floor, key);
+    match snap.range(ks, Bounds::of(&range)).next_back() {
         None => Ok(None),
         Some(g) => {
             let (k, v) = g.into_inner().map_err(map_err)?;

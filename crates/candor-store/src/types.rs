@@ -518,3 +518,128 @@ impl WriteBatch {
         Ok(chunks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::ops::Bound;
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(1), Just(0xFE), Just(0xFF)],
+            0..5,
+        )
+    }
+
+    fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
+        prop_oneof![
+            key().prop_map(Bound::Included),
+            key().prop_map(Bound::Excluded),
+            Just(Bound::Unbounded),
+        ]
+    }
+
+    fn std_contains(s: &Bound<Vec<u8>>, e: &Bound<Vec<u8>>, k: &[u8]) -> bool {
+        let lo = match s {
+            Bound::Included(s) => k >= s.as_slice(),
+            Bound::Excluded(s) => k > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let hi = match e {
+            Bound::Included(e) => k <= e.as_slice(),
+            Bound::Excluded(e) => k < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        lo && hi
+    }
+
+    proptest! {
+        /// Normalising any std bounds to `[start, end)` keeps exactly the same keys, and
+        /// `is_empty` is exact.
+        #[test]
+        fn from_bounds_is_exact(s in bound(), e in bound(), ks in proptest::collection::vec(key(), 0..40)) {
+            let r = KeyRange::from_bounds(
+                s.as_ref().map(Vec::as_slice),
+                e.as_ref().map(Vec::as_slice),
+            );
+            for k in ks.iter().filter(|k| !k.is_empty()) {
+                prop_assert_eq!(r.contains(k), std_contains(&s, &e, k), "key {:?} in {:?}", k, r);
+                if r.contains(k) {
+                    prop_assert!(!r.is_empty());
+                }
+            }
+        }
+
+        /// A prefix range holds exactly the keys with that prefix.
+        #[test]
+        fn prefix_range_is_exact(p in key(), k in key()) {
+            prop_assert_eq!(KeyRange::prefix(&p).contains(&k), k.starts_with(&p));
+        }
+
+        /// `after`/`before` split a range around a key with nothing lost or repeated.
+        #[test]
+        fn after_before_partition(s in bound(), e in bound(), pivot in key(), k in key()) {
+            let r = KeyRange::from_bounds(s.as_ref().map(Vec::as_slice), e.as_ref().map(Vec::as_slice));
+            if r.contains(&pivot) {
+                let a = r.after(&pivot);
+                let b = r.before(&pivot);
+                let in_r = r.contains(&k);
+                let n = usize::from(a.contains(&k)) + usize::from(b.contains(&k)) + usize::from(k == pivot);
+                prop_assert_eq!(n, usize::from(in_r));
+            }
+        }
+
+        /// `split` keeps every operation in order and each chunk within the limit.
+        #[test]
+        fn split_keeps_order_and_limits(sizes in proptest::collection::vec(0usize..3000, 0..200), max in 3100usize..20_000) {
+            let limits = Limits { max_key_bytes: 100, max_value_bytes: 3000, max_batch_bytes: max };
+            let mut b = WriteBatch::new();
+            for (i, n) in sizes.iter().enumerate() {
+                b.put(Space::Tree, (i as u32).to_be_bytes(), vec![0u8; *n]);
+            }
+            let ops = b.ops().to_vec();
+            let chunks = b.split(&limits).unwrap();
+            for c in &chunks {
+                prop_assert!(!c.is_empty());
+                prop_assert!(c.validate(&limits).is_ok());
+            }
+            // Greedy: no chunk's first op would have fitted in the previous chunk.
+            for w in chunks.windows(2) {
+                prop_assert!(w[0].cost() + w[1].ops()[0].cost() > limits.max_batch_bytes);
+            }
+            let flat: Vec<Op> = chunks.into_iter().flat_map(WriteBatch::into_ops).collect();
+            prop_assert_eq!(flat, ops);
+        }
+    }
+
+    #[test]
+    fn prefix_end_edges() {
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\x00"), Some(b"\x01".to_vec()));
+    }
+
+    #[test]
+    fn space_tags_round_trip() {
+        for (i, s) in Space::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i);
+            assert_eq!(Space::from_tag(s.tag()), Some(s));
+        }
+        assert_eq!(Space::from_tag(0), None);
+    }
+
+    #[test]
+    fn oversized_single_op_fails_split() {
+        let mut b = WriteBatch::new();
+        b.put(Space::Meta, b"k", vec![0u8; 200_000]);
+        assert!(matches!(
+            b.split(&Limits::PORTABLE),
+            Err(StoreError::TooLarge {
+                what: SizeKind::Value,
+                ..
+            })
+        ));
+    }
+}
