@@ -60,7 +60,7 @@ pub fn range_root<N: LogNodes>(nodes: &N, start: u64, end: u64) -> Result<Digest
     if n == 0 {
         return Ok(ZERO);
     }
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return nodes.perfect(n.trailing_zeros(), start / n);
     }
     let k = largest_pow2_below(n);
@@ -70,7 +70,13 @@ pub fn range_root<N: LogNodes>(nodes: &N, start: u64, end: u64) -> Result<Digest
 }
 
 /// RFC 6962 `PATH(m, D[start..end])`.
-fn path<N: LogNodes>(nodes: &N, m: u64, start: u64, end: u64, out: &mut Vec<Digest>) -> Result<(), N::Error> {
+fn path<N: LogNodes>(
+    nodes: &N,
+    m: u64,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Digest>,
+) -> Result<(), N::Error> {
     let n = end - start;
     if n <= 1 {
         return Ok(());
@@ -145,7 +151,11 @@ fn decode_path(r: &mut Reader<'_>) -> Result<Vec<Digest>> {
 }
 
 impl InclusionProof {
-    pub fn generate<N: LogNodes>(nodes: &N, leaf_index: u64, tree_size: u64) -> Result<Self, N::Error> {
+    pub fn generate<N: LogNodes>(
+        nodes: &N,
+        leaf_index: u64,
+        tree_size: u64,
+    ) -> Result<Self, N::Error> {
         assert!(leaf_index < tree_size, "leaf index beyond the log");
         let mut p = Vec::new();
         path(nodes, leaf_index, 0, tree_size, &mut p)?;
@@ -256,7 +266,9 @@ impl ConsistencyProof {
                 return Err(CoreError::NonCanonical("consistency path must be empty"));
             }
             if first == second && first_root != second_root {
-                return Err(CoreError::Inconsistent("same log size, different roots".into()));
+                return Err(CoreError::Inconsistent(
+                    "same log size, different roots".into(),
+                ));
             }
             return Ok(());
         }
@@ -305,17 +317,73 @@ impl ConsistencyProof {
     }
 }
 
-/// Checks that `new` extends `old`: same namespace and configuration,
-/// timestamps never go back, and `proof` shows `old`'s log is a prefix of
-/// `new`'s. Two different heads for one epoch are equivocation. Both heads'
-/// signatures must already be verified.
-pub fn verify_head_extension(old: &SignedHead, new: &SignedHead, proof: &ConsistencyProof) -> Result<()> {
+/// Proof that a newer head extends an older one: the old log is a prefix of
+/// the new log (consistency), and the old head's own entry (epoch, timestamp,
+/// map root) is leaf `old.epoch - 1` of the new log (inclusion). The second
+/// part binds the map root the client used to the log everyone else sees.
+///
+/// Encoding: `consistency proof || inclusion proof` (each as defined above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadExtensionProof {
+    pub consistency: ConsistencyProof,
+    pub inclusion: InclusionProof,
+}
+
+impl HeadExtensionProof {
+    pub fn generate<N: LogNodes>(
+        nodes: &N,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Self, N::Error> {
+        Ok(HeadExtensionProof {
+            consistency: ConsistencyProof::generate(nodes, old_size, new_size)?,
+            inclusion: InclusionProof::generate(nodes, old_size - 1, new_size)?,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.consistency.encode();
+        v.extend_from_slice(&self.inclusion.encode());
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "head extension proof");
+        let consistency = ConsistencyProof {
+            first: r.u64()?,
+            second: r.u64()?,
+            path: decode_path(&mut r)?,
+        };
+        let inclusion = InclusionProof {
+            leaf_index: r.u64()?,
+            tree_size: r.u64()?,
+            path: decode_path(&mut r)?,
+        };
+        r.finish()?;
+        Ok(HeadExtensionProof {
+            consistency,
+            inclusion,
+        })
+    }
+}
+
+/// Checks that `new` extends `old`: same namespace, timestamps never go back,
+/// `old`'s log is a prefix of `new`'s and `old`'s entry is in `new`'s log. Two
+/// different heads for one epoch are equivocation. Both heads' signatures must
+/// already be verified.
+pub fn verify_head_extension(
+    old: &SignedHead,
+    new: &SignedHead,
+    proof: &HeadExtensionProof,
+) -> Result<()> {
     let (o, n) = (&old.head, &new.head);
     if o.namespace != n.namespace {
         return Err(CoreError::Context("heads of different namespaces".into()));
     }
     if n.epoch < o.epoch {
-        return Err(CoreError::InvalidArgument("new head is older than the old one".into()));
+        return Err(CoreError::InvalidArgument(
+            "new head is older than the old one".into(),
+        ));
     }
     if n.epoch == o.epoch {
         if o != n {
@@ -332,10 +400,35 @@ pub fn verify_head_extension(old: &SignedHead, new: &SignedHead, proof: &Consist
             n.epoch, o.epoch
         )));
     }
-    if proof.first != o.log_size || proof.second != n.log_size {
-        return Err(CoreError::Context("consistency proof is for other log sizes".into()));
+    let (c, i) = (&proof.consistency, &proof.inclusion);
+    if c.first != o.log_size
+        || c.second != n.log_size
+        || i.leaf_index != o.epoch - 1
+        || i.tree_size != n.log_size
+    {
+        return Err(CoreError::Context(
+            "extension proof is for other log sizes".into(),
+        ));
     }
-    proof.verify(&o.log_root, &n.log_root)
+    c.verify(&o.log_root, &n.log_root)?;
+    i.verify(&EntryOf::leaf(o), &n.log_root).map_err(|_| {
+        CoreError::Inconsistent(format!(
+            "epoch {} head is not in the log of epoch {}",
+            o.epoch, n.epoch
+        ))
+    })
+}
+
+struct EntryOf;
+impl EntryOf {
+    fn leaf(h: &crate::signed::EpochHead) -> Digest {
+        EpochEntry {
+            epoch: h.epoch,
+            timestamp_ms: h.timestamp_ms,
+            map_root: h.map_root,
+        }
+        .leaf_hash()
+    }
 }
 
 /// An in-memory epoch log (reference implementation, also fine for tests and
@@ -372,7 +465,7 @@ impl MemoryLog {
             let i = self.levels[level].len() as u64;
             self.levels[level].push(h);
             created.push((level as u32, i, h));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 break;
             }
             h = log_node(&self.levels[level][i as usize - 1], &h);

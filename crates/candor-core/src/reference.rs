@@ -42,7 +42,13 @@ impl ReferenceMap {
 
     /// Adds the next version of the label at `index` with `value`, using
     /// `nonce` as the opening (`None` draws a random one). Returns the leaf.
-    pub fn publish(&mut self, index: Index, label: &[u8], value: &[u8], nonce: Option<[u8; 32]>) -> Leaf {
+    pub fn publish(
+        &mut self,
+        index: Index,
+        label: &[u8],
+        value: &[u8],
+        nonce: Option<[u8; 32]>,
+    ) -> Leaf {
         let nonce = nonce.unwrap_or_else(random_nonce);
         let versions = self.labels.entry(index).or_default();
         let version = versions.len() as u64 + 1;
@@ -171,7 +177,10 @@ impl ReferenceMap {
             if versions.len() > before {
                 changes.push(LabelChange {
                     index: *index,
-                    commitments: versions[before..].iter().map(|v| v.leaf.commitment).collect(),
+                    commitments: versions[before..]
+                        .iter()
+                        .map(|v| v.leaf.commitment)
+                        .collect(),
                 });
             }
         }

@@ -77,7 +77,11 @@ impl SigningKeyPair {
 
 impl std::fmt::Debug for SigningKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKeyPair(public={})", hex::encode(self.public_key().0))
+        write!(
+            f,
+            "SigningKeyPair(public={})",
+            hex::encode(self.public_key().0)
+        )
     }
 }
 
@@ -412,7 +416,13 @@ impl Cosignature {
     pub fn create(head: &EpochHead, key: &SigningKeyPair, timestamp_ms: u64) -> Self {
         let auditor_key = key.public_key();
         let digest = head.digest();
-        let msg = Self::message(&head.namespace, &auditor_key, head.epoch, &digest, timestamp_ms);
+        let msg = Self::message(
+            &head.namespace,
+            &auditor_key,
+            head.epoch,
+            &digest,
+            timestamp_ms,
+        );
         Cosignature {
             namespace: head.namespace.clone(),
             auditor_key,

@@ -122,7 +122,7 @@ impl AuditProof {
                 what: "audit proof (new root)",
             });
         }
-        verified.sort_by(|a, b| a.index.cmp(&b.index));
+        verified.sort_by_key(|a| a.index);
         Ok(verified)
     }
 }
@@ -181,12 +181,19 @@ fn split(changes: &[LabelChange], depth: usize) -> (&[LabelChange], &[LabelChang
 
 /// Checks the pruned old tree is canonical and exactly covers the paths of
 /// `changes` (which all lie under this node), and returns its hash.
-fn check_old(n: &PrunedNode, depth: usize, prefix: &Index, changes: &[LabelChange]) -> Result<Digest> {
+fn check_old(
+    n: &PrunedNode,
+    depth: usize,
+    prefix: &Index,
+    changes: &[LabelChange],
+) -> Result<Digest> {
     match n {
         PrunedNode::Empty => Ok(ZERO),
         PrunedNode::Opaque(h) => {
             if !changes.is_empty() {
-                return Err(CoreError::NonCanonical("a changed label's path ends in an opaque node"));
+                return Err(CoreError::NonCanonical(
+                    "a changed label's path ends in an opaque node",
+                ));
             }
             if *h == ZERO {
                 return Err(CoreError::NonCanonical("opaque empty subtree"));
@@ -205,13 +212,18 @@ fn check_old(n: &PrunedNode, depth: usize, prefix: &Index, changes: &[LabelChang
         }
         PrunedNode::Interior(left, right) => {
             if changes.is_empty() {
-                return Err(CoreError::NonCanonical("expanded node off every changed path"));
+                return Err(CoreError::NonCanonical(
+                    "expanded node off every changed path",
+                ));
             }
             let lone = |a: &PrunedNode, b: &PrunedNode| {
-                matches!(a, PrunedNode::Empty) && matches!(b, PrunedNode::Empty | PrunedNode::Leaf(_))
+                matches!(a, PrunedNode::Empty)
+                    && matches!(b, PrunedNode::Empty | PrunedNode::Leaf(_))
             };
             if lone(left, right) || lone(right, left) {
-                return Err(CoreError::NonCanonical("interior node that should be lifted"));
+                return Err(CoreError::NonCanonical(
+                    "interior node that should be lifted",
+                ));
             }
             let (lc, rc) = split(changes, depth);
             let lh = check_old(left, depth + 1, prefix, lc)?;

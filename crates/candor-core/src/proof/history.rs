@@ -58,7 +58,8 @@ impl VerifiedHistory {
 
 impl HistoryProof {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(128 + 80 * self.versions.len() + 32 * self.siblings.len());
+        let mut w =
+            Writer::with_capacity(128 + 80 * self.versions.len() + 32 * self.siblings.len());
         w.raw(self.vrf_proof.as_bytes());
         w.u32(self.versions.len() as u32);
         for o in &self.versions {
@@ -114,11 +115,20 @@ impl HistoryProof {
 
     /// Verifies every version of `label` and that the last one is the
     /// label's leaf in the map at `root`.
-    pub fn verify(&self, vrf_key: &VrfPublicKey, label: &[u8], root: &Digest) -> Result<VerifiedHistory> {
+    pub fn verify(
+        &self,
+        vrf_key: &VrfPublicKey,
+        label: &[u8],
+        root: &Digest,
+    ) -> Result<VerifiedHistory> {
         if self.versions.is_empty() {
             let terminal = match &self.absence {
                 Some(t @ (Terminal::AbsentEmpty | Terminal::AbsentLeaf(_))) => t.clone(),
-                _ => return Err(CoreError::NonCanonical("empty history without absence proof")),
+                _ => {
+                    return Err(CoreError::NonCanonical(
+                        "empty history without absence proof",
+                    ));
+                }
             };
             let lp = LookupProof {
                 vrf_proof: self.vrf_proof,
@@ -155,7 +165,9 @@ impl HistoryProof {
         }
         let computed = fold_path(&index, prev, true, &self.siblings)?;
         if computed != *root {
-            return Err(CoreError::RootMismatch { what: "history proof" });
+            return Err(CoreError::RootMismatch {
+                what: "history proof",
+            });
         }
         Ok(VerifiedHistory {
             index,

@@ -113,7 +113,12 @@ impl LookupProof {
             },
             2 => Terminal::AbsentEmpty,
             3 => Terminal::AbsentLeaf(Leaf::decode(r)?),
-            t => return Err(decode_err("lookup proof", format!("unknown terminal tag {t}"))),
+            t => {
+                return Err(decode_err(
+                    "lookup proof",
+                    format!("unknown terminal tag {t}"),
+                ));
+            }
         };
         let siblings = decode_siblings(r)?;
         Ok(LookupProof {
@@ -130,7 +135,12 @@ impl LookupProof {
     ///    opening), zero for an empty subtree, or the other leaf's hash, whose
     ///    index must differ from `index` yet share its first `depth` bits.
     /// 3. Fold the siblings up to the root and compare with `root`.
-    pub fn verify(&self, vrf_key: &VrfPublicKey, label: &[u8], root: &Digest) -> Result<VerifiedLookup> {
+    pub fn verify(
+        &self,
+        vrf_key: &VrfPublicKey,
+        label: &[u8],
+        root: &Digest,
+    ) -> Result<VerifiedLookup> {
         let index = vrf_key.verify(label, &self.vrf_proof)?.index();
         let depth = self.siblings.len();
         let (terminal, is_leaf, entry) = match &self.terminal {
@@ -168,7 +178,9 @@ impl LookupProof {
         };
         let computed = fold_path(&index, terminal, is_leaf, &self.siblings)?;
         if computed != *root {
-            return Err(CoreError::RootMismatch { what: "lookup proof" });
+            return Err(CoreError::RootMismatch {
+                what: "lookup proof",
+            });
         }
         Ok(VerifiedLookup { index, entry })
     }
@@ -179,8 +191,12 @@ pub(crate) fn check_link(version: u64, prev: &Digest) -> Result<()> {
     match (version, *prev == ZERO) {
         (0, _) => Err(CoreError::VersionChain("version 0".into())),
         (1, true) => Ok(()),
-        (1, false) => Err(CoreError::VersionChain("version 1 must link to zero".into())),
-        (_, true) => Err(CoreError::VersionChain(format!("version {version} links to zero"))),
+        (1, false) => Err(CoreError::VersionChain(
+            "version 1 must link to zero".into(),
+        )),
+        (_, true) => Err(CoreError::VersionChain(format!(
+            "version {version} links to zero"
+        ))),
         _ => Ok(()),
     }
 }
