@@ -469,6 +469,10 @@ pub fn long_keys_in_reads<S: Store>(s: &S) {
     );
     assert_eq!(s.get_le(Space::Tree, &huge_ff, &huge_ff).unwrap(), None);
     assert_eq!(
+        s.get_le(Space::Tree, b"\xfe", &huge_00).unwrap(),
+        Some((vec![0x80], v("mid")))
+    );
+    assert_eq!(
         s.get_le(Space::Tree, &huge_00, b"").unwrap(),
         Some((vec![0x00; max], v("bottom")))
     );

@@ -314,8 +314,14 @@ fn get_le_snap(
     if floor > key {
         return Ok(None);
     }
-    let range = KeyRange::inclusive(floor, key);
-    match snap.range(ks, Bounds::of(&range)).next_back() {
+    let last = if key.len() <= FJALL_MAX_KEY && floor.len() <= FJALL_MAX_KEY {
+        // The hot path (versioned tree reads): no allocation.
+        snap.range(ks, floor..=key).next_back()
+    } else {
+        let range = KeyRange::inclusive(floor, key);
+        snap.range(ks, Bounds::of(&range)).next_back()
+    };
+    match last {
         None => Ok(None),
         Some(g) => {
             let (k, v) = g.into_inner().map_err(map_err)?;

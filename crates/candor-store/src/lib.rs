@@ -86,3 +86,8 @@ pub use types::{
     Direction, Durability, KeyRange, KeyValue, Limits, OP_OVERHEAD_BYTES, Op, Space, WriteBatch,
     prefix_end, successor,
 };
+
+/// `use candor_store::prelude::*;` brings the traits into scope (their methods need it).
+pub mod prelude {
+    pub use crate::{Durability, KeyRange, ReadView, Space, Store, WriteBatch};
+}
