@@ -1,0 +1,376 @@
+//! The epoch log persisted in space `EpochLog`.
+
+use std::sync::{Arc, Mutex};
+
+use candor_core::hash::log_node;
+use candor_core::log::{ConsistencyProof, EpochEntry, InclusionProof, LogNodes, range_root};
+use candor_core::signed::SignedHead;
+use candor_core::{Digest, ZERO};
+use candor_store::{Durability, Space, Store, WriteBatch};
+
+use crate::error::{Result, TreeError, corrupt, invalid};
+use crate::view::{Forest, MapView};
+
+const HEAD: u8 = b'H';
+const NODE: u8 = b'N';
+const REVS: u8 = b'V';
+const LATEST: &[u8] = b"L";
+const SHARDS: &[u8] = b"C";
+/// Shards per revision-vector chunk: 4096 × 8 bytes = 32 KiB per value.
+const CHUNK: usize = 4096;
+
+fn head_key(epoch: u64) -> Vec<u8> {
+    let mut k = vec![HEAD];
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+fn node_key(level: u32, i: u64) -> Vec<u8> {
+    let mut k = vec![NODE, level as u8];
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn revs_prefix(chunk: usize) -> Vec<u8> {
+    let mut k = vec![REVS];
+    k.extend_from_slice(&(chunk as u16).to_be_bytes());
+    k
+}
+
+fn revs_key(chunk: usize, epoch: u64) -> Vec<u8> {
+    let mut k = revs_prefix(chunk);
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+struct State {
+    latest: u64,
+    /// Shard count of the revision vectors (0 before the first append).
+    shards: usize,
+    /// The revision vector of the latest epoch.
+    last_revisions: Vec<u64>,
+}
+
+/// The append-only epoch log: one signed head per epoch, the log's perfect
+/// subtree roots (for inclusion and consistency proofs) and the revision of
+/// every shard each epoch covers.
+///
+/// Key layout (space `EpochLog`): `H | epoch_be64` → signed head;
+/// `N | level u8 | i_be64` → perfect subtree root; `V | chunk u16 |
+/// epoch_be64` → revisions of shards `chunk·4096 ..` as `u64be` each, written
+/// only when that chunk changed (read back with a seek-for-prev); `L` →
+/// latest epoch, written last; `C` → shard count.
+///
+/// One writer (the sequencer leader) appends; any number of readers.
+#[derive(Clone)]
+pub struct EpochLogStore {
+    store: Arc<dyn Store>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for EpochLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochLogStore").finish_non_exhaustive()
+    }
+}
+
+struct Reader<'a>(&'a dyn Store);
+
+impl LogNodes for Reader<'_> {
+    type Error = TreeError;
+    fn perfect(&self, level: u32, i: u64) -> Result<Digest> {
+        match self.0.get(Space::EpochLog, &node_key(level, i))? {
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("epoch log node of unexpected size")),
+            None => Err(corrupt(format!("epoch log node ({level}, {i}) is missing"))),
+        }
+    }
+}
+
+/// Stored nodes plus the ones an append would add.
+struct Overlay<'a> {
+    base: Reader<'a>,
+    new: &'a [(u32, u64, Digest)],
+}
+
+impl LogNodes for Overlay<'_> {
+    type Error = TreeError;
+    fn perfect(&self, level: u32, i: u64) -> Result<Digest> {
+        if let Some(n) = self.new.iter().find(|n| n.0 == level && n.1 == i) {
+            return Ok(n.2);
+        }
+        self.base.perfect(level, i)
+    }
+}
+
+impl EpochLogStore {
+    pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let latest = match store.get(Space::EpochLog, LATEST)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("latest epoch record of unexpected size"))?,
+            ),
+            None => 0,
+        };
+        let shards = match store.get(Space::EpochLog, SHARDS)? {
+            Some(v) => u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("shard count record of unexpected size"))?,
+            ) as usize,
+            None => 0,
+        };
+        let me = EpochLogStore {
+            store,
+            state: Arc::new(Mutex::new(State {
+                latest,
+                shards,
+                last_revisions: Vec::new(),
+            })),
+        };
+        if latest > 0 {
+            let revs = me.read_revisions(latest, shards)?;
+            me.lock().last_revisions = revs;
+        }
+        Ok(me)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of epochs in the log (= the latest epoch number).
+    pub fn latest_epoch(&self) -> u64 {
+        self.lock().latest
+    }
+
+    /// The signed head of the latest epoch.
+    pub fn latest(&self) -> Result<Option<SignedHead>> {
+        let e = self.latest_epoch();
+        if e == 0 { Ok(None) } else { self.head(e) }
+    }
+
+    /// The signed head of `epoch`.
+    pub fn head(&self, epoch: u64) -> Result<Option<SignedHead>> {
+        match self.store.get(Space::EpochLog, &head_key(epoch))? {
+            Some(v) => Ok(Some(
+                SignedHead::decode(&v).map_err(|e| corrupt(format!("stored head: {e}")))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// New perfect nodes if `leaf` is appended as entry `n` (0-based).
+    fn new_nodes(&self, n: u64, leaf: Digest) -> Result<Vec<(u32, u64, Digest)>> {
+        let r = Reader(&*self.store);
+        let mut out = vec![(0u32, n, leaf)];
+        let (mut level, mut i, mut h) = (0u32, n, leaf);
+        while i % 2 == 1 {
+            let left = r.perfect(level, i - 1)?;
+            h = log_node(&left, &h);
+            level += 1;
+            i /= 2;
+            out.push((level, i, h));
+        }
+        Ok(out)
+    }
+
+    /// The log size and root after appending `entry` as the next epoch: what
+    /// the sequencer puts in the head it signs.
+    pub fn prepare(&self, entry: &EpochEntry) -> Result<(u64, Digest)> {
+        let latest = self.latest_epoch();
+        if entry.epoch != latest + 1 {
+            return Err(invalid(format!(
+                "next epoch is {}, not {}",
+                latest + 1,
+                entry.epoch
+            )));
+        }
+        let nodes = self.new_nodes(latest, entry.leaf_hash())?;
+        let o = Overlay {
+            base: Reader(&*self.store),
+            new: &nodes,
+        };
+        Ok((entry.epoch, range_root(&o, 0, entry.epoch)?))
+    }
+
+    /// Appends the signed head of the next epoch with the revision of every
+    /// shard it covers (`2^shard_bits` entries, the same count every epoch).
+    /// Checks that the head's epoch, log size and log root extend this log.
+    /// Appending the identical head again is a no-op; a different head for a
+    /// stored epoch is a [`TreeError::Conflict`].
+    pub fn append(&self, head: &SignedHead, revisions: &[u64]) -> Result<()> {
+        let mut st = self.lock();
+        let h = &head.head;
+        if h.epoch <= st.latest {
+            return match self.store.get(Space::EpochLog, &head_key(h.epoch))? {
+                Some(v) if v == head.encode() => Ok(()),
+                _ => Err(TreeError::Conflict(format!(
+                    "epoch {} already has another head",
+                    h.epoch
+                ))),
+            };
+        }
+        if h.epoch != st.latest + 1 {
+            return Err(invalid(format!(
+                "next epoch is {}, not {}",
+                st.latest + 1,
+                h.epoch
+            )));
+        }
+        if h.log_size != h.epoch {
+            return Err(invalid("head log size must equal its epoch"));
+        }
+        if revisions.is_empty() || !revisions.len().is_power_of_two() || revisions.len() > 1 << 16 {
+            return Err(invalid(
+                "revision vector length must be a power of two ≤ 2^16",
+            ));
+        }
+        if st.shards != 0 && st.shards != revisions.len() {
+            return Err(invalid(format!(
+                "the log records {} shards per epoch, not {}",
+                st.shards,
+                revisions.len()
+            )));
+        }
+        if let Some((i, _)) = st
+            .last_revisions
+            .iter()
+            .zip(revisions)
+            .enumerate()
+            .find(|(_, (a, b))| b < a)
+        {
+            return Err(invalid(format!("shard {i} goes back in revision")));
+        }
+        let entry = EpochEntry::of_head(head);
+        let nodes = self.new_nodes(st.latest, entry.leaf_hash())?;
+        let root = range_root(
+            &Overlay {
+                base: Reader(&*self.store),
+                new: &nodes,
+            },
+            0,
+            h.epoch,
+        )?;
+        if root != h.log_root {
+            return Err(TreeError::Conflict(format!(
+                "head of epoch {} has a log root that does not extend this log",
+                h.epoch
+            )));
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(Space::EpochLog, head_key(h.epoch), head.encode());
+        for (level, i, d) in &nodes {
+            batch.put(Space::EpochLog, node_key(*level, *i), d.to_vec());
+        }
+        for (c, chunk) in revisions.chunks(CHUNK).enumerate() {
+            let prev = st.last_revisions.chunks(CHUNK).nth(c);
+            if prev != Some(chunk) {
+                let mut v = Vec::with_capacity(chunk.len() * 8);
+                for r in chunk {
+                    v.extend_from_slice(&r.to_be_bytes());
+                }
+                batch.put(Space::EpochLog, revs_key(c, h.epoch), v);
+            }
+        }
+        if st.shards == 0 {
+            batch.put(
+                Space::EpochLog,
+                SHARDS.to_vec(),
+                (revisions.len() as u32).to_be_bytes().to_vec(),
+            );
+        }
+        batch.put(
+            Space::EpochLog,
+            LATEST.to_vec(),
+            h.epoch.to_be_bytes().to_vec(),
+        );
+        self.store.write(&batch, Durability::Sync)?;
+        st.latest = h.epoch;
+        st.shards = revisions.len();
+        st.last_revisions = revisions.to_vec();
+        Ok(())
+    }
+
+    fn read_revisions(&self, epoch: u64, shards: usize) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(shards);
+        for c in 0..shards.div_ceil(CHUNK) {
+            let want = (shards - c * CHUNK).min(CHUNK);
+            let (_, v) = self
+                .store
+                .get_le(Space::EpochLog, &revs_key(c, epoch), &revs_prefix(c))?
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "no revision vector chunk {c} at or before epoch {epoch}"
+                    ))
+                })?;
+            if v.len() != want * 8 {
+                return Err(corrupt("revision vector chunk of unexpected size"));
+            }
+            out.extend(
+                v.chunks_exact(8)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8"))),
+            );
+        }
+        Ok(out)
+    }
+
+    fn check_epoch(&self, epoch: u64) -> Result<(u64, usize)> {
+        let st = self.lock();
+        if epoch == 0 || epoch > st.latest {
+            return Err(TreeError::NoSuchEpoch {
+                epoch,
+                latest: st.latest,
+            });
+        }
+        Ok((st.latest, st.shards))
+    }
+
+    /// The revision of every shard at `epoch`.
+    pub fn revisions(&self, epoch: u64) -> Result<Vec<u64>> {
+        let (_, shards) = self.check_epoch(epoch)?;
+        self.read_revisions(epoch, shards)
+    }
+
+    /// The map as of `epoch`.
+    pub fn view(&self, forest: &Forest, epoch: u64) -> Result<MapView> {
+        forest.view(self.revisions(epoch)?)
+    }
+
+    /// Proof that `epoch` is in the log of `tree_size` epochs.
+    pub fn inclusion_proof(&self, epoch: u64, tree_size: u64) -> Result<InclusionProof> {
+        let (latest, _) = self.check_epoch(epoch)?;
+        if tree_size < epoch || tree_size > latest {
+            return Err(invalid(format!(
+                "log size {tree_size} must be in {epoch}..={latest}"
+            )));
+        }
+        InclusionProof::generate(&Reader(&*self.store), epoch - 1, tree_size)
+    }
+
+    /// Proof that the log of `first` epochs is a prefix of the log of `second`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+        let latest = self.latest_epoch();
+        if first > second || second > latest {
+            return Err(invalid(format!(
+                "consistency needs first ≤ second ≤ {latest}, got {first} and {second}"
+            )));
+        }
+        ConsistencyProof::generate(&Reader(&*self.store), first, second)
+    }
+
+    /// Root of the log of the first `size` epochs.
+    pub fn root_at(&self, size: u64) -> Result<Digest> {
+        let latest = self.latest_epoch();
+        if size > latest {
+            return Err(invalid(format!("log has {latest} epochs, not {size}")));
+        }
+        if size == 0 {
+            return Ok(ZERO);
+        }
+        range_root(&Reader(&*self.store), 0, size)
+    }
+}

@@ -1,0 +1,539 @@
+//! The shared state of all shard trees over one store: configuration,
+//! caches, and the record readers every other module uses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candor_core::map::{Index, Leaf, Subtree};
+use candor_store::{Direction, KeyRange, Space, Store, prefix_end};
+use quick_cache::Weighter;
+
+use crate::error::{Result, TreeError, corrupt, invalid};
+use crate::keys::{
+    self, MAX_SUFFIX, bits, get_compact, leaf_key, leaf_prefix, mask, meta_shard_key, node_key,
+    node_pos_key, parse_leaf, parse_leaf_key, parse_node_key, put_compact, rev_key,
+};
+use crate::node::{LeafRef, Node, STRIDE, Stride};
+
+/// Tuning of a [`crate::Forest`].
+#[derive(Debug, Clone)]
+pub struct TreeConfig {
+    /// `log2` of the number of shards (0..=16). Fixed for the life of a store:
+    /// opening a store with another value fails.
+    pub shard_bits: u8,
+    /// Memory budget of the node cache (strides and revision records), bytes.
+    /// Default 64 MiB.
+    pub cache_bytes: u64,
+    /// Durability of [`crate::ShardTree::seal`] writes. Default `Sync`.
+    pub seal_durability: candor_store::Durability,
+    /// A seal hashes child subtrees in parallel (rayon) when a subtree has at
+    /// least this many changes. Default 512.
+    pub parallel_threshold: usize,
+}
+
+impl Default for TreeConfig {
+    fn default() -> Self {
+        TreeConfig {
+            shard_bits: 0,
+            cache_bytes: 64 << 20,
+            seal_durability: candor_store::Durability::Sync,
+            parallel_threshold: 512,
+        }
+    }
+}
+
+/// Root of one shard at one revision, as its revision record holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RevRec {
+    pub leaves: u64,
+    pub root: Node,
+}
+
+impl RevRec {
+    pub const EMPTY: RevRec = RevRec {
+        leaves: 0,
+        root: Node::Empty,
+    };
+
+    pub fn subtree(&self) -> Subtree {
+        Subtree {
+            hash: self.root.hash(),
+            leaves: self.leaves,
+        }
+    }
+
+    /// `1 || leaves u64 || node value || compact(rev)` (rev only for a non-empty root).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(90);
+        v.push(1);
+        v.extend_from_slice(&self.leaves.to_be_bytes());
+        self.root.encode_value(&mut v);
+        if let Some(r) = self.root.rev() {
+            put_compact(&mut v, r);
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RevRec> {
+        if b.len() < 10 || b[0] != 1 {
+            return Err(corrupt("revision record of unexpected shape"));
+        }
+        let leaves = u64::from_be_bytes(b[1..9].try_into().expect("8"));
+        let (node, used) = Node::decode_value(&b[9..], 0)?;
+        let rest = &b[9 + used..];
+        let root = match node {
+            Node::Empty => {
+                if !rest.is_empty() {
+                    return Err(corrupt("trailing bytes in revision record"));
+                }
+                Node::Empty
+            }
+            Node::Single { leaf, .. } => {
+                let (rev, n) = get_compact(rest)?;
+                if n != rest.len() {
+                    return Err(corrupt("trailing bytes in revision record"));
+                }
+                Node::Single { leaf, rev }
+            }
+            Node::Multi { hash, .. } => {
+                let (rev, n) = get_compact(rest)?;
+                if n != rest.len() {
+                    return Err(corrupt("trailing bytes in revision record"));
+                }
+                Node::Multi { hash, rev }
+            }
+        };
+        if root.class() as u64 != leaves.min(2) {
+            return Err(corrupt(
+                "revision record leaf count disagrees with its root",
+            ));
+        }
+        Ok(RevRec { leaves, root })
+    }
+}
+
+/// Persistent per-shard state (space Meta).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ShardMeta {
+    /// Latest sealed revision (0 = none).
+    pub latest: u64,
+    /// Oldest revision still readable.
+    pub retained_from: u64,
+    /// A seal of revision `latest + 1` that may have been partly written,
+    /// with the digest of its input.
+    pub pending: Option<(u64, [u8; 32])>,
+}
+
+impl ShardMeta {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(58);
+        v.push(1);
+        v.extend_from_slice(&self.latest.to_be_bytes());
+        v.extend_from_slice(&self.retained_from.to_be_bytes());
+        if let Some((r, d)) = &self.pending {
+            v.extend_from_slice(&r.to_be_bytes());
+            v.extend_from_slice(d);
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<ShardMeta> {
+        if (b.len() != 17 && b.len() != 57) || b[0] != 1 {
+            return Err(corrupt("shard state record of unexpected shape"));
+        }
+        let latest = u64::from_be_bytes(b[1..9].try_into().expect("8"));
+        let retained_from = u64::from_be_bytes(b[9..17].try_into().expect("8"));
+        let pending = if b.len() == 57 {
+            Some((
+                u64::from_be_bytes(b[17..25].try_into().expect("8")),
+                b[25..57].try_into().expect("32"),
+            ))
+        } else {
+            None
+        };
+        if retained_from > latest {
+            return Err(corrupt("shard state: retained revision beyond the latest"));
+        }
+        Ok(ShardMeta {
+            latest,
+            retained_from,
+            pending,
+        })
+    }
+}
+
+/// In-process state of one shard (shared by its handles).
+#[derive(Debug)]
+pub(crate) struct ShardState {
+    /// Held while sealing or pruning: one writer per shard.
+    pub meta: Mutex<ShardMeta>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct StrideKey {
+    pub shard: u32,
+    pub depth: u16,
+    pub prefix: Index,
+    pub rev: u64,
+}
+
+#[derive(Clone)]
+pub(crate) enum Cached {
+    Stride(Arc<Stride>),
+    Rev(RevRec),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CacheKey {
+    Stride(StrideKey),
+    Rev(u32, u64),
+}
+
+#[derive(Clone)]
+pub(crate) struct CacheWeighter;
+
+impl Weighter<CacheKey, Cached> for CacheWeighter {
+    fn weight(&self, _k: &CacheKey, v: &Cached) -> u64 {
+        64 + match v {
+            Cached::Stride(s) => s.weight(),
+            Cached::Rev(_) => std::mem::size_of::<RevRec>() as u64,
+        }
+    }
+}
+
+pub(crate) struct ForestInner {
+    pub store: Arc<dyn Store>,
+    pub config: TreeConfig,
+    pub cache: quick_cache::sync::Cache<CacheKey, Cached, CacheWeighter>,
+    pub shards: Mutex<HashMap<u32, Arc<ShardState>>>,
+}
+
+/// More entries than this in one stride's key range and the reader switches
+/// to one seek per child position (long histories without pruning).
+const STRIDE_SCAN_LIMIT: usize = 512;
+
+impl ForestInner {
+    pub fn new(store: Arc<dyn Store>, config: TreeConfig) -> ForestInner {
+        let items = (config.cache_bytes / 1024).max(16) as usize;
+        ForestInner {
+            cache: quick_cache::sync::Cache::with_weighter(
+                items,
+                config.cache_bytes.max(1 << 16),
+                CacheWeighter,
+            ),
+            store,
+            config,
+            shards: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn shard_bits(&self) -> usize {
+        self.config.shard_bits as usize
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        1u32 << self.config.shard_bits
+    }
+
+    /// Depth of the stored node one stride below `depth`.
+    pub fn child_depth(depth: usize) -> usize {
+        (depth + STRIDE).min(256)
+    }
+
+    pub fn read_meta(&self, shard: u32) -> Result<ShardMeta> {
+        match self.store.get(Space::Meta, &meta_shard_key(shard))? {
+            Some(v) => ShardMeta::decode(&v),
+            None => Ok(ShardMeta::default()),
+        }
+    }
+
+    /// The root of `shard` at revision `rev`.
+    pub fn rev_rec(&self, shard: u32, rev: u64) -> Result<RevRec> {
+        if rev == 0 {
+            return Ok(RevRec::EMPTY);
+        }
+        let key = CacheKey::Rev(shard, rev);
+        if let Some(Cached::Rev(r)) = self.cache.get(&key) {
+            return Ok(r);
+        }
+        let rec = match self.store.get(Space::Tree, &rev_key(shard, rev))? {
+            Some(v) => RevRec::decode(&v)?,
+            None => {
+                let meta = self.read_meta(shard)?;
+                return Err(if rev > meta.latest {
+                    TreeError::NotSealed {
+                        shard,
+                        revision: rev,
+                        latest: meta.latest,
+                    }
+                } else if rev < meta.retained_from {
+                    TreeError::Pruned {
+                        shard,
+                        revision: rev,
+                        retained_from: meta.retained_from,
+                    }
+                } else {
+                    corrupt(format!("shard {shard}: revision record {rev} is missing"))
+                });
+            }
+        };
+        if let Node::Single { leaf, .. } = &rec.root
+            && keys::mask(&leaf.index, self.shard_bits()) != shard_prefix(shard, self.shard_bits())
+        {
+            return Err(corrupt("shard root leaf belongs to another shard"));
+        }
+        self.cache.insert(key, Cached::Rev(rec));
+        Ok(rec)
+    }
+
+    pub fn cache_rev(&self, shard: u32, rev: u64, rec: RevRec) {
+        self.cache
+            .insert(CacheKey::Rev(shard, rev), Cached::Rev(rec));
+    }
+
+    pub fn cache_stride(&self, key: StrideKey, s: Arc<Stride>) {
+        self.cache.insert(CacheKey::Stride(key), Cached::Stride(s));
+    }
+
+    /// The children (one stride down) of the `Multi` node at `(depth, prefix)`
+    /// written at revision `rev`, checked against its `hash`.
+    pub fn stride(
+        &self,
+        shard: u32,
+        depth: usize,
+        prefix: &Index,
+        rev: u64,
+        hash: &[u8; 32],
+    ) -> Result<Arc<Stride>> {
+        let key = StrideKey {
+            shard,
+            depth: depth as u16,
+            prefix: *prefix,
+            rev,
+        };
+        let ck = CacheKey::Stride(key);
+        if let Some(Cached::Stride(s)) = self.cache.get(&ck) {
+            return Ok(s);
+        }
+        let s = Arc::new(self.load_stride(shard, depth, prefix, rev)?);
+        let root = s.root();
+        if root.class != 2 || root.hash != *hash {
+            return Err(corrupt(format!(
+                "shard {shard}: children of node at depth {depth} (revision {rev}) do not hash to it"
+            )));
+        }
+        self.cache.insert(ck, Cached::Stride(s.clone()));
+        Ok(s)
+    }
+
+    fn load_stride(&self, shard: u32, depth: usize, prefix: &Index, rev: u64) -> Result<Stride> {
+        let cd = Self::child_depth(depth);
+        let k = cd - depth;
+        if k == 0 {
+            return Err(corrupt("interior node at depth 256"));
+        }
+        let lo = *prefix;
+        let hi = keys::extend(prefix, depth, k, (1 << k) - 1);
+        let start = node_key(shard, cd, &lo, 0);
+        let end = prefix_end(&node_pos_key(shard, cd, &hi)).ok_or_else(|| corrupt("key range"))?;
+        let mut range = KeyRange::half_open(start, end);
+        // Latest version <= rev of every child position, in suffix order.
+        let mut found: Vec<(u16, u64, Vec<u8>)> = Vec::new();
+        let mut scanned = 0usize;
+        loop {
+            let page = self
+                .store
+                .scan(Space::Tree, &range, Direction::Forward, 128)?;
+            let full = page.len() == 128;
+            for (key, value) in &page {
+                let (p, r) = parse_node_key(key, cd)?;
+                if mask(&p, depth) != *prefix {
+                    return Err(corrupt("stride scan left its range"));
+                }
+                if r > rev {
+                    continue;
+                }
+                let s = bits(&p, depth, k) as u16;
+                match found.last_mut() {
+                    Some(last) if last.0 == s => {
+                        if r >= last.1 {
+                            *last = (s, r, value.clone());
+                        }
+                    }
+                    _ => found.push((s, r, value.clone())),
+                }
+            }
+            scanned += page.len();
+            if !full {
+                break;
+            }
+            if scanned >= STRIDE_SCAN_LIMIT {
+                return self.load_stride_by_seek(shard, depth, prefix, rev);
+            }
+            let last = &page.last().expect("full page").0;
+            range = range.after(last);
+        }
+        let mut children = Vec::with_capacity(found.len());
+        for (s, r, v) in found {
+            children.push((s, self.decode_child(&v, r, cd, prefix, depth, k, s)?));
+        }
+        Ok(Stride::build(k, children))
+    }
+
+    /// One reverse seek per child position: bounded cost however many
+    /// versions a position has.
+    fn load_stride_by_seek(
+        &self,
+        shard: u32,
+        depth: usize,
+        prefix: &Index,
+        rev: u64,
+    ) -> Result<Stride> {
+        let cd = Self::child_depth(depth);
+        let k = cd - depth;
+        let mut children = Vec::new();
+        for s in 0..(1usize << k) {
+            let p = keys::extend(prefix, depth, k, s);
+            let floor = node_pos_key(shard, cd, &p);
+            let key = node_key(shard, cd, &p, rev);
+            if let Some((kk, v)) = self.store.get_le(Space::Tree, &key, &floor)? {
+                let (pp, r) = parse_node_key(&kk, cd)?;
+                if pp != p {
+                    return Err(corrupt("seek left its node position"));
+                }
+                children.push((
+                    s as u16,
+                    self.decode_child(&v, r, cd, prefix, depth, k, s as u16)?,
+                ));
+            }
+        }
+        Ok(Stride::build(k, children))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode_child(
+        &self,
+        v: &[u8],
+        r: u64,
+        cd: usize,
+        prefix: &Index,
+        depth: usize,
+        k: usize,
+        s: u16,
+    ) -> Result<Node> {
+        let n = Node::decode_record(v, r)?;
+        if let Node::Single { leaf, .. } = &n
+            && mask(&leaf.index, cd) != keys::extend(prefix, depth, k, s as usize)
+        {
+            return Err(corrupt("leaf reference stored under another position"));
+        }
+        if cd == 256 && matches!(n, Node::Multi { .. }) {
+            return Err(corrupt("interior node at depth 256"));
+        }
+        Ok(n)
+    }
+
+    /// Leaf record `(index, version)`.
+    pub fn read_leaf(&self, index: &Index, version: u64) -> Result<Option<Leaf>> {
+        match self.store.get(Space::Tree, &leaf_key(index, version))? {
+            Some(v) => Ok(Some(parse_leaf(*index, version, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The leaf a tree node references, checked against the reference's hash.
+    pub fn resolve(&self, r: &LeafRef) -> Result<Leaf> {
+        let leaf = self.read_leaf(&r.index, r.version)?.ok_or_else(|| {
+            corrupt(format!(
+                "leaf record {} v{} referenced by the tree is missing",
+                hex(&r.index),
+                r.version
+            ))
+        })?;
+        if leaf.hash() != r.hash {
+            return Err(corrupt("leaf record does not match the tree's hash of it"));
+        }
+        Ok(leaf)
+    }
+
+    /// Newest leaf record of `index` (staged or sealed).
+    pub fn latest_leaf(&self, index: &Index) -> Result<Option<Leaf>> {
+        let floor = leaf_prefix(index);
+        let mut key = floor.clone();
+        key.push(MAX_SUFFIX);
+        match self.store.get_le(Space::Tree, &key, &floor)? {
+            Some((k, v)) => {
+                let (i, ver) = parse_leaf_key(&k)?;
+                if i != *index {
+                    return Err(corrupt("leaf seek left its index"));
+                }
+                Ok(Some(parse_leaf(i, ver, &v)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Leaf records of `index` for versions `from..=to` (all must exist).
+    pub fn leaf_range(&self, index: &Index, from: u64, to: u64) -> Result<Vec<Leaf>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let start = leaf_key(index, from);
+        let end = leaf_key(index, to);
+        let range = KeyRange::inclusive(start, end);
+        let mut out = Vec::with_capacity((to - from + 1).min(1024) as usize);
+        for kv in
+            candor_store::scan_pages(&*self.store, Space::Tree, range, Direction::Forward, 256)
+        {
+            let (k, v) = kv?;
+            let (i, ver) = parse_leaf_key(&k)?;
+            if i != *index || ver != from + out.len() as u64 {
+                return Err(corrupt(format!(
+                    "leaf versions of {} are not contiguous",
+                    hex(index)
+                )));
+            }
+            out.push(parse_leaf(i, ver, &v)?);
+        }
+        if out.len() as u64 != to - from + 1 {
+            return Err(corrupt(format!(
+                "leaf versions {from}..={to} of {} are incomplete",
+                hex(index)
+            )));
+        }
+        Ok(out)
+    }
+
+    pub fn shard_state(&self, shard: u32) -> Result<Arc<ShardState>> {
+        if shard >= self.shard_count() {
+            return Err(invalid(format!(
+                "shard {shard} out of range (2^{} shards)",
+                self.config.shard_bits
+            )));
+        }
+        let mut map = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(&shard) {
+            return Ok(s.clone());
+        }
+        let meta = self.read_meta(shard)?;
+        let st = Arc::new(ShardState {
+            meta: Mutex::new(meta),
+        });
+        map.insert(shard, st.clone());
+        Ok(st)
+    }
+}
+
+/// The first `shard_bits` bits of every index of `shard`, as a masked index.
+pub(crate) fn shard_prefix(shard: u32, shard_bits: usize) -> Index {
+    let mut p = [0u8; 32];
+    if shard_bits > 0 {
+        let v = shard << (32 - shard_bits);
+        p[..4].copy_from_slice(&v.to_be_bytes());
+    }
+    p
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,98 @@
+//! # candor-tree: the storage-backed map engine and epoch log of Candor
+//!
+//! The map (see `candor_core::map`) is one compressed sparse Merkle tree over
+//! 256-bit indices, split into `2^b` shards (`b = shard_bits`, 0..=16); shard
+//! `s` owns the subtree at depth `b` whose prefix is `s`. This crate stores
+//! each shard's subtree, versioned by *revision* (revision 0 is empty; each
+//! [`ShardTree::seal`] makes the next one), and assembles the global map of
+//! an epoch from one revision per shard ([`MapView`]). Every proof it builds
+//! is byte-identical to what [`candor_core::reference::ReferenceMap`] builds
+//! from the same leaves; the verifiers in `candor_core::proof` judge them.
+//!
+//! ## Contracts
+//!
+//! * **Staging.** A mutation writes its leaf record and opening with
+//!   [`ShardTree::stage`] into the caller's batch (e.g. with the Raft
+//!   entry's other effects). The caller assigns `version = latest + 1` from
+//!   [`ShardTree::latest_leaf`]. Staged leaves join the tree at the next seal
+//!   that lists their index.
+//! * **Sealing.** [`ShardTree::seal`] builds revision `latest + 1` from the
+//!   newest staged leaf of each listed index. Every touched node is hashed
+//!   once per seal; disjoint subtrees are hashed in parallel (rayon). Only
+//!   changed nodes are written, under new keys, then the revision record and
+//!   last the shard's sealed-revision marker, with `write_chunked`: a crash
+//!   leaves the previous revision intact. Redoing the same seal is
+//!   idempotent; a different seal of the same revision number first deletes
+//!   the half-written one (found through the pending marker).
+//! * **Reads** at any retained revision: roots, paths, leaves, diffs; global
+//!   lookup, history and audit proofs through a [`MapView`]. Reads never see
+//!   a later revision's records (every read is bounded by the revision).
+//! * **Retention.** [`ShardTree::prune`] makes revisions before a bound
+//!   unreadable ([`TreeError::Pruned`]) and deletes the node versions only
+//!   they needed. Leaf records and openings are never pruned (history).
+//! * **Errors.** Nothing read from disk can panic: malformed or inconsistent
+//!   records are [`TreeError::Corruption`] (strides are checked against
+//!   their parent's hash, leaf records against the tree's hash of them).
+//!
+//! ## Layout
+//!
+//! Nodes are stored only at depths `b, b + 4, b + 8, ...` (and 256), a
+//! *stride* of [`STRIDE`] = 4 binary levels apart; the three levels in
+//! between are recomputed from the stored ones (at most 15 hashes, cached).
+//! A stored position holds one of: a lone leaf (*Single*: the leaf's hash,
+//! index and version) or a subtree of two or more leaves (*Multi*: its
+//! hash). A lone leaf is stored at the shallowest stored depth where it is
+//! alone, so its record moves down a stride when another label arrives
+//! beneath it. Empty positions have no record; a label is never removed, so
+//! a position never becomes empty again. Storing every fourth level writes
+//! about a third of the records a per-level layout would, with per-record
+//! key overhead of a few bytes, which is what keeps disk usage per
+//! leaf-version low; reading a stride is one short range scan.
+//!
+//! Space `Tree`:
+//! * `N | shard u16 | depth-1 u8 | prefix (⌈depth/8⌉ bytes) | c(rev)` →
+//!   `1 | leaf hash | index | c(version)` (Single) or `2 | hash` (Multi).
+//!   `c(x)` is an order-preserving compact integer (length byte, then the
+//!   significant big-endian bytes). The children of a Multi written at
+//!   revision `r` are, for each child position, its latest record with
+//!   revision `≤ r` (records only change when their parent does, so this is
+//!   exact, and a stride is immutable once written: it is cached by
+//!   `(position, r)`).
+//! * `L | index | c(version)` → `commitment | prev`: leaf version records.
+//! * `R | shard u16 | rev u64be` → `1 | leaf count u64 | root node | c(root rev)`.
+//!
+//! Space `Values`: `O | index | c(version)` → `nonce(32) | value`: openings,
+//! apart so forgetting a value is one delete.
+//!
+//! Space `Meta`: `candor-tree/config` → `1 | shard_bits | stride`;
+//! `candor-tree/shard/ | shard u16` → `1 | latest u64 | retained_from u64
+//! [| pending rev u64 | input digest]`: the sealed-revision marker.
+//!
+//! Space `EpochLog`: see [`EpochLogStore`].
+//!
+//! ## Caching
+//!
+//! One bounded cache per [`Forest`] ([`TreeConfig::cache_bytes`]) holds
+//! strides (a stored node's children plus the binary levels between) and
+//! revision records. Entries are immutable, keyed by position and the
+//! revision that wrote them, so they never need invalidation; a seal inserts
+//! the strides it built, so the upper levels stay warm for the next seal and
+//! for proofs.
+
+mod epoch;
+mod error;
+mod forest;
+mod keys;
+mod nav;
+mod node;
+mod shard;
+mod view;
+
+pub use epoch::EpochLogStore;
+pub use error::{Result, TreeError};
+pub use forest::TreeConfig;
+pub use node::STRIDE;
+pub use shard::{
+    LabelDiff, PathEnd, PruneStats, SealedRevision, ShardPath, ShardTree, StoredOpening,
+};
+pub use view::{Forest, MapView, OpeningPolicy};
