@@ -73,11 +73,12 @@ fn main() {
     );
     let t = Instant::now();
     store.flush_and_compact().expect("compact");
-    let bytes = store.disk_space_bytes().expect("disk");
+    let u = store.disk_usage().expect("disk");
     println!(
-        "disk after flush_and_compact ({:.2?}): {bytes} B = {:.1} B per entry",
+        "disk after flush_and_compact ({:.2?}): {u:?}; tables {:.1} B per entry, all {:.1}",
         t.elapsed(),
-        bytes as f64 / total as f64
+        u.table_bytes as f64 / total as f64,
+        u.total() as f64 / total as f64
     );
 
     let mut rng = TestRng::new(42);

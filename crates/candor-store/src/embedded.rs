@@ -188,6 +188,11 @@ impl FjallStore {
         Ok(())
     }
 
+    /// Disk use split into journal, tables and the rest (allocated bytes).
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        classify(&self.path).map_err(StoreError::Io)
+    }
+
     fn ks(&self, space: Space) -> &Keyspace {
         &self.spaces[space.index()]
     }
@@ -481,15 +486,32 @@ impl Store for FjallStore {
     }
 }
 
-/// Allocated bytes of every file under `dir` (sparse and preallocated-but-unwritten space
-/// excluded where the OS tells; fjall preallocates 64 MiB journals sparsely).
-fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0u64;
+/// Where the embedded store's disk space goes (allocated bytes), see
+/// [`FjallStore::disk_usage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Write-ahead journal files (`*.jnl`): data not yet flushed to tables, plus journals
+    /// fjall has not yet deleted.
+    pub journal_bytes: u64,
+    /// LSM table files: the steady-state data.
+    pub table_bytes: u64,
+    /// Everything else (manifests, fjall's own metadata).
+    pub other_bytes: u64,
+}
+
+impl DiskUsage {
+    /// Sum of all parts.
+    pub fn total(&self) -> u64 {
+        self.journal_bytes + self.table_bytes + self.other_bytes
+    }
+}
+
+fn classify(dir: &Path) -> std::io::Result<DiskUsage> {
+    let mut u = DiskUsage::default();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
-            // Files come and go under compaction; a vanished directory is not an error.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
@@ -500,14 +522,29 @@ fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
+            let path = entry.path();
             if meta.is_dir() {
-                stack.push(entry.path());
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "jnl") {
+                u.journal_bytes += file_bytes(&meta);
+            } else if path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "tables" || n == "blobs")
+            {
+                u.table_bytes += file_bytes(&meta);
             } else {
-                total += file_bytes(&meta);
+                u.other_bytes += file_bytes(&meta);
             }
         }
     }
-    Ok(total)
+    Ok(u)
+}
+
+/// Allocated bytes of every file under `dir` (sparse and preallocated-but-unwritten space
+/// excluded where the OS tells; fjall preallocates 64 MiB journals sparsely).
+fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
+    classify(dir).map(|u| u.total())
 }
 
 #[cfg(unix)]

@@ -78,7 +78,7 @@ mod types;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
-pub use embedded::{FjallConfig, FjallStore};
+pub use embedded::{DiskUsage, FjallConfig, FjallStore};
 pub use error::{Result, SizeKind, StoreError};
 pub use mem::MemStore;
 pub use store::{ReadView, ScanPages, Store, scan_pages};
