@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use candor_store::conformance::TestRng;
 use candor_store::{
-    Direction, Durability, FjallStore, KeyRange, ReadView, Space, Store, WriteBatch,
+    Direction, Durability, FjallConfig, FjallStore, KeyRange, ReadView, Space, Store, WriteBatch,
 };
 
 const CHILD_DIR_ENV: &str = "CANDOR_STORE_CRASH_CHILD_DIR";
@@ -48,6 +48,17 @@ fn entry(n: u64, i: u64) -> (Vec<u8>, Vec<u8>) {
     (key, value)
 }
 
+/// Small write buffers: memtables are flushed to tables every few dozen batches, so kills
+/// also land during flushes, and journals stay short (fast recovery).
+fn open(dir: &std::path::Path) -> FjallStore {
+    let config = FjallConfig {
+        memtable_bytes: 1 << 20,
+        cache_bytes: 4 << 20,
+        ..FjallConfig::default()
+    };
+    FjallStore::open_with(dir, config).expect("open store")
+}
+
 fn last_batch(store: &FjallStore) -> u64 {
     store
         .get(Space::Meta, b"last")
@@ -58,7 +69,7 @@ fn last_batch(store: &FjallStore) -> u64 {
 
 /// Child mode: append batches forever (until killed).
 fn child(dir: &str, mode: &str) -> ! {
-    let store = FjallStore::open(dir).expect("child open");
+    let store = open(std::path::Path::new(dir));
     let durability = if mode == "sync" {
         Durability::Sync
     } else {
@@ -197,7 +208,7 @@ fn crash_consistency() {
         child.wait().expect("reap child");
         reader.join().expect("reader thread");
         let acked = acked.load(Ordering::SeqCst);
-        let store = FjallStore::open(dir.path()).expect("reopen after kill");
+        let store = open(dir.path());
         let last = verify(&store, acked, round, seed);
         eprintln!("round {round} ({mode}): acknowledged {acked}, recovered {last}");
         total_acked = total_acked.max(acked);
