@@ -1,27 +1,4 @@
-//! The embedded backend on fjall 3.
-//!
-//! # How the contract maps onto fjall
-//!
-//! - One fjall `Database` per store directory, one fjall keyspace (LSM tree) per [`Space`].
-//!   fjall write batches are atomic across keyspaces: the whole batch is one journal
-//!   record with a checksum and an end marker; recovery discards a torn trailing record.
-//! - [`Durability::Sync`] appends the batch to the journal and `fsync`s it
-//!   (`PersistMode::SyncAll`) before returning. Since fjall has one journal written in
-//!   order, this also makes every earlier batch durable. [`Durability::Buffered`] flushes
-//!   the journal's user-space buffer to the OS (`PersistMode::Buffer`): the batch
-//!   survives the process being killed, not a power cut.
-//! - Reads: fjall's plain keyspace reads see items of a batch that is still being applied
-//!   to the memtables (they read at the newest sequence number). Every read here therefore
-//!   goes through a fjall snapshot taken at the last *published* sequence number, which
-//!   fjall advances only after a whole batch is in the memtables. That is what makes
-//!   "a reader never sees half a batch" hold.
-//! - Range deletes are expanded into point tombstones for the keys present at commit time
-//!   (fjall 3 has no range tombstones). All writes hold one writer mutex so that the
-//!   expansion and the commit are a single step with respect to other writers. fjall
-//!   serialises commits on its journal lock anyway, so the mutex costs no parallelism.
-//! - A batch is first folded into its final effect per key (last operation wins), because
-//!   fjall gives all items of a batch the same sequence number and two items for the same
-//!   key in one batch would be ambiguous.
+//! The embedded backend on fjall 3 (documented on [`FjallStore`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +50,32 @@ impl Default for FjallConfig {
     }
 }
 
-/// The embedded, crash-safe backend (see the module docs for the mapping onto fjall).
+/// The embedded, crash-safe backend on fjall 3.
+///
+/// # How the contract maps onto fjall
+///
+/// - One fjall `Database` per store directory, one fjall keyspace (LSM tree) per [`Space`].
+///   fjall write batches are atomic across keyspaces: the whole batch is one journal
+///   record with a checksum and an end marker; recovery discards a torn trailing record.
+/// - [`Durability::Sync`] appends the batch to the journal and `fsync`s it
+///   (`PersistMode::SyncAll`) before returning. Since fjall has one journal written in
+///   order, this also makes every earlier batch durable. [`Durability::Buffered`] flushes
+///   the journal's user-space buffer to the OS (`PersistMode::Buffer`): the batch
+///   survives the process being killed, not a power cut.
+/// - Reads: fjall's plain keyspace reads see items of a batch that is still being applied
+///   to the memtables (they read at the newest sequence number). Every read here therefore
+///   goes through a fjall snapshot taken at the last *published* sequence number, which
+///   fjall advances only after a whole batch is in the memtables. That is what makes
+///   "a reader never sees half a batch" hold.
+/// - Range deletes are expanded into point tombstones for the keys present at commit time
+///   (fjall 3 has no range tombstones). All writes hold one writer mutex so that the
+///   expansion and the commit are a single step with respect to other writers. fjall
+///   serialises commits on its journal lock anyway, so the mutex costs no parallelism.
+/// - A batch is first folded into its final effect per key (last operation wins), because
+///   fjall gives all items of a batch the same sequence number and two items for the same
+///   key in one batch would be ambiguous.
+///
+/// # Handles
 ///
 /// One handle per directory per process (fjall takes a file lock; a second open fails
 /// with [`StoreError::Locked`]). Share it with `Arc`. Dropping the last handle stops the

@@ -67,7 +67,25 @@
 //! fits Candor's write pattern (large batches of small, random-keyed values, mostly
 //! appended versions) far better than a copy-on-write B-tree; redb (the fallback) is a
 //! fine B-tree but rewrites a page path per key and its large transactions amplify writes.
-//! See [`FjallConfig`] for the memory budget knobs.
+//! See [`FjallConfig`] for the memory budget knobs and [`FjallStore`] for how the contract
+//! maps onto fjall (durability modes, why every read goes through a fjall snapshot).
+//!
+//! # Advice for callers
+//!
+//! - **Key layout.** Fixed-width or otherwise prefix-free ids before a big-endian version
+//!   (`id || rev_be`), so that `get_le(id || r, id)` can never land on another id.
+//! - **Group commit.** Write a run of batches `Buffered`, then one `Sync` write or
+//!   [`Store::sync`]: every earlier batch becomes durable with it.
+//! - **Reads cost.** On the embedded backend a point `get` costs about one block lookup
+//!   (~6-8 µs with 1M entries and the data larger than the cache); `get_le` and `scan`
+//!   build an LSM range iterator, ~1.3-2× a point get and more while many level-0 tables
+//!   wait for compaction. Callers on the hot path (the tree engine serving proofs) should
+//!   cache the upper tree levels themselves and use `get_many` / `get_le_many` for
+//!   batches (one snapshot; concurrent on FoundationDB).
+//! - **Async.** Everything blocks: call from `spawn_blocking` (or a dedicated thread) in
+//!   async code.
+//! - **Measuring bytes on disk.** [`FjallStore::flush_and_compact`] then
+//!   [`FjallStore::disk_usage`] gives the steady-state table bytes without journal noise.
 
 mod embedded;
 mod error;
