@@ -1,0 +1,376 @@
+//! Pure verification of decoded gRPC responses: no network, no clock, no
+//! state. The async [`Client`](crate::Client) calls these on every answer;
+//! they are public so that other transports, tests and offline tools can use
+//! exactly the same checks.
+//!
+//! Every function takes the configuration the caller pinned and trusts
+//! nothing else. The protobuf "convenience" fields (epoch, version, value,
+//! index, ...) are ignored: every result is built from the canonical signed
+//! bytes and proofs only. Failures are [`ClientError::Verification`] (or
+//! [`ClientError::PinMismatch`] / [`ClientError::Equivocation`]), i.e.
+//! security events.
+
+use candor_core::log::{HeadExtensionProof, verify_head_extension};
+use candor_core::map::{Index, Leaf, commit};
+use candor_core::proof::audit::{AuditProof, VerifiedChange};
+use candor_core::proof::history::{HistoryProof, VerifiedHistory as CoreHistory, VerifiedVersion};
+use candor_core::proof::lookup::{LookupProof, VerifiedEntry};
+use candor_core::signed::{
+    Cosignature, EpochHead, PublicConfig, SignedHead, SignedMutationTimestamp,
+};
+use candor_core::vrf::VrfProof;
+use candor_core::{CoreError, Digest, ZERO};
+use candor_proto::candor::v1 as pb;
+
+use crate::error::{ClientError, Result, malformed, vfail};
+use crate::evidence::EquivocationEvidence;
+use crate::pin::PinnedConfig;
+
+/// A publish whose SMT was checked against the label and value sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPublish {
+    /// The label published.
+    pub label: Vec<u8>,
+    /// The signed promise (signature, namespace, shard and deadline verified).
+    pub smt: SignedMutationTimestamp,
+    /// The version assigned (from the SMT).
+    pub version: u64,
+    /// The label's VRF index (VRF proof verified; equals the SMT's index).
+    pub index: Index,
+    /// The leaf of this version, recomputed by the client; its hash is the
+    /// SMT's leaf hash.
+    pub leaf: Leaf,
+    pub leaf_hash: Digest,
+    /// The commitment opening: with it and the value anyone can recompute
+    /// the commitment.
+    pub nonce: [u8; 32],
+    /// The idempotency key the request carried (retry with it to learn the
+    /// outcome of an interrupted publish).
+    pub idempotency_key: String,
+}
+
+impl VerifiedPublish {
+    /// The SMT's merge deadline (ms since the Unix epoch).
+    pub fn merge_deadline_ms(&self) -> u64 {
+        self.smt.smt.merge_deadline_ms
+    }
+}
+
+/// A verified lookup answer at one signed epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedLookup {
+    /// The signed head the proof was checked against (signature verified).
+    pub head: SignedHead,
+    /// The label's VRF index.
+    pub index: Index,
+    /// The label's current version, `None` when it is absent at this epoch.
+    pub entry: Option<VerifiedEntry>,
+}
+
+impl VerifiedLookup {
+    pub fn epoch(&self) -> u64 {
+        self.head.head.epoch
+    }
+    pub fn is_found(&self) -> bool {
+        self.entry.is_some()
+    }
+    pub fn version(&self) -> Option<u64> {
+        self.entry.as_ref().map(|e| e.version)
+    }
+    /// The value, `None` when absent or when its opening was deleted (then
+    /// only the commitment is proven: check [`Self::is_found`]).
+    pub fn value(&self) -> Option<&[u8]> {
+        self.entry.as_ref().and_then(|e| e.value.as_deref())
+    }
+}
+
+/// A verified history of one label up to one signed epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHistory {
+    /// The signed head the proof was checked against.
+    pub head: SignedHead,
+    /// Every version 1..=n, chained, the last one proven in the map.
+    pub history: CoreHistory,
+}
+
+impl VerifiedHistory {
+    pub fn epoch(&self) -> u64 {
+        self.head.head.epoch
+    }
+    pub fn index(&self) -> &Index {
+        &self.history.index
+    }
+    pub fn versions(&self) -> &[VerifiedVersion] {
+        &self.history.versions
+    }
+    /// The latest version at this epoch (0 when absent).
+    pub fn latest_version(&self) -> u64 {
+        self.history.versions.len() as u64
+    }
+    /// Whether version `version` of this history has leaf hash `leaf_hash`:
+    /// the check that an SMT was honoured.
+    pub fn contains(&self, version: u64, leaf_hash: &Digest) -> bool {
+        self.history.contains(version, leaf_hash)
+    }
+}
+
+/// A verified epoch transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAudit {
+    /// Head of `epoch - 1`; `None` for epoch 1 (transition from the empty map).
+    pub previous: Option<SignedHead>,
+    pub head: SignedHead,
+    /// Every label that changed, with all its new leaves, in index order.
+    pub changes: Vec<VerifiedChange>,
+}
+
+fn arr32(what: &'static str, b: &[u8]) -> Result<[u8; 32]> {
+    b.try_into()
+        .map_err(|_| malformed(what, format!("expected 32 bytes, got {}", b.len())))
+}
+
+fn check_link(version: u64, prev: &Digest) -> std::result::Result<(), CoreError> {
+    match (version, *prev == ZERO) {
+        (0, _) => Err(CoreError::VersionChain("version 0".into())),
+        (1, false) => Err(CoreError::VersionChain(
+            "version 1 must link to zero".into(),
+        )),
+        (v, true) if v > 1 => Err(CoreError::VersionChain(format!(
+            "version {v} links to zero"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the served configuration against the pin and returns it.
+pub fn config(pin: &PinnedConfig, config_bytes: &[u8]) -> Result<PublicConfig> {
+    let served = PublicConfig::decode(config_bytes).map_err(vfail("public configuration"))?;
+    let (pinned, got) = (pin.digest(), served.digest());
+    if pinned != got {
+        return Err(ClientError::PinMismatch {
+            pinned,
+            served: got,
+        });
+    }
+    Ok(served)
+}
+
+/// Decodes a signed head and checks its signature, namespace and
+/// configuration digest.
+pub fn head(config: &PublicConfig, bytes: &[u8]) -> Result<SignedHead> {
+    SignedHead::decode_verified(bytes, config).map_err(vfail("signed epoch head"))
+}
+
+/// [`head`], plus: when `expected_epoch` is given, the head is for it.
+pub fn head_at(
+    config: &PublicConfig,
+    bytes: &[u8],
+    expected_epoch: Option<u64>,
+) -> Result<SignedHead> {
+    let h = head(config, bytes)?;
+    if let Some(e) = expected_epoch
+        && h.head.epoch != e
+    {
+        return Err(ClientError::Verification {
+            what: "signed epoch head",
+            source: CoreError::Context(format!("asked for epoch {e}, got epoch {}", h.head.epoch)),
+        });
+    }
+    Ok(h)
+}
+
+/// Verifies a `PublishResponse` for (`label`, `value`):
+///
+/// 1. the SMT's signature under the pinned SMT key, its namespace, that its
+///    shard owns its index, and that its deadline is its timestamp plus the
+///    configured maximum merge delay;
+/// 2. the VRF proof: `index = VRF(label)` under the pinned VRF key, and it
+///    is the SMT's index;
+/// 3. the commitment: `commit(nonce, label, version, value)` with the SMT's
+///    version (and it equals the response's `commitment` field);
+/// 4. the leaf `(index, version, commitment, prev_leaf_hash)` (with
+///    `prev = 0` exactly for version 1) hashes to the SMT's leaf hash.
+///
+/// After this the SMT is a signed promise about *this* label and value.
+pub fn publish(
+    config: &PublicConfig,
+    label: &[u8],
+    value: &[u8],
+    idempotency_key: &str,
+    resp: &pb::PublishResponse,
+) -> Result<VerifiedPublish> {
+    let smt = SignedMutationTimestamp::decode(&resp.smt).map_err(vfail("SMT"))?;
+    smt.verify(config).map_err(vfail("SMT"))?;
+    let m = &smt.smt;
+
+    let proof = VrfProof::from_slice(&resp.vrf_proof)
+        .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?;
+    let index = config
+        .vrf_key
+        .verify(label, &proof)
+        .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?
+        .index();
+    if index != m.index {
+        return Err(ClientError::Verification {
+            what: "publish VRF proof",
+            source: CoreError::Context("the SMT's index is not VRF(label)".into()),
+        });
+    }
+
+    let nonce = arr32("publish nonce", &resp.nonce)?;
+    let commitment = commit(&nonce, label, m.version, value);
+    if resp.commitment.as_slice() != commitment.as_slice() {
+        return Err(ClientError::Verification {
+            what: "publish commitment",
+            source: CoreError::Context(
+                "the commitment does not open to the label and value sent".into(),
+            ),
+        });
+    }
+    let prev = arr32("publish prev_leaf_hash", &resp.prev_leaf_hash)?;
+    check_link(m.version, &prev).map_err(vfail("publish prev_leaf_hash"))?;
+    let leaf = Leaf {
+        index,
+        version: m.version,
+        commitment,
+        prev,
+    };
+    let leaf_hash = leaf.hash();
+    if leaf_hash != m.leaf_hash {
+        return Err(ClientError::Verification {
+            what: "publish leaf",
+            source: CoreError::Context(
+                "the SMT's leaf hash is not the leaf of this label, version and value".into(),
+            ),
+        });
+    }
+    Ok(VerifiedPublish {
+        label: label.to_vec(),
+        version: m.version,
+        index,
+        leaf,
+        leaf_hash,
+        nonce,
+        idempotency_key: idempotency_key.to_owned(),
+        smt,
+    })
+}
+
+/// Rejects an SMT whose timestamp lies more than `max_skew_ms` in the
+/// future of `now_ms`: a service could otherwise post-date SMTs to push
+/// their deadlines out.
+pub fn smt_timestamp(smt: &SignedMutationTimestamp, now_ms: u64, max_skew_ms: u64) -> Result<()> {
+    if smt.smt.timestamp_ms > now_ms.saturating_add(max_skew_ms) {
+        return Err(ClientError::Verification {
+            what: "SMT timestamp",
+            source: CoreError::Context(format!(
+                "SMT timestamp {} is more than {max_skew_ms} ms after the local clock {now_ms}",
+                smt.smt.timestamp_ms
+            )),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a `LookupResponse` for `label`: the signed head (and, when
+/// `requested_epoch` is set, that it is that epoch), then the lookup proof
+/// against the head's map root, including the VRF proof and the commitment
+/// opening. Consistency of the head with earlier heads is the caller's
+/// business ([`crate::HeadTracker`]).
+pub fn lookup(
+    config: &PublicConfig,
+    label: &[u8],
+    requested_epoch: Option<u64>,
+    resp: &pb::LookupResponse,
+) -> Result<VerifiedLookup> {
+    let head = head_at(config, &resp.signed_head, requested_epoch)?;
+    let proof = LookupProof::decode(&resp.proof).map_err(vfail("lookup proof"))?;
+    let v = proof
+        .verify(&config.vrf_key, label, &head.head.map_root)
+        .map_err(vfail("lookup proof"))?;
+    Ok(VerifiedLookup {
+        head,
+        index: v.index,
+        entry: v.entry,
+    })
+}
+
+/// Verifies a `HistoryResponse` for `label`, as [`lookup`]: every version
+/// from 1 is recomputed and chained, the last one is proven in the map at
+/// the head's root.
+pub fn history(
+    config: &PublicConfig,
+    label: &[u8],
+    requested_epoch: Option<u64>,
+    resp: &pb::HistoryResponse,
+) -> Result<VerifiedHistory> {
+    let head = head_at(config, &resp.signed_head, requested_epoch)?;
+    let proof = HistoryProof::decode(&resp.proof).map_err(vfail("history proof"))?;
+    let history = proof
+        .verify(&config.vrf_key, label, &head.head.map_root)
+        .map_err(vfail("history proof"))?;
+    Ok(VerifiedHistory { head, history })
+}
+
+/// Verifies a `ConsistencyResponse` between two heads the caller already
+/// holds (verified): the served heads must be exactly those (a different
+/// validly signed head for the same epoch is [`ClientError::Equivocation`]),
+/// and the proof must show `older`'s log is a prefix of `newer`'s, with
+/// timestamps not going back (`verify_head_extension`).
+pub fn consistency(
+    config: &PublicConfig,
+    resp: &pb::ConsistencyResponse,
+    older: &SignedHead,
+    newer: &SignedHead,
+) -> Result<HeadExtensionProof> {
+    for (mine, served) in [(older, &resp.from_head), (newer, &resp.to_head)] {
+        let served = head_at(config, served, Some(mine.head.epoch))?;
+        if served != *mine {
+            return Err(ClientError::Equivocation(Box::new(EquivocationEvidence {
+                first: mine.clone(),
+                second: served,
+            })));
+        }
+    }
+    let proof = HeadExtensionProof::decode(&resp.proof).map_err(vfail("consistency proof"))?;
+    verify_head_extension(older, newer, &proof).map_err(vfail("consistency proof"))?;
+    Ok(proof)
+}
+
+/// Verifies an `AuditResponse` for `epoch` on its own: both heads signed,
+/// the previous head is `epoch - 1` (absent exactly for epoch 1, where the
+/// transition starts from the empty map, root zero), and the transition
+/// proof recomputes the previous map root and then, with the changes
+/// applied, the new one. The auditor adds the checks that need memory
+/// (same previous head as it verified before, its own log, time).
+pub fn audit(config: &PublicConfig, epoch: u64, resp: &pb::AuditResponse) -> Result<VerifiedAudit> {
+    let head = head_at(config, &resp.head, Some(epoch))?;
+    let previous = if epoch == 1 {
+        if !resp.previous_head.is_empty() {
+            return Err(malformed(
+                "audit previous head",
+                "epoch 1 has no previous head",
+            ));
+        }
+        None
+    } else {
+        Some(head_at(config, &resp.previous_head, Some(epoch - 1))?)
+    };
+    let old_root = previous.as_ref().map_or(ZERO, |p| p.head.map_root);
+    let proof = AuditProof::decode(&resp.proof).map_err(vfail("audit proof"))?;
+    let changes = proof
+        .verify(&old_root, &head.head.map_root)
+        .map_err(vfail("audit proof"))?;
+    Ok(VerifiedAudit {
+        previous,
+        head,
+        changes,
+    })
+}
+
+/// Decodes a cosignature and checks it covers exactly `head`.
+pub fn cosignature(head: &EpochHead, bytes: &[u8]) -> Result<Cosignature> {
+    let c = Cosignature::decode(bytes).map_err(vfail("cosignature"))?;
+    c.verify(head).map_err(vfail("cosignature"))?;
+    Ok(c)
+}
