@@ -1,6 +1,5 @@
 //! The crate's error type.
 
-use crate::kv::KvError;
 use crate::network::TransportError;
 use crate::types::{CodecError, GroupId, NodeId};
 
@@ -61,13 +60,21 @@ pub enum Error {
     Timeout(String),
     /// The backing store failed.
     #[error(transparent)]
-    Storage(#[from] KvError),
+    Storage(#[from] candor_store::StoreError),
     /// Bytes from disk or network did not decode.
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The payload is larger than a log entry may be.
+    #[error("payload of {size} bytes exceeds the {limit}-byte limit of a log entry")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// Largest accepted.
+        limit: usize,
+    },
     /// The state machine logic failed.
     #[error("state machine: {0}")]
     StateMachine(String),

@@ -11,7 +11,6 @@ use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError,
 use openraft::{BasicNode, Raft, ReadPolicy, ServerState};
 
 use crate::Error;
-use crate::kv::RaftKv;
 use crate::log_store::LogDb;
 use crate::network::{BoxFuture, NetworkFactory, RaftTransport, RpcKind, TransportError, serve};
 use crate::state_machine::{StateMachine, StateMachineLogic};
@@ -165,7 +164,7 @@ impl RaftNode {
     /// RPCs leave through `transport`.
     pub fn new(
         config: RaftNodeConfig,
-        kv: Arc<dyn RaftKv>,
+        kv: Arc<dyn candor_store::Store>,
         transport: Arc<dyn RaftTransport>,
     ) -> Result<Self, Error> {
         let raft_config = Arc::new(config.tuning.to_openraft()?);
@@ -241,6 +240,7 @@ impl RaftNode {
             node: self.clone(),
             raft,
             sm,
+            max_payload: self.inner.db.group(group).max_payload_bytes(),
         })
     }
 
@@ -352,6 +352,7 @@ pub struct RaftGroup<L: StateMachineLogic> {
     node: RaftNode,
     raft: Raft<TypeConfig, StateMachine<L>>,
     sm: Arc<crate::state_machine::Shared<L>>,
+    max_payload: usize,
 }
 
 impl<L: StateMachineLogic> Clone for RaftGroup<L> {
@@ -361,11 +362,17 @@ impl<L: StateMachineLogic> Clone for RaftGroup<L> {
             node: self.node.clone(),
             raft: self.raft.clone(),
             sm: Arc::clone(&self.sm),
+            max_payload: self.max_payload,
         }
     }
 }
 
 impl<L: StateMachineLogic> RaftGroup<L> {
+    /// Largest payload [`Self::client_write`] accepts.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload
+    }
+
     /// The group id.
     pub fn id(&self) -> GroupId {
         self.group
@@ -445,6 +452,14 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     /// and applied here. Only the leader accepts writes ([`Error::ForwardToLeader`]
     /// otherwise).
     pub async fn client_write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        // An entry the store refuses would fail the append and stop the group: refuse it
+        // here instead.
+        if data.len() > self.max_payload {
+            return Err(Error::TooLarge {
+                size: data.len(),
+                limit: self.max_payload,
+            });
+        }
         self.raft
             .client_write(Request(data))
             .await

@@ -6,8 +6,9 @@
 //!
 //! * [`TypeConfig`]: openraft types (`u64` node ids, [`openraft::BasicNode`] addresses,
 //!   opaque byte [`Request`]s and [`Response`]s).
-//! * [`GroupLogStore`] (via [`LogDb`]): openraft `RaftLogStorage` (storage API v2) over the
-//!   narrow [`RaftKv`] seam, keys prefixed by group id. Entries are postcard-encoded.
+//! * [`GroupLogStore`] (via [`LogDb`]): openraft `RaftLogStorage` (storage API v2) over a
+//!   `candor_store::Store` (space `RaftLog`), keys prefixed by group id. Entries are
+//!   postcard-encoded. [`CrashStore`] is an in-memory store that models power loss.
 //!   An append is one store batch; it is acknowledged to openraft only after a sync, and one
 //!   background syncer turns concurrent appends (of every group) into one fsync
 //!   (group commit). See [`log_store`] for the exact durability argument.
@@ -65,7 +66,7 @@ pub use group::{
     DEFAULT_KEY_PREFIX, GroupMetrics, RaftGroup, RaftNode, RaftNodeConfig, RaftTuning, WeakRaftNode,
 };
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};
-pub use kv::{Durability, KvError, MemKv, RaftKv, WriteBatch, WriteOp};
+pub use kv::{CrashStore, crash_store};
 pub use log_store::{GroupLogStore, LogDb};
 pub use network::{
     BoxFuture, NetworkFactory, RaftTransport, RpcKind, TransportError, TransportRouter,

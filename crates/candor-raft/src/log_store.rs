@@ -1,9 +1,11 @@
-//! The Raft log and vote storage (openraft `RaftLogStorage`, storage API v2) on a [`RaftKv`].
+//! The Raft log and vote storage (openraft `RaftLogStorage`, storage API v2) on a
+//! `candor_store::Store`.
 //!
 //! # Layout
 //!
-//! Every key is `prefix ‖ group id (u64 BE) ‖ tag ‖ rest`, so any number of groups share one
-//! store and one group's keys are a contiguous range:
+//! Keys live in the store's [`Space::RaftLog`]. Every key is
+//! `prefix ‖ group id (u64 BE) ‖ tag ‖ rest`, so any number of groups share one store and
+//! one group's keys are a contiguous range:
 //!
 //! | tag | rest | value |
 //! |-----|------|-------|
@@ -11,14 +13,15 @@
 //! | `v` | — | postcard(`Vote`) |
 //! | `p` | — | postcard(`LogId`): last purged |
 //! | `c` | — | postcard(`Option<LogId>`): last committed (a hint, see below) |
-//! | `s` | — | postcard(snapshot header) |
-//! | `t` | chunk number (u32 BE) | snapshot bytes |
+//! | `s` | — | postcard(snapshot header: meta, generation, length, chunk count) |
+//! | `t` | generation (u64 BE) ‖ chunk number (u32 BE) | snapshot bytes |
 //!
 //! # Durability
 //!
 //! An append is written [`Durability::Buffered`] (readable as soon as `append` returns, as
 //! openraft requires) and acknowledged through openraft's `IOFlushed` callback only after a
-//! [`RaftKv::sync`] that started after the write returned. One background *syncer* thread per
+//! [`Store::sync`] that started after the write returned (candor-store's durability is
+//! prefix-closed, so that sync covers the append and all before it). One background *syncer* thread per
 //! store performs those syncs: whatever appends and votes queue up while one fsync runs are
 //! covered by the next, so N groups appending concurrently cost about one fsync per round,
 //! not N. Callbacks fire in submission order, which keeps openraft's flushed watermark
@@ -40,8 +43,8 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
 
-use crate::kv::{Durability, KvError, RaftKv, WriteBatch};
 use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote, decode, encode};
+use candor_store::{Direction, Durability, KeyRange, Space, Store, StoreError, WriteBatch};
 
 const TAG_LOG: u8 = b'l';
 const TAG_VOTE: u8 = b'v';
@@ -52,6 +55,10 @@ pub(crate) const TAG_SNAP_DATA: u8 = b't';
 
 /// Entries read per store scan.
 const SCAN_PAGE: usize = 1024;
+
+/// Bytes a log entry adds around its payload (log id varints, payload tag, length), with
+/// room to spare.
+const ENTRY_OVERHEAD: usize = 128;
 
 type SyncJob = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
 
@@ -65,7 +72,7 @@ pub struct LogDb {
 }
 
 pub(crate) struct DbShared {
-    pub(crate) kv: Arc<dyn RaftKv>,
+    pub(crate) kv: Arc<dyn Store>,
     prefix: Vec<u8>,
     sync_tx: mpsc::Sender<SyncJob>,
 }
@@ -74,7 +81,7 @@ impl LogDb {
     /// Open the log database over `kv`, with every key under `prefix`.
     ///
     /// Spawns the syncer thread.
-    pub fn open(kv: Arc<dyn RaftKv>, prefix: &[u8]) -> Result<Self, io::Error> {
+    pub fn open(kv: Arc<dyn Store>, prefix: &[u8]) -> Result<Self, io::Error> {
         let (sync_tx, sync_rx) = mpsc::channel::<SyncJob>();
         let thread_kv = Arc::clone(&kv);
         std::thread::Builder::new()
@@ -102,7 +109,7 @@ impl LogDb {
 }
 
 /// Group commit: take every queued job, sync once, complete them in order.
-fn syncer(kv: Arc<dyn RaftKv>, rx: mpsc::Receiver<SyncJob>) {
+fn syncer(kv: Arc<dyn Store>, rx: mpsc::Receiver<SyncJob>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
@@ -136,7 +143,7 @@ impl DbShared {
     }
 }
 
-pub(crate) fn io_err(e: KvError) -> io::Error {
+pub(crate) fn io_err(e: StoreError) -> io::Error {
     io::Error::other(e)
 }
 
@@ -176,8 +183,18 @@ impl GroupLogStore {
         self.key(TAG_LOG + 1, &[])
     }
 
-    pub(crate) fn kv(&self) -> &dyn RaftKv {
+    pub(crate) fn kv(&self) -> &dyn Store {
         &*self.db.kv
+    }
+
+    /// Largest application payload whose log entry the store accepts. Larger writes must
+    /// be refused before they reach the log: a failed append stops the group.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.db
+            .kv
+            .limits()
+            .max_value_bytes
+            .saturating_sub(ENTRY_OVERHEAD)
     }
 
     pub(crate) async fn sync(&self) -> Result<(), io::Error> {
@@ -189,7 +206,12 @@ impl GroupLogStore {
         tag: u8,
         what: &str,
     ) -> Result<Option<T>, io::Error> {
-        match self.db.kv.get(&self.key(tag, &[])).map_err(io_err)? {
+        match self
+            .db
+            .kv
+            .get(Space::RaftLog, &self.key(tag, &[]))
+            .map_err(io_err)?
+        {
             None => Ok(None),
             Some(bytes) => decode(&bytes).map(Some).map_err(|e| data_err(what, e)),
         }
@@ -214,7 +236,12 @@ impl GroupLogStore {
             let page = self
                 .db
                 .kv
-                .scan(&cursor, &end_key, SCAN_PAGE)
+                .scan(
+                    Space::RaftLog,
+                    &KeyRange::half_open(cursor.clone(), end_key.clone()),
+                    Direction::Forward,
+                    SCAN_PAGE,
+                )
                 .map_err(io_err)?;
             let full = page.len() == SCAN_PAGE;
             for (k, v) in page {
@@ -251,7 +278,13 @@ impl GroupLogStore {
 
     fn last_log_id(&self) -> Result<Option<LogId>, io::Error> {
         let probe = self.log_key(u64::MAX);
-        match self.db.kv.seek_for_prev(&probe).map_err(io_err)? {
+        let floor = self.log_key(0);
+        match self
+            .db
+            .kv
+            .get_le(Space::RaftLog, &probe, &floor)
+            .map_err(io_err)?
+        {
             Some((k, v)) if self.index_of_key(&k).is_some() => {
                 let entry: Entry = decode(&v).map_err(|e| data_err("raft log entry", e))?;
                 Ok(Some(entry.log_id()))
@@ -326,10 +359,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut b = WriteBatch::new();
         b.put(
+            Space::RaftLog,
             self.key(TAG_VOTE, &[]),
             encode(vote).map_err(|e| data_err("raft vote", e))?,
         );
-        self.db.kv.write(b, Durability::Buffered).map_err(io_err)?;
+        self.db.kv.write(&b, Durability::Buffered).map_err(io_err)?;
         // Through the syncer so it is ordered with (and batched with) pending appends.
         self.db.sync().await
     }
@@ -337,10 +371,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let mut b = WriteBatch::new();
         b.put(
+            Space::RaftLog,
             self.key(TAG_COMMITTED, &[]),
             encode(&committed).map_err(|e| data_err("raft committed id", e))?,
         );
-        self.db.kv.write(b, Durability::Buffered).map_err(io_err)
+        self.db.kv.write(&b, Durability::Buffered).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -363,10 +398,13 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let mut b = WriteBatch::new();
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| data_err("raft log entry", e))?;
-            b.put(self.log_key(entry.index()), bytes);
+            b.put(Space::RaftLog, self.log_key(entry.index()), bytes);
         }
         if !b.is_empty() {
-            self.db.kv.write(b, Durability::Buffered).map_err(io_err)?;
+            self.db
+                .kv
+                .write_chunked(b, Durability::Buffered)
+                .map_err(io_err)?;
         }
         // Even an empty append is acknowledged through the syncer, so completions stay in
         // submission order.
@@ -384,8 +422,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             None => 0,
         };
         let mut b = WriteBatch::new();
-        b.delete_range(self.log_key(start), self.log_end());
-        self.db.kv.write(b, Durability::Buffered).map_err(io_err)
+        b.delete_range(
+            Space::RaftLog,
+            KeyRange::half_open(self.log_key(start), self.log_end()),
+        );
+        self.db.kv.write(&b, Durability::Buffered).map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -393,6 +434,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         // The purged marker and the deletion are one atomic batch: no state where entries
         // are gone but the marker is not.
         b.put(
+            Space::RaftLog,
             self.key(TAG_PURGED, &[]),
             encode(&log_id).map_err(|e| data_err("raft purged id", e))?,
         );
@@ -400,8 +442,14 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             Some(e) => self.log_key(e),
             None => self.log_end(),
         };
-        b.delete_range(self.log_key(0), end);
-        self.db.kv.write(b, Durability::Buffered).map_err(io_err)
+        b.delete_range(Space::RaftLog, KeyRange::half_open(self.log_key(0), end));
+        // A purge may remove many entries: chunk it. The marker comes first, so a crash
+        // midway leaves only entries openraft already ignores.
+        self.db
+            .kv
+            .write_chunked(b, Durability::Buffered)
+            .map_err(io_err)?;
+        Ok(())
     }
 }
 

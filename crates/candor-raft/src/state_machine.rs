@@ -32,11 +32,11 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Durability, WriteBatch};
 use crate::log_store::{GroupLogStore, TAG_SNAP_DATA, TAG_SNAP_META, data_err, io_err};
 use crate::types::{
     LogId, RaftSnapshot, Response, SnapshotMeta, StoredMembership, TypeConfig, decode, encode,
 };
+use candor_store::{Direction, Durability, KeyRange, Space, WriteBatch, prefix_end, scan_pages};
 
 /// Largest number of entries handed to one [`StateMachineLogic::apply`] call.
 pub const APPLY_CHUNK: usize = 4096;
@@ -107,6 +107,7 @@ impl AppliedState {
 #[derive(Serialize, Deserialize)]
 struct SnapshotHeader {
     meta: SnapshotMeta,
+    generation: u64,
     len: u64,
     chunks: u32,
 }
@@ -119,6 +120,8 @@ struct Inner<L> {
 pub(crate) struct Shared<L> {
     inner: Mutex<Inner<L>>,
     store: GroupLogStore,
+    // Serializes snapshot saves (a build and an install may overlap).
+    snapshot_lock: tokio::sync::Mutex<()>,
 }
 
 impl<L> Shared<L> {
@@ -161,6 +164,7 @@ impl<L: StateMachineLogic> StateMachine<L> {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner { logic, applied }),
                 store,
+                snapshot_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -309,7 +313,13 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
             Ok(snapshot)
         })
         .await?;
-        save_snapshot(&self.shared.store, &meta2, &data).await
+        save_snapshot(
+            &self.shared.store,
+            &self.shared.snapshot_lock,
+            &meta2,
+            &data,
+        )
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<RaftSnapshot>, io::Error> {
@@ -339,7 +349,7 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
             Ok((meta, data))
         })
         .await?;
-        save_snapshot(&self.shared.store, &meta, &data).await?;
+        save_snapshot(&self.shared.store, &self.shared.snapshot_lock, &meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: data,
@@ -347,64 +357,113 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
     }
 }
 
+fn read_header(store: &GroupLogStore) -> Result<Option<SnapshotHeader>, io::Error> {
+    match store
+        .kv()
+        .get(Space::RaftLog, &store.key(TAG_SNAP_META, &[]))
+        .map_err(io_err)?
+    {
+        None => Ok(None),
+        Some(h) => decode(&h)
+            .map(Some)
+            .map_err(|e| data_err("snapshot header", e)),
+    }
+}
+
+fn data_key(store: &GroupLogStore, generation: u64, chunk: u32) -> Vec<u8> {
+    let mut rest = generation.to_be_bytes().to_vec();
+    rest.extend_from_slice(&chunk.to_be_bytes());
+    store.key(TAG_SNAP_DATA, &rest)
+}
+
+fn generation_range(store: &GroupLogStore, generation: u64) -> KeyRange {
+    let start = store.key(TAG_SNAP_DATA, &generation.to_be_bytes());
+    let end = prefix_end(&start).unwrap_or_else(|| store.key(TAG_SNAP_DATA + 1, &[]));
+    KeyRange::half_open(start, end)
+}
+
+/// Persist `data` as the group's current snapshot, unless a newer one is already stored.
+///
+/// Crash safety: the chunks go under a fresh generation first; the header that points at
+/// them is switched afterwards, so a crash at any point leaves the old snapshot or the new
+/// one, each complete.
 async fn save_snapshot(
     store: &GroupLogStore,
+    lock: &tokio::sync::Mutex<()>,
     meta: &SnapshotMeta,
     data: &[u8],
 ) -> Result<(), io::Error> {
+    let _serialized = lock.lock().await;
+    let old = read_header(store)?;
+    if let Some(old) = &old
+        && old.meta.last_log_id > meta.last_log_id
+    {
+        return Ok(());
+    }
+    let generation = old.as_ref().map_or(0, |h| h.generation.wrapping_add(1));
     let chunks = data.chunks(SNAPSHOT_CHUNK);
     let n = u32::try_from(chunks.len()).map_err(|_| io::Error::other("snapshot too large"))?;
+
+    let mut b = WriteBatch::new();
+    b.delete_range(Space::RaftLog, generation_range(store, generation));
+    for (i, c) in (0u32..).zip(chunks) {
+        b.put(Space::RaftLog, data_key(store, generation, i), c.to_vec());
+    }
+    store
+        .kv()
+        .write_chunked(b, Durability::Buffered)
+        .map_err(io_err)?;
+
     let header = SnapshotHeader {
         meta: meta.clone(),
+        generation,
         len: data.len() as u64,
         chunks: n,
     };
     let mut b = WriteBatch::new();
-    b.delete_range(
-        store.key(TAG_SNAP_DATA, &[]),
-        store.key(TAG_SNAP_DATA + 1, &[]),
-    );
-    for (i, c) in (0u32..).zip(chunks) {
-        b.put(store.key(TAG_SNAP_DATA, &i.to_be_bytes()), c.to_vec());
-    }
     b.put(
+        Space::RaftLog,
         store.key(TAG_SNAP_META, &[]),
         encode(&header).map_err(|e| data_err("snapshot header", e))?,
     );
-    store.kv().write(b, Durability::Buffered).map_err(io_err)?;
+    if let Some(old) = &old
+        && old.generation != generation
+    {
+        b.delete_range(Space::RaftLog, generation_range(store, old.generation));
+    }
+    store
+        .kv()
+        .write_chunked(b, Durability::Buffered)
+        .map_err(io_err)?;
     store.sync().await
 }
 
 fn load_snapshot(store: &GroupLogStore) -> Result<Option<RaftSnapshot>, io::Error> {
-    let Some(h) = store
-        .kv()
-        .get(&store.key(TAG_SNAP_META, &[]))
-        .map_err(io_err)?
-    else {
+    let Some(header) = read_header(store)? else {
         return Ok(None);
     };
-    let header: SnapshotHeader = decode(&h).map_err(|e| data_err("snapshot header", e))?;
     let len = usize::try_from(header.len).map_err(|_| data_err("snapshot", "too large"))?;
-    let mut data = Vec::with_capacity(len);
-    let start = store.key(TAG_SNAP_DATA, &[]);
-    let end = store.key(TAG_SNAP_DATA + 1, &[]);
-    let pairs = store
-        .kv()
-        .scan(&start, &end, header.chunks as usize)
-        .map_err(io_err)?;
-    if pairs.len() != header.chunks as usize {
-        return Err(data_err("snapshot", "missing chunks"));
-    }
-    for (i, (k, v)) in (0u32..).zip(pairs) {
-        if k != store.key(TAG_SNAP_DATA, &i.to_be_bytes()) {
-            return Err(data_err("snapshot", "chunk out of order"));
+    let mut data = Vec::with_capacity(len.min(1 << 30));
+    let pairs = scan_pages(
+        store.kv(),
+        Space::RaftLog,
+        generation_range(store, header.generation),
+        Direction::Forward,
+        64,
+    );
+    let mut count = 0u32;
+    for pair in pairs {
+        let (k, v) = pair.map_err(io_err)?;
+        if count >= header.chunks || k != data_key(store, header.generation, count) {
+            return Err(data_err("snapshot", "unexpected chunk"));
         }
         data.extend_from_slice(&v);
+        count += 1;
     }
-    if data.len() != len {
-        return Err(data_err("snapshot", "length mismatch"));
+    if count != header.chunks || data.len() != len {
+        return Err(data_err("snapshot", "missing chunks"));
     }
-    Ok(Some(Snapshot {
+    Ok(Some(RaftSnapshot {
         meta: header.meta,
         snapshot: data,
     }))

@@ -1,20 +1,24 @@
 //! A small reference [`StateMachineLogic`] for tests, benchmarks and as an example for
-//! the shard and sequencer: an append-only list of payloads persisted in a [`RaftKv`].
+//! the shard and sequencer: an append-only list of payloads persisted in a
+//! `candor_store::Store`.
 
 use std::sync::Arc;
 
-use crate::kv::{Durability, KvError, RaftKv, WriteBatch};
 use crate::state_machine::{ApplyBatch, StateMachineLogic};
 use crate::types::{decode, encode};
+use candor_store::{
+    Direction, Durability, KeyRange, Space, Store, StoreError, WriteBatch, scan_pages,
+};
 
 const TAG_ITEM: u8 = b'i';
 const TAG_MARKER: u8 = b'm';
+const SPACE: Space = Space::Meta;
 
 /// Appends every applied payload to a list; the response to an entry is its 1-based
 /// position in the list as `u64` big-endian. Each batch (items + marker) is one atomic
 /// buffered store write, as a real state machine would do it.
 pub struct AppendLog {
-    kv: Arc<dyn RaftKv>,
+    kv: Arc<dyn Store>,
     prefix: Vec<u8>,
     items: Vec<Vec<u8>>,
     marker: Option<Vec<u8>>,
@@ -22,20 +26,18 @@ pub struct AppendLog {
 
 impl AppendLog {
     /// Open (or recover) the list stored under `prefix` in `kv`.
-    pub fn open(kv: Arc<dyn RaftKv>, prefix: &[u8]) -> Result<Self, KvError> {
+    pub fn open(kv: Arc<dyn Store>, prefix: &[u8]) -> Result<Self, StoreError> {
         let mut this = Self {
             kv,
             prefix: prefix.to_vec(),
             items: Vec::new(),
             marker: None,
         };
-        this.marker = this.kv.get(&this.key(TAG_MARKER, &[]))?;
-        let pairs = this.kv.scan(
-            &this.key(TAG_ITEM, &[]),
-            &this.key(TAG_ITEM + 1, &[]),
-            usize::MAX,
-        )?;
-        this.items = pairs.into_iter().map(|(_, v)| v).collect();
+        this.marker = this.kv.get(SPACE, &this.key(TAG_MARKER, &[]))?;
+        let range = KeyRange::half_open(this.key(TAG_ITEM, &[]), this.key(TAG_ITEM + 1, &[]));
+        this.items = scan_pages(&*this.kv, SPACE, range, Direction::Forward, 1024)
+            .map(|r| r.map(|(_, v)| v))
+            .collect::<Result<_, _>>()?;
         Ok(this)
     }
 
@@ -58,43 +60,52 @@ impl AppendLog {
 }
 
 impl StateMachineLogic for AppendLog {
-    type Error = KvError;
+    type Error = StoreError;
 
-    fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, KvError> {
+    fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut b = WriteBatch::new();
         let mut responses = Vec::with_capacity(batch.entries.len());
         let base = self.items.len() as u64;
         for (i, e) in (0u64..).zip(batch.entries) {
             let pos = base + i + 1;
-            b.put(self.key(TAG_ITEM, &pos.to_be_bytes()), e.data.to_vec());
+            b.put(
+                SPACE,
+                self.key(TAG_ITEM, &pos.to_be_bytes()),
+                e.data.to_vec(),
+            );
             responses.push(pos.to_be_bytes().to_vec());
         }
-        b.put(self.key(TAG_MARKER, &[]), batch.marker.to_vec());
-        self.kv.write(b, Durability::Buffered)?;
+        // The marker goes last: a chunked write that stops midway leaves no marker for
+        // the partial batch, and re-applying it rewrites the same keys.
+        b.put(SPACE, self.key(TAG_MARKER, &[]), batch.marker.to_vec());
+        self.kv.write_chunked(b, Durability::Buffered)?;
         self.items
             .extend(batch.entries.iter().map(|e| e.data.to_vec()));
         self.marker = Some(batch.marker.to_vec());
         Ok(responses)
     }
 
-    fn applied_marker(&self) -> Result<Option<Vec<u8>>, KvError> {
+    fn applied_marker(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.marker.clone())
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, KvError> {
-        encode(&self.items).map_err(|e| KvError::wrap("append-log snapshot", e))
+    fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        encode(&self.items).map_err(|e| StoreError::Corruption(format!("append-log snapshot: {e}")))
     }
 
-    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), KvError> {
-        let items: Vec<Vec<u8>> =
-            decode(data).map_err(|e| KvError::wrap("append-log snapshot", e))?;
+    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), StoreError> {
+        let items: Vec<Vec<u8>> = decode(data)
+            .map_err(|e| StoreError::Corruption(format!("append-log snapshot: {e}")))?;
         let mut b = WriteBatch::new();
-        b.delete_range(self.key(TAG_ITEM, &[]), self.key(TAG_ITEM + 1, &[]));
+        b.delete_range(
+            SPACE,
+            KeyRange::half_open(self.key(TAG_ITEM, &[]), self.key(TAG_ITEM + 1, &[])),
+        );
         for (pos, item) in (1u64..).zip(&items) {
-            b.put(self.key(TAG_ITEM, &pos.to_be_bytes()), item.clone());
+            b.put(SPACE, self.key(TAG_ITEM, &pos.to_be_bytes()), item.clone());
         }
-        b.put(self.key(TAG_MARKER, &[]), marker.to_vec());
-        self.kv.write(b, Durability::Buffered)?;
+        b.put(SPACE, self.key(TAG_MARKER, &[]), marker.to_vec());
+        self.kv.write_chunked(b, Durability::Buffered)?;
         self.items = items;
         self.marker = Some(marker.to_vec());
         Ok(())

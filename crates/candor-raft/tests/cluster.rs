@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use candor_raft::testing::AppendLog;
 use candor_raft::{
-    Error, FaultConfig, GroupId, InProcessNetwork, MemKv, NodeId, RaftGroup, ServerState,
+    CrashStore, Error, FaultConfig, GroupId, InProcessNetwork, NodeId, RaftGroup, ServerState,
 };
 use common::*;
 
@@ -42,7 +42,7 @@ fn check_acked(items: &[Vec<u8>], acked: &[(Vec<u8>, u64)], unknown: &[Vec<u8>])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_writes_and_reads_back() {
     let net = InProcessNetwork::new(seed(1));
-    let n = start_node(&net, 1, Arc::new(MemKv::new()));
+    let n = start_node(&net, 1, Arc::new(CrashStore::new()));
     let g = start_group(&n, G).await;
     g.initialize(members(&[1])).await.expect("initialize");
     assert_eq!(g.wait_for_leader(WAIT).await.expect("leader"), 1);
@@ -54,13 +54,23 @@ async fn single_node_writes_and_reads_back() {
     let items = linearizable_items(&g).await;
     assert_eq!(items, (0..50).map(|i| payload("w", i)).collect::<Vec<_>>());
 
+    // 50 writes + the initial membership entry (index 0) + the leader's blank entry.
+    g.wait_for_applied(51, WAIT)
+        .await
+        .expect("metrics catch up");
     let m = g.metrics();
     assert_eq!(m.leader, Some(1));
     assert_eq!(m.state, ServerState::Leader);
     assert!(m.current_term >= 1);
-    // 50 writes + the initial membership entry + the leader's blank entry.
-    assert_eq!(m.last_applied.map(|l| l.index), m.last_log_index);
     assert!(m.last_log_index >= Some(51));
+    assert!(m.last_applied.map(|l| l.index) >= Some(51));
+    assert_eq!(m.voters.iter().copied().collect::<Vec<_>>(), vec![1]);
+    // Oversized payloads are refused before they reach the log.
+    let too_big = vec![0u8; g.max_payload_bytes() + 1];
+    assert!(matches!(
+        g.client_write(too_big).await,
+        Err(Error::TooLarge { .. })
+    ));
     // Initializing again is a no-op.
     g.initialize(members(&[1])).await.expect("re-initialize");
     n.node.shutdown().await;
@@ -72,7 +82,7 @@ async fn three_nodes_failover_keeps_committed_entries() {
     let mut nodes: HashMap<NodeId, TestNode> = HashMap::new();
     let mut groups: Vec<(NodeId, RaftGroup<AppendLog>)> = Vec::new();
     for id in 1..=3 {
-        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        let n = start_node(&net, id, Arc::new(CrashStore::new()));
         groups.push((id, start_group(&n, G).await));
         nodes.insert(id, n);
     }
@@ -116,7 +126,7 @@ async fn three_nodes_failover_keeps_committed_entries() {
     net.unregister(leader);
     let old = nodes.remove(&leader).expect("leader node");
     old.node.shutdown().await;
-    let crashed_kv = Arc::new(old.kv.crash_copy());
+    let crashed_kv = Arc::new(old.kv.crash_copy().expect("crash copy"));
     drop(old);
     groups.retain(|(id, _)| *id != leader);
 
@@ -158,7 +168,7 @@ async fn three_nodes_failover_keeps_committed_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_from_store_recovers_state() {
     let net = InProcessNetwork::new(seed(3));
-    let kv = Arc::new(MemKv::new());
+    let kv = Arc::new(CrashStore::new());
     let n = start_node(&net, 1, Arc::clone(&kv));
     let g = start_group(&n, G).await;
     g.initialize(members(&[1])).await.expect("initialize");
@@ -184,7 +194,7 @@ async fn restart_from_store_recovers_state() {
     let term_before = g.metrics().current_term;
 
     // Power cut: only synced writes survive; the state machine's buffered writes may not.
-    let crashed = Arc::new(kv.crash_copy());
+    let crashed = Arc::new(kv.crash_copy().expect("crash copy"));
     n.node.shutdown().await;
     drop(g);
     drop(n);
@@ -209,7 +219,7 @@ async fn restart_from_store_recovers_state() {
     );
 
     // Clean restart: identical state, no re-application needed.
-    let clean = Arc::new(n2.kv.clean_copy());
+    let clean = Arc::new(n2.kv.clean_copy().expect("clean copy"));
     n2.node.shutdown().await;
     net.unregister(1);
     let n3 = start_node(&net, 1, clean);
@@ -224,7 +234,7 @@ async fn restart_from_store_recovers_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_groups_on_one_node() {
     let net = InProcessNetwork::new(seed(4));
-    let n = start_node(&net, 1, Arc::new(MemKv::new()));
+    let n = start_node(&net, 1, Arc::new(CrashStore::new()));
     let mut gs = Vec::new();
     for gid in 0..16u64 {
         let g = start_group(&n, GroupId(100 + gid)).await;
@@ -235,7 +245,7 @@ async fn sixteen_groups_on_one_node() {
         n.node
             .start_group(
                 GroupId(100),
-                AppendLog::open(Arc::new(MemKv::new()), b"x").expect("logic")
+                AppendLog::open(Arc::new(CrashStore::new()), b"x").expect("logic")
             )
             .await,
         Err(Error::GroupExists(GroupId(100)))
@@ -278,7 +288,7 @@ async fn lossy_network_loses_no_acknowledged_write() {
     let mut groups = Vec::new();
     let mut nodes = Vec::new();
     for id in 1..=3 {
-        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        let n = start_node(&net, id, Arc::new(CrashStore::new()));
         groups.push((id, start_group(&n, G).await));
         nodes.push(n);
     }
@@ -354,7 +364,7 @@ async fn isolated_leader_cannot_acknowledge_writes() {
     let mut groups = Vec::new();
     let mut nodes = Vec::new();
     for id in 1..=3 {
-        let n = start_node(&net, id, Arc::new(MemKv::new()));
+        let n = start_node(&net, id, Arc::new(CrashStore::new()));
         groups.push((id, start_group(&n, G).await));
         nodes.push(n);
     }

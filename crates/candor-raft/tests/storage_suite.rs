@@ -9,8 +9,9 @@ use candor_raft::openraft::storage::{IOFlushed, RaftLogStorage};
 use candor_raft::openraft::testing::log::{StoreBuilder, Suite};
 use candor_raft::testing::AppendLog;
 use candor_raft::{
-    Entry, GroupId, GroupLogStore, LogDb, LogId, MemKv, RaftKv, StateMachine, TypeConfig, Vote,
+    CrashStore, Entry, GroupId, GroupLogStore, LogDb, LogId, StateMachine, TypeConfig, Vote,
 };
+use candor_store::Store;
 
 struct Builder;
 
@@ -18,7 +19,7 @@ impl StoreBuilder<TypeConfig, GroupLogStore, StateMachine<AppendLog>, ()> for Bu
     async fn build(
         &self,
     ) -> Result<((), GroupLogStore, StateMachine<AppendLog>), StorageError<TypeConfig>> {
-        let kv: Arc<dyn RaftKv> = Arc::new(MemKv::new());
+        let kv: Arc<dyn Store> = Arc::new(CrashStore::new());
         let db = LogDb::open(Arc::clone(&kv), b"raft/").expect("open log db");
         // Neighbouring groups in the same store must not leak into this one.
         for g in [6, 8] {

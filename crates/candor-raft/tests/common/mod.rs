@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use candor_raft::testing::AppendLog;
 use candor_raft::{
-    Error, GroupId, InProcessNetwork, MemKv, NodeId, RaftGroup, RaftKv, RaftNode, RaftNodeConfig,
+    CrashStore, Error, GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNode, RaftNodeConfig,
 };
+use candor_store::Store;
 
 /// Generous bound on every wait so a broken test fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -38,12 +39,12 @@ pub fn sm_prefix(g: GroupId) -> Vec<u8> {
 /// `candor dev`) and its Raft node.
 pub struct TestNode {
     pub id: NodeId,
-    pub kv: Arc<MemKv>,
+    pub kv: Arc<CrashStore>,
     pub node: RaftNode,
 }
 
-pub fn start_node(net: &InProcessNetwork, id: NodeId, kv: Arc<MemKv>) -> TestNode {
-    let dyn_kv: Arc<dyn RaftKv> = Arc::clone(&kv) as Arc<dyn RaftKv>;
+pub fn start_node(net: &InProcessNetwork, id: NodeId, kv: Arc<CrashStore>) -> TestNode {
+    let dyn_kv: Arc<dyn Store> = Arc::clone(&kv) as Arc<dyn Store>;
     let node = RaftNode::new(RaftNodeConfig::new(id, addr(id)), dyn_kv, net.endpoint(id))
         .expect("raft node");
     net.register(&node);
@@ -51,7 +52,7 @@ pub fn start_node(net: &InProcessNetwork, id: NodeId, kv: Arc<MemKv>) -> TestNod
 }
 
 pub async fn start_group(n: &TestNode, g: GroupId) -> RaftGroup<AppendLog> {
-    let kv: Arc<dyn RaftKv> = Arc::clone(&n.kv) as Arc<dyn RaftKv>;
+    let kv: Arc<dyn Store> = Arc::clone(&n.kv) as Arc<dyn Store>;
     let logic = AppendLog::open(kv, &sm_prefix(g)).expect("open logic");
     n.node.start_group(g, logic).await.expect("start group")
 }
