@@ -1,0 +1,447 @@
+//! # candor-node: one Candor process
+//!
+//! [`DevNode`] assembles everything `candor dev` runs in one process:
+//!
+//! * one [`FjallStore`] at `data_dir/store` holding the Raft logs (space `RaftLog`), the
+//!   shard and sequencer state machines (space `Meta`, prefixes `candor-shard/`,
+//!   `candor-seq/`), the trees (`Tree`, `Values`) and the epoch log (`EpochLog`);
+//! * one [`RaftNode`] (node id 1) on an [`InProcessNetwork`]: the same code path a
+//!   cluster uses, with a single member per group;
+//! * `2^shard_bits` shard groups (group id = shard number, [`ShardLogic`]) and the
+//!   sequencer group ([`SEQUENCER_GROUP`], [`SequencerLogic`]), initialized on the first
+//!   start and recovered from the store on later ones;
+//! * the tickers: one sealer per shard (`seal_interval`), the epoch ticker
+//!   (`epoch_interval`);
+//! * the seam the API uses: [`DevNode::publisher`], [`DevNode::store`],
+//!   [`DevNode::forest`], [`DevNode::epochs`], [`DevNode::heads`], [`DevNode::config`].
+//!
+//! ## Durability
+//!
+//! A publish is acknowledged after its Raft entry is synced (the log store syncs before
+//! acknowledging appends) and applied. State-machine writes and seals are buffered:
+//! the store's durability is prefix-closed, so the next synced write (a Raft append or
+//! the epoch log's synced append) covers them, and anything lost in a power cut is
+//! re-applied from the Raft log, exactly once (see `candor_shard::logic`). A restart on
+//! the same `data_dir` keeps every acknowledged mutation and continues the epoch numbers;
+//! old heads stay valid (the epoch log only grows).
+//!
+//! The store remembers the namespace and shard count it was created with; starting
+//! with other values fails ([`NodeError::Config`]). Keys may change between starts
+//! (later heads then carry the new configuration digest).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_core::signed::{PublicConfig, SignedHead, SigningKeyPair};
+use candor_core::vrf::VrfPublicKey;
+use candor_raft::{GroupId, InProcessNetwork, RaftGroup, RaftNode, RaftNodeConfig, RaftTuning};
+use candor_store::{Durability, FjallConfig, FjallStore, Space, Store, WriteBatch};
+use candor_tree::{EpochLogStore, Forest, TreeConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch};
+pub use candor_shard::{
+    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError, ShardLogic,
+    ShardLogicConfig, ShardPublisher,
+};
+
+/// The Raft node id of a dev node.
+pub const DEV_NODE_ID: u64 = 1;
+
+const CONFIG_KEY: &[u8] = b"candor-node/config";
+
+/// Failure to start a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is invalid or does not match the store.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store failed to open or read.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Raft failed to start a group.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl From<candor_store::StoreError> for NodeError {
+    fn from(e: candor_store::StoreError) -> Self {
+        NodeError::Storage(e.to_string())
+    }
+}
+impl From<candor_tree::TreeError> for NodeError {
+    fn from(e: candor_tree::TreeError) -> Self {
+        NodeError::Storage(e.to_string())
+    }
+}
+impl From<candor_raft::Error> for NodeError {
+    fn from(e: candor_raft::Error) -> Self {
+        NodeError::Raft(e.to_string())
+    }
+}
+impl From<ShardError> for NodeError {
+    fn from(e: ShardError) -> Self {
+        NodeError::Storage(e.to_string())
+    }
+}
+impl From<candor_sequencer::SequencerError> for NodeError {
+    fn from(e: candor_sequencer::SequencerError) -> Self {
+        match e {
+            candor_sequencer::SequencerError::Config(m) => NodeError::Config(m),
+            other => NodeError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The node's keys. The VRF secret stays in the API; only its public key is needed here.
+pub struct NodeKeys {
+    /// Signs epoch heads.
+    pub head: SigningKeyPair,
+    /// Signs SMTs.
+    pub smt: SigningKeyPair,
+    /// The VRF public key (part of the public configuration).
+    pub vrf_public: VrfPublicKey,
+}
+
+impl Clone for NodeKeys {
+    fn clone(&self) -> Self {
+        Self {
+            head: SigningKeyPair::from_seed(&self.head.to_seed()),
+            smt: SigningKeyPair::from_seed(&self.smt.to_seed()),
+            vrf_public: self.vrf_public,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKeys")
+            .field("head", &self.head)
+            .field("smt", &self.smt)
+            .field("vrf_public", &self.vrf_public)
+            .finish()
+    }
+}
+
+/// Configuration of a [`DevNode`].
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Directory of the store (created if missing).
+    pub data_dir: PathBuf,
+    /// Deployment namespace (in every signed message).
+    pub namespace: String,
+    /// `log2` of the shard count (0..=16). Default 4 (16 shards).
+    pub shard_bits: u8,
+    /// Time between epochs. Default 1 s.
+    pub epoch_interval: Duration,
+    /// Maximum merge delay promised by SMTs. Default 10 s.
+    pub max_merge_delay: Duration,
+    /// Time between seals of a shard with pending labels. Default 100 ms.
+    pub seal_interval: Duration,
+    /// Signing keys and the VRF public key.
+    pub keys: NodeKeys,
+    /// Embedded store tuning (block cache, memtables).
+    pub store: FjallConfig,
+    /// Tree node cache budget, bytes. Default 64 MiB.
+    pub tree_cache_bytes: u64,
+    /// Shard state machine retention knobs.
+    pub shard: ShardLogicConfig,
+    /// Most items per Raft entry. Default 1024.
+    pub max_batch_items: usize,
+    /// Most entries in flight per shard. Default 4.
+    pub max_inflight: usize,
+    /// Raft timing.
+    pub raft: RaftTuning,
+    /// How long `start` waits for every group to elect itself. Default 30 s.
+    pub start_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for `data_dir`, `namespace` and `keys`.
+    pub fn new(data_dir: impl Into<PathBuf>, namespace: impl Into<String>, keys: NodeKeys) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            namespace: namespace.into(),
+            shard_bits: 4,
+            epoch_interval: Duration::from_secs(1),
+            max_merge_delay: Duration::from_secs(10),
+            seal_interval: Duration::from_millis(100),
+            keys,
+            store: FjallConfig::default(),
+            tree_cache_bytes: 64 << 20,
+            shard: ShardLogicConfig::default(),
+            max_batch_items: 1024,
+            max_inflight: 4,
+            raft: RaftTuning::default(),
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The public configuration these settings define.
+    pub fn public_config(&self) -> PublicConfig {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        PublicConfig {
+            namespace: self.namespace.clone(),
+            vrf_key: self.keys.vrf_public,
+            head_key: self.keys.head.public_key(),
+            smt_key: self.keys.smt.public_key(),
+            shard_bits: self.shard_bits,
+            epoch_interval_ms: ms(self.epoch_interval),
+            max_merge_delay_ms: ms(self.max_merge_delay),
+        }
+    }
+}
+
+/// All roles of Candor in one process on the embedded store.
+pub struct DevNode {
+    public: PublicConfig,
+    store: Arc<dyn Store>,
+    forest: Forest,
+    epochs: Arc<EpochLogStore>,
+    raft: RaftNode,
+    shards: Vec<RaftGroup<ShardLogic>>,
+    sequencer: RaftGroup<SequencerLogic>,
+    publisher: ShardPublisher,
+    heads: watch::Receiver<Option<SignedHead>>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DevNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevNode")
+            .field("namespace", &self.public.namespace)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn members() -> BTreeMap<u64, String> {
+    BTreeMap::from([(DEV_NODE_ID, format!("inproc-{DEV_NODE_ID}"))])
+}
+
+/// Records (namespace, shard_bits) on first start; refuses a different one later.
+fn check_identity(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeError> {
+    let mut want = vec![1u8, public.shard_bits];
+    want.extend_from_slice(public.namespace.as_bytes());
+    match store.get(Space::Meta, CONFIG_KEY)? {
+        Some(v) if v == want => Ok(()),
+        Some(v) if v.len() >= 2 && v[0] == 1 => Err(NodeError::Config(format!(
+            "the store at this data_dir belongs to namespace {:?} with shard_bits {}, \
+             not {:?} with {}",
+            String::from_utf8_lossy(&v[2..]),
+            v[1],
+            public.namespace,
+            public.shard_bits
+        ))),
+        Some(_) => Err(NodeError::Storage("node identity record of unexpected shape".into())),
+        None => {
+            let mut b = WriteBatch::new();
+            b.put(Space::Meta, CONFIG_KEY.to_vec(), want);
+            store.write(&b, Durability::Sync)?;
+            Ok(())
+        }
+    }
+}
+
+impl DevNode {
+    /// Open (or create) the store at `config.data_dir`, start every group and ticker,
+    /// and wait until each group has elected this node. Call inside a tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<DevNode, NodeError> {
+        let public = config.public_config();
+        public
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        if config.seal_interval.is_zero() || config.seal_interval >= config.max_merge_delay {
+            return Err(NodeError::Config(
+                "seal interval must be > 0 and below the maximum merge delay".into(),
+            ));
+        }
+        let dir = config.data_dir.join("store");
+        let fjall_cfg = config.store.clone();
+        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+            FjallStore::open_with(&dir, fjall_cfg).map_err(NodeError::from)
+        })
+        .await
+        .map_err(|e| NodeError::Storage(format!("open task failed: {e}")))?
+        .map(|s| Arc::new(s) as Arc<dyn Store>)?;
+        Self::start_on(store, config).await
+    }
+
+    /// Like [`DevNode::start`] on an already opened store (tests use `MemStore`).
+    pub async fn start_on(store: Arc<dyn Store>, config: NodeConfig) -> Result<DevNode, NodeError> {
+        let public = config.public_config();
+        public
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        check_identity(&*store, &public)?;
+        let forest = Forest::open(
+            Arc::clone(&store),
+            TreeConfig {
+                shard_bits: config.shard_bits,
+                cache_bytes: config.tree_cache_bytes,
+                // Buffered: a seal is re-done from the Raft log if lost (see crate docs).
+                seal_durability: Durability::Buffered,
+                ..TreeConfig::default()
+            },
+        )?;
+        let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store))?);
+
+        let net = InProcessNetwork::new(0);
+        let mut rcfg = RaftNodeConfig::new(DEV_NODE_ID, format!("inproc-{DEV_NODE_ID}"));
+        rcfg.tuning = config.raft.clone();
+        let raft = RaftNode::new(rcfg, Arc::clone(&store), net.endpoint(DEV_NODE_ID))?;
+        net.register(&raft);
+
+        let n = 1u32 << config.shard_bits;
+        let mut shards = Vec::with_capacity(n as usize);
+        let mut counters = Vec::with_capacity(n as usize);
+        for s in 0..n {
+            let logic = ShardLogic::open(&forest, s, config.shard.clone())?;
+            counters.push(logic.pending_counter());
+            let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
+            g.initialize(members()).await?;
+            shards.push(g);
+        }
+        let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
+        let seq_logic = SequencerLogic::open(
+            Arc::clone(&store),
+            Arc::clone(&epochs),
+            public.clone(),
+            head_key,
+        )?;
+        let heads = seq_logic.subscribe();
+        let sequencer = raft.start_group(GroupId(SEQUENCER_GROUP), seq_logic).await?;
+        sequencer.initialize(members()).await?;
+
+        for g in &shards {
+            g.wait_for_leader(config.start_timeout).await?;
+        }
+        sequencer.wait_for_leader(config.start_timeout).await?;
+
+        let mut pcfg = PublisherConfig::new(
+            public.namespace.clone(),
+            config.shard_bits,
+            public.max_merge_delay_ms,
+        );
+        pcfg.max_batch_items = config.max_batch_items.max(1);
+        pcfg.max_inflight = config.max_inflight.max(1);
+        let smt_key = Arc::new(SigningKeyPair::from_seed(&config.keys.smt.to_seed()));
+        let publisher = ShardPublisher::new(shards.clone(), smt_key, pcfg)?;
+
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for (s, (g, c)) in shards.iter().zip(counters).enumerate() {
+            tasks.push(candor_shard::spawn_sealer(
+                DEV_NODE_ID,
+                s as u32,
+                g.clone(),
+                c,
+                config.seal_interval,
+                cancel.child_token(),
+            ));
+        }
+        tasks.push(candor_sequencer::spawn_epoch_ticker(
+            DEV_NODE_ID,
+            sequencer.clone(),
+            forest.clone(),
+            config.epoch_interval,
+            cancel.child_token(),
+        ));
+        info!(
+            namespace = %public.namespace,
+            shards = n,
+            epoch = epochs.latest_epoch(),
+            "candor node started"
+        );
+        Ok(DevNode {
+            public,
+            store,
+            forest,
+            epochs,
+            raft,
+            shards,
+            sequencer,
+            publisher,
+            heads,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// The write path (routes to shards, batches, signs SMTs).
+    pub fn publisher(&self) -> Arc<dyn Publisher> {
+        Arc::new(self.publisher.clone())
+    }
+
+    /// The node's store (every space).
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// The tree engine over the store (reads at any retained revision).
+    pub fn forest(&self) -> Forest {
+        self.forest.clone()
+    }
+
+    /// The epoch log: heads, revisions per epoch, log proofs, `view(forest, epoch)`.
+    pub fn epochs(&self) -> Arc<EpochLogStore> {
+        Arc::clone(&self.epochs)
+    }
+
+    /// The latest signed head (published after it is persisted).
+    pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
+        self.heads.clone()
+    }
+
+    /// The public configuration (what clients pin).
+    pub fn config(&self) -> &PublicConfig {
+        &self.public
+    }
+
+    /// The shard groups, by shard number (metrics, tests).
+    pub fn shard_groups(&self) -> &[RaftGroup<ShardLogic>] {
+        &self.shards
+    }
+
+    /// The sequencer group (metrics, tests).
+    pub fn sequencer_group(&self) -> &RaftGroup<SequencerLogic> {
+        &self.sequencer
+    }
+
+    /// Seal every shard with pending labels and make an epoch now, without waiting for
+    /// the tickers. Returns the new epoch number.
+    pub async fn flush_epoch(&self) -> Result<u64, NodeError> {
+        for g in &self.shards {
+            let pending = g.read(|l| !l.pending().is_empty()).await?;
+            if pending {
+                g.client_write(candor_shard::ShardCommand::Seal.encode()).await?;
+            }
+        }
+        Ok(propose_epoch(&self.sequencer, &self.forest).await?)
+    }
+
+    /// Stop the tickers and the publisher, shut every group down and sync the store.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.publisher.close();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.raft.shutdown().await;
+        let store = Arc::clone(&self.store);
+        let _ = tokio::task::spawn_blocking(move || store.sync()).await;
+        info!("candor node stopped");
+    }
+}

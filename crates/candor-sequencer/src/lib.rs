@@ -1,0 +1,542 @@
+//! # candor-sequencer: epochs, the global root and signed heads
+//!
+//! The sequencer is one openraft group ([`SEQUENCER_GROUP`]). Every `epoch_interval` its
+//! leader ([`spawn_epoch_ticker`]) reads each shard's latest sealed revision and root and
+//! proposes a [`SequencerCommand::Epoch`] listing the shards that moved. Applying it
+//! ([`SequencerLogic`], deterministic):
+//!
+//! 1. `epoch = last + 1` (the number comes from the log, so there is exactly one head per
+//!    epoch number, across failovers);
+//! 2. `timestamp = max(entry timestamp, previous timestamp)`: never goes back;
+//! 3. each listed shard whose revision is newer than the recorded one takes the new
+//!    revision and root (stale or unknown shards are ignored); the global root is
+//!    [`combine_shard_roots`](candor_core::map::combine_shard_roots) of all of them;
+//! 4. the epoch entry is appended to the epoch log and the head (namespace, epoch,
+//!    timestamp, map root, log size and root, config digest) is **signed inside apply**:
+//!    Ed25519 is deterministic, so every replica computes the same bytes;
+//! 5. the head and the revision vector are persisted atomically
+//!    ([`EpochLogStore::append`], a synced write), then the sequencer's own bookkeeping
+//!    (applied index, roots, Raft marker); only then is the head published on the watch
+//!    channel.
+//!
+//! An epoch is signed even when nothing changed (heads keep flowing, clients see
+//! liveness).
+//!
+//! ## Exactly once
+//!
+//! Entries at or below the recorded applied index are skipped. If a crash falls between
+//! the epoch-log append and the bookkeeping write, re-applying the entry recomputes the
+//! identical head (same inputs, deterministic signature) and the append is a no-op; a
+//! *different* head for a stored epoch is refused by the epoch log and stops the group.
+//!
+//! ## State (space `Meta`, prefix `candor-seq/`)
+//!
+//! `s` → [`SequencerState`]; `m` → the Raft marker; `r ‖ shard u32be` → the shard's
+//! recorded revision and root.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use candor_core::Digest;
+use candor_core::log::EpochEntry;
+use candor_core::map::{Subtree, combine_shard_roots};
+use candor_core::signed::{EpochHead, PublicConfig, SignedHead, SigningKeyPair};
+use candor_raft::{ApplyBatch, NodeId, RaftGroup, StateMachineLogic};
+use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
+use candor_tree::{EpochLogStore, Forest};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Raft group id of the sequencer (shard groups use ids below 2^16).
+pub const SEQUENCER_GROUP: u64 = 1 << 32;
+
+const SPACE: Space = Space::Meta;
+const PREFIX: &[u8] = b"candor-seq/";
+const TAG_STATE: u8 = b's';
+const TAG_MARKER: u8 = b'm';
+const TAG_ROOT: u8 = b'r';
+
+/// Everything that can go wrong in the sequencer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequencerError {
+    /// Store, tree or epoch-log failure; inside apply it stops the group.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Invalid configuration (keys that do not match the public config, ...).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A Raft failure (not the leader, stopped, ...).
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl From<candor_store::StoreError> for SequencerError {
+    fn from(e: candor_store::StoreError) -> Self {
+        SequencerError::Storage(e.to_string())
+    }
+}
+
+impl From<candor_tree::TreeError> for SequencerError {
+    fn from(e: candor_tree::TreeError) -> Self {
+        SequencerError::Storage(e.to_string())
+    }
+}
+
+/// One shard's position in an epoch proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRoot {
+    /// Shard number.
+    pub shard: u32,
+    /// Its latest sealed revision.
+    pub revision: u64,
+    /// Root hash of the shard subtree at that revision.
+    pub root: Digest,
+    /// Leaves in it (needed to join subtrees).
+    pub leaves: u64,
+}
+
+/// A sequencer Raft log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SequencerCommand {
+    /// Make the next epoch.
+    Epoch {
+        /// Proposer's wall clock, ms (clamped to never go back).
+        timestamp_ms: u64,
+        /// Shards whose sealed revision moved (others keep theirs).
+        shards: Vec<ShardRoot>,
+    },
+}
+
+impl SequencerCommand {
+    /// postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+/// Response of an applied sequencer entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SequencerResponse {
+    /// The epoch this entry made.
+    Epoch(u64),
+    /// The entry did not decode (the applied index still advanced).
+    Rejected(String),
+    /// Applied before (restart or shared storage).
+    AlreadyApplied,
+}
+
+impl SequencerResponse {
+    /// Decode a response of [`SequencerLogic`].
+    pub fn decode(b: &[u8]) -> Result<Self, SequencerError> {
+        postcard::from_bytes(b).map_err(|e| SequencerError::Raft(format!("malformed response: {e}")))
+    }
+}
+
+/// Persistent bookkeeping of the sequencer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencerState {
+    /// Log index of the last applied entry.
+    pub applied_index: u64,
+    /// Latest epoch made (0 = none).
+    pub epoch: u64,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct RootRecord {
+    revision: u64,
+    hash: Digest,
+    leaves: u64,
+}
+
+fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+fn corrupt(what: impl std::fmt::Display) -> SequencerError {
+    SequencerError::Storage(format!("corrupt sequencer record: {what}"))
+}
+
+/// The deterministic state machine of the sequencer group.
+pub struct SequencerLogic {
+    store: Arc<dyn Store>,
+    epochs: Arc<EpochLogStore>,
+    public: PublicConfig,
+    config_digest: Digest,
+    head_key: Arc<SigningKeyPair>,
+    state: SequencerState,
+    revisions: Vec<u64>,
+    roots: Vec<Subtree>,
+    marker: Option<Vec<u8>>,
+    heads: watch::Sender<Option<SignedHead>>,
+}
+
+impl std::fmt::Debug for SequencerLogic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequencerLogic")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SequencerLogic {
+    /// Open (or recover) the sequencer whose state lives in `store` and whose epochs go
+    /// to `epochs` (over the same store). `head_key` must match `public.head_key`.
+    pub fn open(
+        store: Arc<dyn Store>,
+        epochs: Arc<EpochLogStore>,
+        public: PublicConfig,
+        head_key: Arc<SigningKeyPair>,
+    ) -> Result<Self, SequencerError> {
+        public
+            .validate()
+            .map_err(|e| SequencerError::Config(e.to_string()))?;
+        if head_key.public_key() != public.head_key {
+            return Err(SequencerError::Config(
+                "the head signing key does not match the public configuration".into(),
+            ));
+        }
+        let shards = 1usize << public.shard_bits;
+        let state: SequencerState = match store.get(SPACE, &key(TAG_STATE, &[]))? {
+            Some(v) => postcard::from_bytes(&v).map_err(|e| corrupt(e))?,
+            None => SequencerState::default(),
+        };
+        let marker = store.get(SPACE, &key(TAG_MARKER, &[]))?;
+        let mut revisions = vec![0u64; shards];
+        let mut roots = vec![Subtree::EMPTY; shards];
+        let p = key(TAG_ROOT, &[]);
+        for kv in scan_pages(&*store, SPACE, KeyRange::prefix(&p), Direction::Forward, 1024) {
+            let (k, v) = kv?;
+            let s = u32::from_be_bytes(
+                k[p.len()..].try_into().map_err(|_| corrupt("root key"))?,
+            ) as usize;
+            let r: RootRecord = postcard::from_bytes(&v).map_err(|e| corrupt(e))?;
+            if s >= shards {
+                return Err(SequencerError::Config(format!(
+                    "the store records shard {s}, beyond 2^{} shards",
+                    public.shard_bits
+                )));
+            }
+            revisions[s] = r.revision;
+            roots[s] = Subtree {
+                hash: r.hash,
+                leaves: r.leaves,
+            };
+        }
+        let logged = epochs.latest_epoch();
+        if logged < state.epoch {
+            return Err(corrupt(format!(
+                "state records epoch {} but the epoch log ends at {logged}",
+                state.epoch
+            )));
+        }
+        if state.epoch > 0 && epochs.revisions(state.epoch)? != revisions {
+            return Err(corrupt(format!(
+                "recorded shard revisions differ from epoch {}",
+                state.epoch
+            )));
+        }
+        let latest = if state.epoch > 0 { epochs.head(state.epoch)? } else { None };
+        let (heads, _) = watch::channel(latest);
+        Ok(Self {
+            config_digest: public.digest(),
+            store,
+            epochs,
+            public,
+            head_key,
+            state,
+            revisions,
+            roots,
+            marker,
+            heads,
+        })
+    }
+
+    /// Bookkeeping as of the last applied entry.
+    pub fn state(&self) -> SequencerState {
+        self.state
+    }
+
+    /// The revision of every shard in the latest epoch.
+    pub fn revisions(&self) -> &[u64] {
+        &self.revisions
+    }
+
+    /// Latest signed heads, published after they are persisted.
+    pub fn subscribe(&self) -> watch::Receiver<Option<SignedHead>> {
+        self.heads.subscribe()
+    }
+
+    /// The head the next epoch would get from `timestamp_ms` and `shards` (pure: no
+    /// writes), with the revision vector and the changed root records.
+    fn make_epoch(
+        &self,
+        timestamp_ms: u64,
+        shards: &[ShardRoot],
+    ) -> Result<(SignedHead, Vec<u64>, Vec<(u32, RootRecord)>), SequencerError> {
+        let mut revisions = self.revisions.clone();
+        let mut roots = self.roots.clone();
+        let mut changed = Vec::new();
+        for s in shards {
+            let i = s.shard as usize;
+            // Unknown shards and stale revisions (an old leader's proposal) are ignored:
+            // an epoch never moves a shard backwards.
+            if i < revisions.len() && s.revision > revisions[i] {
+                revisions[i] = s.revision;
+                roots[i] = Subtree {
+                    hash: s.root,
+                    leaves: s.leaves,
+                };
+                changed.push((
+                    s.shard,
+                    RootRecord {
+                        revision: s.revision,
+                        hash: s.root,
+                        leaves: s.leaves,
+                    },
+                ));
+            }
+        }
+        let map = combine_shard_roots(&roots).map_err(|e| SequencerError::Config(e.to_string()))?;
+        let epoch = self.state.epoch + 1;
+        let timestamp_ms = timestamp_ms.max(self.state.timestamp_ms);
+        let entry = EpochEntry {
+            epoch,
+            timestamp_ms,
+            map_root: map.hash,
+        };
+        let (log_size, log_root) = if self.epochs.latest_epoch() >= epoch {
+            // Re-application after a crash: the log already holds this epoch.
+            (epoch, self.epochs.root_at(epoch)?)
+        } else {
+            self.epochs.prepare(&entry)?
+        };
+        let head = EpochHead {
+            namespace: self.public.namespace.clone(),
+            epoch,
+            timestamp_ms,
+            map_root: map.hash,
+            log_size,
+            log_root,
+            config_digest: self.config_digest,
+        }
+        .sign(&self.head_key);
+        Ok((head, revisions, changed))
+    }
+
+    fn apply_entry(
+        &mut self,
+        log_index: u64,
+        data: &[u8],
+        marker: Option<&[u8]>,
+    ) -> Result<SequencerResponse, SequencerError> {
+        let mut b = WriteBatch::new();
+        if let Some(m) = marker {
+            b.put(SPACE, key(TAG_MARKER, &[]), m.to_vec());
+        }
+        if log_index <= self.state.applied_index {
+            if !b.is_empty() {
+                self.store.write(&b, Durability::Buffered)?;
+            }
+            return Ok(SequencerResponse::AlreadyApplied);
+        }
+        let mut st = self.state;
+        st.applied_index = log_index;
+        let cmd: SequencerCommand = match postcard::from_bytes(data) {
+            Ok(c) => c,
+            Err(e) => {
+                b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
+                self.store.write(&b, Durability::Buffered)?;
+                self.state = st;
+                return Ok(SequencerResponse::Rejected(format!("malformed sequencer entry: {e}")));
+            }
+        };
+        let SequencerCommand::Epoch {
+            timestamp_ms,
+            shards,
+        } = cmd;
+        let epoch = st.epoch + 1;
+        let span = info_span!("epoch_apply", epoch, log_index, shards = shards.len());
+        let _g = span.enter();
+        let (head, revisions, changed) = self.make_epoch(timestamp_ms, &shards)?;
+        // Synced, atomic: head, log nodes, revision vector. A no-op if already there.
+        self.epochs.append(&head, &revisions)?;
+        st.epoch = epoch;
+        st.timestamp_ms = head.head.timestamp_ms;
+        for (s, r) in &changed {
+            b.put(SPACE, key(TAG_ROOT, &s.to_be_bytes()), enc(r));
+        }
+        b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
+        self.store.write(&b, Durability::Buffered)?;
+        self.state = st;
+        for (s, r) in changed {
+            self.revisions[s as usize] = r.revision;
+            self.roots[s as usize] = Subtree {
+                hash: r.hash,
+                leaves: r.leaves,
+            };
+        }
+        debug!(epoch, timestamp_ms = head.head.timestamp_ms, "epoch signed");
+        self.heads.send_replace(Some(head));
+        Ok(SequencerResponse::Epoch(epoch))
+    }
+}
+
+impl StateMachineLogic for SequencerLogic {
+    type Error = SequencerError;
+
+    fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, SequencerError> {
+        let n = batch.entries.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, e) in batch.entries.iter().enumerate() {
+            let marker = (i + 1 == n).then_some(batch.marker);
+            out.push(enc(&self.apply_entry(e.log_id.index, e.data, marker)?));
+        }
+        if n == 0 {
+            let mut b = WriteBatch::new();
+            b.put(SPACE, key(TAG_MARKER, &[]), batch.marker.to_vec());
+            self.store.write(&b, Durability::Buffered)?;
+        }
+        self.marker = Some(batch.marker.to_vec());
+        Ok(out)
+    }
+
+    fn applied_marker(&self) -> Result<Option<Vec<u8>>, SequencerError> {
+        Ok(self.marker.clone())
+    }
+
+    /// The state lives in the store; a snapshot names the point it reached.
+    fn snapshot(&self) -> Result<Vec<u8>, SequencerError> {
+        Ok(enc(&self.state))
+    }
+
+    /// Only storage that already holds the snapshot's state can install it (shared
+    /// storage); shipping the epoch log between separate stores is not supported yet.
+    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), SequencerError> {
+        let snap: SequencerState = postcard::from_bytes(data).map_err(|e| corrupt(e))?;
+        let reopened = Self::open(
+            Arc::clone(&self.store),
+            Arc::clone(&self.epochs),
+            self.public.clone(),
+            Arc::clone(&self.head_key),
+        )?;
+        if reopened.state.applied_index < snap.applied_index {
+            return Err(SequencerError::Storage(format!(
+                "snapshot at log index {} but the store only reached {}; snapshot transfer \
+                 between separate stores is not supported",
+                snap.applied_index, reopened.state.applied_index
+            )));
+        }
+        self.state = reopened.state;
+        self.revisions = reopened.revisions;
+        self.roots = reopened.roots;
+        let mut b = WriteBatch::new();
+        b.put(SPACE, key(TAG_MARKER, &[]), marker.to_vec());
+        self.store.write(&b, Durability::Buffered)?;
+        self.marker = Some(marker.to_vec());
+        if let Ok(Some(h)) = self.epochs.head(self.state.epoch) {
+            self.heads.send_replace(Some(h));
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The shards of `forest` whose latest sealed revision is beyond `recorded`, with roots.
+pub fn moved_shards(forest: &Forest, recorded: &[u64]) -> Result<Vec<ShardRoot>, SequencerError> {
+    let mut out = Vec::new();
+    for s in 0..forest.shard_count() {
+        let t = forest.shard(s)?;
+        let rev = t.latest_revision();
+        if rev > recorded.get(s as usize).copied().unwrap_or(0) {
+            let root = t.root(rev)?;
+            out.push(ShardRoot {
+                shard: s,
+                revision: rev,
+                root: root.hash,
+                leaves: root.leaves,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Propose the next epoch now (leader only). Returns the epoch number.
+pub async fn propose_epoch(
+    group: &RaftGroup<SequencerLogic>,
+    forest: &Forest,
+) -> Result<u64, SequencerError> {
+    let recorded = group
+        .read(|l| l.revisions().to_vec())
+        .await
+        .map_err(|e| SequencerError::Raft(e.to_string()))?;
+    let f = forest.clone();
+    let shards = tokio::task::spawn_blocking(move || moved_shards(&f, &recorded))
+        .await
+        .map_err(|e| SequencerError::Raft(format!("task failed: {e}")))??;
+    let cmd = SequencerCommand::Epoch {
+        timestamp_ms: now_ms(),
+        shards,
+    };
+    let resp = group
+        .client_write(cmd.encode())
+        .await
+        .map_err(|e| SequencerError::Raft(e.to_string()))?;
+    match SequencerResponse::decode(&resp)? {
+        SequencerResponse::Epoch(e) => Ok(e),
+        other => Err(SequencerError::Raft(format!("unexpected response {other:?}"))),
+    }
+}
+
+/// Start the epoch ticker: every `interval`, if this node leads the sequencer group,
+/// propose the next epoch. Stops when `cancel` fires.
+pub fn spawn_epoch_ticker(
+    node: NodeId,
+    group: RaftGroup<SequencerLogic>,
+    forest: Forest,
+    interval: Duration,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if group.leader() != Some(node) {
+                continue;
+            }
+            let span = info_span!("epoch");
+            let r = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = propose_epoch(&group, &forest).instrument(span) => r,
+            };
+            match r {
+                Ok(e) => info!(epoch = e, "epoch committed"),
+                Err(e) => warn!(error = %e, "epoch proposal failed"),
+            }
+        }
+    })
+}

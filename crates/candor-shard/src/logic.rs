@@ -1,0 +1,640 @@
+//! The shard state machine: [`ShardLogic`], a deterministic [`StateMachineLogic`].
+//!
+//! # State (space `Meta`, prefix `candor-shard/ ‖ shard u32be`)
+//!
+//! | key suffix | value |
+//! |---|---|
+//! | `s` | [`ShardState`]: applied log index, sealed revision, idempotency counters |
+//! | `m` | the Raft adapter's applied marker |
+//! | `p ‖ index` | label staged since the last seal (the pending set) |
+//! | `k ‖ H(tenant, key)` | idempotency record: sequence, time, H(label, index, value), version, nonce |
+//! | `q ‖ seq u64be` | `H(tenant, key) ‖ time u64be`: idempotency records in arrival order |
+//! | `r ‖ log index u64be` | compact response of the entry (for re-application) |
+//!
+//! Leaves and openings are staged into the tree (`candor-tree`) in the same batch.
+//!
+//! # Apply, exactly once
+//!
+//! Each entry is applied with **one atomic store batch** holding its effects, the new
+//! [`ShardState`] (whose `applied_index` is the entry's log index) and, for the last entry
+//! of an adapter batch, the adapter's marker. An entry at or below `applied_index` is
+//! skipped and answered from its stored response, so applying an entry twice (a restart
+//! between the batch and the adapter's bookkeeping, or a shared store that another
+//! replica already advanced) is the same as applying it once. Reads made while applying
+//! see the state as of the previous entry because every earlier entry's batch is
+//! already written; within one entry, an overlay carries the items already processed.
+//!
+//! A `Seal` calls [`ShardTree::seal`], which writes the revision itself (crash-safe, marker
+//! last), then one batch clears the pending set and records the revision. If a crash
+//! falls between the two, re-applying the entry finds the tree one revision ahead of
+//! [`ShardState::sealed_rev`] and only records it: only this state machine seals this
+//! shard, so that revision is exactly this entry's seal.
+//!
+//! # Idempotency retention
+//!
+//! Records are kept per shard, evicted oldest first once there are more than
+//! [`ShardLogicConfig::idempotency_max_records`] or once older than
+//! [`ShardLogicConfig::idempotency_max_age_ms`] (measured with the proposer timestamps in the
+//! entries, so eviction is deterministic). Eviction work per entry is bounded. A key
+//! is scoped by tenant and shard: reusing a key for a label of another shard is not
+//! detected as a conflict.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candor_core::map::{Leaf, commit, shard_of};
+use candor_core::{Digest, Index};
+use candor_raft::{ApplyBatch, StateMachineLogic};
+use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
+use candor_tree::{Forest, ShardTree};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info_span};
+
+use crate::command::{Item, ItemOutcome, ShardCommand, ShardResponse};
+use crate::error::ShardError;
+
+const SPACE: Space = Space::Meta;
+const TAG_STATE: u8 = b's';
+const TAG_MARKER: u8 = b'm';
+const TAG_PENDING: u8 = b'p';
+const TAG_KEY: u8 = b'k';
+const TAG_QUEUE: u8 = b'q';
+const TAG_RESPONSE: u8 = b'r';
+
+/// Retention knobs of a shard state machine.
+#[derive(Clone, Debug)]
+pub struct ShardLogicConfig {
+    /// Most idempotency records kept per shard. Default 262,144.
+    pub idempotency_max_records: u64,
+    /// Idempotency records older than this (by entry timestamps) are evicted.
+    /// Default 24 h.
+    pub idempotency_max_age_ms: u64,
+    /// Stored entry responses kept (entries, by log index). Default 4,096.
+    pub response_retention: u64,
+}
+
+impl Default for ShardLogicConfig {
+    fn default() -> Self {
+        Self {
+            idempotency_max_records: 1 << 18,
+            idempotency_max_age_ms: 24 * 3600 * 1000,
+            response_retention: 4096,
+        }
+    }
+}
+
+/// Persistent bookkeeping of one shard (key suffix `s`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    /// Log index of the last entry whose effects are stored.
+    pub applied_index: u64,
+    /// Latest revision sealed by this state machine.
+    pub sealed_rev: u64,
+    /// Sequence number of the next idempotency record.
+    pub idem_next: u64,
+    /// Sequence number of the oldest idempotency record still stored.
+    pub idem_oldest: u64,
+}
+
+/// Idempotency record (key suffix `k`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct IdemRecord {
+    seq: u64,
+    timestamp_ms: u64,
+    digest: Digest,
+    version: u64,
+    nonce: [u8; 32],
+}
+
+/// Compact response kept for re-application (key suffix `r`); leaves are re-read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum StoredResponse {
+    Published(Vec<StoredOutcome>),
+    Sealed { revision: u64, changed: u64 },
+    Rejected(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum StoredOutcome {
+    Applied(u64),
+    Duplicate(u64, [u8; 32]),
+    Conflict,
+    Invalid(String),
+}
+
+fn corrupt(what: impl std::fmt::Display) -> ShardError {
+    ShardError::Storage(format!("corrupt shard record: {what}"))
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+fn dec<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, ShardError> {
+    postcard::from_bytes(b).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+/// `H(tenant, key)`: the idempotency record's key. Length-prefixed so no two pairs collide.
+pub fn idempotency_key_hash(tenant: &str, key: &str) -> Digest {
+    let mut h = blake3::Hasher::new_derive_key("candor-shard 2025 idempotency key");
+    h.update(&(tenant.len() as u64).to_be_bytes());
+    h.update(tenant.as_bytes());
+    h.update(&(key.len() as u64).to_be_bytes());
+    h.update(key.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// `H(label, index, value)`: what a retry must match.
+fn item_digest(item: &Item) -> Digest {
+    let mut h = blake3::Hasher::new_derive_key("candor-shard 2025 idempotent item");
+    h.update(&(item.label.len() as u64).to_be_bytes());
+    h.update(&item.label);
+    h.update(&item.index);
+    h.update(&(item.value.len() as u64).to_be_bytes());
+    h.update(&item.value);
+    *h.finalize().as_bytes()
+}
+
+/// The deterministic state machine of one shard group.
+pub struct ShardLogic {
+    shard: u32,
+    shard_bits: u8,
+    store: Arc<dyn Store>,
+    tree: ShardTree,
+    config: ShardLogicConfig,
+    prefix: Vec<u8>,
+    state: ShardState,
+    pending: BTreeSet<Index>,
+    marker: Option<Vec<u8>>,
+    pending_count: Arc<AtomicUsize>,
+    max_value: usize,
+}
+
+impl std::fmt::Debug for ShardLogic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardLogic")
+            .field("shard", &self.shard)
+            .field("state", &self.state)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardLogic {
+    /// Open (or recover) shard `shard` of `forest`, whose state lives in `forest`'s store.
+    pub fn open(forest: &Forest, shard: u32, config: ShardLogicConfig) -> Result<Self, ShardError> {
+        let store = Arc::clone(forest.store());
+        let tree = forest.shard(shard)?;
+        let mut prefix = b"candor-shard/".to_vec();
+        prefix.extend_from_slice(&shard.to_be_bytes());
+        let mut this = Self {
+            shard,
+            shard_bits: forest.shard_bits(),
+            max_value: store.limits().max_value_bytes,
+            store,
+            tree,
+            config,
+            prefix,
+            state: ShardState::default(),
+            pending: BTreeSet::new(),
+            marker: None,
+            pending_count: Arc::new(AtomicUsize::new(0)),
+        };
+        this.reload()?;
+        Ok(this)
+    }
+
+    fn reload(&mut self) -> Result<(), ShardError> {
+        self.state = match self.store.get(SPACE, &self.key(TAG_STATE, &[]))? {
+            Some(v) => dec("shard state", &v)?,
+            None => ShardState::default(),
+        };
+        self.marker = self.store.get(SPACE, &self.key(TAG_MARKER, &[]))?;
+        let p = self.key(TAG_PENDING, &[]);
+        let mut pending = BTreeSet::new();
+        for kv in scan_pages(&*self.store, SPACE, KeyRange::prefix(&p), Direction::Forward, 1024) {
+            let (k, _) = kv?;
+            let idx: Index = k[p.len()..]
+                .try_into()
+                .map_err(|_| corrupt("pending key of unexpected length"))?;
+            pending.insert(idx);
+        }
+        self.pending = pending;
+        self.pending_count.store(self.pending.len(), Ordering::Relaxed);
+        let latest = self.tree.latest_revision();
+        if latest < self.state.sealed_rev {
+            return Err(corrupt(format!(
+                "shard {} recorded revision {} but the tree has only {latest}",
+                self.shard, self.state.sealed_rev
+            )));
+        }
+        Ok(())
+    }
+
+    fn key(&self, tag: u8, rest: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 1 + rest.len());
+        k.extend_from_slice(&self.prefix);
+        k.push(tag);
+        k.extend_from_slice(rest);
+        k
+    }
+
+    /// The shard number.
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// Persistent bookkeeping as of the last applied entry.
+    pub fn state(&self) -> ShardState {
+        self.state
+    }
+
+    /// Labels staged since the last seal.
+    pub fn pending(&self) -> &BTreeSet<Index> {
+        &self.pending
+    }
+
+    /// A live count of pending labels, readable without the state-machine lock (the
+    /// sealing ticker polls it).
+    pub fn pending_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.pending_count)
+    }
+
+    /// The shard tree this logic writes.
+    pub fn tree(&self) -> &ShardTree {
+        &self.tree
+    }
+
+    fn read_idem(&self, kh: &Digest) -> Result<Option<IdemRecord>, ShardError> {
+        match self.store.get(SPACE, &self.key(TAG_KEY, kh))? {
+            Some(v) => Ok(Some(dec("idempotency record", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn read_leaf(&self, index: &Index, version: u64) -> Result<Leaf, ShardError> {
+        self.tree
+            .leaf(index, version)?
+            .ok_or_else(|| corrupt(format!("recorded leaf version {version} is missing")))
+    }
+
+    /// Apply one application entry at `log_index`; `marker` goes into its batch.
+    fn apply_entry(
+        &mut self,
+        log_index: u64,
+        data: &[u8],
+        marker: Option<&[u8]>,
+    ) -> Result<ShardResponse, ShardError> {
+        if log_index <= self.state.applied_index {
+            let resp = self.replay_response(log_index, data)?;
+            if let Some(m) = marker {
+                let mut b = WriteBatch::new();
+                b.put(SPACE, self.key(TAG_MARKER, &[]), m.to_vec());
+                self.store.write(&b, Durability::Buffered)?;
+            }
+            return Ok(resp);
+        }
+        match ShardCommand::decode(data) {
+            Ok(ShardCommand::Publish {
+                timestamp_ms,
+                items,
+            }) => self.apply_publish(log_index, timestamp_ms, &items, marker),
+            Ok(ShardCommand::Seal) => self.apply_seal(log_index, marker),
+            Err(e) => {
+                let msg = e.to_string();
+                let mut b = WriteBatch::new();
+                let mut st = self.state;
+                st.applied_index = log_index;
+                self.finish(&mut b, &st, log_index, &StoredResponse::Rejected(msg.clone()), marker);
+                self.store.write(&b, Durability::Buffered)?;
+                self.state = st;
+                Ok(ShardResponse::Rejected(msg))
+            }
+        }
+    }
+
+    /// Adds the state, the stored response, response retention and the marker to `b`.
+    fn finish(
+        &self,
+        b: &mut WriteBatch,
+        st: &ShardState,
+        log_index: u64,
+        resp: &StoredResponse,
+        marker: Option<&[u8]>,
+    ) {
+        let bytes = enc(resp);
+        // A response too large to store is answered `Forgotten` on re-application.
+        if bytes.len() + 64 <= self.max_value {
+            b.put(SPACE, self.key(TAG_RESPONSE, &log_index.to_be_bytes()), bytes);
+        }
+        // Drop old responses in one range every 256 entries (bounded, deterministic).
+        let keep = self.config.response_retention.max(1);
+        if log_index % 256 == 0 && log_index > keep {
+            b.delete_range(
+                SPACE,
+                KeyRange::half_open(
+                    self.key(TAG_RESPONSE, &[]),
+                    self.key(TAG_RESPONSE, &(log_index - keep).to_be_bytes()),
+                ),
+            );
+        }
+        b.put(SPACE, self.key(TAG_STATE, &[]), enc(st));
+        if let Some(m) = marker {
+            b.put(SPACE, self.key(TAG_MARKER, &[]), m.to_vec());
+        }
+    }
+
+    fn replay_response(&self, log_index: u64, data: &[u8]) -> Result<ShardResponse, ShardError> {
+        let Some(bytes) = self
+            .store
+            .get(SPACE, &self.key(TAG_RESPONSE, &log_index.to_be_bytes()))?
+        else {
+            return Ok(ShardResponse::Forgotten);
+        };
+        Ok(match dec::<StoredResponse>("stored response", &bytes)? {
+            StoredResponse::Sealed { revision, changed } => ShardResponse::Sealed { revision, changed },
+            StoredResponse::Rejected(m) => ShardResponse::Rejected(m),
+            StoredResponse::Published(outs) => {
+                let Ok(ShardCommand::Publish { items, .. }) = ShardCommand::decode(data) else {
+                    return Err(corrupt("stored publish response for another entry"));
+                };
+                if items.len() != outs.len() {
+                    return Err(corrupt("stored response length"));
+                }
+                let mut v = Vec::with_capacity(outs.len());
+                for (item, o) in items.iter().zip(outs) {
+                    v.push(match o {
+                        StoredOutcome::Applied(version) => {
+                            let l = self.read_leaf(&item.index, version)?;
+                            ItemOutcome::Applied {
+                                version,
+                                commitment: l.commitment,
+                                prev: l.prev,
+                            }
+                        }
+                        StoredOutcome::Duplicate(version, nonce) => {
+                            let l = self.read_leaf(&item.index, version)?;
+                            ItemOutcome::Duplicate {
+                                version,
+                                commitment: l.commitment,
+                                prev: l.prev,
+                                nonce,
+                            }
+                        }
+                        StoredOutcome::Conflict => ItemOutcome::Conflict,
+                        StoredOutcome::Invalid(m) => ItemOutcome::Invalid(m),
+                    });
+                }
+                ShardResponse::Published(v)
+            }
+        })
+    }
+
+    fn check_item(&self, item: &Item) -> Result<(), String> {
+        if shard_of(&item.index, self.shard_bits) != self.shard {
+            return Err(format!("index does not belong to shard {}", self.shard));
+        }
+        if item.label.is_empty() {
+            return Err("empty label".into());
+        }
+        // Labels and values are length-prefixed with u32 in the commitment; the opening
+        // (nonce + value) must fit one store value.
+        if item.label.len() > u32::MAX as usize || item.value.len() + 32 > self.max_value {
+            return Err("label or value too large".into());
+        }
+        Ok(())
+    }
+
+    fn apply_publish(
+        &mut self,
+        log_index: u64,
+        timestamp_ms: u64,
+        items: &[Item],
+        marker: Option<&[u8]>,
+    ) -> Result<ShardResponse, ShardError> {
+        let _span = info_span!("shard_apply_publish", shard = self.shard, log_index, items = items.len()).entered();
+        let mut b = WriteBatch::with_capacity(items.len() * 4 + 4);
+        let mut st = self.state;
+        // Overlays: what earlier items of this entry staged (not yet in the store).
+        let mut latest: HashMap<Index, Leaf> = HashMap::new();
+        let mut staged: HashMap<(Index, u64), Leaf> = HashMap::new();
+        let mut keys: HashMap<Digest, IdemRecord> = HashMap::new();
+        let mut new_pending: Vec<Index> = Vec::new();
+        let mut outs = Vec::with_capacity(items.len());
+        let mut stored = Vec::with_capacity(items.len());
+        for item in items {
+            if let Err(m) = self.check_item(item) {
+                outs.push(ItemOutcome::Invalid(m.clone()));
+                stored.push(StoredOutcome::Invalid(m));
+                continue;
+            }
+            let kh = item
+                .idempotency_key
+                .as_ref()
+                .map(|k| idempotency_key_hash(&item.tenant, k));
+            let digest = item_digest(item);
+            if let Some(kh) = &kh {
+                let rec = match keys.get(kh) {
+                    Some(r) => Some(*r),
+                    None => self.read_idem(kh)?,
+                };
+                if let Some(rec) = rec {
+                    if rec.digest != digest {
+                        outs.push(ItemOutcome::Conflict);
+                        stored.push(StoredOutcome::Conflict);
+                        continue;
+                    }
+                    let leaf = match staged.get(&(item.index, rec.version)) {
+                        Some(l) => *l,
+                        None => self.read_leaf(&item.index, rec.version)?,
+                    };
+                    outs.push(ItemOutcome::Duplicate {
+                        version: rec.version,
+                        commitment: leaf.commitment,
+                        prev: leaf.prev,
+                        nonce: rec.nonce,
+                    });
+                    stored.push(StoredOutcome::Duplicate(rec.version, rec.nonce));
+                    continue;
+                }
+            }
+            let prev = match latest.get(&item.index) {
+                Some(l) => Some(*l),
+                None => self.tree.latest_leaf(&item.index)?,
+            };
+            let version = prev.map_or(1, |p| p.version + 1);
+            let commitment = commit(&item.nonce, &item.label, version, &item.value);
+            let leaf = match &prev {
+                Some(p) => p.next(commitment),
+                None => Leaf::first(item.index, commitment),
+            };
+            self.tree
+                .stage(&mut b, &leaf, Some((&item.nonce, item.value.as_slice())))?;
+            latest.insert(item.index, leaf);
+            staged.insert((item.index, version), leaf);
+            if !self.pending.contains(&item.index) && !new_pending.contains(&item.index) {
+                b.put(SPACE, self.key(TAG_PENDING, &item.index), vec![1]);
+                new_pending.push(item.index);
+            }
+            if let Some(kh) = kh {
+                let rec = IdemRecord {
+                    seq: st.idem_next,
+                    timestamp_ms,
+                    digest,
+                    version,
+                    nonce: item.nonce,
+                };
+                st.idem_next += 1;
+                b.put(SPACE, self.key(TAG_KEY, &kh), enc(&rec));
+                let mut q = kh.to_vec();
+                q.extend_from_slice(&timestamp_ms.to_be_bytes());
+                b.put(SPACE, self.key(TAG_QUEUE, &rec.seq.to_be_bytes()), q);
+                keys.insert(kh, rec);
+            }
+            outs.push(ItemOutcome::Applied {
+                version,
+                commitment,
+                prev: leaf.prev,
+            });
+            stored.push(StoredOutcome::Applied(version));
+        }
+        self.evict_idempotency(&mut b, &mut st, timestamp_ms, items.len() as u64 * 2 + 16, &keys)?;
+        st.applied_index = log_index;
+        self.finish(&mut b, &st, log_index, &StoredResponse::Published(stored), marker);
+        self.store.write(&b, Durability::Buffered)?;
+        self.state = st;
+        self.pending.extend(new_pending);
+        self.pending_count.store(self.pending.len(), Ordering::Relaxed);
+        Ok(ShardResponse::Published(outs))
+    }
+
+    /// Evicts at most `budget` of the oldest idempotency records that are over the count
+    /// or age limit. `fresh` holds records this entry wrote (never evicted by it).
+    fn evict_idempotency(
+        &self,
+        b: &mut WriteBatch,
+        st: &mut ShardState,
+        now_ms: u64,
+        budget: u64,
+        fresh: &HashMap<Digest, IdemRecord>,
+    ) -> Result<(), ShardError> {
+        let cutoff = now_ms.saturating_sub(self.config.idempotency_max_age_ms);
+        let mut done = 0;
+        while st.idem_oldest < st.idem_next && done < budget {
+            let over_count = st.idem_next - st.idem_oldest > self.config.idempotency_max_records;
+            let qk = self.key(TAG_QUEUE, &st.idem_oldest.to_be_bytes());
+            let Some(q) = self.store.get(SPACE, &qk)? else {
+                // Written by this very entry (still in the batch): nothing older remains.
+                break;
+            };
+            if q.len() != 40 {
+                return Err(corrupt("idempotency queue record"));
+            }
+            let kh: Digest = q[..32].try_into().map_err(|_| corrupt("queue"))?;
+            let ts = u64::from_be_bytes(q[32..40].try_into().map_err(|_| corrupt("queue"))?);
+            if !over_count && ts >= cutoff {
+                break;
+            }
+            b.delete(SPACE, qk);
+            if !fresh.contains_key(&kh) {
+                b.delete(SPACE, self.key(TAG_KEY, &kh));
+            }
+            st.idem_oldest += 1;
+            done += 1;
+        }
+        Ok(())
+    }
+
+    fn apply_seal(&mut self, log_index: u64, marker: Option<&[u8]>) -> Result<ShardResponse, ShardError> {
+        let _span = info_span!("shard_apply_seal", shard = self.shard, log_index, pending = self.pending.len()).entered();
+        let mut st = self.state;
+        let mut b = WriteBatch::with_capacity(self.pending.len() + 4);
+        let mut changed = 0u64;
+        if !self.pending.is_empty() {
+            let latest = self.tree.latest_revision();
+            let revision = if latest == st.sealed_rev {
+                let indices: Vec<Index> = self.pending.iter().copied().collect();
+                let sealed = self.tree.seal(&indices)?;
+                sealed.revision
+            } else if latest == st.sealed_rev + 1 {
+                // Sealed before a crash; only the bookkeeping below was lost.
+                latest
+            } else {
+                return Err(corrupt(format!(
+                    "shard {}: tree at revision {latest}, state records {}",
+                    self.shard, st.sealed_rev
+                )));
+            };
+            changed = self.pending.len() as u64;
+            for idx in &self.pending {
+                b.delete(SPACE, self.key(TAG_PENDING, idx));
+            }
+            st.sealed_rev = revision;
+            debug!(shard = self.shard, revision, changed, "sealed");
+        }
+        st.applied_index = log_index;
+        let resp = StoredResponse::Sealed {
+            revision: st.sealed_rev,
+            changed,
+        };
+        self.finish(&mut b, &st, log_index, &resp, marker);
+        self.store.write(&b, Durability::Buffered)?;
+        self.state = st;
+        self.pending.clear();
+        self.pending_count.store(0, Ordering::Relaxed);
+        Ok(ShardResponse::Sealed {
+            revision: st.sealed_rev,
+            changed,
+        })
+    }
+}
+
+impl StateMachineLogic for ShardLogic {
+    type Error = ShardError;
+
+    fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, ShardError> {
+        let n = batch.entries.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, e) in batch.entries.iter().enumerate() {
+            let marker = (i + 1 == n).then_some(batch.marker);
+            out.push(self.apply_entry(e.log_id.index, e.data, marker)?.encode());
+        }
+        if n == 0 {
+            let mut b = WriteBatch::new();
+            b.put(SPACE, self.key(TAG_MARKER, &[]), batch.marker.to_vec());
+            self.store.write(&b, Durability::Buffered)?;
+        }
+        self.marker = Some(batch.marker.to_vec());
+        Ok(out)
+    }
+
+    fn applied_marker(&self) -> Result<Option<Vec<u8>>, ShardError> {
+        Ok(self.marker.clone())
+    }
+
+    /// The state lives in the store; a snapshot names the point it reached.
+    fn snapshot(&self) -> Result<Vec<u8>, ShardError> {
+        Ok(enc(&self.state))
+    }
+
+    /// Installing a snapshot needs storage that already holds its state (the shared
+    /// FoundationDB mode); shipping the tree itself to a replica with its own store is
+    /// not supported yet.
+    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), ShardError> {
+        let snap: ShardState = dec("snapshot", data)?;
+        self.reload()?;
+        if self.state.applied_index < snap.applied_index {
+            return Err(ShardError::Storage(format!(
+                "shard {}: snapshot at log index {} but the store only reached {}; \
+                 snapshot transfer between separate stores is not supported",
+                self.shard, snap.applied_index, self.state.applied_index
+            )));
+        }
+        let mut b = WriteBatch::new();
+        b.put(SPACE, self.key(TAG_MARKER, &[]), marker.to_vec());
+        self.store.write(&b, Durability::Buffered)?;
+        self.marker = Some(marker.to_vec());
+        Ok(())
+    }
+}

@@ -1,0 +1,421 @@
+//! The publish path: [`Publisher`] (the seam the API calls) and [`ShardPublisher`], which
+//! routes items to their shard, groups concurrent requests into one Raft entry per shard,
+//! and signs an SMT for each applied item.
+//!
+//! Per shard, one batching task takes queued requests; while fewer than
+//! [`PublisherConfig::max_inflight`] entries of that shard are in flight it drains
+//! everything queued (up to [`PublisherConfig::max_batch_items`]) into entries bounded by
+//! the Raft payload limit and proposes them. Raft's log store turns concurrent appends
+//! of all shards into one fsync, so a burst of N publishes costs a few entries and a few
+//! fsyncs, not N.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use candor_core::map::{Leaf, random_nonce, shard_of};
+use candor_core::signed::{MutationTimestamp, SignedMutationTimestamp, SigningKeyPair};
+use candor_core::Index;
+use candor_raft::RaftGroup;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+use crate::command::{Item, ItemOutcome, ShardCommand, ShardResponse};
+use crate::error::ShardError;
+use crate::logic::ShardLogic;
+
+/// One mutation to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// Authenticated tenant (the bearer token owner).
+    pub tenant: String,
+    /// Scoped per tenant: a retry with the same key lands once.
+    pub idempotency_key: Option<String>,
+    /// The label (the commitment covers it).
+    pub label: Vec<u8>,
+    /// VRF index of the label, computed by the API (which holds the VRF key).
+    pub index: Index,
+    /// The new value.
+    pub value: Vec<u8>,
+}
+
+/// What a successful publish returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishReceipt {
+    /// The Signed Mutation Timestamp: the promise of inclusion by its deadline.
+    pub smt: SignedMutationTimestamp,
+    /// The new leaf (index, version, commitment, prev).
+    pub leaf: Leaf,
+    /// The opening of the commitment, returned to the publisher only.
+    pub nonce: [u8; 32],
+}
+
+/// The write seam between the API and the shards.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Routes each item to its shard (`shard_of(index, shard_bits)`); the items of one
+    /// shard go into one Raft entry (or a few, if they exceed an entry). Returns only
+    /// after each item's entry is committed and applied, with a freshly signed SMT.
+    /// The outer error fails the whole call (nothing was proposed); inner errors are
+    /// per item, in request order.
+    async fn publish(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError>;
+}
+
+/// Tuning of [`ShardPublisher`].
+#[derive(Clone, Debug)]
+pub struct PublisherConfig {
+    /// Namespace put in SMTs.
+    pub namespace: String,
+    /// `log2` of the shard count.
+    pub shard_bits: u8,
+    /// SMT deadline = timestamp + this.
+    pub max_merge_delay_ms: u64,
+    /// Most items in one Raft entry. Default 1024.
+    pub max_batch_items: usize,
+    /// Most entries of one shard in flight at once. Default 4.
+    pub max_inflight: usize,
+    /// Requests queued per shard before callers wait. Default 4096.
+    pub queue_depth: usize,
+}
+
+impl PublisherConfig {
+    /// Defaults for a namespace and shard count.
+    pub fn new(namespace: impl Into<String>, shard_bits: u8, max_merge_delay_ms: u64) -> Self {
+        Self {
+            namespace: namespace.into(),
+            shard_bits,
+            max_merge_delay_ms,
+            max_batch_items: 1024,
+            max_inflight: 4,
+            queue_depth: 4096,
+        }
+    }
+}
+
+type ItemResult = Result<(ItemOutcome, Item), ShardError>;
+
+struct Job {
+    items: Vec<Item>,
+    reply: oneshot::Sender<Vec<ItemResult>>,
+}
+
+struct Inner {
+    config: PublisherConfig,
+    queues: Vec<mpsc::Sender<Job>>,
+    smt_key: Arc<SigningKeyPair>,
+    cancel: CancellationToken,
+}
+
+/// The [`Publisher`] over this node's shard groups. Cheap to clone.
+#[derive(Clone)]
+pub struct ShardPublisher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ShardPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardPublisher")
+            .field("shards", &self.inner.queues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall clock in ms since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl ShardPublisher {
+    /// Start one batching task per shard. `groups[s]` is the group of shard `s`
+    /// (`2^shard_bits` of them). Must be called inside a tokio runtime.
+    pub fn new(
+        groups: Vec<RaftGroup<ShardLogic>>,
+        smt_key: Arc<SigningKeyPair>,
+        config: PublisherConfig,
+    ) -> Result<Self, ShardError> {
+        if groups.len() != 1usize << config.shard_bits {
+            return Err(ShardError::InvalidArgument(format!(
+                "{} groups for 2^{} shards",
+                groups.len(),
+                config.shard_bits
+            )));
+        }
+        let cancel = CancellationToken::new();
+        let mut queues = Vec::with_capacity(groups.len());
+        for (s, g) in groups.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+            queues.push(tx);
+            let b = Batcher {
+                shard: s as u32,
+                group: g,
+                config: config.clone(),
+                inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            };
+            tokio::spawn(b.run(rx, cancel.clone()));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                queues,
+                smt_key,
+                cancel,
+            }),
+        })
+    }
+
+    /// Stop the batching tasks; later publishes fail with `Unavailable`.
+    pub fn close(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    /// Sign an SMT for `leaf` of `shard`, timestamped now.
+    pub fn sign_smt(&self, shard: u32, leaf: &Leaf) -> SignedMutationTimestamp {
+        sign_smt(&self.inner.config, &self.inner.smt_key, shard, leaf)
+    }
+}
+
+fn sign_smt(config: &PublisherConfig, key: &SigningKeyPair, shard: u32, leaf: &Leaf) -> SignedMutationTimestamp {
+    let ts = now_ms();
+    MutationTimestamp {
+        namespace: config.namespace.clone(),
+        index: leaf.index,
+        version: leaf.version,
+        leaf_hash: leaf.hash(),
+        shard,
+        timestamp_ms: ts,
+        merge_deadline_ms: ts.saturating_add(config.max_merge_delay_ms),
+    }
+    .sign(key)
+}
+
+#[async_trait::async_trait]
+impl Publisher for ShardPublisher {
+    async fn publish(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError> {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return Err(ShardError::Unavailable("shutting down".into()));
+        }
+        let n = items.len();
+        let span = info_span!("publish", items = n);
+        async move {
+            // Group by shard, remembering each item's position.
+            let mut per_shard: Vec<(Vec<usize>, Vec<Item>)> =
+                (0..inner.queues.len()).map(|_| (Vec::new(), Vec::new())).collect();
+            for (pos, r) in items.into_iter().enumerate() {
+                let s = shard_of(&r.index, inner.config.shard_bits) as usize;
+                let (p, it) = &mut per_shard[s];
+                p.push(pos);
+                it.push(Item {
+                    tenant: r.tenant,
+                    idempotency_key: r.idempotency_key,
+                    label: r.label,
+                    index: r.index,
+                    value: r.value,
+                    nonce: random_nonce(),
+                });
+            }
+            let mut waits = Vec::new();
+            for (s, (positions, items)) in per_shard.into_iter().enumerate() {
+                if items.is_empty() {
+                    continue;
+                }
+                let (tx, rx) = oneshot::channel();
+                inner.queues[s]
+                    .send(Job { items, reply: tx })
+                    .await
+                    .map_err(|_| ShardError::Unavailable("shard publisher stopped".into()))?;
+                waits.push((s as u32, positions, rx));
+            }
+            let mut out: Vec<Option<Result<PublishReceipt, ShardError>>> = (0..n).map(|_| None).collect();
+            for (shard, positions, rx) in waits {
+                let results = match rx.await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let e = ShardError::Unavailable("shard publisher stopped".into());
+                        positions.iter().map(|_| Err(e.clone())).collect()
+                    }
+                };
+                for (pos, r) in positions.into_iter().zip(results) {
+                    out[pos] = Some(r.and_then(|(o, item)| receipt(&inner.config, &inner.smt_key, shard, o, &item)));
+                }
+            }
+            Ok(out
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(ShardError::Internal("missing result".into()))))
+                .collect())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn receipt(
+    config: &PublisherConfig,
+    key: &SigningKeyPair,
+    shard: u32,
+    outcome: ItemOutcome,
+    item: &Item,
+) -> Result<PublishReceipt, ShardError> {
+    let (version, commitment, prev, nonce) = match outcome {
+        ItemOutcome::Applied {
+            version,
+            commitment,
+            prev,
+        } => (version, commitment, prev, item.nonce),
+        ItemOutcome::Duplicate {
+            version,
+            commitment,
+            prev,
+            nonce,
+        } => (version, commitment, prev, nonce),
+        ItemOutcome::Conflict => return Err(ShardError::IdempotencyConflict),
+        ItemOutcome::Invalid(m) => return Err(ShardError::InvalidArgument(m)),
+    };
+    let leaf = Leaf {
+        index: item.index,
+        version,
+        commitment,
+        prev,
+    };
+    // Signed only now: the entry is committed in the shard's quorum and applied.
+    let smt = sign_smt(config, key, shard, &leaf);
+    Ok(PublishReceipt { smt, leaf, nonce })
+}
+
+struct Batcher {
+    shard: u32,
+    group: RaftGroup<ShardLogic>,
+    config: PublisherConfig,
+    inflight: Arc<Semaphore>,
+}
+
+/// Bytes an item adds to an entry beyond its label, value and strings (index, nonce,
+/// length prefixes, option tag), with room to spare.
+const ITEM_OVERHEAD: usize = 96;
+
+fn item_size(i: &Item) -> usize {
+    ITEM_OVERHEAD
+        + i.tenant.len()
+        + i.idempotency_key.as_ref().map_or(0, String::len)
+        + i.label.len()
+        + i.value.len()
+}
+
+impl Batcher {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, cancel: CancellationToken) {
+        let this = Arc::new(self);
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => break,
+                j = rx.recv() => match j { Some(j) => j, None => break },
+            };
+            // Wait for room first: requests arriving meanwhile join this batch.
+            let permit = tokio::select! {
+                _ = cancel.cancelled() => break,
+                p = Arc::clone(&this.inflight).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let mut n = first.items.len();
+            let mut jobs = vec![first];
+            while n < this.config.max_batch_items {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        n += j.items.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let me = Arc::clone(&this);
+            tokio::spawn(async move {
+                me.write(jobs).await;
+                drop(permit);
+            });
+        }
+        // Queued jobs are dropped: their callers see `Unavailable`.
+        rx.close();
+    }
+
+    /// Propose the items of `jobs` in as few entries as fit, then answer each job.
+    async fn write(&self, jobs: Vec<Job>) {
+        let limit = self.group.max_payload_bytes();
+        let mut entries: Vec<Vec<(usize, usize)>> = Vec::new();
+        let mut results: Vec<Vec<Option<ItemResult>>> =
+            jobs.iter().map(|j| (0..j.items.len()).map(|_| None).collect()).collect();
+        let (mut cur, mut cur_bytes) = (Vec::new(), 16usize);
+        for (ji, job) in jobs.iter().enumerate() {
+            for (ii, item) in job.items.iter().enumerate() {
+                let sz = item_size(item);
+                if sz + 16 > limit {
+                    results[ji][ii] = Some(Err(ShardError::InvalidArgument(format!(
+                        "item of about {sz} bytes exceeds the {limit}-byte entry limit"
+                    ))));
+                    continue;
+                }
+                if !cur.is_empty() && (cur.len() >= self.config.max_batch_items || cur_bytes + sz > limit) {
+                    entries.push(std::mem::take(&mut cur));
+                    cur_bytes = 16;
+                }
+                cur.push((ji, ii));
+                cur_bytes += sz;
+            }
+        }
+        if !cur.is_empty() {
+            entries.push(cur);
+        }
+        let span = info_span!("shard_write", shard = self.shard, entries = entries.len());
+        let writes = entries.iter().map(|e| {
+            let items: Vec<Item> = e.iter().map(|&(ji, ii)| jobs[ji].items[ii].clone()).collect();
+            self.propose(items)
+        });
+        let outs = futures_util::future::join_all(writes).instrument(span).await;
+        for (e, out) in entries.iter().zip(outs) {
+            match out {
+                Ok(outcomes) => {
+                    for (&(ji, ii), o) in e.iter().zip(outcomes) {
+                        results[ji][ii] = Some(Ok((o, jobs[ji].items[ii].clone())));
+                    }
+                }
+                Err(err) => {
+                    for &(ji, ii) in e {
+                        results[ji][ii] = Some(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        for (job, res) in jobs.into_iter().zip(results) {
+            let r = res
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(ShardError::Internal("item not proposed".into()))))
+                .collect();
+            let _ = job.reply.send(r);
+        }
+    }
+
+    async fn propose(&self, items: Vec<Item>) -> Result<Vec<ItemOutcome>, ShardError> {
+        let n = items.len();
+        let cmd = ShardCommand::Publish {
+            timestamp_ms: now_ms(),
+            items,
+        };
+        let resp = self
+            .group
+            .client_write(cmd.encode())
+            .await
+            .map_err(ShardError::from_raft)?;
+        match ShardResponse::decode(&resp)? {
+            ShardResponse::Published(o) if o.len() == n => Ok(o),
+            other => {
+                warn!(shard = self.shard, ?other, "unexpected response to a publish entry");
+                Err(ShardError::Internal(format!("unexpected response {other:?}")))
+            }
+        }
+    }
+}
