@@ -109,9 +109,19 @@ impl World {
     /// Publishes into the current map (merged at the next seal).
     pub fn publish(&mut self, label: &[u8], value: &[u8]) -> pb::PublishResponse {
         let index = self.index(label);
-        let nonce = random_nonce();
+        let nonce = self.nonce(&index, value);
         let leaf = self.map.publish(index, label, value, Some(nonce));
         self.publish_response(label, nonce, &leaf)
+    }
+
+    /// Deterministic nonces, so that two worlds fed the same mutations are
+    /// identical (forks share their common prefix).
+    fn nonce(&self, index: &Index, value: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(index);
+        h.update(&(self.map.versions(index).len() as u64).to_be_bytes());
+        h.update(value);
+        *h.finalize().as_bytes()
     }
 
     /// Signs an SMT for the next version of `label` but never applies it:
