@@ -683,6 +683,10 @@ impl ShardTree {
             self.forest
                 .store
                 .write_chunked(batch, candor_store::Durability::Buffered)?;
+            // Drop the cached root too: the revision must read as pruned.
+            self.forest
+                .cache
+                .remove(&crate::forest::CacheKey::Rev(self.shard, r - 1));
             cur = next;
             *guard = next;
             stats.revisions += 1;
