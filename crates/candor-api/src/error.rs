@@ -68,10 +68,14 @@ impl ApiError {
                 _ => Code::Internal,
             },
             ApiError::Shard(e) => match e {
-                ShardError::NotLeader { .. } | ShardError::Unavailable(_) => Code::Unavailable,
+                // Indeterminate: the outcome is unknown; the documented
+                // remedy (retry with the same idempotency key) is UNAVAILABLE's.
+                ShardError::NotLeader { .. }
+                | ShardError::Unavailable(_)
+                | ShardError::Indeterminate(_) => Code::Unavailable,
                 ShardError::IdempotencyConflict => Code::AlreadyExists,
                 ShardError::InvalidArgument(_) => Code::InvalidArgument,
-                ShardError::Internal(_) => Code::Internal,
+                _ => Code::Internal,
             },
         }
     }
