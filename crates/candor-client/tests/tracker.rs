@@ -29,14 +29,23 @@ fn forward_and_backward() {
     assert_eq!(t.check(w.head(3)).unwrap(), HeadCheck::Accept);
     assert!(!t.accept(w.head(3), None).unwrap());
 
-    assert_eq!(t.check(w.head(7)).unwrap(), HeadCheck::NeedConsistency { from: 3, to: 7 });
+    assert_eq!(
+        t.check(w.head(7)).unwrap(),
+        HeadCheck::NeedConsistency { from: 3, to: 7 }
+    );
     // Without the proof nothing is accepted.
-    assert!(matches!(t.accept(w.head(7), None), Err(ClientError::InvalidArgument(_))));
+    assert!(matches!(
+        t.accept(w.head(7), None),
+        Err(ClientError::InvalidArgument(_))
+    ));
     assert!(t.accept(w.head(7), Some(&ext(&w, 3, 7))).unwrap());
     assert_eq!(t.latest(), Some(w.head(7)));
 
     // An older head is fine if it is a prefix; the tracker stays at 7.
-    assert_eq!(t.check(w.head(2)).unwrap(), HeadCheck::NeedConsistency { from: 2, to: 7 });
+    assert_eq!(
+        t.check(w.head(2)).unwrap(),
+        HeadCheck::NeedConsistency { from: 2, to: 7 }
+    );
     assert!(!t.accept(w.head(2), Some(&ext(&w, 2, 7))).unwrap());
     assert_eq!(t.latest(), Some(w.head(7)));
 }
@@ -50,7 +59,10 @@ fn same_epoch_different_head_is_equivocation() {
         fork.seal();
     }
     let mut t = HeadTracker::with_head(w.head(3).clone());
-    for r in [t.check(fork.head(3)).map(|_| ()), t.accept(fork.head(3), None).map(|_| ())] {
+    for r in [
+        t.check(fork.head(3)).map(|_| ()),
+        t.accept(fork.head(3), None).map(|_| ()),
+    ] {
         match r {
             Err(ClientError::Equivocation(ev)) => {
                 assert_eq!(ev.first, *w.head(3));
@@ -104,13 +116,19 @@ fn time_going_back_is_rejected() {
 fn persistence_round_trip_and_config_binding() {
     let w = world(4);
     let empty = HeadTracker::new();
-    assert_eq!(HeadTracker::from_bytes(&empty.to_bytes(), &w.config).unwrap(), empty);
+    assert_eq!(
+        HeadTracker::from_bytes(&empty.to_bytes(), &w.config).unwrap(),
+        empty
+    );
     let t = HeadTracker::with_head(w.head(4).clone());
     let bytes = t.to_bytes();
     assert_eq!(HeadTracker::from_bytes(&bytes, &w.config).unwrap(), t);
     // Under another configuration the stored head does not verify.
     let other = World::with_seed(1, 5);
-    assert!(matches!(HeadTracker::from_bytes(&bytes, &other.config), Err(ClientError::State(_))));
+    assert!(matches!(
+        HeadTracker::from_bytes(&bytes, &other.config),
+        Err(ClientError::State(_))
+    ));
     // Corruption anywhere is detected.
     for i in 0..bytes.len() {
         let mut b = bytes.clone();

@@ -27,7 +27,10 @@ fn every_flip_fails(bytes: &[u8], what: &str, mut check: impl FnMut(&[u8]) -> bo
         for mask in [0x01u8, 0x80] {
             let mut t = bytes.to_vec();
             t[i] ^= mask;
-            assert!(!check(&t), "{what}: flipping byte {i} (mask {mask:#x}) went undetected");
+            assert!(
+                !check(&t),
+                "{what}: flipping byte {i} (mask {mask:#x}) went undetected"
+            );
         }
     }
 }
@@ -73,7 +76,9 @@ fn config_mismatch_is_detected() {
     let mut resp = other.config_response();
     resp.config_digest = w.config.digest().to_vec();
     assert!(verify::config(&pin, &resp.config).is_err());
-    every_flip_fails(&w.config.encode(), "config", |b| verify::config(&pin, b).is_ok());
+    every_flip_fails(&w.config.encode(), "config", |b| {
+        verify::config(&pin, b).is_ok()
+    });
 }
 
 // ----------------------------------------------------------------- publish
@@ -94,11 +99,20 @@ fn publish_verifies_and_binds_label_value() {
     assert_eq!(p2.leaf.prev, p1.leaf_hash);
 
     // Wrong label or value: the commitment (or the VRF) does not match.
-    assert_security(verify::publish(&w.config, b"alice", b"k3", "", &r2), "other value");
-    assert_security(verify::publish(&w.config, b"bob", b"k2", "", &r2), "other label");
+    assert_security(
+        verify::publish(&w.config, b"alice", b"k3", "", &r2),
+        "other value",
+    );
+    assert_security(
+        verify::publish(&w.config, b"bob", b"k2", "", &r2),
+        "other label",
+    );
     // Another deployment's keys.
     let other = World::with_seed(3, 7);
-    assert_security(verify::publish(&other.config, b"alice", b"k2", "", &r2), "other config");
+    assert_security(
+        verify::publish(&other.config, b"alice", b"k2", "", &r2),
+        "other config",
+    );
 }
 
 #[test]
@@ -108,7 +122,8 @@ fn publish_every_tampering_is_detected() {
     let r = w.publish(b"alice", b"k2");
     let ok = |r: &pb::PublishResponse| verify::publish(&w.config, b"alice", b"k2", "", r).is_ok();
     assert!(ok(&r));
-    let fields: [(&str, fn(&mut pb::PublishResponse) -> &mut Vec<u8>); 6] = [
+    type Field = fn(&mut pb::PublishResponse) -> &mut Vec<u8>;
+    let fields: [(&str, Field); 6] = [
         ("smt", |r| &mut r.smt),
         ("vrf_proof", |r| &mut r.vrf_proof),
         ("nonce", |r| &mut r.nonce),
@@ -161,7 +176,10 @@ fn publish_smt_content_is_checked() {
     // Signed by the head key instead of the SMT key.
     let mut t = r.clone();
     t.smt = smt.smt.clone().sign(&w.head_key).encode();
-    assert_security(verify::publish(&w.config, b"alice", b"k1", "", &t), "wrong key");
+    assert_security(
+        verify::publish(&w.config, b"alice", b"k1", "", &t),
+        "wrong key",
+    );
 }
 
 #[test]
@@ -172,7 +190,10 @@ fn smt_timestamp_skew() {
     let ts = smt.smt.timestamp_ms;
     assert!(verify::smt_timestamp(&smt, ts, 0).is_ok());
     assert!(verify::smt_timestamp(&smt, ts - 1000, 1000).is_ok());
-    assert_security(verify::smt_timestamp(&smt, ts - 1001, 1000), "post-dated SMT");
+    assert_security(
+        verify::smt_timestamp(&smt, ts - 1001, 1000),
+        "post-dated SMT",
+    );
 }
 
 // ------------------------------------------------------------------ lookup
@@ -180,13 +201,31 @@ fn smt_timestamp_skew() {
 #[test]
 fn lookup_member_absent_and_at_epoch() {
     let w = world_with_data();
-    let l = verify::lookup(&w.config, b"alice", None, &w.lookup_response(b"alice", None)).unwrap();
+    let l = verify::lookup(
+        &w.config,
+        b"alice",
+        None,
+        &w.lookup_response(b"alice", None),
+    )
+    .unwrap();
     assert_eq!(l.epoch(), 2);
     assert_eq!(l.version(), Some(2));
     assert_eq!(l.value(), Some(&b"alice-key-2"[..]));
-    let l1 = verify::lookup(&w.config, b"alice", Some(1), &w.lookup_response(b"alice", Some(1))).unwrap();
+    let l1 = verify::lookup(
+        &w.config,
+        b"alice",
+        Some(1),
+        &w.lookup_response(b"alice", Some(1)),
+    )
+    .unwrap();
     assert_eq!((l1.epoch(), l1.version()), (1, Some(1)));
-    let c1 = verify::lookup(&w.config, b"carol", Some(1), &w.lookup_response(b"carol", Some(1))).unwrap();
+    let c1 = verify::lookup(
+        &w.config,
+        b"carol",
+        Some(1),
+        &w.lookup_response(b"carol", Some(1)),
+    )
+    .unwrap();
     assert!(!c1.is_found());
     let d = verify::lookup(&w.config, b"dave", None, &w.lookup_response(b"dave", None)).unwrap();
     assert!(!d.is_found());
@@ -222,7 +261,10 @@ fn lookup_every_tampering_is_detected() {
     }
     // Asking for epoch 1 and being answered epoch 2.
     let r = w.lookup_response(b"alice", Some(2));
-    assert_security(verify::lookup(&w.config, b"alice", Some(1), &r), "epoch swap");
+    assert_security(
+        verify::lookup(&w.config, b"alice", Some(1), &r),
+        "epoch swap",
+    );
 }
 
 // ----------------------------------------------------------------- history
@@ -232,14 +274,26 @@ fn history_verifies_and_contains() {
     let mut w = world_with_data();
     let p3 = w.publish(b"alice", b"alice-key-3");
     w.seal();
-    let h = verify::history(&w.config, b"alice", None, &w.history_response(b"alice", None)).unwrap();
+    let h = verify::history(
+        &w.config,
+        b"alice",
+        None,
+        &w.history_response(b"alice", None),
+    )
+    .unwrap();
     assert_eq!(h.latest_version(), 3);
     assert_eq!(h.versions()[0].value.as_deref(), Some(&b"alice-key-1"[..]));
     let smt = SignedMutationTimestamp::decode(&p3.smt).unwrap();
     assert!(h.contains(3, &smt.smt.leaf_hash));
     assert!(!h.contains(2, &smt.smt.leaf_hash));
     assert!(!h.contains(4, &smt.smt.leaf_hash));
-    let old = verify::history(&w.config, b"alice", Some(2), &w.history_response(b"alice", Some(2))).unwrap();
+    let old = verify::history(
+        &w.config,
+        b"alice",
+        Some(2),
+        &w.history_response(b"alice", Some(2)),
+    )
+    .unwrap();
     assert_eq!(old.latest_version(), 2);
     assert!(!old.contains(3, &smt.smt.leaf_hash));
     let none = verify::history(&w.config, b"zed", None, &w.history_response(b"zed", None)).unwrap();
@@ -268,10 +322,13 @@ fn history_every_tampering_is_detected() {
     }
     // An older, shorter history under the new head (hiding version 2).
     let t = pb::HistoryResponse {
-            signed_head: w.head(2).encode(),
-            ..w.history_response(b"alice", Some(1))
+        signed_head: w.head(2).encode(),
+        ..w.history_response(b"alice", Some(1))
     };
-    assert_security(verify::history(&w.config, b"alice", None, &t), "hidden version");
+    assert_security(
+        verify::history(&w.config, b"alice", None, &t),
+        "hidden version",
+    );
 }
 
 // ------------------------------------------------------------- consistency
@@ -298,7 +355,9 @@ fn consistency_verifies_and_detects_tampering() {
         });
         // A proof for other sizes.
         let t = pb::ConsistencyResponse {
-            proof: HeadExtensionProof::generate(&w.log, a, b - 1).unwrap().encode(),
+            proof: HeadExtensionProof::generate(&w.log, a, b - 1)
+                .unwrap()
+                .encode(),
             ..r.clone()
         };
         assert_security(verify::consistency(&w.config, &t, &ha, &hb), "sizes");
@@ -351,8 +410,15 @@ fn audit_verifies_transitions() {
     assert_eq!(a1.changes.len(), 20);
     let a2 = verify::audit(&w.config, 2, &w.audit_response(2)).unwrap();
     assert_eq!(a2.changes.len(), 3);
-    let u3 = a2.changes.iter().find(|c| c.index == w.index(b"user3")).unwrap();
-    assert_eq!(u3.new_leaves.iter().map(|l| l.version).collect::<Vec<_>>(), [2, 3]);
+    let u3 = a2
+        .changes
+        .iter()
+        .find(|c| c.index == w.index(b"user3"))
+        .unwrap();
+    assert_eq!(
+        u3.new_leaves.iter().map(|l| l.version).collect::<Vec<_>>(),
+        [2, 3]
+    );
     let a3 = verify::audit(&w.config, 3, &w.audit_response(3)).unwrap();
     assert!(a3.changes.is_empty());
 }
@@ -370,7 +436,10 @@ fn audit_every_tampering_is_detected() {
         })
     });
     for (name, field) in [
-        ("head", (|r: &mut pb::AuditResponse| &mut r.head) as fn(&mut pb::AuditResponse) -> &mut Vec<u8>),
+        (
+            "head",
+            (|r: &mut pb::AuditResponse| &mut r.head) as fn(&mut pb::AuditResponse) -> &mut Vec<u8>,
+        ),
         ("previous_head", |r| &mut r.previous_head),
     ] {
         let bytes = field(&mut r.clone()).clone();
@@ -385,12 +454,28 @@ fn audit_every_tampering_is_detected() {
     for i in 0..proof.changes.len() {
         let mut p = proof.clone();
         p.changes.remove(i);
-        assert!(!ok(&pb::AuditResponse { proof: p.encode(), ..r.clone() }), "dropped change {i}");
+        assert!(
+            !ok(&pb::AuditResponse {
+                proof: p.encode(),
+                ..r.clone()
+            }),
+            "dropped change {i}"
+        );
     }
     let mut p = proof.clone();
-    let multi = p.changes.iter_mut().find(|c| c.commitments.len() > 1).unwrap();
+    let multi = p
+        .changes
+        .iter_mut()
+        .find(|c| c.commitments.len() > 1)
+        .unwrap();
     multi.commitments.remove(0);
-    assert!(!ok(&pb::AuditResponse { proof: p.encode(), ..r.clone() }), "dropped version");
+    assert!(
+        !ok(&pb::AuditResponse {
+            proof: p.encode(),
+            ..r.clone()
+        }),
+        "dropped version"
+    );
     // Wrong epoch: the response for epoch 3 asked as epoch 2.
     assert_security(verify::audit(&w.config, 2, &w.audit_response(3)), "epoch");
     // Epoch 1 with a previous head, epoch 2 without.
@@ -463,9 +548,30 @@ fn broken_promise_evidence_verifies_and_round_trips() {
 fn equivocation_evidence_needs_two_different_signed_heads() {
     let w = world_with_data();
     let h: SignedHead = w.head(1).clone();
-    assert!(EquivocationEvidence { first: h.clone(), second: h.clone() }.verify(&w.config).is_err());
-    assert!(EquivocationEvidence { first: h.clone(), second: w.head(2).clone() }.verify(&w.config).is_err());
+    assert!(
+        EquivocationEvidence {
+            first: h.clone(),
+            second: h.clone()
+        }
+        .verify(&w.config)
+        .is_err()
+    );
+    assert!(
+        EquivocationEvidence {
+            first: h.clone(),
+            second: w.head(2).clone()
+        }
+        .verify(&w.config)
+        .is_err()
+    );
     let mut forged = h.clone();
     forged.head.map_root[0] ^= 1;
-    assert!(EquivocationEvidence { first: h, second: forged }.verify(&w.config).is_err());
+    assert!(
+        EquivocationEvidence {
+            first: h,
+            second: forged
+        }
+        .verify(&w.config)
+        .is_err()
+    );
 }

@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 use super::World;
 
 type Res<T> = Result<Response<T>, Status>;
+/// (label, value, response) of an idempotency key.
+type Remembered = (Vec<u8>, Vec<u8>, pb::PublishResponse);
 
 pub struct Fake {
     pub world: Mutex<World>,
@@ -26,7 +28,7 @@ pub struct Fake {
     /// (the reply was lost), so the client must retry with the same key.
     pub lose_replies: AtomicU32,
     pub publish_calls: AtomicU32,
-    idem: Mutex<HashMap<String, (Vec<u8>, Vec<u8>, pb::PublishResponse)>>,
+    idem: Mutex<HashMap<String, Remembered>>,
     pub cosignatures: Mutex<BTreeMap<u64, Vec<Vec<u8>>>>,
 }
 
