@@ -17,9 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use candor_core::Digest;
 
+use candor_core::codec::{Reader, Writer};
+
 use crate::client::Client;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::verify::{VerifiedHistory, VerifiedPublish};
+
+const STATE_TAG: &[u8] = b"candor-v1 monitor state";
 
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +72,12 @@ struct Watched {
     known: BTreeMap<u64, Digest>,
     /// Leaf hashes of versions 1..=n as of the last check.
     seen: Vec<Digest>,
-    /// Alarms already raised, so each is raised once.
+    /// (version, leaf hash) alarms already raised, so each is raised once.
     reported: BTreeSet<(u64, Digest)>,
+    /// (version, leaf hash) rewrites already reported.
+    rewrites: BTreeSet<(u64, Digest)>,
+    /// History lengths already reported as rollbacks.
+    rollbacks: BTreeSet<u64>,
     confirmed: BTreeSet<u64>,
 }
 
@@ -107,6 +115,87 @@ impl MonitorState {
         self.labels.keys().map(Vec::as_slice)
     }
 
+    /// Canonical encoding, to persist the monitor between sessions (the
+    /// expectations, the versions seen and the alarms already raised).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.str8(STATE_TAG).u32(self.labels.len() as u32);
+        for (label, s) in &self.labels {
+            w.bytes32(label).u32(s.known.len() as u32);
+            for (v, h) in &s.known {
+                w.u64(*v).raw(h);
+            }
+            w.u32(s.seen.len() as u32);
+            for h in &s.seen {
+                w.raw(h);
+            }
+            w.u32(s.reported.len() as u32);
+            for (v, h) in &s.reported {
+                w.u64(*v).raw(h);
+            }
+            w.u32(s.rewrites.len() as u32);
+            for (v, h) in &s.rewrites {
+                w.u64(*v).raw(h);
+            }
+            w.u32(s.rollbacks.len() as u32);
+            for v in &s.rollbacks {
+                w.u64(*v);
+            }
+            w.u32(s.confirmed.len() as u32);
+            for v in &s.confirmed {
+                w.u64(*v);
+            }
+        }
+        w.into_vec()
+    }
+
+    /// Restores a state saved with [`to_bytes`](Self::to_bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let decode = || -> candor_core::Result<Self> {
+            let mut r = Reader::new(bytes, "monitor state");
+            r.expect_str8(STATE_TAG)?;
+            // Every count is bounded by the bytes left, so a corrupt count
+            // cannot make us allocate or loop much.
+            let count = |r: &mut Reader<'_>, item: usize| -> candor_core::Result<u32> {
+                let n = r.u32()?;
+                if (n as usize).saturating_mul(item) > r.remaining() {
+                    return Err(candor_core::CoreError::Decode {
+                        what: "monitor state",
+                        why: format!("{n} items do not fit"),
+                    });
+                }
+                Ok(n)
+            };
+            let mut labels = BTreeMap::new();
+            for _ in 0..count(&mut r, 4)? {
+                let label = r.bytes32(1 << 20)?.to_vec();
+                let mut s = Watched::default();
+                for _ in 0..count(&mut r, 40)? {
+                    s.known.insert(r.u64()?, r.array()?);
+                }
+                for _ in 0..count(&mut r, 32)? {
+                    s.seen.push(r.array()?);
+                }
+                for _ in 0..count(&mut r, 40)? {
+                    s.reported.insert((r.u64()?, r.array()?));
+                }
+                for _ in 0..count(&mut r, 40)? {
+                    s.rewrites.insert((r.u64()?, r.array()?));
+                }
+                for _ in 0..count(&mut r, 8)? {
+                    s.rollbacks.insert(r.u64()?);
+                }
+                for _ in 0..count(&mut r, 8)? {
+                    s.confirmed.insert(r.u64()?);
+                }
+                labels.insert(label, s);
+            }
+            r.finish()?;
+            Ok(MonitorState { labels })
+        };
+        decode().map_err(ClientError::State)
+    }
+
     /// Compares a verified history of `label` with the expectations.
     /// Each alarm is raised once; unwatched labels give no events.
     pub fn check(&mut self, label: &[u8], history: &VerifiedHistory) -> Vec<MonitorEvent> {
@@ -117,8 +206,7 @@ impl MonitorState {
         let mut events = Vec::new();
         let now: Vec<Digest> = history.versions().iter().map(|v| v.leaf_hash).collect();
         if now.len() < w.seen.len() {
-            let key = (now.len() as u64, [0u8; 32]);
-            if w.reported.insert(key) {
+            if w.rollbacks.insert(now.len() as u64) {
                 events.push(MonitorEvent::Rollback {
                     label: label.to_vec(),
                     previously: w.seen.len() as u64,
@@ -128,7 +216,7 @@ impl MonitorState {
             }
         }
         for (i, (before, after)) in w.seen.iter().zip(&now).enumerate() {
-            if before != after && w.reported.insert((i as u64 + 1, *after)) {
+            if before != after && w.rewrites.insert((i as u64 + 1, *after)) {
                 events.push(MonitorEvent::HistoryRewritten {
                     label: label.to_vec(),
                     version: i as u64 + 1,
