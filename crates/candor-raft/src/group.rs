@@ -342,6 +342,10 @@ pub struct GroupMetrics {
     pub last_applied: Option<LogId>,
     /// Last committed log id known here.
     pub committed: Option<LogId>,
+    /// Last log id covered by this replica's current snapshot.
+    pub snapshot: Option<LogId>,
+    /// Last purged log id (the log starts after it).
+    pub purged: Option<LogId>,
     /// Voters in the current membership.
     pub voters: BTreeSet<NodeId>,
 }
@@ -514,6 +518,8 @@ impl<L: StateMachineLogic> RaftGroup<L> {
             last_log_index: m.last_log_index,
             last_applied: m.last_applied,
             committed: m.local_committed,
+            snapshot: m.snapshot,
+            purged: m.purged,
             voters: m.membership_config.membership().voter_ids().collect(),
         }
     }

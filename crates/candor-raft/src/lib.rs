@@ -73,6 +73,8 @@ pub use network::{
 };
 pub use openraft;
 pub use openraft::ServerState;
+/// The RNG crate the fault hooks draw from (re-exported so hooks name the same types).
+pub use rand;
 pub use state_machine::{
     APPLY_CHUNK, AppliedState, ApplyBatch, CommittedEntry, SnapshotBuilder, StateMachine,
     StateMachineLogic,

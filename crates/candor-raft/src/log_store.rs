@@ -114,6 +114,10 @@ fn syncer(kv: Arc<dyn Store>, rx: mpsc::Receiver<SyncJob>) {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
         let res = kv.sync();
+        if let Err(e) = &res {
+            // Every waiting append and vote fails with it; their groups stop.
+            tracing::error!(error = %e, waiting = jobs.len(), "raft log sync failed");
+        }
         for job in jobs {
             job(match &res {
                 Ok(()) => Ok(()),

@@ -5,11 +5,14 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use candor_raft::rand::rngs::StdRng;
 use candor_raft::testing::AppendLog;
 use candor_raft::{
-    CrashStore, Error, FaultConfig, GroupId, InProcessNetwork, NodeId, RaftGroup, ServerState,
+    CrashStore, Error, FaultConfig, FaultHook, GroupId, InProcessNetwork, MessageInfo, NodeId,
+    RaftGroup, RaftTuning, RpcKind, ServerState, Verdict,
 };
 use common::*;
 
@@ -446,4 +449,138 @@ async fn isolated_leader_cannot_acknowledge_writes() {
     for n in &nodes {
         n.node.shutdown().await;
     }
+}
+
+/// Counts snapshot messages; decides nothing.
+#[derive(Default)]
+struct SnapshotCounter(AtomicU64);
+
+impl FaultHook for SnapshotCounter {
+    fn decide(&self, msg: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
+        if msg.kind == RpcKind::FullSnapshot {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot() {
+    let s = seed(7);
+    let net = InProcessNetwork::new(s);
+    let tuning = RaftTuning {
+        snapshot_after_entries: 40,
+        keep_after_snapshot: 5,
+        ..RaftTuning::default()
+    };
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let n = start_node_with(&net, id, Arc::new(CrashStore::new()), tuning.clone());
+        groups.push((id, start_group(&n, G).await));
+        nodes.push(n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    let leader = wait_leader(&groups).await;
+    let lagging = if leader == 3 { 2 } else { 3 };
+    net.isolate(lagging);
+    let counter = Arc::new(SnapshotCounter::default());
+    net.set_hook(Some(Arc::clone(&counter) as Arc<dyn FaultHook>));
+
+    let live: Vec<(NodeId, RaftGroup<AppendLog>)> = groups
+        .iter()
+        .filter(|(id, _)| *id != lagging)
+        .cloned()
+        .collect();
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        let data = payload("s", i);
+        if let Outcome::Acked(p) = write(&live, data.clone()).await {
+            acked.push((data, p));
+        }
+    }
+    let leader = wait_leader(&live).await;
+    let lg = &live.iter().find(|(id, _)| *id == leader).expect("leader").1;
+    // The leader snapshots and purges the log the lagging node would need.
+    tokio::time::timeout(WAIT, async {
+        while lg.metrics().purged.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("leader purged its log");
+
+    net.heal();
+    let items = linearizable_items(lg).await;
+    check_acked(&items, &acked, &[]);
+    let applied = lg.metrics().last_applied.expect("applied").index;
+    let lag_g = &groups
+        .iter()
+        .find(|(id, _)| *id == lagging)
+        .expect("lagging")
+        .1;
+    let caught_up = items_at(lag_g, applied).await;
+    assert_eq!(
+        &caught_up[..items.len()],
+        &items[..],
+        "snapshot install diverged"
+    );
+    assert!(
+        lag_g.metrics().snapshot.is_some(),
+        "caught up through a snapshot"
+    );
+    assert!(
+        counter.0.load(Ordering::Relaxed) >= 1,
+        "a snapshot crossed the transport"
+    );
+
+    // Restart the lagging node from its store (crash): snapshot and log reload.
+    let idx = nodes.iter().position(|n| n.id == lagging).expect("node");
+    let n = nodes.remove(idx);
+    n.node.shutdown().await;
+    net.unregister(lagging);
+    let crashed = Arc::new(n.kv.crash_copy().expect("crash copy"));
+    let n2 = start_node_with(&net, lagging, crashed, tuning.clone());
+    let g2 = start_group(&n2, G).await;
+    let again = items_at(&g2, applied).await;
+    assert_eq!(
+        &again[..items.len()],
+        &items[..],
+        "restart after snapshot diverged"
+    );
+    n2.node.shutdown().await;
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_failure_stops_the_group_without_acknowledging() {
+    let net = InProcessNetwork::new(seed(8));
+    let kv = Arc::new(CrashStore::new());
+    let n = start_node(&net, 1, Arc::clone(&kv));
+    let g = start_group(&n, G).await;
+    g.initialize(members(&[1])).await.expect("initialize");
+    g.wait_for_leader(WAIT).await.expect("leader");
+    g.client_write(b"ok".to_vec()).await.expect("healthy write");
+
+    kv.set_fail_writes(true);
+    let r = tokio::time::timeout(WAIT, g.client_write(b"doomed".to_vec()))
+        .await
+        .expect("the write fails instead of hanging");
+    assert!(
+        r.is_err(),
+        "a write was acknowledged although the store failed"
+    );
+    // The group is stopped for good: later calls fail too, promptly.
+    let r2 = tokio::time::timeout(WAIT, g.client_write(b"later".to_vec()))
+        .await
+        .expect("prompt failure");
+    assert!(matches!(r2, Err(Error::Stopped { .. })), "{r2:?}");
+    kv.set_fail_writes(false);
+    n.node.shutdown().await;
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use candor_raft::testing::AppendLog;
 use candor_raft::{
     CrashStore, Error, GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNode, RaftNodeConfig,
+    RaftTuning,
 };
 use candor_store::Store;
 
@@ -44,9 +45,19 @@ pub struct TestNode {
 }
 
 pub fn start_node(net: &InProcessNetwork, id: NodeId, kv: Arc<CrashStore>) -> TestNode {
+    start_node_with(net, id, kv, RaftTuning::default())
+}
+
+pub fn start_node_with(
+    net: &InProcessNetwork,
+    id: NodeId,
+    kv: Arc<CrashStore>,
+    tuning: RaftTuning,
+) -> TestNode {
     let dyn_kv: Arc<dyn Store> = Arc::clone(&kv) as Arc<dyn Store>;
-    let node = RaftNode::new(RaftNodeConfig::new(id, addr(id)), dyn_kv, net.endpoint(id))
-        .expect("raft node");
+    let mut config = RaftNodeConfig::new(id, addr(id));
+    config.tuning = tuning;
+    let node = RaftNode::new(config, dyn_kv, net.endpoint(id)).expect("raft node");
     net.register(&node);
     TestNode { id, kv, node }
 }
