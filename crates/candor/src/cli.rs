@@ -1,0 +1,235 @@
+//! Command-line syntax (clap derive).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Overrides;
+
+/// Candor: key transparency for messaging providers.
+///
+/// Exit codes: 0 ok; 1 usage or configuration error; 2 transport failure or
+/// an error status from the server; 3 verification failure.
+#[derive(Debug, Parser)]
+#[command(name = "candor", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role (api, shards, sequencer) in one process on the
+    /// embedded store: the single-machine quick start.
+    Dev(DevArgs),
+    /// Run one role of a cluster (not implemented yet).
+    Serve(ServeArgs),
+    /// Publish a new value for a label and verify the returned SMT.
+    Publish(PublishArgs),
+    /// Look a label up at a signed epoch and verify the proof.
+    Lookup(LookupArgs),
+    /// Fetch and verify every version of a label.
+    History(HistoryArgs),
+    /// Audit epoch transitions: verify every change and the epoch log.
+    Audit(AuditArgs),
+    /// Verify an SMT or a signed epoch head (from a file or hex).
+    Verify(VerifyArgs),
+    /// Load generator with a progress bar and JSON summary (not implemented yet).
+    Bench(BenchArgs),
+    /// Print the hash of a bearer token, for `api.tenants[].token_hash`.
+    HashToken(HashTokenArgs),
+}
+
+/// `candor dev`. Settings come from defaults, then `--config FILE` (TOML),
+/// then `CANDOR_*` environment variables (`CANDOR_LISTEN`,
+/// `CANDOR_DATA_DIR`, `CANDOR_EPOCH_INTERVAL_MS`, nested with `__` as in
+/// `CANDOR_API__LIMITS__MAX_VALUE_BYTES`), then these flags.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CANDOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: keys, dev token, config.bin, store [default: ./candor-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:8700].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Time between epochs, e.g. 1s or 250ms [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub epoch_interval: Option<Duration>,
+    /// Number of shards, a power of two [default: 16].
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Deployment namespace [default: candor-dev].
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl DevArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            namespace: self.namespace.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            epoch_interval_ms: self
+                .epoch_interval
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            shards: self.shards,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Role {
+    Api,
+    Shard,
+    Sequencer,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Api => "api",
+            Role::Shard => "shard",
+            Role::Sequencer => "sequencer",
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The role to run.
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// Role options (reserved).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Benchmark options (reserved).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HashTokenArgs {
+    /// The bearer token.
+    pub token: String,
+}
+
+/// How client commands reach and pin the service.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Service endpoint.
+    #[arg(long, env = "CANDOR_TARGET", default_value = "http://127.0.0.1:8700")]
+    pub target: String,
+    /// Pin: the configuration digest (64 hex) printed by `candor dev`.
+    #[arg(long, env = "CANDOR_CONFIG_DIGEST")]
+    pub config_digest: Option<String>,
+    /// Pin: a configuration file (config.bin, as `candor dev` writes it).
+    #[arg(long, env = "CANDOR_PIN")]
+    pub pin: Option<PathBuf>,
+    /// Without --config-digest or --pin, DATA_DIR/config.bin is the pin
+    /// (and DATA_DIR/dev-token the default token).
+    #[arg(long, env = "CANDOR_DATA_DIR", default_value = "./candor-data")]
+    pub data_dir: PathBuf,
+    /// Trust on first use (opt-in): accept whatever configuration the server
+    /// serves and print its digest. Only as safe as this one connection.
+    #[arg(long)]
+    pub tofu: bool,
+    /// Machine-readable JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Bearer token [default: contents of DATA_DIR/dev-token].
+    #[arg(long, env = "CANDOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Idempotency key [default: random]. Retry with the same key to learn
+    /// the outcome of an interrupted publish without publishing twice.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait until a signed epoch holds the mutation (the SMT's promise).
+    #[arg(long)]
+    pub wait: bool,
+    /// The label (UTF-8).
+    pub label: String,
+    /// The value: a string, or @FILE for a file's bytes.
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Epoch to look up at [default: the latest signed epoch].
+    #[arg(long)]
+    pub epoch: Option<u64>,
+    /// The label (UTF-8).
+    pub label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// History up to this epoch [default: the latest signed epoch].
+    #[arg(long)]
+    pub epoch: Option<u64>,
+    /// The label (UTF-8).
+    pub label: String,
+}
+
+/// Without --from (or with --from 1), a full audit from epoch 1: every
+/// transition is verified and the epoch log is recomputed from scratch.
+/// With --from E > 1, a window audit: the transitions E..=TO are verified,
+/// chained head to head, and the log is checked with consistency proofs.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// First epoch whose transition to verify [default: 1].
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last epoch to verify [default: the latest signed epoch].
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub what: VerifyWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyWhat {
+    /// A Signed Mutation Timestamp (canonical bytes, as `publish --json` prints).
+    Smt {
+        /// A file (raw or hex) or hex.
+        input: String,
+        /// Also check the promise online: wait until a signed epoch holds
+        /// this label's promised version (or prove the promise broken).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// A signed epoch head (canonical bytes).
+    Head {
+        /// A file (raw or hex) or hex.
+        input: String,
+        /// Also check online that the server's log holds exactly this head.
+        #[arg(long)]
+        online: bool,
+    },
+}

@@ -1,0 +1,573 @@
+//! Client commands: each verifies everything it receives with
+//! `candor-client` against the pinned configuration.
+
+use std::path::Path;
+use std::time::Duration;
+
+use candor_client::{AuditEvent, Auditor, Client, ClientError, PinnedConfig, verify};
+use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp, SigningKeyPair};
+use serde_json::{Value, json};
+
+use crate::cli::{
+    AuditArgs, Command, ConnectArgs, HistoryArgs, LookupArgs, PublishArgs, VerifyArgs, VerifyWhat,
+};
+use crate::dev::CONFIG_FILE;
+
+/// A failed command: its exit code and message.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Exit 1: usage or configuration.
+    pub fn usage(e: anyhow::Error) -> Failure {
+        Failure {
+            code: 1,
+            message: format!("error: {e:#}"),
+        }
+    }
+
+    /// Exit 3: something did not verify.
+    pub fn verification(msg: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 3,
+            message: format!("VERIFICATION FAILED: {msg}"),
+        }
+    }
+
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        if e.is_security_event() {
+            return Failure::verification(&e);
+        }
+        match &e {
+            ClientError::Transport(_) => Failure {
+                code: 2,
+                message: format!("error: cannot reach the service: {}", chain(&e)),
+            },
+            ClientError::Status(s) => Failure {
+                code: 2,
+                message: format!(
+                    "error: the service answered {:?}: {}",
+                    s.code(),
+                    s.message()
+                ),
+            },
+            _ => Failure {
+                code: 1,
+                message: format!("error: {e}"),
+            },
+        }
+    }
+}
+
+/// An error with its sources, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::usage(anyhow::anyhow!(msg.into()))
+}
+
+type Result<T, E = Failure> = std::result::Result<T, E>;
+
+pub async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Publish(a) => publish(a).await,
+        Command::Lookup(a) => lookup(a).await,
+        Command::History(a) => history(a).await,
+        Command::Audit(a) => audit(a).await,
+        Command::Verify(a) => verify_cmd(a).await,
+        _ => Err(usage("not a client command")),
+    }
+}
+
+/// The pin from the flags, or `None` for trust on first use.
+fn pin(c: &ConnectArgs) -> Result<Option<PinnedConfig>> {
+    if let Some(d) = &c.config_digest {
+        return Ok(Some(PinnedConfig::from_hex_digest(d)?));
+    }
+    let file = match &c.pin {
+        Some(p) => Some(p.clone()),
+        None => {
+            let p = c.data_dir.join(CONFIG_FILE);
+            p.is_file().then_some(p)
+        }
+    };
+    if let Some(p) = file {
+        let bytes = std::fs::read(&p)
+            .map_err(|e| usage(format!("cannot read pin file {}: {e}", p.display())))?;
+        return Ok(Some(PinnedConfig::from_config_bytes(&bytes)?));
+    }
+    if c.tofu {
+        return Ok(None);
+    }
+    Err(usage(format!(
+        "no pinned configuration: pass --config-digest HEX (printed by `candor dev`), \
+         --pin FILE (a config.bin), run from a directory with {}/{CONFIG_FILE}, \
+         or opt in to trust on first use with --tofu",
+        c.data_dir.display()
+    )))
+}
+
+async fn connect(c: &ConnectArgs) -> Result<Client> {
+    match pin(c)? {
+        Some(p) => Ok(Client::connect(c.target.clone(), p).await?),
+        None => {
+            let (client, config) = Client::connect_tofu(c.target.clone()).await?;
+            eprintln!(
+                "warning: trust on first use: accepted the served configuration with digest {}; \
+                 pin it with --config-digest from now on",
+                hex::encode(config.digest())
+            );
+            Ok(client)
+        }
+    }
+}
+
+/// The full configuration without a connection when the pin is a file.
+fn offline_config(c: &ConnectArgs) -> Result<Option<PublicConfig>> {
+    match pin(c)? {
+        Some(PinnedConfig::Config(cfg)) => Ok(Some(*cfg)),
+        _ => Ok(None),
+    }
+}
+
+fn emit(json_out: bool, v: Value, human: String) {
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("{human}");
+    }
+}
+
+/// A value for humans: the text when it is printable UTF-8, else hex.
+fn show(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(s) if !s.chars().any(char::is_control) => s.to_owned(),
+        _ => format!("hex:{}", hex::encode(v)),
+    }
+}
+
+fn value_json(v: Option<&[u8]>) -> (Value, Value) {
+    match v {
+        Some(b) => (
+            std::str::from_utf8(b).map_or(Value::Null, |s| Value::String(s.into())),
+            Value::String(hex::encode(b)),
+        ),
+        None => (Value::Null, Value::Null),
+    }
+}
+
+fn read_value(arg: &str) -> Result<Vec<u8>> {
+    match arg.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| usage(format!("cannot read value file {path}: {e}")))
+        }
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// Bytes from a file (raw, or hex text) or from a hex argument.
+fn read_blob(input: &str) -> Result<Vec<u8>> {
+    let p = Path::new(input);
+    let bytes = if p.is_file() {
+        let raw = std::fs::read(p).map_err(|e| usage(format!("cannot read {input}: {e}")))?;
+        match std::str::from_utf8(&raw)
+            .ok()
+            .map(str::trim)
+            .map(hex::decode)
+        {
+            Some(Ok(b)) => b,
+            _ => raw,
+        }
+    } else {
+        hex::decode(input.trim())
+            .map_err(|e| usage(format!("{input:?} is neither a file nor hex: {e}")))?
+    };
+    Ok(bytes)
+}
+
+fn head_json(h: &SignedHead) -> Value {
+    json!({
+        "epoch": h.head.epoch,
+        "timestamp_ms": h.head.timestamp_ms,
+        "map_root": hex::encode(h.head.map_root),
+        "log_size": h.head.log_size,
+        "log_root": hex::encode(h.head.log_root),
+        "config_digest": hex::encode(h.head.config_digest),
+        "head_digest": hex::encode(h.head.digest()),
+        "signed_head": hex::encode(h.encode()),
+    })
+}
+
+async fn publish(a: PublishArgs) -> Result<()> {
+    let value = read_value(&a.value)?;
+    let token = match &a.token {
+        Some(t) => t.clone(),
+        None => {
+            let p = a.connect.data_dir.join("dev-token");
+            std::fs::read_to_string(&p)
+                .map(|t| t.trim().to_owned())
+                .map_err(|_| {
+                    usage(format!(
+                        "no bearer token: pass --token (or set CANDOR_TOKEN); {} not found",
+                        p.display()
+                    ))
+                })?
+        }
+    };
+    let client = connect(&a.connect).await?.with_token(&token)?;
+    let label = a.label.as_bytes();
+    let p = match &a.idempotency_key {
+        Some(k) => client.publish_with_key(label, &value, k).await?,
+        None => client.publish(label, &value).await?,
+    };
+    let mut out = json!({
+        "label": a.label,
+        "verified": true,
+        "version": p.version,
+        "index": hex::encode(p.index),
+        "shard": p.smt.smt.shard,
+        "leaf_hash": hex::encode(p.leaf_hash),
+        "timestamp_ms": p.smt.smt.timestamp_ms,
+        "merge_deadline_ms": p.merge_deadline_ms(),
+        "idempotency_key": p.idempotency_key,
+        "smt": hex::encode(p.smt.encode()),
+    });
+    let mut human = format!(
+        "published {:?} version {} (SMT verified: signature, VRF index, commitment, leaf)\n  \
+         index {}  shard {}\n  merge deadline {} ms since epoch\n  smt {}",
+        a.label,
+        p.version,
+        hex::encode(p.index),
+        p.smt.smt.shard,
+        p.merge_deadline_ms(),
+        hex::encode(p.smt.encode())
+    );
+    if a.wait {
+        let e = wait_merged(&client, label, &p.smt).await?;
+        out["merged_epoch"] = json!(e);
+        human.push_str(&format!(
+            "\n  merged into signed epoch {e} (history verified, before the deadline)"
+        ));
+    }
+    emit(a.connect.json, out, human);
+    Ok(())
+}
+
+/// Waits for the SMT's promise; gives up (exit 2) a little after the
+/// deadline if the service stopped signing epochs altogether.
+async fn wait_merged(client: &Client, label: &[u8], smt: &SignedMutationTimestamp) -> Result<u64> {
+    let cfg = client.config();
+    let poll = Duration::from_millis((cfg.epoch_interval_ms / 4).clamp(20, 1000));
+    let limit = Duration::from_millis(cfg.max_merge_delay_ms.saturating_add(30_000));
+    match tokio::time::timeout(limit, client.wait_merged(label, smt, poll)).await {
+        Ok(r) => Ok(r?.epoch()),
+        Err(_) => Err(Failure {
+            code: 2,
+            message: "error: no signed epoch after the merge deadline was observed (is the service signing epochs?)".into(),
+        }),
+    }
+}
+
+async fn lookup(a: LookupArgs) -> Result<()> {
+    let client = connect(&a.connect).await?;
+    let v = client.lookup(a.label.as_bytes(), a.epoch).await?;
+    let (value, value_hex) = value_json(v.value());
+    let out = json!({
+        "label": a.label,
+        "verified": true,
+        "epoch": v.epoch(),
+        "found": v.is_found(),
+        "version": v.version(),
+        "value": value,
+        "value_hex": value_hex,
+        "forgotten": v.is_found() && v.value().is_none(),
+        "index": hex::encode(v.index),
+        "head": head_json(&v.head),
+    });
+    let human = match &v.entry {
+        Some(e) => format!(
+            "{:?} at epoch {}: version {} (proof verified)\n  value: {}",
+            a.label,
+            v.epoch(),
+            e.version,
+            e.value
+                .as_deref()
+                .map_or("(forgotten: only the commitment is proven)".into(), show)
+        ),
+        None => format!(
+            "{:?} at epoch {}: not present (non-membership proof verified)",
+            a.label,
+            v.epoch()
+        ),
+    };
+    emit(a.connect.json, out, human);
+    Ok(())
+}
+
+async fn history(a: HistoryArgs) -> Result<()> {
+    let client = connect(&a.connect).await?;
+    let h = client.history_at(a.label.as_bytes(), a.epoch).await?;
+    let versions: Vec<Value> = h
+        .versions()
+        .iter()
+        .map(|v| {
+            let (value, value_hex) = value_json(v.value.as_deref());
+            json!({
+                "version": v.version,
+                "value": value,
+                "value_hex": value_hex,
+                "forgotten": v.value.is_none(),
+                "leaf_hash": hex::encode(v.leaf_hash),
+            })
+        })
+        .collect();
+    let out = json!({
+        "label": a.label,
+        "verified": true,
+        "epoch": h.epoch(),
+        "index": hex::encode(h.index()),
+        "versions": versions,
+        "head": head_json(&h.head),
+    });
+    let mut human = format!(
+        "{:?} at epoch {}: {} version(s), chain and map path verified",
+        a.label,
+        h.epoch(),
+        h.latest_version()
+    );
+    for v in h.versions() {
+        human.push_str(&format!(
+            "\n  v{}: {}",
+            v.version,
+            v.value.as_deref().map_or("(forgotten)".into(), show)
+        ));
+    }
+    emit(a.connect.json, out, human);
+    Ok(())
+}
+
+async fn audit(a: AuditArgs) -> Result<()> {
+    let client = connect(&a.connect).await?;
+    let latest = client.latest_head().await?;
+    let to = a.to.unwrap_or(latest.head.epoch);
+    let from = a.from.unwrap_or(1);
+    if from == 0 || from > to {
+        return Err(usage(format!(
+            "need 1 ≤ --from ≤ --to, got {from} and {to}"
+        )));
+    }
+    if to > latest.head.epoch {
+        return Err(Failure {
+            code: 2,
+            message: format!(
+                "error: epoch {to} is not signed yet (latest is {})",
+                latest.head.epoch
+            ),
+        });
+    }
+    let (mut labels, mut leaves) = (0u64, 0u64);
+    let mode;
+    let last: SignedHead;
+    let mut log_root = None;
+    if from == 1 {
+        mode = "full";
+        // The auditor's cosignatures are not submitted from here: an
+        // ephemeral key only satisfies the API.
+        let mut auditor = Auditor::new(client.config().clone(), SigningKeyPair::generate());
+        while auditor.next_epoch() <= to {
+            let max = to - auditor.next_epoch() + 1;
+            let reports = auditor.follow(&client, false, Some(max)).await?;
+            if reports.is_empty() {
+                break;
+            }
+            for r in &reports {
+                if !r.accepted || r.has_alarm() {
+                    let alarms: Vec<String> = r.alarms().map(|e| format!("{e:?}")).collect();
+                    return Err(Failure::verification(format!(
+                        "epoch {}: {}",
+                        r.epoch,
+                        if alarms.is_empty() {
+                            "not accepted".into()
+                        } else {
+                            alarms.join("; ")
+                        }
+                    )));
+                }
+                for e in &r.events {
+                    if let AuditEvent::Verified {
+                        changed_labels,
+                        new_leaves,
+                        ..
+                    } = e
+                    {
+                        labels += changed_labels;
+                        leaves += new_leaves;
+                    }
+                }
+            }
+        }
+        last = auditor
+            .last_head()
+            .cloned()
+            .ok_or_else(|| Failure::verification("the auditor accepted no epoch"))?;
+        log_root = Some(hex::encode(auditor.log_root()));
+    } else {
+        mode = "window";
+        let mut prev: Option<SignedHead> = None;
+        for e in from..=to {
+            let resp = client.audit_response(e).await?;
+            let v = verify::audit(client.config(), e, &resp)?;
+            if let (Some(p), Some(served)) = (&prev, &v.previous)
+                && p != served
+            {
+                return Err(Failure::verification(format!(
+                    "epoch {e}: the previous head served differs from the head verified for epoch {}",
+                    e - 1
+                )));
+            }
+            // Checks the head against every head seen so far (consistency
+            // proof of the epoch log, time never going back).
+            client.observe_head(&v.head).await?;
+            labels += v.changes.len() as u64;
+            leaves += v
+                .changes
+                .iter()
+                .map(|c| c.new_leaves.len() as u64)
+                .sum::<u64>();
+            prev = Some(v.head);
+        }
+        last = prev.ok_or_else(|| usage("empty epoch range"))?;
+    }
+    if last.head.epoch != to {
+        return Err(Failure::verification(format!(
+            "audit stopped at epoch {}, not {to}",
+            last.head.epoch
+        )));
+    }
+    let out = json!({
+        "verified": true,
+        "mode": mode,
+        "from": from,
+        "to": to,
+        "epochs": to - from + 1,
+        "labels_changed": labels,
+        "leaves_added": leaves,
+        "last_head": head_json(&last),
+        "auditor_log_root": log_root,
+    });
+    let human = format!(
+        "audited epochs {from}..={to} ({mode}): every transition verified\n  \
+         {labels} label change(s), {leaves} new leaf/leaves\n  \
+         epoch {to} head digest {}\n  log root {}",
+        hex::encode(last.head.digest()),
+        hex::encode(last.head.log_root)
+    );
+    emit(a.connect.json, out, human);
+    Ok(())
+}
+
+async fn verify_cmd(a: VerifyArgs) -> Result<()> {
+    let c = &a.connect;
+    // The pinned configuration itself: offline from a config file, else
+    // fetched and checked against the pinned digest.
+    let needs_server = matches!(
+        &a.what,
+        VerifyWhat::Smt { label: Some(_), .. } | VerifyWhat::Head { online: true, .. }
+    );
+    let (config, client) = match (offline_config(c)?, needs_server) {
+        (Some(cfg), false) => (cfg, None),
+        _ => {
+            let client = connect(c).await?;
+            (client.config().clone(), Some(client))
+        }
+    };
+    match a.what {
+        VerifyWhat::Smt { input, label } => {
+            let bytes = read_blob(&input)?;
+            let smt = SignedMutationTimestamp::decode(&bytes)
+                .map_err(|e| Failure::verification(format!("SMT: {e}")))?;
+            smt.verify(&config)
+                .map_err(|e| Failure::verification(format!("SMT: {e}")))?;
+            let m = &smt.smt;
+            let mut out = json!({
+                "verified": true,
+                "kind": "smt",
+                "namespace": m.namespace,
+                "index": hex::encode(m.index),
+                "version": m.version,
+                "leaf_hash": hex::encode(m.leaf_hash),
+                "shard": m.shard,
+                "timestamp_ms": m.timestamp_ms,
+                "merge_deadline_ms": m.merge_deadline_ms,
+            });
+            let mut human = format!(
+                "SMT verified (signature, namespace, shard, deadline): version {} of index {}\n  \
+                 promised in a signed epoch by {} ms since epoch",
+                m.version,
+                hex::encode(m.index),
+                m.merge_deadline_ms
+            );
+            if let (Some(label), Some(client)) = (label, &client) {
+                let e = wait_merged(client, label.as_bytes(), &smt).await?;
+                out["merged_epoch"] = json!(e);
+                human.push_str(&format!(
+                    "\n  promise kept: {label:?} holds this leaf in signed epoch {e}"
+                ));
+            }
+            emit(c.json, out, human);
+        }
+        VerifyWhat::Head { input, online } => {
+            let bytes = read_blob(&input)?;
+            let head = SignedHead::decode_verified(&bytes, &config)
+                .map_err(|e| Failure::verification(format!("signed head: {e}")))?;
+            let mut out = json!({ "verified": true, "kind": "head", "head": head_json(&head) });
+            let mut human = format!(
+                "signed head verified: epoch {} at {} ms, map root {}",
+                head.head.epoch,
+                head.head.timestamp_ms,
+                hex::encode(head.head.map_root)
+            );
+            if let (true, Some(client)) = (online, &client) {
+                // Same head for that epoch on the server (else equivocation),
+                // and consistent with the server's latest head.
+                client.observe_head(&head).await?;
+                let served = client.head(head.head.epoch).await?;
+                if served != head {
+                    return Err(Failure::verification(
+                        "the server holds a different head for this epoch",
+                    ));
+                }
+                let latest = client.latest_head().await?;
+                out["consistent_with_epoch"] = json!(latest.head.epoch);
+                human.push_str(&format!(
+                    "\n  in the server's log, consistent up to epoch {}",
+                    latest.head.epoch
+                ));
+            }
+            emit(c.json, out, human);
+        }
+    }
+    Ok(())
+}

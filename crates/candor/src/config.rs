@@ -1,0 +1,286 @@
+//! Server configuration: one serde struct tree, layered (lowest first)
+//! defaults → TOML file (`--config`) → `CANDOR_*` environment variables
+//! (nested keys joined with `__`, e.g. `CANDOR_API__LIMITS__MAX_VALUE_BYTES`)
+//! → command-line flags; validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use candor_api::Limits;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Top-level keys; the environment provider only reads these, so unrelated
+/// `CANDOR_*` variables of the client commands (CANDOR_TARGET, CANDOR_TOKEN,
+/// ...) never reach the strict server configuration.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "namespace",
+    "data_dir",
+    "listen",
+    "log",
+    "epoch_interval_ms",
+    "max_merge_delay_ms",
+    "seal_interval_ms",
+    "shards",
+    "api",
+    "store",
+];
+
+/// The whole server configuration. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Deployment name, bound into every signature (1..=255 printable ASCII).
+    pub namespace: String,
+    /// Where keys, the dev token, `config.bin` and the store live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Log filter (tracing-subscriber `EnvFilter` syntax); `RUST_LOG` wins.
+    pub log: String,
+    /// Target time between epochs (100 ms and up).
+    pub epoch_interval_ms: u64,
+    /// Maximum merge delay promised by SMTs (≥ the epoch interval).
+    pub max_merge_delay_ms: u64,
+    /// How often shards seal pending labels.
+    pub seal_interval_ms: u64,
+    /// Number of shards: a power of two, 1..=65536.
+    pub shards: u32,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "candor-dev".into(),
+            data_dir: PathBuf::from("./candor-data"),
+            listen: "127.0.0.1:8700".parse().expect("valid default address"),
+            log: "info,openraft=warn".into(),
+            epoch_interval_ms: 1000,
+            max_merge_delay_ms: 10_000,
+            seal_interval_ms: 100,
+            shards: 16,
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// The API front door.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub limits: Limits,
+    /// Tenants allowed to write, each with the hash of its bearer token
+    /// (`candor hash-token TOKEN`).
+    pub tenants: Vec<TenantConfig>,
+    /// `candor dev` generates a bearer token for tenant `dev` on first start
+    /// (saved in `data_dir/dev-token`).
+    pub dev_token: bool,
+    /// Auditor Ed25519 public keys (64 hex) whose cosignatures are stored.
+    pub auditor_keys: Vec<String>,
+    /// Cached VRF evaluations (entries).
+    pub vrf_cache_entries: usize,
+    /// Cached map views (epochs).
+    pub view_cache_epochs: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            limits: Limits::default(),
+            tenants: Vec::new(),
+            dev_token: true,
+            auditor_keys: Vec::new(),
+            vrf_cache_entries: 65_536,
+            view_cache_epochs: 8,
+        }
+    }
+}
+
+/// One tenant allowed to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// 64 hex characters: `candor hash-token TOKEN`.
+    pub token_hash: String,
+}
+
+/// Embedded store and cache budgets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Block cache of the embedded store, bytes.
+    pub cache_bytes: u64,
+    /// Memtable size, bytes.
+    pub memtable_bytes: u64,
+    /// Tree node cache, bytes.
+    pub tree_cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_bytes: 64 << 20,
+            memtable_bytes: 16 << 20,
+            tree_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Command-line overrides (only the flags actually given).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+}
+
+impl Config {
+    /// Layers defaults, the TOML file, the environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("CANDOR_").split("__").filter(|k| {
+            let top = k.as_str().split('.').next().unwrap_or_default();
+            TOP_LEVEL_KEYS.contains(&top)
+        });
+        let config: Config = fig
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `log2(shards)`.
+    pub fn shard_bits(&self) -> u8 {
+        self.shards.trailing_zeros() as u8
+    }
+
+    /// Checks every value, with messages that name the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        candor_core::signed::validate_namespace(&self.namespace)
+            .map_err(|e| anyhow::anyhow!("namespace: {e}"))?;
+        if !self.shards.is_power_of_two() || self.shards > 1 << 16 {
+            bail!(
+                "shards must be a power of two between 1 and 65536, got {}",
+                self.shards
+            );
+        }
+        if self.epoch_interval_ms < 100 {
+            bail!(
+                "epoch_interval_ms must be at least 100, got {}",
+                self.epoch_interval_ms
+            );
+        }
+        if self.max_merge_delay_ms < self.epoch_interval_ms {
+            bail!(
+                "max_merge_delay_ms ({}) must be at least epoch_interval_ms ({})",
+                self.max_merge_delay_ms,
+                self.epoch_interval_ms
+            );
+        }
+        if self.seal_interval_ms == 0 || self.seal_interval_ms >= self.max_merge_delay_ms {
+            bail!(
+                "seal_interval_ms must be > 0 and below max_merge_delay_ms ({}), got {}",
+                self.max_merge_delay_ms,
+                self.seal_interval_ms
+            );
+        }
+        self.api
+            .limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("api.limits: {e}"))?;
+        for (i, t) in self.api.tenants.iter().enumerate() {
+            if t.name.is_empty() {
+                bail!("api.tenants[{i}].name must not be empty");
+            }
+            parse_hex32(&t.token_hash).with_context(|| {
+                format!("api.tenants[{i}].token_hash (use `candor hash-token TOKEN`)")
+            })?;
+        }
+        for (i, k) in self.api.auditor_keys.iter().enumerate() {
+            parse_hex32(k).with_context(|| format!("api.auditor_keys[{i}]"))?;
+        }
+        if self.api.vrf_cache_entries == 0 || self.api.view_cache_epochs == 0 {
+            bail!("api.vrf_cache_entries and api.view_cache_epochs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// 32 bytes from 64 hex characters.
+pub fn parse_hex32(s: &str) -> anyhow::Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut out)
+        .map_err(|e| anyhow::anyhow!("expected 64 hex characters: {e}"))?;
+    Ok(out)
+}
+
+fn describe(e: figment::Error) -> String {
+    let mut lines = vec!["invalid configuration:".to_string()];
+    for err in e {
+        lines.push(format!("  {err}"));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layering_and_validation() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "candor.toml",
+                "shards = 4\nepoch_interval_ms = 500\n[api.limits]\nmax_value_bytes = 100\n",
+            )?;
+            jail.set_env("CANDOR_EPOCH_INTERVAL_MS", "700");
+            jail.set_env("CANDOR_API__LIMITS__MAX_BATCH_ITEMS", "10");
+            jail.set_env("CANDOR_TOKEN", "ignored by the server config");
+            let c = Config::load(Some(Path::new("candor.toml")), &Overrides::default()).unwrap();
+            assert_eq!((c.shards, c.epoch_interval_ms), (4, 700));
+            assert_eq!(
+                (c.api.limits.max_value_bytes, c.api.limits.max_batch_items),
+                (100, 10)
+            );
+            let o = Overrides {
+                epoch_interval_ms: Some(900),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("candor.toml")), &o).unwrap();
+            assert_eq!(c.epoch_interval_ms, 900);
+
+            jail.set_env("CANDOR_SHARDS", "3");
+            let e = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("power of two"), "{e}");
+            jail.set_env("CANDOR_SHARDS", "many");
+            let e = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("shards"), "{e}");
+            jail.set_env("CANDOR_SHARDS", "16");
+            jail.create_file("typo.toml", "shardz = 4\n")?;
+            let e = Config::load(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("shardz"), "{e}");
+            Ok(())
+        });
+    }
+}

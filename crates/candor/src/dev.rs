@@ -1,0 +1,184 @@
+//! `candor dev`: every role in one process on the embedded store.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use candor_api::{ApiOptions, Backend, KtService, Tenant, hash_token};
+use candor_core::signed::{PublicConfig, PublicKey};
+use candor_node::{DevNode, NodeConfig, NodeKeys};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, parse_hex32};
+use crate::keys;
+
+/// The pinned configuration file `candor dev` writes (canonical encoding).
+pub const CONFIG_FILE: &str = "config.bin";
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    keys::ensure_private_dir(&config.data_dir)?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .unwrap_or(config.data_dir.clone());
+    let (keys, new_keys) = keys::load_or_generate(&data_dir)?;
+    if new_keys {
+        tracing::info!(dir = %keys::keys_dir(&data_dir).display(), "generated new keys");
+    }
+
+    let mut tenants = Vec::new();
+    for t in &config.api.tenants {
+        tenants.push(Tenant {
+            name: t.name.clone(),
+            token_hash: parse_hex32(&t.token_hash)?,
+        });
+    }
+    let token = if config.api.dev_token {
+        let (token, _) = keys::load_or_generate_token(&data_dir)?;
+        tenants.push(Tenant {
+            name: "dev".into(),
+            token_hash: hash_token(&token),
+        });
+        Some(token)
+    } else {
+        None
+    };
+    let auditor_keys = config
+        .api
+        .auditor_keys
+        .iter()
+        .map(|k| parse_hex32(k).map(PublicKey))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // Bind first: a busy port should fail before the node starts.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let mut node_config = NodeConfig::new(
+        &data_dir,
+        config.namespace.clone(),
+        NodeKeys {
+            head: keys.head,
+            smt: keys.smt,
+            vrf_public: keys.vrf.public_key(),
+        },
+    );
+    node_config.shard_bits = config.shard_bits();
+    node_config.epoch_interval = Duration::from_millis(config.epoch_interval_ms);
+    node_config.max_merge_delay = Duration::from_millis(config.max_merge_delay_ms);
+    node_config.seal_interval = Duration::from_millis(config.seal_interval_ms);
+    node_config.tree_cache_bytes = config.store.tree_cache_bytes;
+    node_config.store.cache_bytes = config.store.cache_bytes;
+    node_config.store.memtable_bytes = config.store.memtable_bytes;
+    node_config.shard.idempotency_max_age_ms = config.api.limits.idempotency_retention_ms;
+    let node = DevNode::start(node_config)
+        .await
+        .context("starting the node")?;
+    let public: PublicConfig = node.config().clone();
+    write_public_config(&data_dir, &public)?;
+
+    let backend = Backend {
+        publisher: node.publisher(),
+        forest: node.forest(),
+        epochs: node.epochs(),
+        heads: node.heads(),
+        config: public.clone(),
+    };
+    let options = ApiOptions {
+        limits: config.api.limits.clone(),
+        tenants,
+        auditor_keys,
+        vrf_cache_entries: config.api.vrf_cache_entries,
+        view_cache_epochs: config.api.view_cache_epochs,
+    };
+    let service = KtService::new(backend, keys.vrf, options)?;
+
+    print_banner(
+        &addr.to_string(),
+        &data_dir,
+        &public,
+        token.as_deref().map(String::as_str),
+    );
+    tracing::info!(
+        listen = %addr,
+        namespace = %public.namespace,
+        shards = 1u32 << public.shard_bits,
+        epoch = node.epochs().latest_epoch(),
+        config_digest = %hex::encode(public.digest()),
+        "candor dev serving"
+    );
+
+    let served = candor_api::serve(listener, service, shutdown_signal()).await;
+    node.shutdown().await;
+    served.context("gRPC server failed")?;
+    tracing::info!("candor dev stopped");
+    Ok(())
+}
+
+/// Writes `data_dir/config.bin` (public; what clients pin).
+fn write_public_config(data_dir: &std::path::Path, public: &PublicConfig) -> anyhow::Result<()> {
+    let path = data_dir.join(CONFIG_FILE);
+    let tmp = data_dir.join("config.bin.tmp");
+    std::fs::write(&tmp, public.encode())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn print_banner(
+    addr: &str,
+    data_dir: &std::path::Path,
+    public: &PublicConfig,
+    token: Option<&str>,
+) {
+    let target = format!("http://{addr}");
+    let digest = hex::encode(public.digest());
+    let dir = data_dir.display();
+    let mut s = String::new();
+    s.push_str("\ncandor dev is running\n");
+    s.push_str(&format!("  target:        {target}\n"));
+    s.push_str(&format!("  namespace:     {}\n", public.namespace));
+    s.push_str(&format!("  config digest: {digest}\n"));
+    s.push_str(&format!("  pinned config: {dir}/{CONFIG_FILE}\n"));
+    if let Some(t) = token {
+        s.push_str(&format!(
+            "  dev token:     {t}   (saved in {dir}/dev-token)\n"
+        ));
+    }
+    s.push_str("\nTry (every answer is verified against the pinned configuration):\n");
+    let tok = token.unwrap_or("<TOKEN>");
+    s.push_str(&format!(
+        "  candor publish --target {target} --token {tok} --config-digest {digest} --wait alice 'alice-key-1'\n"
+    ));
+    s.push_str(&format!(
+        "  candor lookup  --target {target} --config-digest {digest} alice\n"
+    ));
+    s.push_str(&format!(
+        "  candor history --target {target} --config-digest {digest} alice\n"
+    ));
+    s.push_str(&format!(
+        "  candor audit   --target {target} --config-digest {digest}\n"
+    ));
+    s.push_str("Stop with Ctrl-C.\n");
+    println!("{s}");
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,181 @@
+//! Secret files in the data directory: the VRF, epoch-head and SMT keys and
+//! the dev bearer token. Created with mode 0600 on first start; refused when
+//! readable by group or others.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use candor_core::signed::SigningKeyPair;
+use candor_core::vrf::VrfSecretKey;
+use zeroize::Zeroizing;
+
+/// The deployment's secret keys.
+pub struct Keys {
+    pub vrf: VrfSecretKey,
+    pub head: SigningKeyPair,
+    pub smt: SigningKeyPair,
+}
+
+const KEY_FILES: [&str; 3] = ["vrf.key", "head.key", "smt.key"];
+
+/// Directory of the key files.
+pub fn keys_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys")
+}
+
+/// Refuses a secret file that group or others may read or write.
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "secret file {} is accessible by group/others (mode {:o}); \
+             fix it with: chmod 600 {}",
+            path.display(),
+            mode,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates `path` with mode 0600 holding `contents`; fails if it exists.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads a private file after checking its permissions.
+pub fn read_private(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    check_private(path)?;
+    let s = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Zeroizing::new(s))
+}
+
+fn read_seed(path: &Path) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let text = read_private(path)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), seed.as_mut())
+        .map_err(|e| anyhow::anyhow!("{}: expected 64 hex characters: {e}", path.display()))?;
+    Ok(seed)
+}
+
+fn hex_line(b: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    let mut v = hex::encode(b).into_bytes();
+    v.push(b'\n');
+    Zeroizing::new(v)
+}
+
+/// Creates a directory (and parents) with mode 0700 if missing.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Loads the keys from `data_dir/keys`, generating all three on first start.
+/// Returns the keys and whether they were just generated.
+pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Keys, bool)> {
+    let dir = keys_dir(data_dir);
+    ensure_private_dir(&dir)?;
+    let paths: Vec<PathBuf> = KEY_FILES.iter().map(|f| dir.join(f)).collect();
+    let present: Vec<bool> = paths.iter().map(|p| p.exists()).collect();
+    let generated = if present.iter().all(|p| !p) {
+        let keys = Keys {
+            vrf: VrfSecretKey::generate(),
+            head: SigningKeyPair::generate(),
+            smt: SigningKeyPair::generate(),
+        };
+        write_private(&paths[0], &hex_line(&keys.vrf.to_bytes()))?;
+        write_private(&paths[1], &hex_line(&keys.head.to_seed()))?;
+        write_private(&paths[2], &hex_line(&keys.smt.to_seed()))?;
+        true
+    } else if present.iter().all(|p| *p) {
+        false
+    } else {
+        let missing: Vec<String> = paths
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| !**p)
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        bail!(
+            "key files missing: {}; restore them from a backup (generating a new key \
+             would change the deployment's configuration)",
+            missing.join(", ")
+        );
+    };
+    let keys = Keys {
+        vrf: VrfSecretKey::from_bytes(&*read_seed(&paths[0])?),
+        head: SigningKeyPair::from_seed(&*read_seed(&paths[1])?),
+        smt: SigningKeyPair::from_seed(&*read_seed(&paths[2])?),
+    };
+    Ok((keys, generated))
+}
+
+/// Loads the dev bearer token, generating it on first start.
+pub fn load_or_generate_token(data_dir: &Path) -> anyhow::Result<(Zeroizing<String>, bool)> {
+    let path = data_dir.join("dev-token");
+    if path.exists() {
+        let t = read_private(&path)?;
+        let token = Zeroizing::new(t.trim().to_owned());
+        if token.is_empty() {
+            bail!(
+                "{} is empty; delete it to generate a new token",
+                path.display()
+            );
+        }
+        return Ok((token, false));
+    }
+    let token = Zeroizing::new(candor_api::generate_token());
+    let mut line = token.as_bytes().to_vec();
+    line.push(b'\n');
+    write_private(&path, &line)?;
+    Ok((token, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_reload_and_refuse_open_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, new1) = load_or_generate(dir.path()).unwrap();
+        assert!(new1);
+        let (k2, new2) = load_or_generate(dir.path()).unwrap();
+        assert!(!new2);
+        assert_eq!(k1.vrf.public_key(), k2.vrf.public_key());
+        assert_eq!(k1.head.public_key(), k2.head.public_key());
+        assert_eq!(k1.smt.public_key(), k2.smt.public_key());
+        for f in KEY_FILES {
+            let m = fs::metadata(keys_dir(dir.path()).join(f)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        }
+        let p = keys_dir(dir.path()).join("head.key");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_or_generate(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::remove_file(keys_dir(dir.path()).join("smt.key")).unwrap();
+        let e = load_or_generate(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("missing"), "{e}");
+
+        let (t1, g1) = load_or_generate_token(dir.path()).unwrap();
+        let (t2, g2) = load_or_generate_token(dir.path()).unwrap();
+        assert!(g1 && !g2);
+        assert_eq!(*t1, *t2);
+    }
+}

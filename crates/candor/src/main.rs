@@ -1,0 +1,91 @@
+//! `candor`: the Candor key transparency binary.
+//!
+//! * `candor dev`: every role in one process on the embedded store.
+//! * `candor publish | lookup | history | audit | verify`: client commands
+//!   that verify everything they receive against a pinned configuration
+//!   (`--config-digest`, `--pin FILE`, `DATA_DIR/config.bin`, or the opt-in
+//!   `--tofu`).
+//! * `candor serve`, `candor bench`: not implemented yet.
+//!
+//! Exit codes: 0 success; 1 usage or configuration error; 2 transport
+//! failure or an error status from the server; 3 verification failure (the
+//! server sent something an honest server would not).
+
+mod cli;
+mod cmds;
+mod config;
+mod dev;
+mod keys;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::cmds::Failure;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not failures.
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{}", f.message());
+            ExitCode::from(f.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Dev(args) => {
+            let config = config::Config::load(args.config.as_deref(), &args.overrides())
+                .map_err(Failure::usage)?;
+            init_tracing(&config.log);
+            runtime.block_on(dev::run(config)).map_err(Failure::usage)
+        }
+        Command::Serve(args) => Err(Failure::usage(anyhow::anyhow!(
+            "candor serve --role {}: not implemented yet (issue: cluster roles, `candor serve`); \
+             use `candor dev` for a single-node deployment",
+            args.role
+        ))),
+        Command::Bench(_) => Err(Failure::usage(anyhow::anyhow!(
+            "candor bench: not implemented yet (issue: load generator `candor bench`)"
+        ))),
+        Command::HashToken(args) => {
+            println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
+            Ok(())
+        }
+        other => {
+            init_tracing("warn");
+            runtime.block_on(cmds::run(other))
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
