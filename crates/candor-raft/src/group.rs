@@ -274,6 +274,22 @@ impl RaftNode {
         Ok((raft, sm_shared))
     }
 
+    /// Start `group` and, if it has no state yet, bootstrap it with `members`
+    /// ([`Self::start_group`] + [`RaftGroup::initialize`]).
+    pub async fn create_group<L: StateMachineLogic>(
+        &self,
+        group: GroupId,
+        logic: L,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<RaftGroup<L>, Error> {
+        let g = self.start_group(group, logic).await?;
+        if let Err(e) = g.initialize(members).await {
+            g.shutdown().await;
+            return Err(e);
+        }
+        Ok(g)
+    }
+
     /// Handle an incoming RPC for `group` (what a gRPC server calls).
     pub fn handle_rpc(
         &self,

@@ -20,6 +20,28 @@
 //! * [`RaftNode`] hosts groups; [`RaftGroup`] is the per-group handle: `client_write`,
 //!   `ensure_linearizable`, leader, metrics, membership changes.
 //!
+//! # Example: one node, one group (the `candor dev` shape)
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use candor_raft::{GroupId, InProcessNetwork, RaftNode, RaftNodeConfig, testing::AppendLog};
+//! use candor_store::{FjallStore, Store};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn Store> = Arc::new(FjallStore::open("/var/lib/candor")?);
+//! let net = InProcessNetwork::new(0);
+//! let node = RaftNode::new(RaftNodeConfig::new(1, "local"), Arc::clone(&store), net.endpoint(1))?;
+//! net.register(&node);
+//! let logic = AppendLog::open(Arc::clone(&store), b"shard/0/")?;
+//! let members = [(1, "local".to_string())].into_iter().collect();
+//! let group = node.create_group(GroupId(0), logic, members).await?;
+//! let response = group.client_write(b"mutation".to_vec()).await?;
+//! group.ensure_linearizable().await?;
+//! let n = group.read(|log| log.items().len()).await?;
+//! # let _ = (response, n);
+//! # Ok(()) }
+//! ```
+//!
 //! # Why openraft 0.10 (pinned `=0.10.0-alpha.37`) rather than 0.9
 //!
 //! Chosen after reading both APIs; 0.10 is workable and fits better:

@@ -14,6 +14,7 @@ use candor_raft::{
     CrashStore, Error, FaultConfig, FaultHook, GroupId, InProcessNetwork, MessageInfo, NodeId,
     RaftGroup, RaftTuning, RpcKind, ServerState, Verdict,
 };
+use candor_store::Store;
 use common::*;
 
 const G: GroupId = GroupId(1);
@@ -240,8 +241,14 @@ async fn sixteen_groups_on_one_node() {
     let n = start_node(&net, 1, Arc::new(CrashStore::new()));
     let mut gs = Vec::new();
     for gid in 0..16u64 {
-        let g = start_group(&n, GroupId(100 + gid)).await;
-        g.initialize(members(&[1])).await.expect("initialize");
+        let group = GroupId(100 + gid);
+        let kv: Arc<dyn Store> = Arc::clone(&n.kv) as Arc<dyn Store>;
+        let logic = AppendLog::open(kv, &sm_prefix(group)).expect("logic");
+        let g = n
+            .node
+            .create_group(group, logic, members(&[1]))
+            .await
+            .expect("create group");
         gs.push(g);
     }
     assert!(matches!(
