@@ -205,15 +205,13 @@ impl MonitorState {
         let epoch = history.epoch();
         let mut events = Vec::new();
         let now: Vec<Digest> = history.versions().iter().map(|v| v.leaf_hash).collect();
-        if now.len() < w.seen.len() {
-            if w.rollbacks.insert(now.len() as u64) {
-                events.push(MonitorEvent::Rollback {
-                    label: label.to_vec(),
-                    previously: w.seen.len() as u64,
-                    now: now.len() as u64,
-                    epoch,
-                });
-            }
+        if now.len() < w.seen.len() && w.rollbacks.insert(now.len() as u64) {
+            events.push(MonitorEvent::Rollback {
+                label: label.to_vec(),
+                previously: w.seen.len() as u64,
+                now: now.len() as u64,
+                epoch,
+            });
         }
         for (i, (before, after)) in w.seen.iter().zip(&now).enumerate() {
             if before != after && w.rewrites.insert((i as u64 + 1, *after)) {
