@@ -91,10 +91,10 @@
 //! # The client network
 //!
 //! FoundationDB's client runs one network thread per process, started once and never
-//! restartable. [`start_network`] starts it on first use (every [`FdbStore::open`] calls
-//! it; a `OnceLock` makes it idempotent and thread-safe) and registers an `atexit` hook
-//! that stops and joins it before the C library's own exit-time destructors run, as the
-//! C API requires. [`stop_network`] stops it earlier, for good. Client trace logs and
+//! restartable. `start_network` starts it on first use (every `FdbStore::open` calls it;
+//! a `OnceLock` makes it idempotent and thread-safe) and registers an `atexit` hook that
+//! stops and joins it before the C library's own exit-time destructors run, as the C API
+//! requires. `stop_network` stops it earlier, for good. Client trace logs and
 //! other network options can be set through FoundationDB's environment variables
 //! (`FDB_NETWORK_OPTION_TRACE_ENABLE=/var/log/fdb-client`, ...).
 //!
