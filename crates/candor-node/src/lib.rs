@@ -243,7 +243,9 @@ fn check_identity(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeEr
             public.namespace,
             public.shard_bits
         ))),
-        Some(_) => Err(NodeError::Storage("node identity record of unexpected shape".into())),
+        Some(_) => Err(NodeError::Storage(
+            "node identity record of unexpected shape".into(),
+        )),
         None => {
             let mut b = WriteBatch::new();
             b.put(Space::Meta, CONFIG_KEY.to_vec(), want);
@@ -322,7 +324,9 @@ impl DevNode {
             head_key,
         )?;
         let heads = seq_logic.subscribe();
-        let sequencer = raft.start_group(GroupId(SEQUENCER_GROUP), seq_logic).await?;
+        let sequencer = raft
+            .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
+            .await?;
         sequencer.initialize(members()).await?;
 
         for g in &shards {
@@ -426,7 +430,8 @@ impl DevNode {
         for g in &self.shards {
             let pending = g.read(|l| !l.pending().is_empty()).await?;
             if pending {
-                g.client_write(candor_shard::ShardCommand::Seal.encode()).await?;
+                g.client_write(candor_shard::ShardCommand::Seal.encode())
+                    .await?;
             }
         }
         Ok(propose_epoch(&self.sequencer, &self.forest).await?)

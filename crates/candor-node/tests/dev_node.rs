@@ -10,7 +10,9 @@ use candor_core::log::{HeadExtensionProof, verify_head_extension};
 use candor_core::map::commit;
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
-use candor_node::{DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, ShardError};
+use candor_node::{
+    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, ShardError,
+};
 use candor_tree::OpeningPolicy;
 
 const LABELS: usize = 1000;
@@ -46,9 +48,18 @@ fn request(n: usize, value: &str, key: Option<String>) -> PublishRequest {
     }
 }
 
-fn check_receipt(node: &DevNode, req: &PublishRequest, r: &PublishReceipt, version: u64) -> Result<()> {
+fn check_receipt(
+    node: &DevNode,
+    req: &PublishRequest,
+    r: &PublishReceipt,
+    version: u64,
+) -> Result<()> {
     r.smt.verify(node.config()).context("SMT verifies")?;
-    ensure!(r.leaf.index == req.index && r.leaf.version == version, "leaf {:?}", r.leaf);
+    ensure!(
+        r.leaf.index == req.index && r.leaf.version == version,
+        "leaf {:?}",
+        r.leaf
+    );
     ensure!(r.smt.smt.leaf_hash == r.leaf.hash() && r.smt.smt.version == version);
     ensure!(r.leaf.commitment == commit(&r.nonce, &req.label, version, &req.value));
     Ok(())
@@ -61,7 +72,10 @@ async fn publish_all(
     tasks: usize,
     per_call: usize,
 ) -> Result<Vec<(PublishRequest, PublishReceipt)>> {
-    let chunks: Vec<Vec<PublishRequest>> = reqs.chunks(reqs.len().div_ceil(tasks)).map(<[_]>::to_vec).collect();
+    let chunks: Vec<Vec<PublishRequest>> = reqs
+        .chunks(reqs.len().div_ceil(tasks))
+        .map(<[_]>::to_vec)
+        .collect();
     let mut handles = Vec::new();
     for chunk in chunks {
         let p = Arc::clone(&p);
@@ -85,7 +99,10 @@ async fn publish_all(
 
 /// Wait for a signed head whose map holds every `(label, version)` in `want`; verify
 /// a lookup proof for each against that head.
-async fn wait_covered(node: &DevNode, want: &[(PublishRequest, PublishReceipt)]) -> Result<SignedHead> {
+async fn wait_covered(
+    node: &DevNode,
+    want: &[(PublishRequest, PublishReceipt)],
+) -> Result<SignedHead> {
     let mut rx = node.heads();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -93,7 +110,10 @@ async fn wait_covered(node: &DevNode, want: &[(PublishRequest, PublishReceipt)])
         if let Some(head) = head {
             head.verify(node.config())?;
             let view = node.epochs().view(&node.forest(), head.head.epoch)?;
-            ensure!(view.root_hash() == head.head.map_root, "view root = signed root");
+            ensure!(
+                view.root_hash() == head.head.map_root,
+                "view root = signed root"
+            );
             let mut covered = true;
             for (req, r) in want {
                 match view.leaf(&req.index)? {
@@ -109,7 +129,8 @@ async fn wait_covered(node: &DevNode, want: &[(PublishRequest, PublishReceipt)])
                 for (req, r) in want {
                     let (_, vrf_proof) = vrf.evaluate(&req.label);
                     let proof = view.lookup_proof(&req.index, vrf_proof, OpeningPolicy::Open)?;
-                    let v = proof.verify(&node.config().vrf_key, &req.label, &head.head.map_root)?;
+                    let v =
+                        proof.verify(&node.config().vrf_key, &req.label, &head.head.map_root)?;
                     let e = v.entry.context("member")?;
                     ensure!(e.leaf == r.leaf, "the signed map holds the SMT's leaf");
                     ensure!(e.value.as_deref() == Some(req.value.as_slice()));
@@ -163,10 +184,16 @@ async fn publish_seal_epoch_restart() -> Result<()> {
     let mut conflicting = reqs[7].clone();
     conflicting.value = b"other".to_vec();
     let res = node.publisher().publish(vec![conflicting]).await?;
-    ensure!(matches!(res[0], Err(ShardError::IdempotencyConflict)), "{:?}", res[0]);
+    ensure!(
+        matches!(res[0], Err(ShardError::IdempotencyConflict)),
+        "{:?}",
+        res[0]
+    );
 
     // Updates: version 2 for 100 labels; not waiting for an epoch before the restart.
-    let updates: Vec<PublishRequest> = (0..100).map(|n| request(n, &format!("key-{n}-v2"), None)).collect();
+    let updates: Vec<PublishRequest> = (0..100)
+        .map(|n| request(n, &format!("key-{n}-v2"), None))
+        .collect();
     let updated = publish_all(node.publisher(), updates, 10, 3).await?;
     for (req, r) in &updated {
         check_receipt(&node, req, r, 2)?;
@@ -184,11 +211,16 @@ async fn publish_seal_epoch_restart() -> Result<()> {
     let covered = wait_covered(&node, &updated).await?;
     ensure!(covered.head.epoch > head1.head.epoch);
     for old in &old_heads {
-        ensure!(node.epochs().head(old.head.epoch)?.as_ref() == Some(old), "old heads unchanged");
+        ensure!(
+            node.epochs().head(old.head.epoch)?.as_ref() == Some(old),
+            "old heads unchanged"
+        );
         check_extension(&node, old, &covered)?;
     }
     // Versions continue (3 for updated labels, 2 for the others) and old keys still dedupe.
-    let more: Vec<PublishRequest> = (95..105).map(|n| request(n, &format!("key-{n}-v3"), None)).collect();
+    let more: Vec<PublishRequest> = (95..105)
+        .map(|n| request(n, &format!("key-{n}-v3"), None))
+        .collect();
     let res = publish_all(node.publisher(), more, 2, 5).await?;
     for (req, r) in &res {
         let n: usize = std::str::from_utf8(&req.label)?[5..10].parse()?;
@@ -196,14 +228,19 @@ async fn publish_seal_epoch_restart() -> Result<()> {
     }
     let again = node.publisher().publish(vec![reqs[500].clone()]).await?;
     let r = again.into_iter().next().context("one result")??;
-    ensure!(r.leaf == receipts[500].1.leaf, "idempotency survives a restart");
+    ensure!(
+        r.leaf == receipts[500].1.leaf,
+        "idempotency survives a restart"
+    );
     let last = wait_covered(&node, &res).await?;
     check_extension(&node, &covered, &last)?;
 
     // Every shard got labels (uniform VRF indices), and each sealed revision is recorded.
     let mut per_shard: HashMap<u32, usize> = HashMap::new();
     for (req, _) in &receipts {
-        *per_shard.entry(candor_core::map::shard_of(&req.index, 4)).or_default() += 1;
+        *per_shard
+            .entry(candor_core::map::shard_of(&req.index, 4))
+            .or_default() += 1;
     }
     ensure!(per_shard.len() == 16);
     node.shutdown().await;

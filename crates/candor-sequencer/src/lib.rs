@@ -135,7 +135,8 @@ pub enum SequencerResponse {
 impl SequencerResponse {
     /// Decode a response of [`SequencerLogic`].
     pub fn decode(b: &[u8]) -> Result<Self, SequencerError> {
-        postcard::from_bytes(b).map_err(|e| SequencerError::Raft(format!("malformed response: {e}")))
+        postcard::from_bytes(b)
+            .map_err(|e| SequencerError::Raft(format!("malformed response: {e}")))
     }
 }
 
@@ -156,6 +157,9 @@ struct RootRecord {
     hash: Digest,
     leaves: u64,
 }
+
+/// The signed head of the next epoch, its revision vector and the changed roots.
+type NextEpoch = (SignedHead, Vec<u64>, Vec<(u32, RootRecord)>);
 
 fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = PREFIX.to_vec();
@@ -213,19 +217,24 @@ impl SequencerLogic {
         }
         let shards = 1usize << public.shard_bits;
         let state: SequencerState = match store.get(SPACE, &key(TAG_STATE, &[]))? {
-            Some(v) => postcard::from_bytes(&v).map_err(|e| corrupt(e))?,
+            Some(v) => postcard::from_bytes(&v).map_err(corrupt)?,
             None => SequencerState::default(),
         };
         let marker = store.get(SPACE, &key(TAG_MARKER, &[]))?;
         let mut revisions = vec![0u64; shards];
         let mut roots = vec![Subtree::EMPTY; shards];
         let p = key(TAG_ROOT, &[]);
-        for kv in scan_pages(&*store, SPACE, KeyRange::prefix(&p), Direction::Forward, 1024) {
+        for kv in scan_pages(
+            &*store,
+            SPACE,
+            KeyRange::prefix(&p),
+            Direction::Forward,
+            1024,
+        ) {
             let (k, v) = kv?;
-            let s = u32::from_be_bytes(
-                k[p.len()..].try_into().map_err(|_| corrupt("root key"))?,
-            ) as usize;
-            let r: RootRecord = postcard::from_bytes(&v).map_err(|e| corrupt(e))?;
+            let s = u32::from_be_bytes(k[p.len()..].try_into().map_err(|_| corrupt("root key"))?)
+                as usize;
+            let r: RootRecord = postcard::from_bytes(&v).map_err(corrupt)?;
             if s >= shards {
                 return Err(SequencerError::Config(format!(
                     "the store records shard {s}, beyond 2^{} shards",
@@ -251,7 +260,11 @@ impl SequencerLogic {
                 state.epoch
             )));
         }
-        let latest = if state.epoch > 0 { epochs.head(state.epoch)? } else { None };
+        let latest = if state.epoch > 0 {
+            epochs.head(state.epoch)?
+        } else {
+            None
+        };
         let (heads, _) = watch::channel(latest);
         Ok(Self {
             config_digest: public.digest(),
@@ -288,7 +301,7 @@ impl SequencerLogic {
         &self,
         timestamp_ms: u64,
         shards: &[ShardRoot],
-    ) -> Result<(SignedHead, Vec<u64>, Vec<(u32, RootRecord)>), SequencerError> {
+    ) -> Result<NextEpoch, SequencerError> {
         let mut revisions = self.revisions.clone();
         let mut roots = self.roots.clone();
         let mut changed = Vec::new();
@@ -363,7 +376,9 @@ impl SequencerLogic {
                 b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
                 self.store.write(&b, Durability::Buffered)?;
                 self.state = st;
-                return Ok(SequencerResponse::Rejected(format!("malformed sequencer entry: {e}")));
+                return Ok(SequencerResponse::Rejected(format!(
+                    "malformed sequencer entry: {e}"
+                )));
             }
         };
         let SequencerCommand::Epoch {
@@ -428,7 +443,7 @@ impl StateMachineLogic for SequencerLogic {
     /// Only storage that already holds the snapshot's state can install it (shared
     /// storage); shipping the epoch log between separate stores is not supported yet.
     fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), SequencerError> {
-        let snap: SequencerState = postcard::from_bytes(data).map_err(|e| corrupt(e))?;
+        let snap: SequencerState = postcard::from_bytes(data).map_err(corrupt)?;
         let reopened = Self::open(
             Arc::clone(&self.store),
             Arc::clone(&self.epochs),
@@ -504,7 +519,9 @@ pub async fn propose_epoch(
         .map_err(|e| SequencerError::Raft(e.to_string()))?;
     match SequencerResponse::decode(&resp)? {
         SequencerResponse::Epoch(e) => Ok(e),
-        other => Err(SequencerError::Raft(format!("unexpected response {other:?}"))),
+        other => Err(SequencerError::Raft(format!(
+            "unexpected response {other:?}"
+        ))),
     }
 }
 

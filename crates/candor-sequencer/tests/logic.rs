@@ -10,13 +10,18 @@ use candor_core::vrf::VrfSecretKey;
 use candor_core::{Index, ZERO};
 use candor_raft::openraft::impls::leader_id_adv::LeaderId;
 use candor_raft::{ApplyBatch, CommittedEntry, LogId, StateMachineLogic};
-use candor_sequencer::{SequencerCommand, SequencerLogic, SequencerResponse, ShardRoot, moved_shards};
-use candor_store::{MemStore, Space, Store, WriteBatch, Durability};
+use candor_sequencer::{
+    SequencerCommand, SequencerLogic, SequencerResponse, ShardRoot, moved_shards,
+};
+use candor_store::{Durability, MemStore, Space, Store, WriteBatch};
 use candor_tree::{EpochLogStore, Forest, TreeConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 const BITS: u8 = 3;
+
+/// A leaf with its opening, as `ShardTree::apply` takes it.
+type Staged = (Leaf, Option<([u8; 32], Vec<u8>)>);
 
 fn seed(default: u64) -> u64 {
     let s = std::env::var("CANDOR_TEST_SEED")
@@ -29,7 +34,10 @@ fn seed(default: u64) -> u64 {
 
 fn log_id(index: u64) -> LogId {
     LogId {
-        leader_id: LeaderId { term: 1, node_id: 1 },
+        leader_id: LeaderId {
+            term: 1,
+            node_id: 1,
+        },
         index,
     }
 }
@@ -119,7 +127,7 @@ fn epochs_are_consecutive_signed_and_match_the_reference_root() {
     let mut ts = 1_000_000u64;
     for round in 1..=20u64 {
         // Publish and seal a few labels in random shards, exactly as the reference does.
-        let mut by_shard: Vec<Vec<(Leaf, Option<([u8; 32], Vec<u8>)>)>> = vec![Vec::new(); 1 << BITS];
+        let mut by_shard: Vec<Vec<Staged>> = vec![Vec::new(); 1 << BITS];
         for _ in 0..rng.random_range(0..12usize) {
             let n = rng.random_range(0..40u64);
             let index: Index = *blake3::hash(&n.to_be_bytes()).as_bytes();
@@ -127,7 +135,8 @@ fn epochs_are_consecutive_signed_and_match_the_reference_root() {
             let value = format!("value-{round}");
             let nonce: [u8; 32] = rng.random();
             let leaf = reference.publish(index, label.as_bytes(), value.as_bytes(), Some(nonce));
-            by_shard[shard_of(&index, BITS) as usize].push((leaf, Some((nonce, value.into_bytes()))));
+            by_shard[shard_of(&index, BITS) as usize]
+                .push((leaf, Some((nonce, value.into_bytes()))));
         }
         for (s, items) in by_shard.iter().enumerate() {
             if !items.is_empty() {
@@ -135,21 +144,34 @@ fn epochs_are_consecutive_signed_and_match_the_reference_root() {
             }
         }
         // Clocks may go backwards: the head's timestamp must not.
-        ts = if rng.random_bool(0.3) { ts - rng.random_range(0..500u64) } else { ts + 1000 };
+        ts = if rng.random_bool(0.3) {
+            ts - rng.random_range(0..500u64)
+        } else {
+            ts + 1000
+        };
         let shards = moved_shards(&env.forest, logic.revisions()).unwrap();
         let r = apply(&mut logic, round, &epoch(ts, shards));
         assert_eq!(r, SequencerResponse::Epoch(round));
         let head = env.epochs.head(round).unwrap().expect("head stored");
-        head.verify(&env.public).expect("head verifies under the public config");
+        head.verify(&env.public)
+            .expect("head verifies under the public config");
         assert_eq!(head.head.epoch, round);
         assert_eq!(head.head.config_digest, env.public.digest());
-        assert_eq!(head.head.map_root, reference.root(), "global root = reference root");
+        assert_eq!(
+            head.head.map_root,
+            reference.root(),
+            "global root = reference root"
+        );
         assert_eq!(
             env.epochs.view(&env.forest, round).unwrap().root_hash(),
             reference.root()
         );
         assert!(rx.has_changed().unwrap());
-        assert_eq!(rx.borrow_and_update().as_ref(), Some(&head), "published after persisting");
+        assert_eq!(
+            rx.borrow_and_update().as_ref(),
+            Some(&head),
+            "published after persisting"
+        );
         if let Some(prev) = heads.last() {
             assert!(head.head.timestamp_ms >= prev.head.timestamp_ms);
         }
@@ -159,8 +181,14 @@ fn epochs_are_consecutive_signed_and_match_the_reference_root() {
     let last = heads.last().unwrap().clone();
     for old in &heads[..heads.len() - 1] {
         let proof = HeadExtensionProof {
-            consistency: env.epochs.consistency_proof(old.head.epoch, last.head.epoch).unwrap(),
-            inclusion: env.epochs.inclusion_proof(old.head.epoch, last.head.epoch).unwrap(),
+            consistency: env
+                .epochs
+                .consistency_proof(old.head.epoch, last.head.epoch)
+                .unwrap(),
+            inclusion: env
+                .epochs
+                .inclusion_proof(old.head.epoch, last.head.epoch)
+                .unwrap(),
         };
         verify_head_extension(old, &last, &proof).unwrap();
     }
@@ -171,7 +199,10 @@ fn an_epoch_is_signed_even_when_nothing_changed() {
     let env = Env::new();
     let mut logic = env.logic();
     for i in 1..=3 {
-        assert_eq!(apply(&mut logic, i, &epoch(5, vec![])), SequencerResponse::Epoch(i));
+        assert_eq!(
+            apply(&mut logic, i, &epoch(5, vec![])),
+            SequencerResponse::Epoch(i)
+        );
     }
     let h = env.epochs.latest().unwrap().unwrap();
     assert_eq!(h.head.epoch, 3);
@@ -219,15 +250,27 @@ fn applying_twice_and_lost_bookkeeping_make_one_head_per_epoch() {
     for (i, c) in cmds.iter().enumerate() {
         apply(&mut logic, i as u64 + 1, c);
     }
-    let heads: Vec<SignedHead> = (1..=4).map(|e| env.epochs.head(e).unwrap().unwrap()).collect();
+    let heads: Vec<SignedHead> = (1..=4)
+        .map(|e| env.epochs.head(e).unwrap().unwrap())
+        .collect();
     // Re-applied on the same and on a fresh logic (shared store): nothing changes.
-    assert_eq!(apply(&mut logic, 2, &cmds[1]), SequencerResponse::AlreadyApplied);
+    assert_eq!(
+        apply(&mut logic, 2, &cmds[1]),
+        SequencerResponse::AlreadyApplied
+    );
     let mut other = env.logic();
-    assert_eq!(apply(&mut other, 4, &cmds[3]), SequencerResponse::AlreadyApplied);
+    assert_eq!(
+        apply(&mut other, 4, &cmds[3]),
+        SequencerResponse::AlreadyApplied
+    );
     assert_eq!(env.epochs.latest_epoch(), 4);
     // Crash after the epoch-log append of entry 5 but before the bookkeeping: roll the
     // sequencer's own state back to entry 4, then re-apply entry 5.
-    let before = env.store.get(Space::Meta, b"candor-seq/s").unwrap().unwrap();
+    let before = env
+        .store
+        .get(Space::Meta, b"candor-seq/s")
+        .unwrap()
+        .unwrap();
     let c5 = epoch(200, vec![]);
     apply(&mut logic, 5, &c5);
     let h5 = env.epochs.head(5).unwrap().unwrap();
@@ -237,7 +280,11 @@ fn applying_twice_and_lost_bookkeeping_make_one_head_per_epoch() {
     let mut reopened = env.logic();
     assert_eq!(reopened.state().epoch, 4);
     assert_eq!(apply(&mut reopened, 5, &c5), SequencerResponse::Epoch(5));
-    assert_eq!(env.epochs.head(5).unwrap().unwrap(), h5, "identical head, no second one");
+    assert_eq!(
+        env.epochs.head(5).unwrap().unwrap(),
+        h5,
+        "identical head, no second one"
+    );
     assert_eq!(env.epochs.latest_epoch(), 5);
     assert_eq!(reopened.state().epoch, 5);
     for (e, h) in heads.iter().enumerate() {
@@ -274,7 +321,13 @@ fn malformed_entries_are_rejected_not_fatal() {
             marker: b"m",
         })
         .unwrap();
-    assert!(matches!(SequencerResponse::decode(&out[0]).unwrap(), SequencerResponse::Rejected(_)));
+    assert!(matches!(
+        SequencerResponse::decode(&out[0]).unwrap(),
+        SequencerResponse::Rejected(_)
+    ));
     assert_eq!(env.epochs.latest_epoch(), 0);
-    assert_eq!(apply(&mut logic, 2, &epoch(1, vec![])), SequencerResponse::Epoch(1));
+    assert_eq!(
+        apply(&mut logic, 2, &epoch(1, vec![])),
+        SequencerResponse::Epoch(1)
+    );
 }

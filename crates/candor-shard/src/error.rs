@@ -44,7 +44,9 @@ impl ShardError {
             E::ForwardToLeader { leader, .. } => ShardError::NotLeader { leader },
             E::Indeterminate { detail, .. } => ShardError::Indeterminate(detail),
             E::QuorumNotEnough { detail, .. } => ShardError::Unavailable(detail),
-            E::Stopped { detail, .. } => ShardError::Unavailable(format!("group stopped: {detail}")),
+            E::Stopped { detail, .. } => {
+                ShardError::Unavailable(format!("group stopped: {detail}"))
+            }
             E::Timeout(d) => ShardError::Unavailable(d),
             E::Transport(t) => ShardError::Unavailable(t.to_string()),
             E::TooLarge { size, limit } => ShardError::InvalidArgument(format!(

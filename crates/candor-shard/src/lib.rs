@@ -40,5 +40,7 @@ mod sealer;
 pub use command::{Item, ItemOutcome, ShardCommand, ShardResponse};
 pub use error::ShardError;
 pub use logic::{ShardLogic, ShardLogicConfig, ShardState, idempotency_key_hash};
-pub use publisher::{PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardPublisher, now_ms};
+pub use publisher::{
+    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardPublisher, now_ms,
+};
 pub use sealer::spawn_sealer;

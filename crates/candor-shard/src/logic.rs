@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `s` | [`ShardState`]: applied log index, sealed revision, idempotency counters |
 //! | `m` | the Raft adapter's applied marker |
-//! | `p ‖ index` | label staged since the last seal (the pending set) |
+//! | `p ‖ log index u64be` | indices an entry added to the pending set (labels staged since the last seal) |
 //! | `k ‖ H(tenant, key)` | idempotency record: sequence, time, H(label, index, value), version, nonce |
 //! | `q ‖ seq u64be` | `H(tenant, key) ‖ time u64be`: idempotency records in arrival order |
 //! | `r ‖ log index u64be` | compact response of the entry (for re-application) |
@@ -166,6 +166,8 @@ pub struct ShardLogic {
     prefix: Vec<u8>,
     state: ShardState,
     pending: BTreeSet<Index>,
+    /// Log indices of the entries whose `p` records make up the pending set.
+    pending_entries: Vec<u64>,
     marker: Option<Vec<u8>>,
     pending_count: Arc<AtomicUsize>,
     max_value: usize,
@@ -198,6 +200,7 @@ impl ShardLogic {
             prefix,
             state: ShardState::default(),
             pending: BTreeSet::new(),
+            pending_entries: Vec::new(),
             marker: None,
             pending_count: Arc::new(AtomicUsize::new(0)),
         };
@@ -213,15 +216,32 @@ impl ShardLogic {
         self.marker = self.store.get(SPACE, &self.key(TAG_MARKER, &[]))?;
         let p = self.key(TAG_PENDING, &[]);
         let mut pending = BTreeSet::new();
-        for kv in scan_pages(&*self.store, SPACE, KeyRange::prefix(&p), Direction::Forward, 1024) {
-            let (k, _) = kv?;
-            let idx: Index = k[p.len()..]
+        let mut entries = Vec::new();
+        for kv in scan_pages(
+            &*self.store,
+            SPACE,
+            KeyRange::prefix(&p),
+            Direction::Forward,
+            256,
+        ) {
+            let (k, v) = kv?;
+            let li: [u8; 8] = k[p.len()..]
                 .try_into()
                 .map_err(|_| corrupt("pending key of unexpected length"))?;
-            pending.insert(idx);
+            if v.len() % 32 != 0 {
+                return Err(corrupt("pending record of unexpected length"));
+            }
+            entries.push(u64::from_be_bytes(li));
+            for c in v.chunks_exact(32) {
+                let mut idx = [0u8; 32];
+                idx.copy_from_slice(c);
+                pending.insert(idx);
+            }
         }
+        self.pending_entries = entries;
         self.pending = pending;
-        self.pending_count.store(self.pending.len(), Ordering::Relaxed);
+        self.pending_count
+            .store(self.pending.len(), Ordering::Relaxed);
         let latest = self.tree.latest_revision();
         if latest < self.state.sealed_rev {
             return Err(corrupt(format!(
@@ -306,7 +326,13 @@ impl ShardLogic {
                 let mut b = WriteBatch::new();
                 let mut st = self.state;
                 st.applied_index = log_index;
-                self.finish(&mut b, &st, log_index, &StoredResponse::Rejected(msg.clone()), marker);
+                self.finish(
+                    &mut b,
+                    &st,
+                    log_index,
+                    &StoredResponse::Rejected(msg.clone()),
+                    marker,
+                );
                 self.store.write(&b, Durability::Buffered)?;
                 self.state = st;
                 Ok(ShardResponse::Rejected(msg))
@@ -326,11 +352,15 @@ impl ShardLogic {
         let bytes = enc(resp);
         // A response too large to store is answered `Forgotten` on re-application.
         if bytes.len() + 64 <= self.max_value {
-            b.put(SPACE, self.key(TAG_RESPONSE, &log_index.to_be_bytes()), bytes);
+            b.put(
+                SPACE,
+                self.key(TAG_RESPONSE, &log_index.to_be_bytes()),
+                bytes,
+            );
         }
         // Drop old responses in one range every 256 entries (bounded, deterministic).
         let keep = self.config.response_retention.max(1);
-        if log_index % 256 == 0 && log_index > keep {
+        if log_index.is_multiple_of(256) && log_index > keep {
             b.delete_range(
                 SPACE,
                 KeyRange::half_open(
@@ -353,7 +383,9 @@ impl ShardLogic {
             return Ok(ShardResponse::Forgotten);
         };
         Ok(match dec::<StoredResponse>("stored response", &bytes)? {
-            StoredResponse::Sealed { revision, changed } => ShardResponse::Sealed { revision, changed },
+            StoredResponse::Sealed { revision, changed } => {
+                ShardResponse::Sealed { revision, changed }
+            }
             StoredResponse::Rejected(m) => ShardResponse::Rejected(m),
             StoredResponse::Published(outs) => {
                 let Ok(ShardCommand::Publish { items, .. }) = ShardCommand::decode(data) else {
@@ -413,14 +445,21 @@ impl ShardLogic {
         items: &[Item],
         marker: Option<&[u8]>,
     ) -> Result<ShardResponse, ShardError> {
-        let _span = info_span!("shard_apply_publish", shard = self.shard, log_index, items = items.len()).entered();
+        let _span = info_span!(
+            "shard_apply_publish",
+            shard = self.shard,
+            log_index,
+            items = items.len()
+        )
+        .entered();
         let mut b = WriteBatch::with_capacity(items.len() * 4 + 4);
         let mut st = self.state;
         // Overlays: what earlier items of this entry staged (not yet in the store).
         let mut latest: HashMap<Index, Leaf> = HashMap::new();
         let mut staged: HashMap<(Index, u64), Leaf> = HashMap::new();
         let mut keys: HashMap<Digest, IdemRecord> = HashMap::new();
-        let mut new_pending: Vec<Index> = Vec::new();
+        let mut new_pending: Vec<u8> = Vec::new();
+        let mut seen: std::collections::HashSet<Index> = std::collections::HashSet::new();
         let mut outs = Vec::with_capacity(items.len());
         let mut stored = Vec::with_capacity(items.len());
         for item in items {
@@ -473,9 +512,8 @@ impl ShardLogic {
                 .stage(&mut b, &leaf, Some((&item.nonce, item.value.as_slice())))?;
             latest.insert(item.index, leaf);
             staged.insert((item.index, version), leaf);
-            if !self.pending.contains(&item.index) && !new_pending.contains(&item.index) {
-                b.put(SPACE, self.key(TAG_PENDING, &item.index), vec![1]);
-                new_pending.push(item.index);
+            if !self.pending.contains(&item.index) && seen.insert(item.index) {
+                new_pending.extend_from_slice(&item.index);
             }
             if let Some(kh) = kh {
                 let rec = IdemRecord {
@@ -499,13 +537,39 @@ impl ShardLogic {
             });
             stored.push(StoredOutcome::Applied(version));
         }
-        self.evict_idempotency(&mut b, &mut st, timestamp_ms, items.len() as u64 * 2 + 16, &keys)?;
+        self.evict_idempotency(
+            &mut b,
+            &mut st,
+            timestamp_ms,
+            items.len() as u64 * 2 + 16,
+            &keys,
+        )?;
         st.applied_index = log_index;
-        self.finish(&mut b, &st, log_index, &StoredResponse::Published(stored), marker);
+        let added = !new_pending.is_empty();
+        if added {
+            // One record per entry (not per label): the pending set costs two store
+            // operations per entry, its put and its delete at the next seal.
+            b.put(
+                SPACE,
+                self.key(TAG_PENDING, &log_index.to_be_bytes()),
+                new_pending,
+            );
+        }
+        self.finish(
+            &mut b,
+            &st,
+            log_index,
+            &StoredResponse::Published(stored),
+            marker,
+        );
         self.store.write(&b, Durability::Buffered)?;
         self.state = st;
-        self.pending.extend(new_pending);
-        self.pending_count.store(self.pending.len(), Ordering::Relaxed);
+        if added {
+            self.pending_entries.push(log_index);
+        }
+        self.pending.extend(seen);
+        self.pending_count
+            .store(self.pending.len(), Ordering::Relaxed);
         Ok(ShardResponse::Published(outs))
     }
 
@@ -546,8 +610,18 @@ impl ShardLogic {
         Ok(())
     }
 
-    fn apply_seal(&mut self, log_index: u64, marker: Option<&[u8]>) -> Result<ShardResponse, ShardError> {
-        let _span = info_span!("shard_apply_seal", shard = self.shard, log_index, pending = self.pending.len()).entered();
+    fn apply_seal(
+        &mut self,
+        log_index: u64,
+        marker: Option<&[u8]>,
+    ) -> Result<ShardResponse, ShardError> {
+        let _span = info_span!(
+            "shard_apply_seal",
+            shard = self.shard,
+            log_index,
+            pending = self.pending.len()
+        )
+        .entered();
         let mut st = self.state;
         let mut b = WriteBatch::with_capacity(self.pending.len() + 4);
         let mut changed = 0u64;
@@ -567,8 +641,8 @@ impl ShardLogic {
                 )));
             };
             changed = self.pending.len() as u64;
-            for idx in &self.pending {
-                b.delete(SPACE, self.key(TAG_PENDING, idx));
+            for li in &self.pending_entries {
+                b.delete(SPACE, self.key(TAG_PENDING, &li.to_be_bytes()));
             }
             st.sealed_rev = revision;
             debug!(shard = self.shard, revision, changed, "sealed");
@@ -582,6 +656,7 @@ impl ShardLogic {
         self.store.write(&b, Durability::Buffered)?;
         self.state = st;
         self.pending.clear();
+        self.pending_entries.clear();
         self.pending_count.store(0, Ordering::Relaxed);
         Ok(ShardResponse::Sealed {
             revision: st.sealed_rev,

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use candor_core::Index;
 use candor_core::map::{Leaf, random_nonce, shard_of};
 use candor_core::signed::{MutationTimestamp, SignedMutationTimestamp, SigningKeyPair};
-use candor_core::Index;
 use candor_raft::RaftGroup;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -95,7 +95,8 @@ impl PublisherConfig {
     }
 }
 
-type ItemResult = Result<(ItemOutcome, Item), ShardError>;
+/// Per item: the outcome, with the index and nonce the receipt needs.
+type ItemResult = Result<(ItemOutcome, Index, [u8; 32]), ShardError>;
 
 struct Job {
     items: Vec<Item>,
@@ -179,7 +180,12 @@ impl ShardPublisher {
     }
 }
 
-fn sign_smt(config: &PublisherConfig, key: &SigningKeyPair, shard: u32, leaf: &Leaf) -> SignedMutationTimestamp {
+fn sign_smt(
+    config: &PublisherConfig,
+    key: &SigningKeyPair,
+    shard: u32,
+    leaf: &Leaf,
+) -> SignedMutationTimestamp {
     let ts = now_ms();
     MutationTimestamp {
         namespace: config.namespace.clone(),
@@ -207,8 +213,9 @@ impl Publisher for ShardPublisher {
         let span = info_span!("publish", items = n);
         async move {
             // Group by shard, remembering each item's position.
-            let mut per_shard: Vec<(Vec<usize>, Vec<Item>)> =
-                (0..inner.queues.len()).map(|_| (Vec::new(), Vec::new())).collect();
+            let mut per_shard: Vec<(Vec<usize>, Vec<Item>)> = (0..inner.queues.len())
+                .map(|_| (Vec::new(), Vec::new()))
+                .collect();
             for (pos, r) in items.into_iter().enumerate() {
                 let s = shard_of(&r.index, inner.config.shard_bits) as usize;
                 let (p, it) = &mut per_shard[s];
@@ -234,7 +241,8 @@ impl Publisher for ShardPublisher {
                     .map_err(|_| ShardError::Unavailable("shard publisher stopped".into()))?;
                 waits.push((s as u32, positions, rx));
             }
-            let mut out: Vec<Option<Result<PublishReceipt, ShardError>>> = (0..n).map(|_| None).collect();
+            let mut out: Vec<Option<Result<PublishReceipt, ShardError>>> =
+                (0..n).map(|_| None).collect();
             for (shard, positions, rx) in waits {
                 let results = match rx.await {
                     Ok(r) => r,
@@ -244,7 +252,9 @@ impl Publisher for ShardPublisher {
                     }
                 };
                 for (pos, r) in positions.into_iter().zip(results) {
-                    out[pos] = Some(r.and_then(|(o, item)| receipt(&inner.config, &inner.smt_key, shard, o, &item)));
+                    out[pos] = Some(r.and_then(|(o, index, nonce)| {
+                        receipt(&inner.config, &inner.smt_key, shard, o, index, nonce)
+                    }));
                 }
             }
             Ok(out
@@ -262,14 +272,15 @@ fn receipt(
     key: &SigningKeyPair,
     shard: u32,
     outcome: ItemOutcome,
-    item: &Item,
+    index: Index,
+    item_nonce: [u8; 32],
 ) -> Result<PublishReceipt, ShardError> {
     let (version, commitment, prev, nonce) = match outcome {
         ItemOutcome::Applied {
             version,
             commitment,
             prev,
-        } => (version, commitment, prev, item.nonce),
+        } => (version, commitment, prev, item_nonce),
         ItemOutcome::Duplicate {
             version,
             commitment,
@@ -280,7 +291,7 @@ fn receipt(
         ItemOutcome::Invalid(m) => return Err(ShardError::InvalidArgument(m)),
     };
     let leaf = Leaf {
-        index: item.index,
+        index,
         version,
         commitment,
         prev,
@@ -289,6 +300,9 @@ fn receipt(
     let smt = sign_smt(config, key, shard, &leaf);
     Ok(PublishReceipt { smt, leaf, nonce })
 }
+
+/// (job, position in job) of each item of an entry.
+type Tags = Vec<(usize, usize)>;
 
 struct Batcher {
     shard: u32,
@@ -346,56 +360,66 @@ impl Batcher {
     /// Propose the items of `jobs` in as few entries as fit, then answer each job.
     async fn write(&self, jobs: Vec<Job>) {
         let limit = self.group.max_payload_bytes();
-        let mut entries: Vec<Vec<(usize, usize)>> = Vec::new();
-        let mut results: Vec<Vec<Option<ItemResult>>> =
-            jobs.iter().map(|j| (0..j.items.len()).map(|_| None).collect()).collect();
-        let (mut cur, mut cur_bytes) = (Vec::new(), 16usize);
-        for (ji, job) in jobs.iter().enumerate() {
-            for (ii, item) in job.items.iter().enumerate() {
-                let sz = item_size(item);
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut results: Vec<Vec<Option<ItemResult>>> = Vec::with_capacity(jobs.len());
+        // Entries of owned items, each item tagged with its (job, position).
+        let mut entries: Vec<(Tags, Vec<Item>)> = Vec::new();
+        let (mut tags, mut cur, mut cur_bytes) = (Vec::new(), Vec::new(), 16usize);
+        for (ji, job) in jobs.into_iter().enumerate() {
+            replies.push(job.reply);
+            let mut res: Vec<Option<ItemResult>> = Vec::with_capacity(job.items.len());
+            for (ii, item) in job.items.into_iter().enumerate() {
+                let sz = item_size(&item);
                 if sz + 16 > limit {
-                    results[ji][ii] = Some(Err(ShardError::InvalidArgument(format!(
+                    res.push(Some(Err(ShardError::InvalidArgument(format!(
                         "item of about {sz} bytes exceeds the {limit}-byte entry limit"
-                    ))));
+                    )))));
                     continue;
                 }
-                if !cur.is_empty() && (cur.len() >= self.config.max_batch_items || cur_bytes + sz > limit) {
-                    entries.push(std::mem::take(&mut cur));
+                res.push(None);
+                if !cur.is_empty()
+                    && (cur.len() >= self.config.max_batch_items || cur_bytes + sz > limit)
+                {
+                    entries.push((std::mem::take(&mut tags), std::mem::take(&mut cur)));
                     cur_bytes = 16;
                 }
-                cur.push((ji, ii));
+                tags.push((ji, ii));
+                cur.push(item);
                 cur_bytes += sz;
             }
+            results.push(res);
         }
         if !cur.is_empty() {
-            entries.push(cur);
+            entries.push((tags, cur));
         }
         let span = info_span!("shard_write", shard = self.shard, entries = entries.len());
-        let writes = entries.iter().map(|e| {
-            let items: Vec<Item> = e.iter().map(|&(ji, ii)| jobs[ji].items[ii].clone()).collect();
-            self.propose(items)
+        let writes = entries.into_iter().map(|(tags, items)| {
+            let keys: Vec<(Index, [u8; 32])> = items.iter().map(|i| (i.index, i.nonce)).collect();
+            async move { (tags, keys, self.propose(items).await) }
         });
-        let outs = futures_util::future::join_all(writes).instrument(span).await;
-        for (e, out) in entries.iter().zip(outs) {
+        let outs = futures_util::future::join_all(writes)
+            .instrument(span)
+            .await;
+        for (tags, keys, out) in outs {
             match out {
                 Ok(outcomes) => {
-                    for (&(ji, ii), o) in e.iter().zip(outcomes) {
-                        results[ji][ii] = Some(Ok((o, jobs[ji].items[ii].clone())));
+                    for ((&(ji, ii), o), (index, nonce)) in tags.iter().zip(outcomes).zip(keys) {
+                        results[ji][ii] = Some(Ok((o, index, nonce)));
                     }
                 }
                 Err(err) => {
-                    for &(ji, ii) in e {
+                    for &(ji, ii) in &tags {
                         results[ji][ii] = Some(Err(err.clone()));
                     }
                 }
             }
         }
-        for (job, res) in jobs.into_iter().zip(results) {
+        for (reply, res) in replies.into_iter().zip(results) {
             let r = res
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Err(ShardError::Internal("item not proposed".into()))))
                 .collect();
-            let _ = job.reply.send(r);
+            let _ = reply.send(r);
         }
     }
 
@@ -413,8 +437,14 @@ impl Batcher {
         match ShardResponse::decode(&resp)? {
             ShardResponse::Published(o) if o.len() == n => Ok(o),
             other => {
-                warn!(shard = self.shard, ?other, "unexpected response to a publish entry");
-                Err(ShardError::Internal(format!("unexpected response {other:?}")))
+                warn!(
+                    shard = self.shard,
+                    ?other,
+                    "unexpected response to a publish entry"
+                );
+                Err(ShardError::Internal(format!(
+                    "unexpected response {other:?}"
+                )))
             }
         }
     }

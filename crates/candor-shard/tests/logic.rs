@@ -28,7 +28,10 @@ fn seed(default: u64) -> u64 {
 
 fn log_id(index: u64) -> LogId {
     LogId {
-        leader_id: LeaderId { term: 1, node_id: 1 },
+        leader_id: LeaderId {
+            term: 1,
+            node_id: 1,
+        },
         index,
     }
 }
@@ -97,7 +100,10 @@ fn apply_at(logic: &mut ShardLogic, first: u64, cmds: &[ShardCommand]) -> Vec<Sh
 fn dump(store: &dyn Store) -> BTreeMap<(u8, Vec<u8>), Vec<u8>> {
     let mut out = BTreeMap::new();
     for space in Space::ALL {
-        for (k, v) in store.scan(space, &KeyRange::all(), Direction::Forward, usize::MAX).unwrap() {
+        for (k, v) in store
+            .scan(space, &KeyRange::all(), Direction::Forward, usize::MAX)
+            .unwrap()
+        {
             out.insert((space.tag(), k), v);
         }
     }
@@ -205,8 +211,22 @@ fn idempotent_retry_and_conflict() {
     let shard = 2;
     let mut logic = h.logic(shard, ShardLogicConfig::default());
     let idx = index_in(shard, 1);
-    let first = h.apply(&mut logic, &[publish(vec![item(idx, "alice", "k1", Some("req-1"), [1; 32])])]);
-    let ItemOutcome::Applied { version: 1, commitment, prev } = outcomes(&first[0])[0].clone() else {
+    let first = h.apply(
+        &mut logic,
+        &[publish(vec![item(
+            idx,
+            "alice",
+            "k1",
+            Some("req-1"),
+            [1; 32],
+        )])],
+    );
+    let ItemOutcome::Applied {
+        version: 1,
+        commitment,
+        prev,
+    } = outcomes(&first[0])[0].clone()
+    else {
         panic!("{first:?}")
     };
     // Retry (new nonce drawn by the proposer): same result, nonce of the first attempt.
@@ -230,7 +250,12 @@ fn idempotent_retry_and_conflict() {
         }
     );
     assert_eq!(o[1], ItemOutcome::Conflict, "same key, other value");
-    let ItemOutcome::Applied { version: 2, commitment: c2, prev: p2 } = o[2].clone() else {
+    let ItemOutcome::Applied {
+        version: 2,
+        commitment: c2,
+        prev: p2,
+    } = o[2].clone()
+    else {
         panic!("{o:?}")
     };
     // A duplicate within the same entry sees the first one.
@@ -247,11 +272,25 @@ fn idempotent_retry_and_conflict() {
     let mut other = item(idx, "alice", "k3", Some("req-1"), [6; 32]);
     other.tenant = "t2".into();
     let r = h.apply(&mut logic, &[publish(vec![other])]);
-    assert!(matches!(outcomes(&r[0])[0], ItemOutcome::Applied { version: 3, .. }));
+    assert!(matches!(
+        outcomes(&r[0])[0],
+        ItemOutcome::Applied { version: 3, .. }
+    ));
     // Survives a reopen (records are in the store).
     let mut logic = h.logic(shard, ShardLogicConfig::default());
-    let r = h.apply(&mut logic, &[publish(vec![item(idx, "alice", "k1", Some("req-1"), [9; 32])])]);
-    assert!(matches!(outcomes(&r[0])[0], ItemOutcome::Duplicate { version: 1, nonce, .. } if nonce == [1; 32]));
+    let r = h.apply(
+        &mut logic,
+        &[publish(vec![item(
+            idx,
+            "alice",
+            "k1",
+            Some("req-1"),
+            [9; 32],
+        )])],
+    );
+    assert!(
+        matches!(outcomes(&r[0])[0], ItemOutcome::Duplicate { version: 1, nonce, .. } if nonce == [1; 32])
+    );
 }
 
 #[test]
@@ -267,7 +306,11 @@ fn invalid_items_change_nothing() {
             item(index_in(0, 1), "", "y", None, [1; 32]),
         ])],
     );
-    assert!(outcomes(&r[0]).iter().all(|o| matches!(o, ItemOutcome::Invalid(_))));
+    assert!(
+        outcomes(&r[0])
+            .iter()
+            .all(|o| matches!(o, ItemOutcome::Invalid(_)))
+    );
     // A malformed entry is rejected, not fatal.
     let data = b"\xff\xff garbage".to_vec();
     let entries = [CommittedEntry {
@@ -281,7 +324,10 @@ fn invalid_items_change_nothing() {
             marker: b"m",
         })
         .unwrap();
-    assert!(matches!(ShardResponse::decode(&out[0]).unwrap(), ShardResponse::Rejected(_)));
+    assert!(matches!(
+        ShardResponse::decode(&out[0]).unwrap(),
+        ShardResponse::Rejected(_)
+    ));
     // Only bookkeeping changed: no leaf, opening, pending label or idempotency record.
     let after = dump(&*h.store);
     let changed: Vec<_> = after
@@ -291,7 +337,10 @@ fn invalid_items_change_nothing() {
         .collect();
     for (space, k) in &changed {
         assert_eq!(*space, Space::Meta.tag(), "{k}");
-        assert!(k.ends_with('s') || k.ends_with('m') || k.contains("\u{0}\u{0}\u{0}\u{0}r"), "{k:?}");
+        assert!(
+            k.ends_with('s') || k.ends_with('m') || k.contains("\u{0}\u{0}\u{0}\u{0}r"),
+            "{k:?}"
+        );
     }
     assert!(logic.pending().is_empty());
 }
@@ -309,7 +358,13 @@ fn applying_an_entry_twice_changes_nothing() {
             .map(|i| {
                 let n = rng.random_range(0..6u64);
                 let key = format!("k{e}-{i}");
-                item(index_in(shard, n), &format!("l{n}"), &format!("v{e}{i}"), Some(&key), rng.random())
+                item(
+                    index_in(shard, n),
+                    &format!("l{n}"),
+                    &format!("v{e}{i}"),
+                    Some(&key),
+                    rng.random(),
+                )
             })
             .collect();
         cmds.push(publish(items));
@@ -339,7 +394,10 @@ fn seal_lost_after_tree_write_is_not_repeated() {
     let shard = 0;
     let mut logic = h.logic(shard, ShardLogicConfig::default());
     let idx = index_in(shard, 5);
-    h.apply(&mut logic, &[publish(vec![item(idx, "bob", "v", None, [7; 32])])]);
+    h.apply(
+        &mut logic,
+        &[publish(vec![item(idx, "bob", "v", None, [7; 32])])],
+    );
     // The tree seal of the next Seal entry happened, then the process died before the
     // shard's bookkeeping batch.
     let rev = logic.tree().seal(&[idx]).unwrap();
@@ -347,12 +405,24 @@ fn seal_lost_after_tree_write_is_not_repeated() {
     let mut logic = h.logic(shard, ShardLogicConfig::default());
     assert_eq!(logic.pending().len(), 1);
     let r = h.apply(&mut logic, &[ShardCommand::Seal]);
-    assert_eq!(r[0], ShardResponse::Sealed { revision: 1, changed: 1 });
+    assert_eq!(
+        r[0],
+        ShardResponse::Sealed {
+            revision: 1,
+            changed: 1
+        }
+    );
     assert_eq!(logic.tree().latest_revision(), 1, "no second revision");
     assert!(logic.pending().is_empty());
     // An empty seal makes no revision.
     let r = h.apply(&mut logic, &[ShardCommand::Seal]);
-    assert_eq!(r[0], ShardResponse::Sealed { revision: 1, changed: 0 });
+    assert_eq!(
+        r[0],
+        ShardResponse::Sealed {
+            revision: 1,
+            changed: 0
+        }
+    );
     assert_eq!(logic.tree().latest_revision(), 1);
 }
 
@@ -368,7 +438,15 @@ fn idempotency_records_are_bounded() {
     let mut logic = h.logic(shard, cfg.clone());
     for e in 0..10u64 {
         let items = (0..5u64)
-            .map(|i| item(index_in(shard, e * 5 + i), "l", "v", Some(&format!("k{}", e * 5 + i)), [1; 32]))
+            .map(|i| {
+                item(
+                    index_in(shard, e * 5 + i),
+                    "l",
+                    "v",
+                    Some(&format!("k{}", e * 5 + i)),
+                    [1; 32],
+                )
+            })
             .collect();
         h.apply(&mut logic, &[publish(items)]);
     }
@@ -376,11 +454,35 @@ fn idempotency_records_are_bounded() {
     assert_eq!(st.idem_next, 50);
     assert!(st.idem_next - st.idem_oldest <= 15, "{st:?}");
     // The oldest key is forgotten: reusing it is a new mutation, not a duplicate.
-    let r = h.apply(&mut logic, &[publish(vec![item(index_in(shard, 0), "l", "v", Some("k0"), [2; 32])])]);
-    assert!(matches!(outcomes(&r[0])[0], ItemOutcome::Applied { version: 2, .. }));
+    let r = h.apply(
+        &mut logic,
+        &[publish(vec![item(
+            index_in(shard, 0),
+            "l",
+            "v",
+            Some("k0"),
+            [2; 32],
+        )])],
+    );
+    assert!(matches!(
+        outcomes(&r[0])[0],
+        ItemOutcome::Applied { version: 2, .. }
+    ));
     // The newest is still known.
-    let r = h.apply(&mut logic, &[publish(vec![item(index_in(shard, 49), "l", "v", Some("k49"), [2; 32])])]);
-    assert!(matches!(outcomes(&r[0])[0], ItemOutcome::Duplicate { version: 1, .. }));
+    let r = h.apply(
+        &mut logic,
+        &[publish(vec![item(
+            index_in(shard, 49),
+            "l",
+            "v",
+            Some("k49"),
+            [2; 32],
+        )])],
+    );
+    assert!(matches!(
+        outcomes(&r[0])[0],
+        ItemOutcome::Duplicate { version: 1, .. }
+    ));
     // Age-based eviction: entries far in the future expire everything older.
     let mut logic = h.logic(
         shard,
@@ -403,12 +505,26 @@ fn leaves_match_the_reference_commitment() {
     let mut h = Harness::new();
     let mut logic = h.logic(2, ShardLogicConfig::default());
     let idx = index_in(2, 3);
-    let r = h.apply(&mut logic, &[publish(vec![item(idx, "carol", "key-a", None, [8; 32])])]);
-    let ItemOutcome::Applied { version, commitment, prev } = outcomes(&r[0])[0].clone() else {
+    let r = h.apply(
+        &mut logic,
+        &[publish(vec![item(idx, "carol", "key-a", None, [8; 32])])],
+    );
+    let ItemOutcome::Applied {
+        version,
+        commitment,
+        prev,
+    } = outcomes(&r[0])[0].clone()
+    else {
         panic!()
     };
     let mut reference = ReferenceMap::new();
     let leaf: Leaf = reference.publish(idx, b"carol", b"key-a", Some([8; 32]));
-    assert_eq!((version, commitment, prev), (leaf.version, leaf.commitment, leaf.prev));
-    assert_eq!(logic.tree().opening(&idx, 1).unwrap(), Some(([8; 32], b"key-a".to_vec())));
+    assert_eq!(
+        (version, commitment, prev),
+        (leaf.version, leaf.commitment, leaf.prev)
+    );
+    assert_eq!(
+        logic.tree().opening(&idx, 1).unwrap(),
+        Some(([8; 32], b"key-a".to_vec()))
+    );
 }
