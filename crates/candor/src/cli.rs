@@ -126,24 +126,34 @@ pub struct HashTokenArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// Service endpoint.
-    #[arg(long, env = "CANDOR_TARGET", default_value = "http://127.0.0.1:8700")]
+    #[arg(
+        long,
+        global = true,
+        env = "CANDOR_TARGET",
+        default_value = "http://127.0.0.1:8700"
+    )]
     pub target: String,
     /// Pin: the configuration digest (64 hex) printed by `candor dev`.
-    #[arg(long, env = "CANDOR_CONFIG_DIGEST")]
+    #[arg(long, global = true, env = "CANDOR_CONFIG_DIGEST")]
     pub config_digest: Option<String>,
     /// Pin: a configuration file (config.bin, as `candor dev` writes it).
-    #[arg(long, env = "CANDOR_PIN")]
+    #[arg(long, global = true, env = "CANDOR_PIN")]
     pub pin: Option<PathBuf>,
     /// Without --config-digest or --pin, DATA_DIR/config.bin is the pin
     /// (and DATA_DIR/dev-token the default token).
-    #[arg(long, env = "CANDOR_DATA_DIR", default_value = "./candor-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "CANDOR_DATA_DIR",
+        default_value = "./candor-data"
+    )]
     pub data_dir: PathBuf,
     /// Trust on first use (opt-in): accept whatever configuration the server
     /// serves and print its digest. Only as safe as this one connection.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub tofu: bool,
     /// Machine-readable JSON output.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 

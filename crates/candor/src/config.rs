@@ -158,8 +158,10 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         let env = Env::prefixed("CANDOR_").split("__").filter(|k| {
-            let top = k.as_str().split('.').next().unwrap_or_default();
-            TOP_LEVEL_KEYS.contains(&top)
+            let key = k.as_str();
+            let top = key.split(['.']).next().unwrap_or_default();
+            let top = top.split("__").next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(top))
         });
         let config: Config = fig
             .merge(env)
@@ -248,6 +250,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn layering_and_validation() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -275,7 +278,7 @@ mod tests {
             assert!(e.to_string().contains("power of two"), "{e}");
             jail.set_env("CANDOR_SHARDS", "many");
             let e = Config::load(None, &Overrides::default()).unwrap_err();
-            assert!(e.to_string().contains("shards"), "{e}");
+            assert!(e.to_string().to_lowercase().contains("shards"), "{e}");
             jail.set_env("CANDOR_SHARDS", "16");
             jail.create_file("typo.toml", "shardz = 4\n")?;
             let e = Config::load(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err();
