@@ -25,7 +25,7 @@
 //!   prefix of the acknowledged batches plus possibly some unacknowledged ones, each
 //!   whole.
 //! - **Limits.** Every write is checked against [`Store::limits`] ([`Limits::PORTABLE`] by
-//!   default everywhere: key ≤ 10,000 B, value ≤ 100,000 B, batch cost ≤ 8,000,000 B,
+//!   default everywhere: key ≤ 9,000 B, value ≤ 100,000 B, batch cost ≤ 8,000,000 B,
 //!   FoundationDB's limits with head room) and refused whole with
 //!   [`StoreError::TooLarge`]. Keys must be non-empty.
 //! - **Large writes.** [`Store::write_chunked`] takes a batch of any size and applies it as

@@ -269,7 +269,7 @@ impl Limits {
     /// The embedded backend enforces these by default too, so code that works on a
     /// laptop does not fail on a cluster.
     pub const PORTABLE: Limits = Limits {
-        max_key_bytes: 10_000,
+        max_key_bytes: 9_000,
         max_value_bytes: 100_000,
         max_batch_bytes: 8_000_000,
     };
@@ -282,7 +282,7 @@ impl Default for Limits {
 }
 
 /// Fixed per-operation overhead in [`WriteBatch::cost`].
-pub const OP_OVERHEAD_BYTES: usize = 32;
+pub const OP_OVERHEAD_BYTES: usize = 96;
 
 /// One operation of a [`WriteBatch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,15 +313,18 @@ pub enum Op {
 }
 
 impl Op {
-    /// This operation's share of [`WriteBatch::cost`]: keys count twice because
-    /// FoundationDB also stores a write-conflict range per key.
+    /// This operation's share of [`WriteBatch::cost`]: keys count three times
+    /// (FoundationDB stores the mutation and a write-conflict range with both
+    /// ends per key) plus a fixed overhead that also covers the backend's key
+    /// prefix, so a batch within [`Limits::PORTABLE`] fits one FoundationDB
+    /// transaction.
     pub fn cost(&self) -> usize {
         OP_OVERHEAD_BYTES
             + match self {
-                Op::Put { key, value, .. } => 2 * key.len() + value.len(),
-                Op::Delete { key, .. } => 2 * key.len(),
+                Op::Put { key, value, .. } => 3 * key.len() + value.len(),
+                Op::Delete { key, .. } => 3 * key.len(),
                 Op::DeleteRange { range, .. } => {
-                    2 * (range.start().len() + range.end().map_or(1, <[u8]>::len))
+                    3 * (range.start().len() + range.end().map_or(1, <[u8]>::len))
                 }
             }
     }
