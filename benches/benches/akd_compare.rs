@@ -4,10 +4,13 @@
 //!
 //! Environment: `AKD_COMPARE_N` (labels, default 100000), `AKD_COMPARE_BATCHES` (5),
 //! `AKD_COMPARE_UPDATES` (N/5), `AKD_COMPARE_LOOKUPS` (2000), `AKD_COMPARE_HISTORY` (100),
-//! `AKD_COMPARE_JSON=path` to also write the results as JSON. See the crate docs of
-//! `candor-benches` for what is timed and how sizes are counted.
+//! `AKD_COMPARE_JSON=path` to also write the results as JSON, `AKD_COMPARE_MEM=0` to skip
+//! Candor's in-memory-store column, `CANDOR_BENCH_DIR` for the embedded store's parent
+//! directory (default: the system temp dir). See the crate docs of `candor-benches` for
+//! what is timed and how sizes are counted.
 
 use candor_benches::akd_system::AkdSystem;
+use candor_benches::candor_system::{Backend, CandorSystem, PublishPhases, SHARD_BITS};
 use candor_benches::report::{self, Report};
 use candor_benches::runner::{Measurements, run_workload};
 use candor_benches::workload::Workload;
@@ -17,11 +20,50 @@ const AKD_SETUP: &str = "akd 0.13 (crates.io, default features + whatsapp_v1): \
     WhatsAppV1Configuration, AsyncInMemoryDatabase behind StorageManager with the default cache, \
     HardCodedAkdVRF, AzksParallelismConfig::default(), tokio multi-thread runtime (1 worker/core)";
 
+fn candor_setup(backend: Backend) -> String {
+    format!(
+        "candor (this workspace): candor-tree, {} shards, store {}, default TreeConfig (64 MiB node cache{}), \
+         ECVRF-EDWARDS25519-SHA512-ELL2 evaluate per label, rayon pool of {} threads",
+        1u32 << SHARD_BITS,
+        backend.label(),
+        match backend {
+            Backend::Embedded => ", synced seals, FjallConfig::default()",
+            Backend::Memory => "",
+        },
+        rayon::current_num_threads()
+    )
+}
+
 fn measure<S: System>(
     sys: Result<S, BenchError>,
     w: &Workload,
 ) -> Result<Measurements, BenchError> {
     run_workload(&mut sys?, w)
+}
+
+fn measure_candor(
+    backend: Backend,
+    w: &Workload,
+) -> Result<(Measurements, Vec<PublishPhases>), BenchError> {
+    let mut sys = CandorSystem::new(backend)?;
+    let m = run_workload(&mut sys, w)?;
+    Ok((m, sys.phases().to_vec()))
+}
+
+fn print_phases(backend: Backend, phases: &[PublishPhases], w: &Workload) {
+    println!("candor publish phases, {}:", backend.label());
+    for (i, p) in phases.iter().enumerate() {
+        let total = p.prepare_secs + p.seal_secs + p.epoch_secs;
+        let what = if i < w.batches {
+            format!("new batch {}", i + 1)
+        } else {
+            "update batch".to_string()
+        };
+        println!(
+            "  {what}: {} labels, {:.3} s = VRF+leaf {:.3} s + seal {:.3} s + epoch {:.4} s",
+            p.labels, total, p.prepare_secs, p.seal_secs, p.epoch_secs
+        );
+    }
 }
 
 fn main() -> Result<(), BenchError> {
@@ -44,15 +86,26 @@ fn main() -> Result<(), BenchError> {
     // Each system gets its own fresh process state: akd's directory is dropped (and its
     // memory freed) before the next system runs.
     let akd = measure(AkdSystem::new(), &w)?;
-    // Candor's System implementation (over candor-tree) is measured here once it exists;
-    // until then its column reads n/a.
-    let candor: Option<Measurements> = None;
+    let (candor, phases) = measure_candor(Backend::Embedded, &w)?;
+    let mut candor_phases = vec![(Backend::Embedded.label(), phases)];
+    let with_mem = std::env::var("AKD_COMPARE_MEM").map_or(true, |v| v.trim() != "0");
+    let candor_mem = if with_mem {
+        let (m, phases) = measure_candor(Backend::Memory, &w)?;
+        candor_phases.push((Backend::Memory.label(), phases));
+        Some(m)
+    } else {
+        None
+    };
 
     let load_after = load_average();
 
-    let rows = report::rows(&akd, candor.as_ref());
+    let rows = report::rows(&akd, Some(&candor), candor_mem.as_ref());
     println!();
     println!("{AKD_SETUP}");
+    println!("{}", candor_setup(Backend::Embedded));
+    if with_mem {
+        println!("candor mem: the same on the in-memory store (MemStore)");
+    }
     println!(
         "workload: {} new labels in {} batches, {} updates in 1 batch, {} lookups, {} two-version histories; {cores} cores",
         w.n, w.batches, w.updates, w.lookups, w.history
@@ -65,6 +118,11 @@ fn main() -> Result<(), BenchError> {
     );
     println!();
     print!("{}", report::table(&rows));
+    println!();
+    print_phases(Backend::Embedded, &candor_phases[0].1, &w);
+    if let Some((_, p)) = candor_phases.get(1) {
+        print_phases(Backend::Memory, p, &w);
+    }
 
     if let Some(path) = std::env::var_os("AKD_COMPARE_JSON") {
         let path = std::path::PathBuf::from(path);
@@ -72,12 +130,15 @@ fn main() -> Result<(), BenchError> {
             &path,
             &Report {
                 akd_setup: AKD_SETUP,
+                candor_setup: candor_setup(Backend::Embedded),
                 cores,
                 load_average_before: load_before,
                 load_average_after: load_after,
                 workload: &w,
                 akd: &akd,
-                candor: candor.as_ref(),
+                candor: Some(&candor),
+                candor_mem: candor_mem.as_ref(),
+                candor_phases: &candor_phases,
                 rows: &rows,
             },
         )?;

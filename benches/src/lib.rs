@@ -19,6 +19,18 @@
 //!   `WhatsAppV1Configuration` over `AsyncInMemoryDatabase` behind a `StorageManager` with
 //!   the default cache, `HardCodedAkdVRF` and `AzksParallelismConfig::default()` on a tokio
 //!   multi-thread runtime (one worker per core), so its own parallelism is used.
+//! - Candor ([`candor_system::CandorSystem`]) runs its tree engine (`candor-tree`, 16
+//!   shards) on the embedded store in a temporary directory with synced seals, the
+//!   production path of a single node; the in-memory store is measured as a second column.
+//!   A publish costs what it costs the service: VRF per label, newest-leaf read,
+//!   commitment, one sealed revision per shard, one signed epoch appended to the epoch
+//!   log. Candor uses both cores where the service would (see that module's docs).
+//! - The VRF is counted in every publish and every lookup or history proof on both sides,
+//!   as each system's API computes it. akd's publish evaluates the VRF output only (no
+//!   proof): once per new label, twice per update (stale and fresh version). Candor's
+//!   `candor_core` offers only `evaluate` (output and proof; the service keeps the proof
+//!   for later lookups), so each Candor publish pays one full VRF proof per label; the
+//!   Candor api's VRF cache is not used.
 //! - Generation and verification times cover the proof as an in-memory structure; wire
 //!   encoding and decoding are not timed for any system. Sizes are the system's own wire
 //!   encoding: for akd, the protobuf messages of `akd::proto::specs::types` (akd's
@@ -32,6 +44,7 @@
 //! [`runner::run_workload`]; the bench target `akd_compare` does the rest.
 
 pub mod akd_system;
+pub mod candor_system;
 pub mod report;
 pub mod runner;
 pub mod workload;
