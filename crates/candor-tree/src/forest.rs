@@ -215,11 +215,22 @@ const STRIDE_SCAN_LIMIT: usize = 512;
 impl ForestInner {
     pub fn new(store: Arc<dyn Store>, config: TreeConfig) -> ForestInner {
         let items = (config.cache_bytes / 1024).max(16) as usize;
+        // Recency matters more than frequency here: a seal inserts the strides
+        // it built and the next seal (or a proof at the new epoch) reads them.
+        // quick_cache's default keeps only 3% for first-time entries, which
+        // evicts them before that read; give them half.
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(config.cache_bytes.max(1 << 16))
+            .hot_allocation(0.5)
+            .build()
+            .expect("valid cache options");
         ForestInner {
-            cache: quick_cache::sync::Cache::with_weighter(
-                items,
-                config.cache_bytes.max(1 << 16),
+            cache: quick_cache::sync::Cache::with_options(
+                options,
                 CacheWeighter,
+                Default::default(),
+                Default::default(),
             ),
             store,
             config,

@@ -97,7 +97,7 @@ impl Pos {
             Kind::Empty => ZERO,
             Kind::Single(l) => l.hash,
             Kind::Top(h) | Kind::Multi { hash: h, .. } => *h,
-            Kind::Inner { stride, h } => stride.heap[*h].hash,
+            Kind::Inner { stride, h } => stride.sum(*h).hash,
         }
     }
 
@@ -226,7 +226,7 @@ impl Nav<'_> {
             if c >= width {
                 return Ok(Pos::from_node(d + 1, prefix, &stride.child(c - width)));
             }
-            let sum = stride.heap[c];
+            let sum = stride.sum(c);
             let kind = match sum.class {
                 0 => Kind::Empty,
                 1 => Kind::Single(

@@ -155,22 +155,28 @@ impl Sum {
 }
 
 /// The stored children of one `Multi` node (its position one stride down)
-/// and every binary node in between, in heap order: `heap[1]` is the node
-/// itself, the children of `heap[i]` are `heap[2i]` and `heap[2i + 1]`, and
-/// `heap[2^k + s]` is child position `s`.
+/// and every binary node in between, in heap order: node 1 is the `Multi`
+/// node itself, the children of node `i` are `2i` and `2i + 1`, and node
+/// `2^k + s` is child position `s`. Kept compact (it is what the cache
+/// holds): only inner nodes with two or more leaves store a hash.
 #[derive(Debug, Clone)]
 pub(crate) struct Stride {
     /// Binary levels in this stride (`STRIDE`, or less at depth 256).
     pub k: usize,
     /// Non-empty children, sorted by suffix.
     pub children: Vec<(u16, Node)>,
-    pub heap: Vec<Sum>,
+    /// Bit `h` set: inner node `h` (1..2^k) has two or more leaves.
+    multi: u32,
+    /// Bit `h` set: inner node `h` has exactly one leaf.
+    single: u32,
+    /// Hashes of the inner nodes whose `multi` bit is set, by `h`.
+    inner: Box<[Digest]>,
 }
 
 impl Stride {
     pub fn build(k: usize, children: Vec<(u16, Node)>) -> Stride {
         let width = 1usize << k;
-        let mut heap = vec![Sum::EMPTY; 2 * width];
+        let mut heap = [Sum::EMPTY; 2 * (1 << STRIDE)];
         for (s, n) in &children {
             heap[width + *s as usize] = Sum {
                 hash: n.hash(),
@@ -181,11 +187,53 @@ impl Stride {
         for i in (1..width).rev() {
             heap[i] = Sum::join(heap[2 * i], heap[2 * i + 1]);
         }
-        Stride { k, children, heap }
+        let (mut multi, mut single) = (0u32, 0u32);
+        let mut inner = Vec::new();
+        for (h, sum) in heap.iter().enumerate().take(width).skip(1) {
+            match sum.class {
+                2 => {
+                    multi |= 1 << h;
+                    inner.push(sum.hash);
+                }
+                1 => single |= 1 << h,
+                _ => {}
+            }
+        }
+        Stride {
+            k,
+            children,
+            multi,
+            single,
+            inner: inner.into_boxed_slice(),
+        }
+    }
+
+    /// Hash and class of node `h` (1..2^(k+1)).
+    pub fn sum(&self, h: usize) -> Sum {
+        let width = 1usize << self.k;
+        if h >= width {
+            let n = self.child(h - width);
+            return Sum {
+                hash: n.hash(),
+                class: n.class(),
+            };
+        }
+        if self.multi & (1 << h) != 0 {
+            let i = (self.multi & ((1u32 << h) - 1)).count_ones() as usize;
+            return Sum {
+                hash: self.inner[i],
+                class: 2,
+            };
+        }
+        if self.single & (1 << h) != 0 {
+            let hash = self.single_under(h).map_or(ZERO, |l| l.hash);
+            return Sum { hash, class: 1 };
+        }
+        Sum::EMPTY
     }
 
     pub fn root(&self) -> Sum {
-        self.heap[1]
+        self.sum(1)
     }
 
     /// The child at `suffix`, `Empty` when absent.
@@ -216,7 +264,7 @@ impl Stride {
     /// Approximate heap bytes (cache weight).
     pub fn weight(&self) -> u64 {
         (std::mem::size_of::<Stride>()
-            + self.children.len() * std::mem::size_of::<(u16, Node)>()
-            + self.heap.len() * std::mem::size_of::<Sum>()) as u64
+            + self.children.capacity() * std::mem::size_of::<(u16, Node)>()
+            + self.inner.len() * 32) as u64
     }
 }
