@@ -167,6 +167,10 @@ impl ShardMeta {
 pub(crate) struct ShardState {
     /// Held while sealing or pruning: one writer per shard.
     pub meta: Mutex<ShardMeta>,
+    /// Copies of `meta.latest` / `meta.retained_from` for readers, which
+    /// must not wait for a running seal.
+    pub latest: std::sync::atomic::AtomicU64,
+    pub retained_from: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -529,6 +533,8 @@ impl ForestInner {
         let meta = self.read_meta(shard)?;
         let st = Arc::new(ShardState {
             meta: Mutex::new(meta),
+            latest: meta.latest.into(),
+            retained_from: meta.retained_from.into(),
         });
         map.insert(shard, st.clone());
         Ok(st)

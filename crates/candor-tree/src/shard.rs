@@ -2,6 +2,7 @@
 //! retained revision, pruning.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use candor_core::hash::map_node;
 use candor_core::map::{Index, Leaf, Subtree, shard_of};
@@ -117,18 +118,53 @@ impl ShardTree {
         self.forest.shard_bits()
     }
 
-    fn meta(&self) -> ShardMeta {
-        *self.state.meta.lock().unwrap_or_else(|e| e.into_inner())
+    /// Latest sealed revision (0 before the first seal). Also sees seals
+    /// made through another [`crate::Forest`] or process on the same store
+    /// (the shard's marker is re-read; on a read error the last known value
+    /// is returned).
+    pub fn latest_revision(&self) -> u64 {
+        self.refresh().latest
     }
 
-    /// Latest sealed revision (0 before the first seal).
-    pub fn latest_revision(&self) -> u64 {
-        self.meta().latest
+    /// The shard state, updated from the store when another writer (another
+    /// forest or process) advanced it. Never blocks on a running seal.
+    fn refresh(&self) -> ShardMeta {
+        let mine = self.meta_nowait();
+        let Ok(stored) = self.forest.read_meta(self.shard) else {
+            return mine;
+        };
+        if stored.latest <= mine.latest && stored.retained_from <= mine.retained_from {
+            return mine;
+        }
+        if let Ok(mut g) = self.state.meta.try_lock()
+            && (stored.latest > g.latest || stored.retained_from > g.retained_from)
+        {
+            *g = stored;
+        }
+        self.publish(&stored);
+        self.meta_nowait()
+    }
+
+    /// The readers' copy of the shard state (never waits for a seal).
+    fn meta_nowait(&self) -> ShardMeta {
+        ShardMeta {
+            latest: self.state.latest.load(Ordering::Acquire),
+            retained_from: self.state.retained_from.load(Ordering::Acquire),
+            pending: None,
+        }
+    }
+
+    /// Advances the readers' copy.
+    fn publish(&self, m: &ShardMeta) {
+        self.state.latest.fetch_max(m.latest, Ordering::AcqRel);
+        self.state
+            .retained_from
+            .fetch_max(m.retained_from, Ordering::AcqRel);
     }
 
     /// Oldest revision still readable (0 until the first prune).
     pub fn retained_from(&self) -> u64 {
-        self.meta().retained_from
+        self.refresh().retained_from
     }
 
     fn check_index(&self, index: &Index) -> Result<()> {
@@ -361,6 +397,7 @@ impl ShardTree {
             .write_chunked(batch, self.forest.config.seal_durability)?;
         *meta_guard = done;
         drop(meta_guard);
+        self.publish(&done);
 
         self.forest.cache_rev(self.shard, rev_new, rec);
         for (k, s) in out.strides {
@@ -564,7 +601,10 @@ impl ShardTree {
     }
 
     fn check_readable(&self, revision: u64) -> Result<()> {
-        let meta = self.meta();
+        let mut meta = self.meta_nowait();
+        if revision > meta.latest || revision < meta.retained_from {
+            meta = self.refresh();
+        }
         if revision > meta.latest {
             return Err(TreeError::NotSealed {
                 shard: self.shard,
@@ -689,6 +729,7 @@ impl ShardTree {
                 .remove(&crate::forest::CacheKey::Rev(self.shard, r - 1));
             cur = next;
             *guard = next;
+            self.publish(&next);
             stats.revisions += 1;
             stats.node_records += deleted;
         }

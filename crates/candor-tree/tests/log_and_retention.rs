@@ -270,3 +270,34 @@ fn retention_fjall() {
         candor_store::FjallStore::open(dir.path()).unwrap(),
     ));
 }
+
+/// A reader with its own forest (another api process) sees seals and prunes
+/// made through the writer's forest.
+#[test]
+fn second_forest_sees_new_revisions() {
+    let store = mem_store();
+    let writer = Forest::open(store.clone(), TreeConfig::default()).unwrap();
+    let reader = Forest::open(store, TreeConfig::default()).unwrap();
+    let rtree = reader.shard(0).unwrap();
+    assert_eq!(rtree.latest_revision(), 0);
+    let mut reference = ReferenceMap::new();
+    let mut rng = TestRng(3);
+    for _ in 0..3 {
+        let items: Vec<_> = (0..20)
+            .map(|_| {
+                let (leaf, n) = leaf_for(&mut reference, rng.index(), b"x");
+                (leaf, Some((n, b"x".to_vec())))
+            })
+            .collect();
+        writer.shard(0).unwrap().apply(&items).unwrap();
+    }
+    assert_eq!(rtree.latest_revision(), 3);
+    assert_eq!(rtree.root(3).unwrap().hash, reference.root());
+    writer.shard(0).unwrap().prune(2).unwrap();
+    assert_eq!(rtree.retained_from(), 2);
+    assert!(matches!(rtree.root(1), Err(TreeError::Pruned { .. })));
+    assert!(matches!(
+        reader.view(vec![1]),
+        Err(TreeError::Pruned { .. })
+    ));
+}
