@@ -27,6 +27,10 @@
 //! * **Reads** at any retained revision: roots, paths, leaves, diffs; global
 //!   lookup, history and audit proofs through a [`MapView`]. Reads never see
 //!   a later revision's records (every read is bounded by the revision).
+//! * **One writer per shard**, any number of readers: handles of one
+//!   [`Forest`] share the shard's state; readers in another forest or
+//!   process see new seals and prunes through the shard's marker in the
+//!   store (re-read when a revision beyond the known one is asked for).
 //! * **Retention.** [`ShardTree::prune`] makes revisions before a bound
 //!   unreadable ([`TreeError::Pruned`]) and deletes the node versions only
 //!   they needed. Leaf records and openings are never pruned (history).
@@ -70,6 +74,10 @@
 //!
 //! Space `EpochLog`: see [`EpochLogStore`].
 //!
+//! Audit proofs and [`ShardTree::changed`] find the changed labels by
+//! walking two revisions side by side and skipping every subtree whose hash
+//! did not change, so no per-revision change list is stored.
+//!
 //! ## Caching
 //!
 //! One bounded cache per [`Forest`] ([`TreeConfig::cache_bytes`]) holds
@@ -78,6 +86,15 @@
 //! revision that wrote them, so they never need invalidation; a seal inserts
 //! the strides it built, so the upper levels stay warm for the next seal and
 //! for proofs.
+//!
+//! ## Cost model
+//!
+//! A cache miss costs one range scan of the store (the children of one
+//! stored node, all their versions), a proof one point read for the leaf and
+//! one for the opening. With the embedded store a range scan costs tens of
+//! microseconds (it merges every sorted run of the LSM tree), so throughput
+//! at a million labels is bounded by how much of the stride working set the
+//! cache holds; see the crate's bench (`benches/tree.rs`).
 
 mod epoch;
 mod error;
