@@ -34,6 +34,9 @@ pub struct RaftTuning {
     pub keep_after_snapshot: u64,
     /// Most entries in one AppendEntries message.
     pub max_payload_entries: u64,
+    /// Pre-vote: a node that cannot win (partitioned, restarted, behind) asks before it
+    /// bumps its term, so it cannot depose a healthy leader when it comes back.
+    pub pre_vote: bool,
 }
 
 impl Default for RaftTuning {
@@ -45,6 +48,7 @@ impl Default for RaftTuning {
             snapshot_after_entries: 50_000,
             keep_after_snapshot: 10_000,
             max_payload_entries: 1024,
+            pre_vote: true,
         }
     }
 }
@@ -60,6 +64,7 @@ impl RaftTuning {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             max_payload_entries: self.max_payload_entries,
+            enable_pre_vote: Some(self.pre_vote),
             ..Default::default()
         };
         cfg.validate().map_err(|e| Error::Config(e.to_string()))

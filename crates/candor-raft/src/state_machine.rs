@@ -36,7 +36,9 @@ use crate::log_store::{GroupLogStore, TAG_SNAP_DATA, TAG_SNAP_META, data_err, io
 use crate::types::{
     LogId, RaftSnapshot, Response, SnapshotMeta, StoredMembership, TypeConfig, decode, encode,
 };
-use candor_store::{Direction, Durability, KeyRange, Space, WriteBatch, prefix_end, scan_pages};
+use candor_store::{
+    Direction, Durability, KeyRange, ReadView, Space, WriteBatch, prefix_end, scan_pages,
+};
 
 /// Largest number of entries handed to one [`StateMachineLogic::apply`] call.
 pub const APPLY_CHUNK: usize = 4096;
@@ -357,9 +359,11 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
     }
 }
 
-fn read_header(store: &GroupLogStore) -> Result<Option<SnapshotHeader>, io::Error> {
-    match store
-        .kv()
+fn read_header(
+    view: &dyn ReadView,
+    store: &GroupLogStore,
+) -> Result<Option<SnapshotHeader>, io::Error> {
+    match view
         .get(Space::RaftLog, &store.key(TAG_SNAP_META, &[]))
         .map_err(io_err)?
     {
@@ -394,7 +398,7 @@ async fn save_snapshot(
     data: &[u8],
 ) -> Result<(), io::Error> {
     let _serialized = lock.lock().await;
-    let old = read_header(store)?;
+    let old = read_header(store.kv(), store)?;
     if let Some(old) = &old
         && old.meta.last_log_id > meta.last_log_id
     {
@@ -439,13 +443,15 @@ async fn save_snapshot(
 }
 
 fn load_snapshot(store: &GroupLogStore) -> Result<Option<RaftSnapshot>, io::Error> {
-    let Some(header) = read_header(store)? else {
+    // One consistent view: a concurrent save may switch generations and delete chunks.
+    let view = store.kv().snapshot().map_err(io_err)?;
+    let Some(header) = read_header(&*view, store)? else {
         return Ok(None);
     };
     let len = usize::try_from(header.len).map_err(|_| data_err("snapshot", "too large"))?;
     let mut data = Vec::with_capacity(len.min(1 << 30));
     let pairs = scan_pages(
-        store.kv(),
+        &*view,
         Space::RaftLog,
         generation_range(store, header.generation),
         Direction::Forward,

@@ -140,10 +140,18 @@ pub async fn linearizable_items(g: &RaftGroup<AppendLog>) -> Vec<Vec<u8>> {
     g.read(|l| l.items().to_vec()).await.expect("read")
 }
 
-/// Wait until `g` applied at least `index`, then return its items.
-pub async fn items_at(g: &RaftGroup<AppendLog>, index: u64) -> Vec<Vec<u8>> {
-    g.wait_for_applied(index, WAIT)
-        .await
-        .expect("replica catches up");
-    g.read(|l| l.items().to_vec()).await.expect("read")
+/// Wait until `g`'s state machine holds at least `n` items, then return them. (Polls the
+/// state machine itself: Raft metrics are published asynchronously and may lag it.)
+pub async fn items_at_least(g: &RaftGroup<AppendLog>, n: usize) -> Vec<Vec<u8>> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let items = g.read(|l| l.items().to_vec()).await.expect("read");
+            if items.len() >= n {
+                return items;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("replica catches up")
 }
