@@ -10,10 +10,10 @@
 //! what is timed and how sizes are counted.
 
 use candor_benches::akd_system::AkdSystem;
-use candor_benches::candor_system::{Backend, CandorSystem, PublishPhases, SHARD_BITS};
+use candor_benches::candor_system::{Backend, CandorSystem, Explain, PublishPhases, SHARD_BITS};
 use candor_benches::report::{self, Report};
 use candor_benches::runner::{Measurements, run_workload};
-use candor_benches::workload::Workload;
+use candor_benches::workload::{Workload, label};
 use candor_benches::{BenchError, System};
 
 const AKD_SETUP: &str = "akd 0.13 (crates.io, default features + whatsapp_v1): \
@@ -44,10 +44,33 @@ fn measure<S: System>(
 fn measure_candor(
     backend: Backend,
     w: &Workload,
-) -> Result<(Measurements, Vec<PublishPhases>), BenchError> {
+) -> Result<(Measurements, Vec<PublishPhases>, Explain), BenchError> {
     let mut sys = CandorSystem::new(backend)?;
     let m = run_workload(&mut sys, w)?;
-    Ok((m, sys.phases().to_vec()))
+    let labels: Vec<Vec<u8>> = (0..w.lookups).map(|k| label(w.lookup_index(k))).collect();
+    let explain = sys.explain(&labels)?;
+    Ok((m, sys.phases().to_vec(), explain))
+}
+
+fn print_explain(backend: Backend, x: &Explain) {
+    println!("candor, {}, what the rows are made of:", backend.label());
+    println!(
+        "  VRF evaluate (output + proof) {:.1} µs, VRF verify {:.1} µs (one thread)",
+        x.vrf_evaluate_us, x.vrf_verify_us
+    );
+    println!(
+        "  lookup proof generation with the VRF precomputed (api VRF cache): {:.0}/s one at a time, {:.0}/s on all cores",
+        x.lookup_gen_cached_vrf_per_s, x.lookup_gen_cached_vrf_all_cores_per_s
+    );
+    println!(
+        "  audit proof: {} old leaves {} B, {} opaque hashes {} B, tags {} B, change list {} B",
+        x.audit_old_leaves,
+        x.audit_old_leaf_bytes,
+        x.audit_opaques,
+        x.audit_opaque_bytes,
+        x.audit_tag_bytes,
+        x.audit_change_bytes
+    );
 }
 
 fn print_phases(backend: Backend, phases: &[PublishPhases], w: &Workload) {
@@ -86,12 +109,14 @@ fn main() -> Result<(), BenchError> {
     // Each system gets its own fresh process state: akd's directory is dropped (and its
     // memory freed) before the next system runs.
     let akd = measure(AkdSystem::new(), &w)?;
-    let (candor, phases) = measure_candor(Backend::Embedded, &w)?;
+    let (candor, phases, explain) = measure_candor(Backend::Embedded, &w)?;
     let mut candor_phases = vec![(Backend::Embedded.label(), phases)];
+    let mut candor_explain = vec![(Backend::Embedded.label(), explain)];
     let with_mem = std::env::var("AKD_COMPARE_MEM").map_or(true, |v| v.trim() != "0");
     let candor_mem = if with_mem {
-        let (m, phases) = measure_candor(Backend::Memory, &w)?;
+        let (m, phases, explain) = measure_candor(Backend::Memory, &w)?;
         candor_phases.push((Backend::Memory.label(), phases));
+        candor_explain.push((Backend::Memory.label(), explain));
         Some(m)
     } else {
         None
@@ -123,6 +148,11 @@ fn main() -> Result<(), BenchError> {
     if let Some((_, p)) = candor_phases.get(1) {
         print_phases(Backend::Memory, p, &w);
     }
+    println!();
+    print_explain(Backend::Embedded, &candor_explain[0].1);
+    if let Some((_, x)) = candor_explain.get(1) {
+        print_explain(Backend::Memory, x);
+    }
 
     if let Some(path) = std::env::var_os("AKD_COMPARE_JSON") {
         let path = std::path::PathBuf::from(path);
@@ -139,6 +169,7 @@ fn main() -> Result<(), BenchError> {
                 candor: Some(&candor),
                 candor_mem: candor_mem.as_ref(),
                 candor_phases: &candor_phases,
+                candor_explain: &candor_explain,
                 rows: &rows,
             },
         )?;

@@ -32,7 +32,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use candor_core::log::EpochEntry;
 use candor_core::map::{Index, Leaf, commit, random_nonce, shard_of};
-use candor_core::proof::audit::AuditProof;
+use candor_core::proof::audit::{AuditProof, PrunedNode};
 use candor_core::proof::history::HistoryProof;
 use candor_core::proof::lookup::LookupProof;
 use candor_core::signed::{EpochHead, PublicConfig, SigningKeyPair};
@@ -82,6 +82,33 @@ pub struct PublishPhases {
     pub seal_secs: f64,
     /// Map view, epoch log entry, signed head, epoch log append.
     pub epoch_secs: f64,
+}
+
+/// Figures that explain Candor's rows: what the VRF costs alone, what the tree engine
+/// costs without it, and what the audit proof is made of.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Explain {
+    /// `VrfSecretKey::evaluate` (output and proof), µs each, one thread.
+    pub vrf_evaluate_us: f64,
+    /// `VrfPublicKey::verify`, µs each, one thread.
+    pub vrf_verify_us: f64,
+    /// Lookup proofs per second from the tree alone (VRF computed beforehand, as with
+    /// the api's VRF cache), one at a time.
+    pub lookup_gen_cached_vrf_per_s: f64,
+    /// The same on every core.
+    pub lookup_gen_cached_vrf_all_cores_per_s: f64,
+    /// Audit proof of the last epoch: bytes of old leaves (tag + 104 B each).
+    pub audit_old_leaf_bytes: usize,
+    /// Old leaves in the pruned tree.
+    pub audit_old_leaves: usize,
+    /// Bytes of opaque subtree hashes (tag + 32 B each).
+    pub audit_opaque_bytes: usize,
+    /// Opaque subtrees.
+    pub audit_opaques: usize,
+    /// Bytes of interior-node and empty-subtree tags.
+    pub audit_tag_bytes: usize,
+    /// Bytes of the change list (count, then index, count and commitments per label).
+    pub audit_change_bytes: usize,
 }
 
 /// Candor's tree engine over one store, with a VRF key and a head-signing key.
@@ -268,6 +295,69 @@ impl CandorSystem {
             ));
         }
         Ok(())
+    }
+
+    /// Measures [`Explain`] on `labels` (published labels) at the latest epoch.
+    pub fn explain(&self, labels: &[Vec<u8>]) -> Result<Explain, BenchError> {
+        let n = labels.len().max(1) as f64;
+        let t = Instant::now();
+        let evaluated: Vec<_> = labels.iter().map(|l| self.vrf.evaluate(l)).collect();
+        let vrf_evaluate_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let t = Instant::now();
+        for (l, (_, proof)) in labels.iter().zip(&evaluated) {
+            self.vrf_public
+                .verify(l, proof)
+                .map_err(sys_err("VRF verify"))?;
+        }
+        let vrf_verify_us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let one = |(out, proof): &(candor_core::vrf::VrfOutput, candor_core::vrf::VrfProof)| {
+            self.latest
+                .lookup_proof(&out.index(), *proof, OpeningPolicy::Open)
+                .map_err(sys_err("lookup proof"))
+        };
+        let t = Instant::now();
+        for e in &evaluated {
+            one(e)?;
+        }
+        let lookup_gen_cached_vrf_per_s = n / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        evaluated
+            .par_iter()
+            .map(one)
+            .collect::<Result<Vec<_>, _>>()?;
+        let lookup_gen_cached_vrf_all_cores_per_s = n / t.elapsed().as_secs_f64();
+
+        let audit = self.audit_last_epoch()?;
+        let mut x = Explain {
+            vrf_evaluate_us,
+            vrf_verify_us,
+            lookup_gen_cached_vrf_per_s,
+            lookup_gen_cached_vrf_all_cores_per_s,
+            audit_change_bytes: audit.encode().len(),
+            ..Explain::default()
+        };
+        let mut stack = vec![&audit.old_tree];
+        while let Some(node) = stack.pop() {
+            match node {
+                PrunedNode::Empty => x.audit_tag_bytes += 1,
+                PrunedNode::Opaque(_) => {
+                    x.audit_opaques += 1;
+                    x.audit_opaque_bytes += 33;
+                }
+                PrunedNode::Leaf(_) => {
+                    x.audit_old_leaves += 1;
+                    x.audit_old_leaf_bytes += 1 + candor_core::map::LEAF_LEN;
+                }
+                PrunedNode::Interior(l, r) => {
+                    x.audit_tag_bytes += 1;
+                    stack.push(l);
+                    stack.push(r);
+                }
+            }
+        }
+        // What is not the pruned tree is the change list.
+        x.audit_change_bytes -= x.audit_old_leaf_bytes + x.audit_opaque_bytes + x.audit_tag_bytes;
+        Ok(x)
     }
 
     fn check_value(

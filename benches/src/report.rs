@@ -307,6 +307,8 @@ pub struct Report<'a> {
     pub candor_mem: Option<&'a Measurements>,
     /// Where Candor's publish time went, per backend and batch.
     pub candor_phases: &'a [(&'static str, Vec<crate::candor_system::PublishPhases>)],
+    /// What Candor's rows are made of, per backend.
+    pub candor_explain: &'a [(&'static str, crate::candor_system::Explain)],
     /// The comparison rows.
     pub rows: &'a [Row],
 }
