@@ -405,9 +405,12 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             b.put(Space::RaftLog, self.log_key(entry.index()), bytes);
         }
         if !b.is_empty() {
-            self.db
-                .kv
-                .write_chunked(b, Durability::Buffered)
+            // On the blocking pool: a store write can wait behind an fsync in progress, and
+            // must not stall the runtime threads every other group's Raft core runs on.
+            let kv = Arc::clone(&self.db.kv);
+            tokio::task::spawn_blocking(move || kv.write_chunked(b, Durability::Buffered))
+                .await
+                .map_err(|e| io::Error::other(format!("raft log write task: {e}")))?
                 .map_err(io_err)?;
         }
         // Even an empty append is acknowledged through the syncer, so completions stay in
