@@ -32,6 +32,13 @@
 //! acknowledged, because every later acknowledgement waits for a sync that covers them). The
 //! committed log id is saved buffered too; it only lets a restarted node re-apply its
 //! committed entries without waiting for the cluster.
+//!
+//! # Threads
+//!
+//! Appends are written from tokio's blocking pool (a write may queue behind an fsync and
+//! must not stall the runtime threads other groups' Raft cores run on); fsyncs run on the
+//! syncer thread. Reads, votes' buffered writes, truncations and purges run inline: they
+//! are short and rare.
 
 use std::fmt::Debug;
 use std::io;
