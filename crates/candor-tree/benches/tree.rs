@@ -53,6 +53,15 @@ fn rss_mib() -> f64 {
         / 1024.0
 }
 
+/// CPU time of the calling thread, ns (from /proc; 0 if unavailable): rates
+/// per CPU-second are less disturbed by other processes on a shared machine.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -206,6 +215,17 @@ fn main() {
         });
         count.load(Ordering::Relaxed) as f64 / dur.as_secs_f64()
     };
+    // Single thread, per CPU-second of that thread.
+    let cpu_rate = {
+        let mut r = Rng(7);
+        let c0 = thread_cpu_ns();
+        let n = 20_000u64;
+        for _ in 0..n {
+            let i = indices[(r.next_u64() % indices.len() as u64) as usize];
+            std::hint::black_box(view.lookup_proof(&i, vrf, OpeningPolicy::Open).unwrap());
+        }
+        n as f64 / ((thread_cpu_ns() - c0).max(1) as f64 / 1e9)
+    };
     let p1 = proofs_per_sec(1);
     let p2 = proofs_per_sec(2);
     let rss = rss_mib();
@@ -247,8 +267,10 @@ fn main() {
         "disk usage after compaction: {:?}",
         fjall.disk_usage().unwrap()
     );
-    for (s, r) in revisions.iter().enumerate() {
-        forest.shard(s as u32).unwrap().prune(*r).unwrap();
+    if arg("--no-prune", 0) == 0 {
+        for (s, r) in revisions.iter().enumerate() {
+            forest.shard(s as u32).unwrap().prune(*r).unwrap();
+        }
     }
     fjall.flush_and_compact().unwrap();
     let disk_pruned = store.disk_space_bytes().unwrap();
@@ -264,6 +286,7 @@ fn main() {
     println!("batch apply, updates at {total} leaves:  {update_rate:>10.0} leaves/s");
     println!("lookup proofs, warm, 1 thread:          {p1:>10.0} /s");
     println!("lookup proofs, warm, 2 threads:         {p2:>10.0} /s");
+    println!("lookup proofs per CPU-second (1 thread): {cpu_rate:>10.0} /s");
     println!("median lookup proof (80 B VRF, 32 B value): {median} B");
     println!(
         "disk per leaf-version, no pruning:      {:>10.1} B ({} B / {versions})",
@@ -276,7 +299,7 @@ fn main() {
     );
     println!("RSS after proofs: {rss:.0} MiB");
     println!(
-        "{{\"leaves\":{total},\"batch\":{batch},\"shard_bits\":{bits},\"insert_100k\":{at_100k:.0},\"insert_end\":{at_end:.0},\"update_end\":{update_rate:.0},\"proofs_1t\":{p1:.0},\"proofs_2t\":{p2:.0},\"median_proof_bytes\":{median},\"disk_per_version\":{:.1},\"disk_per_version_pruned\":{:.1},\"rss_mib\":{rss:.0}}}",
+        "{{\"leaves\":{total},\"batch\":{batch},\"shard_bits\":{bits},\"insert_100k\":{at_100k:.0},\"insert_end\":{at_end:.0},\"update_end\":{update_rate:.0},\"proofs_1t\":{p1:.0},\"proofs_2t\":{p2:.0},\"proofs_per_cpu_s\":{cpu_rate:.0},\"median_proof_bytes\":{median},\"disk_per_version\":{:.1},\"disk_per_version_pruned\":{:.1},\"rss_mib\":{rss:.0}}}",
         disk as f64 / versions as f64,
         disk_pruned as f64 / versions as f64
     );

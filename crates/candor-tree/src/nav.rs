@@ -253,17 +253,72 @@ impl Nav<'_> {
     pub fn path(&self, start: Pos, index: &Index) -> Result<(Vec<Digest>, Pos)> {
         let mut siblings = Vec::with_capacity(32);
         let mut cur = start;
-        while cur.class() == 2 {
-            let (l, r) = self.children(&cur)?;
-            if bit(index, cur.depth) {
-                siblings.push(l.hash());
-                cur = r;
-            } else {
-                siblings.push(r.hash());
-                cur = l;
+        loop {
+            match &cur.kind {
+                // Inside stored nodes, walk the stride by heap index: no
+                // per-level node objects (and no shared reference counts
+                // touched per level, which matters with several threads).
+                Kind::Multi { hash, rev } => {
+                    let d = cur.depth;
+                    let shard = shard_of_prefix(&cur.prefix, self.forest.shard_bits());
+                    let stride = self.forest.stride(shard, d, &cur.prefix, *rev, hash)?;
+                    let width = 1usize << stride.k;
+                    let mut h = 1usize;
+                    let mut next = None;
+                    for j in 0..stride.k {
+                        let right = bit(index, d + j);
+                        let (mine, other) = if right {
+                            (2 * h + 1, 2 * h)
+                        } else {
+                            (2 * h, 2 * h + 1)
+                        };
+                        siblings.push(stride.sum(other).hash);
+                        h = mine;
+                        let depth = d + j + 1;
+                        let prefix = crate::keys::mask(index, depth);
+                        if h >= width {
+                            next = Some(Pos::from_node(depth, prefix, &stride.child(h - width)));
+                            break;
+                        }
+                        let sum = stride.sum(h);
+                        match sum.class {
+                            0 => {
+                                next = Some(Pos {
+                                    depth,
+                                    prefix,
+                                    kind: Kind::Empty,
+                                });
+                                break;
+                            }
+                            1 => {
+                                let l = stride.single_under(h).ok_or_else(|| {
+                                    corrupt("stride node with one leaf has no lone leaf")
+                                })?;
+                                next = Some(Pos {
+                                    depth,
+                                    prefix,
+                                    kind: Kind::Single(l),
+                                });
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    cur = next.ok_or_else(|| corrupt("stride path did not reach its children"))?;
+                }
+                _ if cur.class() == 2 => {
+                    let (l, r) = self.children(&cur)?;
+                    if bit(index, cur.depth) {
+                        siblings.push(l.hash());
+                        cur = r;
+                    } else {
+                        siblings.push(r.hash());
+                        cur = l;
+                    }
+                }
+                _ => return Ok((siblings, cur)),
             }
         }
-        Ok((siblings, cur))
     }
 
     /// Every label whose leaf differs between `old` and `new` (the same
