@@ -4,8 +4,8 @@ use std::future::Future;
 
 use candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::service::KtService;
@@ -62,10 +62,15 @@ pub async fn serve(
     };
 
     let server: KeyTransparencyServer<KtService> = service.into_server();
+    // Without TCP_NODELAY small responses wait for the peer's delayed ACK
+    // (~40 ms per call); keepalive finds dead clients of long streams.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
     Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+        .serve_with_incoming_shutdown(incoming, drain)
         .await
 }

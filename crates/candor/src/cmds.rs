@@ -152,12 +152,15 @@ fn offline_config(c: &ConnectArgs) -> Result<Option<PublicConfig>> {
     }
 }
 
+/// Prints the result; a closed stdout (`| head`) is not an error.
 fn emit(json_out: bool, v: Value, human: String) {
-    if json_out {
-        println!("{v}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = if json_out {
+        writeln!(out, "{v}")
     } else {
-        println!("{human}");
-    }
+        writeln!(out, "{human}")
+    };
 }
 
 /// A value for humans: the text when it is printable UTF-8, else hex.

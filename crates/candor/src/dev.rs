@@ -161,7 +161,10 @@ fn print_banner(
         "  candor audit   --target {target} --config-digest {digest}\n"
     ));
     s.push_str("Stop with Ctrl-C.\n");
-    println!("{s}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
 }
 
 /// Completes on SIGINT or SIGTERM.
