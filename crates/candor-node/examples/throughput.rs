@@ -1,11 +1,11 @@
 //! Throughput smoke test of `DevNode` (not a test: timings are only reported).
 //!
 //! ```text
-//! cargo run --release -p candor-node --example throughput -- [publishers] [items per call] [seconds] [update %] [seal ms] [idempotency keys 0/1]
+//! cargo run --release -p candor-node --example throughput -- [publishers] [items per call] [seconds] [update %] [seal ms] [idempotency keys 0/1] [max inflight per shard] [target rate/s, 0 = as fast as possible]
 //! ```
 //!
-//! Defaults: 64 publishers, 16 items per call, 10 s, 0 % updates, 100 ms seal interval,
-//! no idempotency keys. Indices are BLAKE3 of
+//! Defaults: 64 publishers, 16 items per call, 10 s, 0 % updates, 250 ms seal interval,
+//! no idempotency keys, 4 entries in flight per shard. Indices are BLAKE3 of
 //! the label (the VRF is the API's cost, measured elsewhere). Reports mutations/s, the
 //! latency of a publish call (= SMT latency: the SMT is signed when the call returns)
 //! p50/p99, and the merge delay (signed head timestamp − SMT timestamp) of a sample.
@@ -41,8 +41,10 @@ async fn main() -> anyhow::Result<()> {
     let per_call = arg(2, 16) as usize;
     let seconds = arg(3, 10);
     let update_pct = arg(4, 0);
-    let seal_ms = arg(5, 100);
+    let seal_ms = arg(5, 250);
     let with_keys = arg(6, 0) == 1;
+    let inflight = arg(7, 4) as usize;
+    let rate = arg(8, 0);
     let seed: u64 = std::env::var("CANDOR_BENCH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -55,10 +57,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut config = NodeConfig::new(dir.path(), "bench.candor", keys);
     config.seal_interval = Duration::from_millis(seal_ms);
+    config.max_inflight = inflight;
     let node = DevNode::start(config).await?;
     println!(
         "publishers={publishers} items/call={per_call} seconds={seconds} updates={update_pct}% \
-         seal={seal_ms}ms keys={with_keys} seed={seed} shards={}",
+         seal={seal_ms}ms keys={with_keys} inflight={inflight} rate={rate} seed={seed} shards={}",
         1 << node.config().shard_bits
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -76,7 +79,17 @@ async fn main() -> anyhow::Result<()> {
             let mut lat = Vec::new();
             let mut sample: Vec<PublishReceipt> = Vec::new();
             let mut errors = 0u64;
+            // Open loop at `rate`: each publisher makes one call per period.
+            let mut tick = (rate > 0).then(|| {
+                let period = Duration::from_secs_f64((publishers * per_call) as f64 / rate as f64);
+                let mut t = tokio::time::interval(period);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
                 let reqs: Vec<PublishRequest> = (0..per_call)
                     .map(|_| {
                         let issued = counter.load(Ordering::Relaxed);

@@ -260,3 +260,32 @@ async fn refuses_another_namespace_on_the_same_store() -> Result<()> {
     ensure!(err.to_string().contains("namespace"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_items_fail_alone() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = DevNode::start(config(dir.path())).await?;
+    let mut huge = request(1, "x", None);
+    huge.value = vec![7; 200_000];
+    let mut empty_label = request(2, "y", None);
+    empty_label.label.clear();
+    let ok = request(3, "z", None);
+    let res = node
+        .publisher()
+        .publish(vec![huge, ok.clone(), empty_label])
+        .await?;
+    ensure!(
+        matches!(res[0], Err(ShardError::InvalidArgument(_))),
+        "{:?}",
+        res[0]
+    );
+    check_receipt(&node, &ok, res[1].as_ref().map_err(Clone::clone)?, 1)?;
+    ensure!(
+        matches!(res[2], Err(ShardError::InvalidArgument(_))),
+        "{:?}",
+        res[2]
+    );
+    ensure!(node.publisher().publish(Vec::new()).await?.is_empty());
+    node.shutdown().await;
+    Ok(())
+}
