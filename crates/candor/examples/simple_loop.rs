@@ -1,11 +1,11 @@
 //! A simple load loop against a running `candor dev`: `N` verified
-//! publishes, then `N` verified lookups, by `C` concurrent SDK clients
-//! (each a sequential loop). Not the benchmark (`candor bench`); a quick
+//! publishes (one per call, or `B` per PublishBatch call), then `N` verified
+//! lookups, by `C` concurrent SDK clients (each a sequential loop). Not the benchmark (`candor bench`); a quick
 //! figure for the README.
 //!
 //! ```text
 //! cargo run --release -p candor --example simple_loop -- \
-//!     http://127.0.0.1:8700 ./candor-data 2000 8
+//!     http://127.0.0.1:8700 ./candor-data 2000 8 [B]
 //! ```
 
 use std::time::Instant;
@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let n: usize = args.get(3).map_or(Ok(1000), |s| s.parse())?;
     let c: usize = args.get(4).map_or(Ok(1), |s| s.parse())?;
+    let b: usize = args.get(5).map_or(Ok(1), |s| s.parse())?.max(1);
     let pin = PinnedConfig::from_config_bytes(&std::fs::read(data.join("config.bin"))?)?;
     let token = std::fs::read_to_string(data.join("dev-token"))?
         .trim()
@@ -47,9 +48,22 @@ async fn main() -> anyhow::Result<()> {
     for (w, client) in clients.iter().cloned().enumerate() {
         let run_id = run_id.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..per {
-                let label = format!("loop-{run_id}-{w}-{i}");
-                client.publish(label.as_bytes(), b"value").await?;
+            let labels: Vec<String> = (0..per).map(|i| format!("loop-{run_id}-{w}-{i}")).collect();
+            for chunk in labels.chunks(b) {
+                if b == 1 {
+                    client.publish(chunk[0].as_bytes(), b"value").await?;
+                } else {
+                    let items: Vec<_> = chunk
+                        .iter()
+                        .map(|l| {
+                            candor_client::PublishItem::new(
+                                l.as_bytes().to_vec(),
+                                b"value".to_vec(),
+                            )
+                        })
+                        .collect();
+                    client.publish_batch(&items).await?;
+                }
             }
             anyhow::Ok(())
         }));
