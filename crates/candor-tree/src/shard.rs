@@ -19,6 +19,10 @@ use crate::keys::{
 use crate::nav::{Nav, Pos};
 use crate::node::{LeafRef, Node, Stride};
 
+/// Pruning more revisions than this at once makes one pass over the shard's
+/// node records instead of walking each revision's changes.
+const PRUNE_WALK_MAX: u64 = 4;
+
 /// A stored opening: the commitment nonce and the value.
 pub type StoredOpening = ([u8; 32], Vec<u8>);
 
@@ -683,7 +687,13 @@ impl ShardTree {
     /// Makes every revision before `keep_from` unreadable and deletes the node
     /// records and revision records only those revisions needed. Leaf records
     /// and openings are kept (history proofs need every version). Idempotent
-    /// and restartable: progress is recorded revision by revision.
+    /// and restartable.
+    ///
+    /// A few revisions are pruned by walking what each of them changed
+    /// (cost ∝ changes); many at once by one pass over the shard's node
+    /// records (cost ∝ records). The pass first makes the revisions
+    /// unreadable and then deletes; if interrupted, some dead records stay
+    /// until the next pass (harmless, only space).
     pub fn prune(&self, keep_from: u64) -> Result<PruneStats> {
         let mut guard = self.state.meta.lock().unwrap_or_else(|e| e.into_inner());
         let meta = *guard;
@@ -692,6 +702,17 @@ impl ShardTree {
                 "cannot prune up to {keep_from}: latest sealed revision is {}",
                 meta.latest
             )));
+        }
+        if keep_from > meta.retained_from + PRUNE_WALK_MAX {
+            let stats = self.prune_by_scan(meta, keep_from)?;
+            let next = ShardMeta {
+                retained_from: keep_from,
+                ..meta
+            };
+            *guard = next;
+            drop(guard);
+            self.publish(&next);
+            return Ok(stats);
         }
         let mut stats = PruneStats::default();
         let mut cur = meta;
@@ -735,6 +756,73 @@ impl ShardTree {
         }
         drop(guard);
         self.forest.store.sync()?;
+        Ok(stats)
+    }
+
+    /// Prunes `meta.retained_from..keep_from` in one pass over the node records.
+    fn prune_by_scan(&self, meta: ShardMeta, keep_from: u64) -> Result<PruneStats> {
+        // First make the revisions unreadable (marker and revision records).
+        let mut batch = WriteBatch::new();
+        for r in meta.retained_from.max(1)..keep_from {
+            batch.delete(Space::Tree, rev_key(self.shard, r));
+        }
+        let next = ShardMeta {
+            retained_from: keep_from,
+            ..meta
+        };
+        batch.put(Space::Meta, meta_shard_key(self.shard), next.encode());
+        self.forest
+            .store
+            .write_chunked(batch, candor_store::Durability::Sync)?;
+        for r in meta.retained_from.max(1)..keep_from {
+            self.forest
+                .cache
+                .remove(&crate::forest::CacheKey::Rev(self.shard, r));
+        }
+        self.publish(&next);
+        // Then, per position (its versions are consecutive keys, oldest
+        // first), delete every version older than the one visible at
+        // `keep_from`.
+        let mut stats = PruneStats {
+            revisions: keep_from - meta.retained_from,
+            node_records: 0,
+        };
+        let mut batch = WriteBatch::new();
+        // (position key without revision, key of its newest version <= keep_from)
+        let mut cur: Option<(Vec<u8>, Vec<u8>)> = None;
+        let range = KeyRange::prefix(&node_shard_prefix(self.shard));
+        for kv in scan_pages(
+            &*self.forest.store,
+            Space::Tree,
+            range,
+            Direction::Forward,
+            4096,
+        ) {
+            let (k, _) = kv?;
+            let (depth, _, rev) = parse_any_node_key(&k)?;
+            let pos_len = 4 + keys::prefix_bytes(depth);
+            let pos = &k[..pos_len];
+            if rev > keep_from {
+                continue;
+            }
+            match &mut cur {
+                Some((p, last)) if p.as_slice() == pos => {
+                    // A newer version <= keep_from supersedes the previous one.
+                    batch.delete(Space::Tree, std::mem::replace(last, k));
+                    stats.node_records += 1;
+                }
+                _ => cur = Some((pos.to_vec(), k)),
+            }
+            if batch.cost() > 4_000_000 {
+                self.forest.store.write_chunked(
+                    std::mem::take(&mut batch),
+                    candor_store::Durability::Buffered,
+                )?;
+            }
+        }
+        self.forest
+            .store
+            .write_chunked(batch, candor_store::Durability::Sync)?;
         Ok(stats)
     }
 
