@@ -286,4 +286,11 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("candor.example.toml");
+        let from_file: Config = Figment::from(Toml::file_exact(&path)).extract().unwrap();
+        assert_eq!(from_file, Config::default());
+    }
 }
