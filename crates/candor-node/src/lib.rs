@@ -163,7 +163,10 @@ pub struct NodeConfig {
     pub max_batch_items: usize,
     /// Most entries in flight per shard. Default 4.
     pub max_inflight: usize,
-    /// Raft timing.
+    /// Raft timing and log retention. Default: `RaftTuning::default()` timings, but a
+    /// snapshot (and log purge) every 4,096 entries keeping 512: with one member per
+    /// group the log is only needed until its entries are applied, and entries carry
+    /// every published value, so a long log would dominate disk use.
     pub raft: RaftTuning,
     /// How long `start` waits for every group to elect itself. Default 30 s.
     pub start_timeout: Duration,
@@ -185,7 +188,11 @@ impl NodeConfig {
             shard: ShardLogicConfig::default(),
             max_batch_items: 1024,
             max_inflight: 4,
-            raft: RaftTuning::default(),
+            raft: RaftTuning {
+                snapshot_after_entries: 4096,
+                keep_after_snapshot: 512,
+                ..RaftTuning::default()
+            },
             start_timeout: Duration::from_secs(30),
         }
     }

@@ -13,6 +13,7 @@ use candor_core::vrf::VrfSecretKey;
 use candor_node::{
     DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, ShardError,
 };
+use candor_raft::openraft::async_runtime::watch::WatchReceiver;
 use candor_tree::OpeningPolicy;
 
 const LABELS: usize = 1000;
@@ -286,6 +287,53 @@ async fn bad_items_fail_alone() -> Result<()> {
         res[2]
     );
     ensure!(node.publisher().publish(Vec::new()).await?.is_empty());
+    node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_purge_after_snapshots_and_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let small = |dir: &std::path::Path| {
+        let mut c = config(dir);
+        c.shard_bits = 1;
+        c.raft.snapshot_after_entries = 16;
+        c.raft.keep_after_snapshot = 4;
+        c
+    };
+    let node = DevNode::start(small(dir.path())).await?;
+    let mut acked = Vec::new();
+    for n in 0..150 {
+        let req = request(n, &format!("v{n}"), Some(format!("p{n}")));
+        let r = node.publisher().publish(vec![req.clone()]).await?;
+        acked.push((req, r.into_iter().next().context("one")??));
+    }
+    let e = node.flush_epoch().await?;
+    let head = node.epochs().head(e)?.context("head")?;
+    // Snapshots were taken and the logs purged: far fewer entries than were written.
+    for g in node.shard_groups() {
+        let m = g.metrics();
+        ensure!(m.last_applied.map(|l| l.index) > Some(60), "{m:?}");
+        let raw = g.raft().metrics().borrow_watched().clone();
+        ensure!(
+            raw.snapshot.is_some() && raw.purged.is_some(),
+            "snapshot {:?} purged {:?}",
+            raw.snapshot,
+            raw.purged
+        );
+    }
+    node.shutdown().await;
+    let node = DevNode::start(small(dir.path())).await?;
+    let e2 = node.flush_epoch().await?;
+    ensure!(e2 > e);
+    let new = node.epochs().head(e2)?.context("head")?;
+    check_extension(&node, &head, &new)?;
+    let view = node.epochs().view(&node.forest(), e2)?;
+    for (req, r) in &acked {
+        ensure!(view.leaf(&req.index)? == Some(r.leaf));
+    }
+    let again = node.publisher().publish(vec![acked[3].0.clone()]).await?;
+    ensure!(again[0].as_ref().map(|r| r.leaf) == Ok(acked[3].1.leaf));
     node.shutdown().await;
     Ok(())
 }
