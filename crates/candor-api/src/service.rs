@@ -402,17 +402,25 @@ impl Inner {
         let labels: Vec<Vec<u8>> = items.iter().map(|i| i.label.clone()).collect();
         // VRF evaluations are the CPU cost of a publish: spread large
         // batches over the blocking pool.
-        let mut tasks = Vec::new();
-        for chunk in labels.chunks(64) {
-            let chunk = chunk.to_vec();
-            let me = me.clone();
-            tasks.push(blocking(move || {
-                Ok(chunk.iter().map(|l| me.vrf(l)).collect::<Vec<_>>())
-            }));
-        }
+        // spawn_blocking starts each chunk at once (an async wrapper would
+        // only start when awaited, one after the other).
+        let span = Span::current();
+        let tasks: Vec<_> = labels
+            .chunks(64)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                let (me, span) = (me.clone(), span.clone());
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| chunk.iter().map(|l| me.vrf(l)).collect::<Vec<_>>())
+                })
+            })
+            .collect();
         let mut vrfs = Vec::with_capacity(items.len());
         for t in tasks {
-            vrfs.extend(t.await?);
+            vrfs.extend(
+                t.await
+                    .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?,
+            );
         }
         if let [(index, _)] = vrfs.as_slice() {
             Span::current().record("index", index_prefix(index));
