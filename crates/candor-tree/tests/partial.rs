@@ -156,3 +156,39 @@ fn failed_seal_then_same_seal() {
 fn failed_seal_then_other_seal() {
     run(false);
 }
+
+/// `seal_staged` (leaves passed by the caller) seals exactly what `seal`
+/// (leaves read back) does.
+#[test]
+fn seal_staged_equals_seal() {
+    let mut rng = TestRng(21);
+    let idx: Vec<Index> = (0..200).map(|_| rng.index()).collect();
+    let mut roots = Vec::new();
+    for staged in [false, true] {
+        let store = mem_store();
+        let forest = Forest::open(store.clone(), TreeConfig::default()).unwrap();
+        let tree = forest.shard(0).unwrap();
+        let mut reference = ReferenceMap::new();
+        for round in 0..3u8 {
+            let mut batch = WriteBatch::new();
+            let mut leaves = Vec::new();
+            for i in idx.iter().skip(round as usize).step_by(2) {
+                for _ in 0..1 + (i[5] % 2) {
+                    let (leaf, n) = leaf_for(&mut reference, *i, &[round]);
+                    tree.stage(&mut batch, &leaf, Some((&n, &[round]))).unwrap();
+                    leaves.push(leaf);
+                }
+            }
+            store.write(&batch, Durability::Sync).unwrap();
+            let sealed = if staged {
+                tree.seal_staged(&leaves).unwrap()
+            } else {
+                let indices: Vec<Index> = leaves.iter().map(|l| l.index).collect();
+                tree.seal(&indices).unwrap()
+            };
+            assert_eq!(sealed.root.hash, reference.root());
+        }
+        roots.push(tree.root(3).unwrap());
+    }
+    assert_eq!(roots[0], roots[1]);
+}
