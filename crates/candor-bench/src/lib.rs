@@ -270,6 +270,10 @@ async fn run_against(
         TrackerSettings {
             poll: (epoch / 4).clamp(Duration::from_millis(20), Duration::from_millis(250)),
             drain: max_merge + 2 * epoch,
+            // Enough heads to cover an SMT answer slower than the merge delay.
+            keep_heads: usize::try_from((max_merge + 2 * epoch).as_millis() / epoch.as_millis())
+                .unwrap_or(usize::MAX)
+                .clamp(4, 4096),
         },
         bar.clone(),
     ));

@@ -381,11 +381,67 @@ pub(crate) struct TrackerSettings {
     pub poll: Duration,
     /// After the workers stop, how long to keep waiting for pending samples.
     pub drain: Duration,
+    /// Signed heads kept to check late-arriving samples against (an SMT can reach the
+    /// client after the epoch that holds it was signed).
+    pub keep_heads: usize,
 }
 
-/// Follows signed heads and checks every sampled SMT at each new epoch, in order, until
-/// the first epoch that holds it: the merge delay is that head's timestamp minus the
-/// SMT's. An SMT still pending at an epoch past its deadline is a broken promise.
+/// Slack for clock skew between the shard that signs an SMT and the sequencer that
+/// signs heads: an epoch whose timestamp is more than this before the SMT's cannot
+/// hold it.
+const SKEW_MS: u64 = 1000;
+
+/// A sample still to be found, with the last epoch it was checked at.
+struct Pending {
+    sample: MergeSample,
+    checked: u64,
+}
+
+/// Result of walking a sample through heads.
+enum Walk {
+    /// First held by this head.
+    Merged(SignedHead),
+    /// Not held by any of the heads, none of which is past its deadline.
+    Pending(u64),
+    /// Not held by a head past its deadline, or another leaf at its version.
+    Broken(String),
+    /// A call failed (retried at the next tick unless a security event).
+    Failed(ClientError, u64),
+}
+
+/// Checks `s` at each of `heads` (ascending, all newer than `checked`) until the first
+/// that holds it.
+async fn walk(client: &Client, s: &MergeSample, mut checked: u64, heads: &[SignedHead]) -> Walk {
+    let from = checked;
+    for h in heads.iter().filter(|h| h.head.epoch > from) {
+        if h.head.timestamp_ms.saturating_add(SKEW_MS) < s.smt.smt.timestamp_ms {
+            // Older than the SMT: cannot hold it.
+            checked = h.head.epoch;
+            continue;
+        }
+        match check_at(client, s, h.head.epoch).await {
+            Check::Merged => return Walk::Merged(h.clone()),
+            Check::Pending if h.head.timestamp_ms > s.smt.smt.merge_deadline_ms => {
+                return Walk::Broken(format!(
+                    "broken promise: version {} of {} is not in epoch {}, signed after its deadline",
+                    s.version(),
+                    String::from_utf8_lossy(&s.label),
+                    h.head.epoch
+                ));
+            }
+            Check::Pending => checked = h.head.epoch,
+            Check::Broken(m) => return Walk::Broken(m),
+            Check::Failed(e) => return Walk::Failed(e, checked),
+        }
+    }
+    Walk::Pending(checked)
+}
+
+/// Follows signed heads and checks every sampled SMT at each epoch from the SMT's time
+/// on, in order, until the first epoch that holds it: the merge delay is that head's
+/// timestamp minus the SMT's (the service's clock). A first holding epoch signed after
+/// the SMT's deadline, or an epoch past the deadline that does not hold it, is a broken
+/// promise.
 pub(crate) async fn merge_tracker(
     client: Client,
     mut rx: mpsc::UnboundedReceiver<MergeSample>,
@@ -393,9 +449,14 @@ pub(crate) async fn merge_tracker(
     bar: ProgressBar,
 ) -> Collected {
     let mut c = Collected::default();
-    let mut pending: Vec<MergeSample> = Vec::new();
-    let mut checked = match client.latest_head().await {
-        Ok(h) => h.head.epoch,
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut heads: std::collections::VecDeque<SignedHead> = std::collections::VecDeque::new();
+    let mut latest_epoch = match client.latest_head().await {
+        Ok(h) => {
+            let e = h.head.epoch;
+            heads.push_back(h);
+            e
+        }
         Err(e) => {
             c.errors.add(&e);
             0
@@ -408,7 +469,9 @@ pub(crate) async fn merge_tracker(
     loop {
         tokio::select! {
             s = rx.recv(), if !senders_done => match s {
-                Some(s) => pending.push(s),
+                // Checked from the oldest kept head on: the SMT may have reached us after
+                // the epoch that holds it was signed.
+                Some(sample) => pending.push(Pending { sample, checked: 0 }),
                 None => {
                     senders_done = true;
                     drain_until = Some(Instant::now() + settings.drain);
@@ -421,29 +484,32 @@ pub(crate) async fn merge_tracker(
                     }
                     bar.set_message(format!("waiting for {} sampled SMTs to merge", pending.len()));
                 }
-                let latest = match client.latest_head().await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        c.errors.add(&e);
-                        continue;
-                    }
-                };
-                while checked < latest.head.epoch {
-                    let e = checked + 1;
-                    let head = if e == latest.head.epoch {
-                        latest.clone()
-                    } else {
-                        match client.head(e).await {
-                            Ok(h) => h,
-                            Err(err) => {
-                                c.errors.add(&err);
-                                break;
+                // New heads, in order.
+                match client.latest_head().await {
+                    Ok(latest) => {
+                        let mut e = latest_epoch + 1;
+                        while e < latest.head.epoch {
+                            match client.head(e).await {
+                                Ok(h) => heads.push_back(h),
+                                Err(err) => {
+                                    c.errors.add(&err);
+                                    break;
+                                }
                             }
+                            e += 1;
                         }
-                    };
-                    check_epoch(&client, &head, &mut pending, &mut c).await;
-                    checked = e;
+                        if e == latest.head.epoch {
+                            heads.push_back(latest);
+                        }
+                        latest_epoch = heads.back().map_or(latest_epoch, |h| h.head.epoch);
+                        while heads.len() > settings.keep_heads.max(1) {
+                            heads.pop_front();
+                        }
+                    }
+                    Err(e) => c.errors.add(&e),
                 }
+                let snapshot: Vec<SignedHead> = heads.iter().cloned().collect();
+                check_pending(&client, &snapshot, &mut pending, &mut c).await;
             }
         }
     }
@@ -451,60 +517,58 @@ pub(crate) async fn merge_tracker(
     c
 }
 
-/// Checks every pending sample that can be in `head`'s epoch.
-async fn check_epoch(
+/// Walks every pending sample through the heads it has not been checked at.
+async fn check_pending(
     client: &Client,
-    head: &SignedHead,
-    pending: &mut Vec<MergeSample>,
+    heads: &[SignedHead],
+    pending: &mut Vec<Pending>,
     c: &mut Collected,
 ) {
-    let h = &head.head;
-    // An SMT is signed before the seal that includes it and the epoch after that, so
-    // an epoch older than the SMT cannot hold it; 1 s of slack covers clock skew
-    // between the shard and the sequencer.
-    let (candidates, later): (Vec<_>, Vec<_>) = pending
-        .drain(..)
-        .partition(|s| s.smt.smt.timestamp_ms <= h.timestamp_ms.saturating_add(1000));
-    *pending = later;
-    let mut checks: FuturesUnordered<_> = FuturesUnordered::new();
-    let mut queue = candidates.into_iter();
+    let newest = heads.last().map_or(0, |h| h.head.epoch);
+    let mut todo = std::mem::take(pending).into_iter();
+    let mut walks: FuturesUnordered<_> = FuturesUnordered::new();
     loop {
-        while checks.len() < MERGE_CHECKS_IN_FLIGHT {
-            let Some(s) = queue.next() else { break };
-            checks.push(async move {
-                let r = check_at(client, &s, h.epoch).await;
-                (s, r)
+        while walks.len() < MERGE_CHECKS_IN_FLIGHT {
+            let Some(p) = todo.next() else { break };
+            if p.checked >= newest {
+                pending.push(p);
+                continue;
+            }
+            walks.push(async move {
+                let w = walk(client, &p.sample, p.checked, heads).await;
+                (p.sample, w)
             });
         }
-        let Some((s, r)) = checks.next().await else {
+        let Some((sample, w)) = walks.next().await else {
             break;
         };
-        match r {
-            Check::Merged => {
-                let delay_ms = h.timestamp_ms.saturating_sub(s.smt.smt.timestamp_ms);
+        match w {
+            Walk::Merged(h) => {
+                let smt = &sample.smt.smt;
+                let delay_ms = h.head.timestamp_ms.saturating_sub(smt.timestamp_ms);
                 c.merge.record_us(delay_ms.saturating_mul(1000));
                 c.counts.merge_confirmed += 1;
+                if h.head.timestamp_ms > smt.merge_deadline_ms {
+                    c.errors.add_kind(
+                        "broken_promise",
+                        format!(
+                            "broken promise: version {} of {} first in epoch {}, signed {} ms after its deadline",
+                            smt.version,
+                            String::from_utf8_lossy(&sample.label),
+                            h.head.epoch,
+                            h.head.timestamp_ms - smt.merge_deadline_ms
+                        ),
+                    );
+                }
             }
-            Check::Pending if h.timestamp_ms > s.smt.smt.merge_deadline_ms => {
-                c.errors.add_kind(
-                    "broken_promise",
-                    format!(
-                        "broken promise: version {} of {} not merged by its deadline (epoch {} is past it)",
-                        s.version(),
-                        String::from_utf8_lossy(&s.label),
-                        h.epoch
-                    ),
-                );
-            }
-            Check::Pending => pending.push(s),
+            Walk::Pending(checked) => pending.push(Pending { sample, checked }),
             // Counted under the kind of the SDK's BrokenPromise (whose evidence only
             // `wait_merged` builds).
-            Check::Broken(msg) => c.errors.add_kind("broken_promise", msg),
-            Check::Failed(e) => {
+            Walk::Broken(msg) => c.errors.add_kind("broken_promise", msg),
+            Walk::Failed(e, checked) => {
                 c.errors.add(&e);
-                // A transient failure: try again at the next epoch.
                 if !e.is_security_event() {
-                    pending.push(s);
+                    pending.push(Pending { sample, checked });
                 }
             }
         }
