@@ -1,8 +1,11 @@
 //! Figures of the tree engine on the embedded store (release build):
 //!
 //! ```text
-//! cargo bench -p candor-tree --bench tree -- [--leaves 1000000] [--batch 10000] [--shard-bits 0]
+//! cargo bench -p candor-tree --bench tree -- [--leaves 1000000] [--batch 10000] \
+//!     [--shard-bits 0] [--cache-mib 64] [--no-prune 1]
 //! ```
+//!
+//! `CANDOR_BENCH_DIR` chooses where the temporary store lives (default `/tmp`).
 //!
 //! * batch apply throughput (stage + seal, leaves/s) while the tree grows, and for
 //!   updates of existing labels at the final size;
