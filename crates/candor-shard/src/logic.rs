@@ -24,8 +24,10 @@
 //! see the state as of the previous entry because every earlier entry's batch is
 //! already written; within one entry, an overlay carries the items already processed.
 //!
-//! A `Seal` calls [`ShardTree::seal`], which writes the revision itself (crash-safe, marker
-//! last), then one batch clears the pending set and records the revision. If a crash
+//! A `Seal` hands the newest staged leaf of every pending label to [`ShardTree::apply`]
+//! (re-staging identical records, so no store seek per label), which writes the
+//! revision itself (crash-safe, marker last); then one batch clears the pending set and
+//! records the revision. If a crash
 //! falls between the two, re-applying the entry finds the tree one revision ahead of
 //! [`ShardState::sealed_rev`] and only records it: only this state machine seals this
 //! shard, so that revision is exactly this entry's seal.
@@ -39,7 +41,7 @@
 //! is scoped by tenant and shard: reusing a key for a label of another shard is not
 //! detected as a conflict.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -170,7 +172,9 @@ pub struct ShardLogic {
     config: ShardLogicConfig,
     prefix: Vec<u8>,
     state: ShardState,
-    pending: BTreeSet<Index>,
+    /// The newest staged leaf of every label staged since the last seal (what the next
+    /// seal puts in the tree; also saves a store seek per update of a pending label).
+    pending: BTreeMap<Index, Leaf>,
     /// Log indices of the entries whose `p` records make up the pending set.
     pending_entries: Vec<u64>,
     marker: Option<Vec<u8>>,
@@ -204,7 +208,7 @@ impl ShardLogic {
             config,
             prefix,
             state: ShardState::default(),
-            pending: BTreeSet::new(),
+            pending: BTreeMap::new(),
             pending_entries: Vec::new(),
             marker: None,
             pending_count: Arc::new(AtomicUsize::new(0)),
@@ -220,7 +224,7 @@ impl ShardLogic {
         };
         self.marker = self.store.get(SPACE, &self.key(TAG_MARKER, &[]))?;
         let p = self.key(TAG_PENDING, &[]);
-        let mut pending = BTreeSet::new();
+        let mut pending = BTreeMap::new();
         let mut entries = Vec::new();
         for kv in scan_pages(
             &*self.store,
@@ -240,7 +244,13 @@ impl ShardLogic {
             for c in v.chunks_exact(32) {
                 let mut idx = [0u8; 32];
                 idx.copy_from_slice(c);
-                pending.insert(idx);
+                if let std::collections::btree_map::Entry::Vacant(v) = pending.entry(idx) {
+                    let leaf = self
+                        .tree
+                        .latest_leaf(&idx)?
+                        .ok_or_else(|| corrupt("pending label without a staged leaf"))?;
+                    v.insert(leaf);
+                }
             }
         }
         self.pending_entries = entries;
@@ -275,8 +285,8 @@ impl ShardLogic {
         self.state
     }
 
-    /// Labels staged since the last seal.
-    pub fn pending(&self) -> &BTreeSet<Index> {
+    /// Labels staged since the last seal, with their newest staged leaf.
+    pub fn pending(&self) -> &BTreeMap<Index, Leaf> {
         &self.pending
     }
 
@@ -464,7 +474,7 @@ impl ShardLogic {
         let mut staged: HashMap<(Index, u64), Leaf> = HashMap::new();
         let mut keys: HashMap<Digest, IdemRecord> = HashMap::new();
         let mut new_pending: Vec<u8> = Vec::new();
-        let mut seen: std::collections::HashSet<Index> = std::collections::HashSet::new();
+        let mut seen: HashSet<Index> = HashSet::new();
         let mut outs = Vec::with_capacity(items.len());
         let mut stored = Vec::with_capacity(items.len());
         for item in items {
@@ -503,7 +513,10 @@ impl ShardLogic {
                     continue;
                 }
             }
-            let prev = match latest.get(&item.index) {
+            let prev = match latest
+                .get(&item.index)
+                .or_else(|| self.pending.get(&item.index))
+            {
                 Some(l) => Some(*l),
                 None => self.tree.latest_leaf(&item.index)?,
             };
@@ -517,7 +530,7 @@ impl ShardLogic {
                 .stage(&mut b, &leaf, Some((&item.nonce, item.value.as_slice())))?;
             latest.insert(item.index, leaf);
             staged.insert((item.index, version), leaf);
-            if !self.pending.contains(&item.index) && seen.insert(item.index) {
+            if !self.pending.contains_key(&item.index) && seen.insert(item.index) {
                 new_pending.extend_from_slice(&item.index);
             }
             if let Some(kh) = kh {
@@ -572,7 +585,8 @@ impl ShardLogic {
         if added {
             self.pending_entries.push(log_index);
         }
-        self.pending.extend(seen);
+        drop(seen);
+        self.pending.extend(latest);
         self.pending_count
             .store(self.pending.len(), Ordering::Relaxed);
         Ok(ShardResponse::Published(outs))
@@ -633,8 +647,11 @@ impl ShardLogic {
         if !self.pending.is_empty() {
             let latest = self.tree.latest_revision();
             let revision = if latest == st.sealed_rev {
-                let indices: Vec<Index> = self.pending.iter().copied().collect();
-                let sealed = self.tree.seal(&indices)?;
+                // The newest staged leaves are known: re-staging them (identical records)
+                // and sealing skips a store seek per label.
+                let leaves: Vec<(Leaf, Option<candor_tree::StoredOpening>)> =
+                    self.pending.values().map(|l| (*l, None)).collect();
+                let sealed = self.tree.apply(&leaves)?;
                 sealed.revision
             } else if latest == st.sealed_rev + 1 {
                 // Sealed before a crash; only the bookkeeping below was lost.
