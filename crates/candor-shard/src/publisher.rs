@@ -75,7 +75,9 @@ pub struct PublisherConfig {
     pub max_merge_delay_ms: u64,
     /// Most items in one Raft entry. Default 1024.
     pub max_batch_items: usize,
-    /// Most entries of one shard in flight at once. Default 4.
+    /// Most entries of one shard in flight at once. Default 2: fewer, larger entries
+    /// cost less per mutation (measured: 1–2 beat 4 in throughput and CPU, with 1 or
+    /// 16 items per call), and 2 still overlaps one entry's apply with the next's append.
     pub max_inflight: usize,
     /// Requests queued per shard before callers wait. Default 4096.
     pub queue_depth: usize,
@@ -89,7 +91,7 @@ impl PublisherConfig {
             shard_bits,
             max_merge_delay_ms,
             max_batch_items: 1024,
-            max_inflight: 4,
+            max_inflight: 2,
             queue_depth: 4096,
         }
     }
