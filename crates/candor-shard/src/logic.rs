@@ -24,10 +24,9 @@
 //! see the state as of the previous entry because every earlier entry's batch is
 //! already written; within one entry, an overlay carries the items already processed.
 //!
-//! A `Seal` hands the newest staged leaf of every pending label to [`ShardTree::apply`]
-//! (re-staging identical records, so no store seek per label), which writes the
-//! revision itself (crash-safe, marker last); then one batch clears the pending set and
-//! records the revision. If a crash
+//! A `Seal` hands the newest staged leaf of every pending label (kept in memory) to
+//! [`ShardTree::seal_staged`], which writes the revision itself (crash-safe, marker
+//! last); then one batch clears the pending set and records the revision. If a crash
 //! falls between the two, re-applying the entry finds the tree one revision ahead of
 //! [`ShardState::sealed_rev`] and only records it: only this state machine seals this
 //! shard, so that revision is exactly this entry's seal.
@@ -647,11 +646,9 @@ impl ShardLogic {
         if !self.pending.is_empty() {
             let latest = self.tree.latest_revision();
             let revision = if latest == st.sealed_rev {
-                // The newest staged leaves are known: re-staging them (identical records)
-                // and sealing skips a store seek per label.
-                let leaves: Vec<(Leaf, Option<candor_tree::StoredOpening>)> =
-                    self.pending.values().map(|l| (*l, None)).collect();
-                let sealed = self.tree.apply(&leaves)?;
+                // The newest staged leaves are known: no store seek per label.
+                let leaves: Vec<Leaf> = self.pending.values().copied().collect();
+                let sealed = self.tree.seal_staged(&leaves)?;
                 sealed.revision
             } else if latest == st.sealed_rev + 1 {
                 // Sealed before a crash; only the bookkeeping below was lost.
