@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Defaults: 64 publishers, 16 items per call, 10 s, 0 % updates, 250 ms seal interval,
-//! no idempotency keys, 2 entries in flight per shard. Indices are BLAKE3 of
+//! no idempotency keys, 1 entry in flight per shard. Indices are BLAKE3 of
 //! the label (the VRF is the API's cost, measured elsewhere). Reports mutations/s, the
 //! latency of a publish call (= SMT latency: the SMT is signed when the call returns)
 //! p50/p99, and the merge delay (signed head timestamp − SMT timestamp) of a sample.
@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let update_pct = arg(4, 0);
     let seal_ms = arg(5, 250);
     let with_keys = arg(6, 0) == 1;
-    let inflight = arg(7, 2) as usize;
+    let inflight = arg(7, 1) as usize;
     let rate = arg(8, 0);
     let seed: u64 = std::env::var("CANDOR_BENCH_SEED")
         .ok()

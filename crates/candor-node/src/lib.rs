@@ -161,7 +161,7 @@ pub struct NodeConfig {
     pub shard: ShardLogicConfig,
     /// Most items per Raft entry. Default 1024.
     pub max_batch_items: usize,
-    /// Most entries in flight per shard. Default 2 (see `PublisherConfig::max_inflight`).
+    /// Most entries in flight per shard. Default 1 (see `PublisherConfig::max_inflight`).
     pub max_inflight: usize,
     /// Raft timing and log retention. Default: `RaftTuning::default()` timings, but a
     /// snapshot (and log purge) every 4,096 entries keeping 512: with one member per
@@ -187,7 +187,7 @@ impl NodeConfig {
             tree_cache_bytes: 64 << 20,
             shard: ShardLogicConfig::default(),
             max_batch_items: 1024,
-            max_inflight: 2,
+            max_inflight: 1,
             raft: RaftTuning {
                 snapshot_after_entries: 4096,
                 keep_after_snapshot: 512,

@@ -75,9 +75,11 @@ pub struct PublisherConfig {
     pub max_merge_delay_ms: u64,
     /// Most items in one Raft entry. Default 1024.
     pub max_batch_items: usize,
-    /// Most entries of one shard in flight at once. Default 2: fewer, larger entries
-    /// cost less per mutation (measured: 1–2 beat 4 in throughput and CPU, with 1 or
-    /// 16 items per call), and 2 still overlaps one entry's apply with the next's append.
+    /// Most entries of one shard in flight at once. Default 1: requests that arrive
+    /// while an entry is in flight join the next one, and fewer, larger entries cost
+    /// less per mutation (measured on `candor dev`: 1 beat 2 and 4 in throughput and CPU
+    /// per mutation, with 1 or 16 items per call). A cluster with network round trips
+    /// may want 2–4 to overlap replication of consecutive entries.
     pub max_inflight: usize,
     /// Requests queued per shard before callers wait. Default 4096.
     pub queue_depth: usize,
@@ -91,7 +93,7 @@ impl PublisherConfig {
             shard_bits,
             max_merge_delay_ms,
             max_batch_items: 1024,
-            max_inflight: 2,
+            max_inflight: 1,
             queue_depth: 4096,
         }
     }
