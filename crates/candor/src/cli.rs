@@ -36,7 +36,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Verify an SMT or a signed epoch head (from a file or hex).
     Verify(VerifyArgs),
-    /// Load generator with a progress bar and JSON summary (not implemented yet).
+    /// Load generator: drives a service (or an embedded one) and prints a summary,
+    /// optionally writing a JSON report. Every proof is verified.
     Bench(BenchArgs),
     /// Print the hash of a bearer token, for `api.tenants[].token_hash`.
     HashToken(HashTokenArgs),
@@ -111,9 +112,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Benchmark options (reserved).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    #[command(flatten)]
+    pub options: candor_bench::BenchOptions,
 }
 
 #[derive(Debug, Args)]

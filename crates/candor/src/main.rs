@@ -5,7 +5,7 @@
 //!   that verify everything they receive against a pinned configuration
 //!   (`--config-digest`, `--pin FILE`, `DATA_DIR/config.bin`, or the opt-in
 //!   `--tofu`).
-//! * `candor serve`, `candor bench`: not implemented yet.
+//! * `candor serve`: not implemented yet (cluster roles).
 //!
 //! Exit codes: 0 success; 1 usage or configuration error; 2 transport
 //! failure or an error status from the server; 3 verification failure (the
@@ -66,9 +66,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
              use `candor dev` for a single-node deployment",
             args.role
         ))),
-        Command::Bench(_) => Err(Failure::usage(anyhow::anyhow!(
-            "candor bench: not implemented yet (issue: load generator `candor bench`)"
-        ))),
+        Command::Bench(args) => {
+            init_tracing("warn");
+            let report = runtime
+                .block_on(candor_bench::run(args.options))
+                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+            println!("{report}");
+            // A proof that failed to verify is a security event, not a sample.
+            const SECURITY: [&str; 3] = ["verification_failed", "equivocation", "broken_promise"];
+            match SECURITY
+                .iter()
+                .find(|k| report.errors.get(**k).copied().unwrap_or(0) > 0)
+            {
+                Some(kind) => Err(Failure::verification(format!(
+                    "{} operation(s) failed with {kind} during the benchmark",
+                    report.errors[*kind]
+                ))),
+                None => Ok(()),
+            }
+        }
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
             Ok(())
