@@ -270,10 +270,9 @@ async fn run_against(
         TrackerSettings {
             poll: (epoch / 4).clamp(Duration::from_millis(20), Duration::from_millis(250)),
             drain: max_merge + 2 * epoch,
-            // Enough heads to cover an SMT answer slower than the merge delay.
-            keep_heads: usize::try_from((max_merge + 2 * epoch).as_millis() / epoch.as_millis())
-                .unwrap_or(usize::MAX)
-                .clamp(4, 4096),
+            // Heads are small; keeping many means a tracker that falls behind under load
+            // still finds the true first epoch of every sample.
+            keep_heads: 4096,
         },
         bar.clone(),
     ));
@@ -316,6 +315,7 @@ async fn run_against(
         namespace: config.namespace.clone(),
         config_digest: hex::encode(config.digest()),
         epoch_interval_ms: config.epoch_interval_ms,
+        max_merge_delay_ms: config.max_merge_delay_ms,
         shards: 1u32 << config.shard_bits,
         mix: opts.mix,
         concurrency: opts.concurrency,

@@ -37,8 +37,10 @@ pub struct RunInfo {
     pub namespace: String,
     /// Digest of the pinned configuration.
     pub config_digest: String,
-    /// Epoch interval and shard count the service announces.
+    /// Epoch interval the service announces.
     pub epoch_interval_ms: u64,
+    /// Maximum merge delay the service promises.
+    pub max_merge_delay_ms: u64,
     /// Shards of the service.
     pub shards: u32,
     /// The operation mix.
@@ -241,8 +243,8 @@ impl fmt::Display for BenchReport {
         let c = &self.counts;
         writeln!(
             f,
-            "candor bench: {} ({}, {} shards, {} ms epochs)",
-            r.target, r.namespace, r.shards, r.epoch_interval_ms
+            "candor bench: {} ({}, {} shards, {} ms epochs, {} ms maximum merge delay)",
+            r.target, r.namespace, r.shards, r.epoch_interval_ms, r.max_merge_delay_ms
         )?;
         writeln!(
             f,
@@ -314,6 +316,7 @@ mod tests {
             namespace: "bench".into(),
             config_digest: "00".repeat(32),
             epoch_interval_ms: 1000,
+            max_merge_delay_ms: 10_000,
             shards: 16,
             mix: Mix::default(),
             concurrency: 4,
