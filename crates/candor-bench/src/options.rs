@@ -19,7 +19,7 @@ pub const DEFAULT_TARGET: &str = "http://127.0.0.1:8700";
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
     /// Service endpoint [default: http://127.0.0.1:8700].
-    #[arg(long, env = "CANDOR_TARGET", conflicts_with = "embedded")]
+    #[arg(long, env = "CANDOR_TARGET")]
     pub target: Option<String>,
     /// Bearer token for publishes.
     #[arg(long, env = "CANDOR_TOKEN", hide_env_values = true)]
@@ -150,7 +150,11 @@ impl BenchOptions {
         }
         if self.embedded {
             if self.target.is_some() || self.config_digest.is_some() || self.pin.is_some() {
-                return Err("--embedded starts its own service: no --target or pin".into());
+                return Err(
+                    "--embedded starts its own service: drop --target, --config-digest \
+                     and --pin (or CANDOR_TARGET, CANDOR_CONFIG_DIGEST, CANDOR_PIN)"
+                        .into(),
+                );
             }
             if !self.shards.is_power_of_two() || self.shards > 1 << 16 {
                 return Err("--shards must be a power of two ≤ 65536".into());
@@ -404,7 +408,8 @@ mod tests {
         o.validate().unwrap();
         // --ops and --duration exclude each other; --embedded excludes --target.
         assert!(Cli::try_parse_from(["x", "--ops", "5", "--duration", "1s"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--embedded", "--target", "http://h:1"]).is_err());
+        let c = Cli::try_parse_from(["x", "--embedded", "--target", "http://h:1"]).unwrap();
+        assert!(c.bench.validate().is_err());
     }
 
     #[test]
