@@ -44,7 +44,8 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 16)]
     pub shards: u32,
     /// Share of each operation: `new` labels, `update`s of labels published by this run,
-    /// `lookup`s of them. Weights, not necessarily summing to 100.
+    /// `lookup`s of them. Weights, not necessarily summing to 100; they apply to items
+    /// (a PublishBatch of k counts k).
     #[arg(long, default_value = "new=20,update=30,lookup=50")]
     pub mix: Mix,
     /// Operations in flight at once (one task each).
@@ -269,6 +270,21 @@ impl Mix {
         }
     }
 
+    /// The operation for a uniform draw `r` when writes go `batch` items per call:
+    /// lookups are weighted `batch` times so that the *items* (a call of `batch`
+    /// publishes counts `batch` operations) follow the weights. Returns `Lookup` or, for
+    /// any write, `New` (the items are then drawn with [`Mix::pick_write`]).
+    pub fn pick_call(&self, r: u64, batch: usize) -> OpKind {
+        let writes = u64::from(self.new) + u64::from(self.update);
+        let lookups = u64::from(self.lookup).saturating_mul(batch.max(1) as u64);
+        let total = writes.saturating_add(lookups).max(1);
+        if r % total < lookups {
+            OpKind::Lookup
+        } else {
+            OpKind::New
+        }
+    }
+
     /// For a write, whether a draw `r` makes it a new label (else an update).
     pub fn pick_write(&self, r: u64) -> OpKind {
         let w = u64::from(self.new) + u64::from(self.update);
@@ -383,6 +399,24 @@ mod tests {
         assert_eq!(m.pick_write(2), OpKind::Update);
         let lookups_only: Mix = "lookup=1".parse().unwrap();
         assert_eq!(lookups_only.pick_write(5), OpKind::New);
+    }
+
+    #[test]
+    fn calls_follow_the_mix_in_items() {
+        // Half the items lookups, half publishes, with publishes 10 per call.
+        let m: Mix = "new=25,update=25,lookup=50".parse().unwrap();
+        let (mut lookup_items, mut write_items) = (0u64, 0u64);
+        let total = 50 + 50 * 10;
+        for r in 0..total * 20 {
+            match m.pick_call(r, 10) {
+                OpKind::Lookup => lookup_items += 1,
+                _ => write_items += 10,
+            }
+        }
+        assert_eq!(lookup_items, write_items);
+        assert_eq!(m.pick_call(0, 1), OpKind::Lookup);
+        let writes_only: Mix = "new=1".parse().unwrap();
+        assert!((0..100).all(|r| writes_only.pick_call(r, 10) == OpKind::New));
     }
 
     #[test]

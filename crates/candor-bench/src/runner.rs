@@ -189,7 +189,7 @@ pub(crate) async fn worker(
     let client = shared.clients[id % shared.clients.len()].clone();
     let mut c = Collected::default();
     loop {
-        match shared.mix.pick(rng.next_u64()) {
+        match shared.mix.pick_call(rng.next_u64(), shared.batch) {
             OpKind::Lookup => {
                 if shared.reserve(1) == 0 {
                     break;
