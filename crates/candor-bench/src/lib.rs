@@ -24,9 +24,11 @@
 //!    updates and lookups have labels to work on. Not measured.
 //! 3. **Load**: `--concurrency` tasks each draw an operation by the `--mix` weights:
 //!    a PublishBatch of `--batch` items (each a new label or an update of a label this
-//!    run published), or a Lookup of such a label. Until `--duration` has passed or
-//!    `--ops` operations were issued (a batch of k items counts k).
-//! 4. **Merge**: every `--merge-sample`th SMT is followed: at each new signed epoch, in
+//!    run published), or a Lookup of such a label, so that items follow the weights.
+//!    Until `--duration` has passed or `--ops` operations were issued (a batch of k
+//!    items counts k).
+//! 4. **Merge**: every `--merge-sample`th SMT is followed: the latest signed head is
+//!    polled every quarter epoch (at most 250 ms) and at each new epoch, in
 //!    order, a verified lookup (or history, if the label moved on) tells whether the
 //!    epoch's map holds the SMT's leaf. The first that does gives the merge delay
 //!    (head timestamp − SMT timestamp, both the service's clock); a pending SMT at an
