@@ -36,8 +36,9 @@ fn build(n: u32, updates: &[u32]) -> ReferenceMap {
         let idx = sk.evaluate(&l).0.index();
         m.publish(idx, &l, &i.to_be_bytes(), Some([i as u8; 32]));
     }
-    for (k, u) in updates.iter().enumerate() {
-        let l = label(u % n.max(1));
+    // Updates only touch labels that exist (an empty map stays empty).
+    for (k, u) in updates.iter().enumerate().filter(|_| n > 0) {
+        let l = label(u % n);
         let idx = sk.evaluate(&l).0.index();
         m.publish(idx, &l, &(k as u64).to_be_bytes(), None);
     }
