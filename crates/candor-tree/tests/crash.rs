@@ -184,10 +184,14 @@ fn crash_recovery() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                // libtest may print "test crash_child ... " without a newline
+                // before the child's first report, so find the marker anywhere.
                 let parts: Vec<&str> = line.split_whitespace().collect();
-                if parts.len() == 3 && parts[0] == "sealed" {
-                    let s: usize = parts[1].parse().unwrap();
-                    rep.lock().unwrap()[s] = parts[2].parse().unwrap();
+                if let Some(p) = parts.iter().position(|w| *w == "sealed") {
+                    if let (Some(s), Some(r)) = (parts.get(p + 1), parts.get(p + 2)) {
+                        let s: usize = s.parse().unwrap();
+                        rep.lock().unwrap()[s] = r.parse().unwrap();
+                    }
                 }
             }
         });
