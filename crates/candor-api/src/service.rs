@@ -299,12 +299,19 @@ impl Inner {
         v
     }
 
+    /// The latest epoch this node can serve: from the `heads` watch, which a cluster
+    /// member advances only once its replicas hold every revision the epoch covers.
     fn latest_epoch(&self) -> u64 {
-        self.epochs.latest_epoch()
+        self.heads.borrow().as_ref().map_or(0, |h| h.head.epoch)
     }
 
     /// The signed head of `epoch`, NOT_FOUND when not (yet) signed.
     fn head(&self, epoch: u64) -> Result<SignedHead> {
+        if epoch > self.latest_epoch() && epoch <= self.epochs.latest_epoch() {
+            return Err(ApiError::Unavailable(format!(
+                "epoch {epoch} is signed but this replica has not applied all of it yet; retry"
+            )));
+        }
         if epoch == 0 || epoch > self.latest_epoch() {
             return Err(ApiError::NotFound(format!(
                 "epoch {epoch} is not signed (latest signed epoch is {})",

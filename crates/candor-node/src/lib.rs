@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use candor_core::signed::{PublicConfig, SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfPublicKey;
-use candor_raft::{GroupId, InProcessNetwork, RaftGroup, RaftNode, RaftNodeConfig, RaftTuning};
+use candor_raft::{GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNodeConfig, RaftTuning};
 use candor_store::{Durability, FjallConfig, FjallStore, Space, Store, WriteBatch};
 use candor_tree::{EpochLogStore, Forest, TreeConfig};
 use tokio::sync::watch;
@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use candor_raft::{RaftNode, RaftTransport};
 pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch};
 pub use candor_shard::{
     PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError, ShardLogic,
@@ -240,6 +241,107 @@ fn members() -> BTreeMap<u64, String> {
     BTreeMap::from([(DEV_NODE_ID, format!("inproc-{DEV_NODE_ID}"))])
 }
 
+/// Where a node sits among the members of its deployment.
+///
+/// Every member holds a replica of every group (each shard and the sequencer): the
+/// co-located layout of `candor serve --role all`.
+#[derive(Clone)]
+pub struct Topology {
+    /// This node's Raft id (stable across restarts, unique in the deployment).
+    pub node_id: NodeId,
+    /// The address peers reach this node's Raft service at.
+    pub addr: String,
+    /// Every voting member (id → Raft address), this node included.
+    pub members: BTreeMap<NodeId, String>,
+    /// Sends this node's Raft RPCs.
+    pub transport: Arc<dyn RaftTransport>,
+    /// Initialize brand-new groups with `members` (a no-op on groups that have state).
+    /// Exactly one member of a new deployment should bootstrap; by convention the one
+    /// with the smallest id.
+    pub bootstrap: bool,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field("node_id", &self.node_id)
+            .field("addr", &self.addr)
+            .field("members", &self.members)
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topology {
+    fn validate(&self) -> Result<(), NodeError> {
+        match self.members.get(&self.node_id) {
+            None => Err(NodeError::Config(format!(
+                "node id {} is not among the members {:?}",
+                self.node_id,
+                self.members.keys().collect::<Vec<_>>()
+            ))),
+            Some(a) if *a != self.addr => Err(NodeError::Config(format!(
+                "node {} has address {:?} in the member list but {:?} as its own",
+                self.node_id, a, self.addr
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Forwards each applied head to `readable` once this node's shard trees hold every
+/// revision the head covers (at once on a single node; a follower may lag briefly).
+fn spawn_readable_heads(
+    mut applied: watch::Receiver<Option<SignedHead>>,
+    readable: watch::Sender<Option<SignedHead>>,
+    forest: Forest,
+    epochs: Arc<EpochLogStore>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let head = applied.borrow_and_update().clone();
+            if let Some(h) = head {
+                let epoch = h.head.epoch;
+                let mut wait = Duration::from_millis(1);
+                loop {
+                    let ready = match epochs.revisions(epoch) {
+                        Ok(revs) => revs.iter().enumerate().all(|(s, r)| {
+                            forest
+                                .shard(s as u32)
+                                .is_ok_and(|t| t.latest_revision() >= *r)
+                        }),
+                        Err(e) => {
+                            tracing::warn!(epoch, error = %e, "cannot read the epoch's revisions");
+                            false
+                        }
+                    };
+                    if ready {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_millis(50));
+                }
+                readable.send_if_modified(|cur| {
+                    if cur.as_ref().is_some_and(|c| c.head.epoch >= epoch) {
+                        false
+                    } else {
+                        *cur = Some(h);
+                        true
+                    }
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = applied.changed() => if r.is_err() { return },
+            }
+        }
+    })
+}
+
 /// Records (namespace, shard_bits) on first start; refuses a different one later.
 fn check_identity(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeError> {
     let mut want = vec![1u8, public.shard_bits];
@@ -294,10 +396,43 @@ impl DevNode {
 
     /// Like [`DevNode::start`] on an already opened store (tests use `MemStore`).
     pub async fn start_on(store: Arc<dyn Store>, config: NodeConfig) -> Result<DevNode, NodeError> {
+        let net = InProcessNetwork::new(0);
+        let topology = Topology {
+            node_id: DEV_NODE_ID,
+            addr: format!("inproc-{DEV_NODE_ID}"),
+            members: members(),
+            transport: net.endpoint(DEV_NODE_ID),
+            bootstrap: true,
+        };
+        let node = Self::start_with(store, config.clone(), topology, move |raft| {
+            net.register(raft)
+        })
+        .await?;
+        for g in &node.shards {
+            g.wait_for_leader(config.start_timeout).await?;
+        }
+        node.sequencer.wait_for_leader(config.start_timeout).await?;
+        Ok(node)
+    }
+
+    /// Start one member of a cluster (or the single member of `candor dev`) on `store`.
+    ///
+    /// Every group (each shard and the sequencer) is replicated on every member of
+    /// `topology.members`; `on_raft` runs right after the Raft node exists, before any
+    /// group starts, so the caller can start serving its Raft RPCs (peers contact it as
+    /// soon as groups run). Unlike [`DevNode::start_on`] this does not wait for leaders:
+    /// a restarting member comes up while its peers may still be down.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        config: NodeConfig,
+        topology: Topology,
+        on_raft: impl FnOnce(&RaftNode),
+    ) -> Result<DevNode, NodeError> {
         let public = config.public_config();
         public
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
+        topology.validate()?;
         check_identity(&*store, &public)?;
         let forest = Forest::open(
             Arc::clone(&store),
@@ -311,11 +446,11 @@ impl DevNode {
         )?;
         let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store))?);
 
-        let net = InProcessNetwork::new(0);
-        let mut rcfg = RaftNodeConfig::new(DEV_NODE_ID, format!("inproc-{DEV_NODE_ID}"));
+        let node_id = topology.node_id;
+        let mut rcfg = RaftNodeConfig::new(node_id, topology.addr.clone());
         rcfg.tuning = config.raft.clone();
-        let raft = RaftNode::new(rcfg, Arc::clone(&store), net.endpoint(DEV_NODE_ID))?;
-        net.register(&raft);
+        let raft = RaftNode::new(rcfg, Arc::clone(&store), Arc::clone(&topology.transport))?;
+        on_raft(&raft);
 
         let n = 1u32 << config.shard_bits;
         let mut shards = Vec::with_capacity(n as usize);
@@ -324,7 +459,9 @@ impl DevNode {
             let logic = ShardLogic::open(&forest, s, config.shard.clone())?;
             counters.push(logic.pending_counter());
             let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
-            g.initialize(members()).await?;
+            if topology.bootstrap {
+                g.initialize(topology.members.clone()).await?;
+            }
             shards.push(g);
         }
         let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
@@ -334,16 +471,13 @@ impl DevNode {
             public.clone(),
             head_key,
         )?;
-        let heads = seq_logic.subscribe();
+        let applied_heads = seq_logic.subscribe();
         let sequencer = raft
             .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
             .await?;
-        sequencer.initialize(members()).await?;
-
-        for g in &shards {
-            g.wait_for_leader(config.start_timeout).await?;
+        if topology.bootstrap {
+            sequencer.initialize(topology.members.clone()).await?;
         }
-        sequencer.wait_for_leader(config.start_timeout).await?;
 
         let mut pcfg = PublisherConfig::new(
             public.namespace.clone(),
@@ -359,7 +493,7 @@ impl DevNode {
         let mut tasks = Vec::new();
         for (s, (g, c)) in shards.iter().zip(counters).enumerate() {
             tasks.push(candor_shard::spawn_sealer(
-                DEV_NODE_ID,
+                node_id,
                 s as u32,
                 g.clone(),
                 c,
@@ -368,13 +502,23 @@ impl DevNode {
             ));
         }
         tasks.push(candor_sequencer::spawn_epoch_ticker(
-            DEV_NODE_ID,
+            node_id,
             sequencer.clone(),
             forest.clone(),
             config.epoch_interval,
             cancel.child_token(),
         ));
+        let (readable_tx, heads) = watch::channel(None);
+        tasks.push(spawn_readable_heads(
+            applied_heads,
+            readable_tx,
+            forest.clone(),
+            Arc::clone(&epochs),
+            cancel.child_token(),
+        ));
         info!(
+            node = node_id,
+            members = topology.members.len(),
             namespace = %public.namespace,
             shards = n,
             epoch = epochs.latest_epoch(),
@@ -415,7 +559,9 @@ impl DevNode {
         Arc::clone(&self.epochs)
     }
 
-    /// The latest signed head (published after it is persisted).
+    /// The latest signed head this node can serve: persisted, and every shard tree
+    /// revision it covers applied by this node's replicas (a follower may apply the
+    /// sequencer's entry before the seals it names).
     pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
         self.heads.clone()
     }
@@ -428,6 +574,11 @@ impl DevNode {
     /// The shard groups, by shard number (metrics, tests).
     pub fn shard_groups(&self) -> &[RaftGroup<ShardLogic>] {
         &self.shards
+    }
+
+    /// This node's Raft node (serves Raft RPCs, membership changes).
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
     }
 
     /// The sequencer group (metrics, tests).

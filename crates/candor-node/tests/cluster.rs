@@ -1,0 +1,423 @@
+//! The whole service as a 3-member cluster in one process, on a seeded fault-injecting
+//! network (delay, loss, partitions, member restarts), many seeds.
+//!
+//! Each seed drives a steady publish load (new labels and updates, each call with an
+//! idempotency key, retried on another member when one fails) while the seeded
+//! schedule isolates and restarts members. Afterwards, on every member:
+//!
+//! * one signed head per epoch number, byte-identical on every member;
+//! * every earlier head extends to the latest (consistency + inclusion);
+//! * every SMT was merged by its deadline (the last head signed by the deadline holds
+//!   the label at that version or later);
+//! * each label's history verifies, versions are gap-free and every acknowledged leaf
+//!   is in it (no acknowledged mutation lost).
+//!
+//! `CANDOR_CLUSTER_SEED=<seed>` replays one seed; `CANDOR_CLUSTER_SEEDS=<n>` sets how
+//! many random seeds run (default 3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use candor_core::log::{HeadExtensionProof, verify_head_extension};
+use candor_core::signed::{SignedHead, SigningKeyPair};
+use candor_core::vrf::VrfSecretKey;
+use candor_node::{
+    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, Topology,
+};
+use candor_raft::rand::rngs::StdRng;
+use candor_raft::rand::{RngExt, SeedableRng};
+use candor_raft::{FaultConfig, InProcessNetwork, RaftTuning};
+use candor_store::{MemStore, Store};
+use candor_tree::MapView;
+
+const MEMBERS: u64 = 3;
+const LABELS: usize = 60;
+
+fn vrf() -> VrfSecretKey {
+    VrfSecretKey::from_bytes(&[42; 32])
+}
+
+fn config() -> NodeConfig {
+    let keys = NodeKeys {
+        head: SigningKeyPair::from_seed(&[1; 32]),
+        smt: SigningKeyPair::from_seed(&[2; 32]),
+        vrf_public: vrf().public_key(),
+    };
+    let mut c = NodeConfig::new("unused", "cluster.test", keys);
+    c.shard_bits = 2;
+    c.epoch_interval = Duration::from_millis(200);
+    c.seal_interval = Duration::from_millis(50);
+    c.max_merge_delay = Duration::from_secs(10);
+    c.tree_cache_bytes = 4 << 20;
+    // Followers catch up from the log (snapshot transfer between separate stores is
+    // not supported): keep every entry for the length of a test.
+    c.raft = RaftTuning {
+        snapshot_after_entries: 1 << 40,
+        keep_after_snapshot: 1 << 40,
+        ..RaftTuning::default()
+    };
+    c
+}
+
+fn addr(id: u64) -> String {
+    format!("inproc-{id}")
+}
+
+fn members() -> BTreeMap<u64, String> {
+    (1..=MEMBERS).map(|i| (i, addr(i))).collect()
+}
+
+struct Cluster {
+    net: InProcessNetwork,
+    stores: Vec<Arc<dyn Store>>,
+    nodes: Vec<Option<DevNode>>,
+    /// What the load generator publishes through (None while a member is down).
+    publishers: Arc<Mutex<Vec<Option<Arc<dyn Publisher>>>>>,
+}
+
+impl Cluster {
+    async fn new(seed: u64) -> Result<Self> {
+        let mut c = Cluster {
+            net: InProcessNetwork::new(seed),
+            stores: (0..MEMBERS)
+                .map(|_| Arc::new(MemStore::new()) as Arc<dyn Store>)
+                .collect(),
+            nodes: (0..MEMBERS).map(|_| None).collect(),
+            publishers: Arc::new(Mutex::new(vec![None; MEMBERS as usize])),
+        };
+        for i in 0..MEMBERS as usize {
+            c.start(i).await?;
+        }
+        Ok(c)
+    }
+
+    async fn start(&mut self, i: usize) -> Result<()> {
+        let id = i as u64 + 1;
+        let topology = Topology {
+            node_id: id,
+            addr: addr(id),
+            members: members(),
+            transport: self.net.endpoint(id),
+            bootstrap: id == 1,
+        };
+        let net = self.net.clone();
+        let node = DevNode::start_with(Arc::clone(&self.stores[i]), config(), topology, |r| {
+            net.register(r)
+        })
+        .await?;
+        self.publishers.lock().unwrap()[i] = Some(node.publisher());
+        self.nodes[i] = Some(node);
+        Ok(())
+    }
+
+    async fn stop(&mut self, i: usize) {
+        self.publishers.lock().unwrap()[i] = None;
+        if let Some(n) = self.nodes[i].take() {
+            self.net.unregister(i as u64 + 1);
+            n.shutdown().await;
+        }
+    }
+
+    fn node(&self, i: usize) -> &DevNode {
+        self.nodes[i].as_ref().expect("member running")
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Acked {
+    label: usize,
+    req: PublishRequest,
+    receipt: PublishReceipt,
+}
+
+fn request(label: usize, value: String, key: String) -> PublishRequest {
+    let l = format!("user-{label:03}@example.com");
+    PublishRequest {
+        tenant: "t".into(),
+        idempotency_key: Some(key),
+        index: vrf().evaluate(l.as_bytes()).0.index(),
+        label: l.into_bytes(),
+        value: value.into_bytes(),
+    }
+}
+
+/// Publish `req` through any running member, retrying (same idempotency key) until one
+/// acknowledges it or `deadline` passes.
+async fn publish_any(
+    publishers: &Mutex<Vec<Option<Arc<dyn Publisher>>>>,
+    req: PublishRequest,
+    rng: &mut StdRng,
+    deadline: tokio::time::Instant,
+) -> Option<PublishReceipt> {
+    let mut attempt = rng.random_range(0..MEMBERS as usize);
+    while tokio::time::Instant::now() < deadline {
+        let p = publishers.lock().unwrap()[attempt % MEMBERS as usize].clone();
+        attempt += 1;
+        let Some(p) = p else { continue };
+        let call = tokio::time::timeout(Duration::from_secs(5), p.publish(vec![req.clone()]));
+        if let Ok(Ok(res)) = call.await
+            && let Some(Ok(r)) = res.into_iter().next()
+        {
+            return Some(r);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn run_seed(seed: u64) -> Result<()> {
+    println!("cluster seed {seed} (replay with CANDOR_CLUSTER_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cluster = Cluster::new(seed).await?;
+    let cfg = cluster.node(0).config().clone();
+
+    // The load: 4 callers, each publishing to random labels with a fresh key per call.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+    let mut load = Vec::new();
+    for w in 0..4u64 {
+        let publishers = Arc::clone(&cluster.publishers);
+        let acked = Arc::clone(&acked);
+        let stop = stop.clone();
+        let mut wrng = StdRng::seed_from_u64(seed ^ (w + 1).wrapping_mul(0x9E37_79B9));
+        load.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !*stop.borrow() {
+                let label = wrng.random_range(0..LABELS);
+                let req = request(label, format!("w{w}-n{n}"), format!("w{w}-{n}"));
+                n += 1;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                if let Some(receipt) =
+                    publish_any(&publishers, req.clone(), &mut wrng, deadline).await
+                {
+                    acked.lock().unwrap().push(Acked {
+                        label,
+                        req,
+                        receipt,
+                    });
+                }
+            }
+        }));
+    }
+
+    // The seeded fault schedule: at most one member down or cut off at a time, so a
+    // quorum always exists.
+    for step in 0..8 {
+        let what = rng.random_range(0..5u32);
+        let who = rng.random_range(0..MEMBERS as usize);
+        match what {
+            0 => {
+                println!("  step {step}: restart member {}", who + 1);
+                cluster.stop(who).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
+                cluster.start(who).await?;
+            }
+            1 => {
+                println!("  step {step}: isolate member {}", who + 1);
+                cluster.net.isolate(who as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+                cluster.net.heal();
+            }
+            2 => {
+                println!("  step {step}: lossy, slow network");
+                cluster.net.set_faults(FaultConfig {
+                    drop_request: 0.03,
+                    drop_response: 0.03,
+                    max_delay: Duration::from_millis(20),
+                    ..FaultConfig::default()
+                });
+            }
+            3 => {
+                println!("  step {step}: clean network");
+                cluster.net.set_faults(FaultConfig::default());
+            }
+            _ => {
+                // Kill the sequencer's leader: the next leader continues the epochs.
+                let leader = cluster.node(0).sequencer_group().leader();
+                if let Some(l) = leader {
+                    println!("  step {step}: restart the sequencer leader {l}");
+                    cluster.stop(l as usize - 1).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    cluster.start(l as usize - 1).await?;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+    }
+    cluster.net.heal();
+    cluster.net.set_faults(FaultConfig::default());
+    let _ = stop_tx.send(true);
+    for l in load {
+        l.await?;
+    }
+    let acked = acked.lock().unwrap().clone();
+    println!("  {} mutations acknowledged", acked.len());
+    ensure!(!acked.is_empty(), "seed {seed}: nothing was acknowledged");
+
+    for i in 0..MEMBERS as usize {
+        let node = cluster.node(i);
+        let head = wait_covering(node, &acked)
+            .await
+            .with_context(|| format!("member {}", i + 1))?;
+        check_member(node, &cfg, &head, &acked)
+            .with_context(|| format!("seed {seed}, member {}", i + 1))?;
+    }
+    // One head per epoch number: every member holds the same bytes.
+    let latest = (0..MEMBERS as usize)
+        .map(|i| cluster.node(i).epochs().latest_epoch())
+        .min()
+        .unwrap_or(0);
+    for e in 1..=latest {
+        let h0 = cluster.node(0).epochs().head(e)?.context("head")?;
+        for i in 1..MEMBERS as usize {
+            let h = cluster.node(i).epochs().head(e)?.context("head")?;
+            ensure!(
+                h.encode() == h0.encode(),
+                "seed {seed}: two heads for epoch {e}"
+            );
+        }
+    }
+    for i in 0..MEMBERS as usize {
+        cluster.stop(i).await;
+    }
+    Ok(())
+}
+
+/// Wait until this member serves a head covering every acknowledged mutation.
+async fn wait_covering(node: &DevNode, acked: &[Acked]) -> Result<SignedHead> {
+    let mut rx = node.heads();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(head) = rx.borrow_and_update().clone() {
+            let view = node.epochs().view(&node.forest(), head.head.epoch)?;
+            let mut covered = true;
+            for a in acked {
+                if view
+                    .leaf(&a.req.index)?
+                    .is_none_or(|l| l.version < a.receipt.leaf.version)
+                {
+                    covered = false;
+                    break;
+                }
+            }
+            if covered {
+                return Ok(head);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no head covers every acknowledged mutation");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+    }
+}
+
+fn check_member(
+    node: &DevNode,
+    cfg: &candor_core::signed::PublicConfig,
+    last: &SignedHead,
+    acked: &[Acked],
+) -> Result<()> {
+    let epochs = node.epochs();
+    let forest = node.forest();
+    let mut heads = Vec::new();
+    for e in 1..=last.head.epoch {
+        let h = epochs
+            .head(e)?
+            .with_context(|| format!("epoch {e} missing"))?;
+        h.verify(cfg)?;
+        if let Some(prev) = heads.last() {
+            let p: &SignedHead = prev;
+            ensure!(
+                h.head.timestamp_ms >= p.head.timestamp_ms,
+                "time went back at epoch {e}"
+            );
+        }
+        heads.push(h);
+    }
+    // Every head extends to the last one.
+    for h in &heads {
+        let proof = HeadExtensionProof {
+            consistency: epochs.consistency_proof(h.head.epoch, last.head.epoch)?,
+            inclusion: epochs.inclusion_proof(h.head.epoch, last.head.epoch)?,
+        };
+        verify_head_extension(h, last, &proof)
+            .with_context(|| format!("epoch {} extends to {}", h.head.epoch, last.head.epoch))?;
+    }
+    // Every SMT verifies and was merged by its deadline.
+    let mut views: HashMap<u64, MapView> = HashMap::new();
+    for a in acked {
+        a.receipt.smt.verify(cfg)?;
+        let deadline = a.receipt.smt.smt.merge_deadline_ms;
+        let k = heads.partition_point(|h| h.head.timestamp_ms <= deadline);
+        ensure!(
+            k > 0,
+            "no head signed by the deadline of {:?}",
+            a.receipt.smt.smt
+        );
+        let e = heads[k - 1].head.epoch;
+        if let std::collections::hash_map::Entry::Vacant(v) = views.entry(e) {
+            v.insert(epochs.view(&forest, e)?);
+        }
+        let got = views[&e].leaf(&a.req.index)?;
+        ensure!(
+            got.is_some_and(|l| l.version >= a.receipt.leaf.version),
+            "label {} version {} not merged by its deadline (epoch {e} has {:?})",
+            a.label,
+            a.receipt.leaf.version,
+            got.map(|l| l.version)
+        );
+    }
+    // Histories: gap-free, holding every acknowledged leaf.
+    let view = epochs.view(&forest, last.head.epoch)?;
+    let mut by_label: BTreeMap<usize, Vec<&Acked>> = BTreeMap::new();
+    for a in acked {
+        by_label.entry(a.label).or_default().push(a);
+    }
+    for (label, list) in by_label {
+        let req = &list[0].req;
+        let (_, vrf_proof) = vrf().evaluate(&req.label);
+        let proof = view.history_proof(&req.index, vrf_proof)?;
+        let h = proof.verify(&cfg.vrf_key, &req.label, &last.head.map_root)?;
+        for (i, v) in h.versions.iter().enumerate() {
+            ensure!(v.version == i as u64 + 1, "label {label}: version gap");
+        }
+        for a in list {
+            let v = h
+                .versions
+                .get(a.receipt.leaf.version as usize - 1)
+                .with_context(|| {
+                    format!("label {label} lost version {}", a.receipt.leaf.version)
+                })?;
+            ensure!(
+                v.leaf == a.receipt.leaf,
+                "label {label}: acknowledged leaf replaced"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_survives_seeded_faults() -> Result<()> {
+    let seeds: Vec<u64> = match std::env::var("CANDOR_CLUSTER_SEED") {
+        Ok(s) => vec![s.parse().context("CANDOR_CLUSTER_SEED must be a u64")?],
+        Err(_) => {
+            let n: u64 = std::env::var("CANDOR_CLUSTER_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3);
+            let base = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64;
+            (0..n)
+                .map(|i| base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .collect()
+        }
+    };
+    for seed in seeds {
+        run_seed(seed).await?;
+    }
+    Ok(())
+}
