@@ -381,17 +381,22 @@ impl DevNode {
                 "seal interval must be > 0 and below the maximum merge delay".into(),
             ));
         }
+        let store = Self::open_store(&config).await?;
+        Self::start_on(store, config).await
+    }
+
+    /// Open (or create) the embedded store at `config.data_dir/store`.
+    pub async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
         let dir = config.data_dir.join("store");
         let fjall_cfg = config.store.clone();
-        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", dir.display())))?;
             FjallStore::open_with(&dir, fjall_cfg).map_err(NodeError::from)
         })
         .await
         .map_err(|e| NodeError::Storage(format!("open task failed: {e}")))?
-        .map(|s| Arc::new(s) as Arc<dyn Store>)?;
-        Self::start_on(store, config).await
+        .map(|s| Arc::new(s) as Arc<dyn Store>)
     }
 
     /// Like [`DevNode::start`] on an already opened store (tests use `MemStore`).

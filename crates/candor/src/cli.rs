@@ -24,8 +24,10 @@ pub enum Command {
     /// Run every role (api, shards, sequencer) in one process on the
     /// embedded store: the single-machine quick start.
     Dev(DevArgs),
-    /// Run one role of a cluster (not implemented yet).
+    /// Run one member of a cluster (`--role all`: API, shard and sequencer replicas).
     Serve(ServeArgs),
+    /// Generate a deployment's secret keys into a directory (for `serve --keys-dir`).
+    Keygen(KeygenArgs),
     /// Publish a new value for a label and verify the returned SMT.
     Publish(PublishArgs),
     /// Look a label up at a signed epoch and verify the proof.
@@ -79,20 +81,28 @@ impl DevArgs {
                 .epoch_interval
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             shards: self.shards,
+            cluster: Default::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
+    /// Every role in this process: API, a replica of every shard group and of the
+    /// sequencer group.
+    All,
+    /// Only the stateless API (not implemented yet).
     Api,
+    /// Only shard replicas (not implemented yet).
     Shard,
+    /// Only a sequencer replica (not implemented yet).
     Sequencer,
 }
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Role::All => "all",
             Role::Api => "api",
             Role::Shard => "shard",
             Role::Sequencer => "sequencer",
@@ -100,14 +110,70 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// `candor serve`: one member of a cluster. Settings layer like `candor dev`'s;
+/// the `cluster.*` keys (or these flags) say who the members are.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The role to run.
-    #[arg(long, value_enum)]
+    /// The role to run (`all` co-locates API, shard and sequencer replicas).
+    #[arg(long, value_enum, default_value_t = Role::All)]
     pub role: Role,
-    /// Role options (reserved).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    #[command(flatten)]
+    pub common: DevArgs,
+    /// This member's Raft id (> 0).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Listen address of this member's internal Raft service [default: 127.0.0.1:8701].
+    #[arg(long)]
+    pub raft_listen: Option<SocketAddr>,
+    /// A member as ID=HOST:PORT (its Raft address); repeat for every member, this one included.
+    #[arg(long = "member", value_parser = parse_member)]
+    pub members: Vec<crate::config::MemberConfig>,
+    /// Initialize a brand-new deployment's groups (on one member only).
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Directory of the deployment's shared keys (`candor keygen --dir DIR`).
+    #[arg(long)]
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        let mut o = self.common.overrides();
+        o.cluster = crate::config::ClusterOverrides {
+            node_id: self.node_id,
+            raft_listen: self.raft_listen,
+            members: (!self.members.is_empty()).then(|| self.members.clone()),
+            bootstrap: self.bootstrap.then_some(true),
+            keys_dir: self.keys_dir.clone(),
+        };
+        o
+    }
+}
+
+fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("member id {id:?} is not a number"))?;
+    if id == 0 || addr.trim().is_empty() {
+        return Err(format!("expected ID=HOST:PORT with ID > 0, got {s:?}"));
+    }
+    Ok(crate::config::MemberConfig {
+        id,
+        raft_addr: addr.trim().to_string(),
+    })
+}
+
+/// `candor keygen`: the deployment's secret keys, shared by every member.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to create the key files in (mode 0700; files 0600). Refuses to
+    /// overwrite existing keys.
+    #[arg(long)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

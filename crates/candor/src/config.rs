@@ -26,6 +26,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shards",
     "api",
     "store",
+    "cluster",
 ];
 
 /// The whole server configuration. Every field has a default.
@@ -50,6 +51,81 @@ pub struct Config {
     pub shards: u32,
     pub api: ApiConfig,
     pub store: StoreConfig,
+    /// Cluster membership (`candor serve` only; `candor dev` ignores it).
+    pub cluster: ClusterConfig,
+}
+
+/// Where this member sits in a cluster. Every member holds a replica of every
+/// shard group and of the sequencer group (`--role all`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This member's Raft id: unique in the deployment, stable across restarts, > 0.
+    pub node_id: u64,
+    /// Where this member's Raft service listens (internal; peers use the address
+    /// given for this id in `members`).
+    pub raft_listen: SocketAddr,
+    /// Every voting member: id and the `host:port` of its Raft service.
+    pub members: Vec<MemberConfig>,
+    /// Initialize the groups of a brand-new deployment (a no-op once they exist).
+    /// Set it on exactly one member, by convention the smallest id.
+    pub bootstrap: bool,
+    /// Directory holding the deployment's shared keys (`candor keygen --dir DIR`),
+    /// the same on every member. Default: `data_dir/keys`.
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: 0,
+            raft_listen: "127.0.0.1:8701".parse().expect("valid default address"),
+            members: Vec::new(),
+            bootstrap: false,
+            keys_dir: None,
+        }
+    }
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    /// `host:port` of the member's Raft service.
+    pub raft_addr: String,
+}
+
+impl ClusterConfig {
+    /// Checks what `candor serve` needs, naming the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id == 0 {
+            bail!("cluster.node_id must be set to this member's id (> 0), e.g. --node-id 1");
+        }
+        if self.members.is_empty() {
+            bail!("cluster.members must list every member, e.g. --member 1=10.0.0.1:8701");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if m.id == 0 {
+                bail!("cluster.members[{i}].id must be > 0");
+            }
+            if !seen.insert(m.id) {
+                bail!("cluster.members lists id {} twice", m.id);
+            }
+            if m.raft_addr.trim().is_empty() {
+                bail!("cluster.members[{i}].raft_addr must not be empty");
+            }
+        }
+        if !seen.contains(&self.node_id) {
+            bail!(
+                "cluster.node_id {} is not among cluster.members ({:?})",
+                self.node_id,
+                seen
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -65,6 +141,7 @@ impl Default for Config {
             shards: 16,
             api: ApiConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -145,6 +222,33 @@ pub struct Overrides {
     pub epoch_interval_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
+    pub cluster: ClusterOverrides,
+}
+
+/// `candor serve` flags that override `cluster.*`.
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl ClusterOverrides {
+    fn is_empty(&self) -> bool {
+        self.node_id.is_none()
+            && self.raft_listen.is_none()
+            && self.members.is_none()
+            && self.bootstrap.is_none()
+            && self.keys_dir.is_none()
+    }
 }
 
 impl Config {

@@ -1,4 +1,6 @@
-//! `candor dev`: every role in one process on the embedded store.
+//! `candor dev` (every role in one process on the embedded store) and
+//! `candor serve --role all` (one member of a cluster: the same process, with
+//! every group replicated on every member over the gRPC Raft transport).
 
 use std::time::Duration;
 
@@ -14,16 +16,40 @@ use crate::keys;
 /// The pinned configuration file `candor dev` writes (canonical encoding).
 pub const CONFIG_FILE: &str = "config.bin";
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Which process to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `candor dev`: one member, keys generated on first start.
+    Dev,
+    /// `candor serve --role all`: a member of `config.cluster`.
+    Cluster,
+}
+
+pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+    if mode == Mode::Cluster {
+        config.cluster.validate()?;
+    }
     keys::ensure_private_dir(&config.data_dir)?;
     let data_dir = config
         .data_dir
         .canonicalize()
         .unwrap_or(config.data_dir.clone());
-    let (keys, new_keys) = keys::load_or_generate(&data_dir)?;
-    if new_keys {
-        tracing::info!(dir = %keys::keys_dir(&data_dir).display(), "generated new keys");
-    }
+    // Cluster members share the keys (and the dev token) from one directory.
+    let shared_dir = config
+        .cluster
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| keys::keys_dir(&data_dir));
+    let keys = match mode {
+        Mode::Dev => {
+            let (keys, new_keys) = keys::load_or_generate(&data_dir)?;
+            if new_keys {
+                tracing::info!(dir = %keys::keys_dir(&data_dir).display(), "generated new keys");
+            }
+            keys
+        }
+        Mode::Cluster => keys::load_existing(&shared_dir)?,
+    };
 
     let mut tenants = Vec::new();
     for t in &config.api.tenants {
@@ -33,7 +59,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     let token = if config.api.dev_token {
-        let (token, _) = keys::load_or_generate_token(&data_dir)?;
+        let token_dir = match mode {
+            Mode::Dev => &data_dir,
+            Mode::Cluster => &shared_dir,
+        };
+        let (token, _) = keys::load_or_generate_token(token_dir)?;
         tenants.push(Tenant {
             name: "dev".into(),
             token_hash: hash_token(&token),
@@ -72,9 +102,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     node_config.store.cache_bytes = config.store.cache_bytes;
     node_config.store.memtable_bytes = config.store.memtable_bytes;
     node_config.shard.idempotency_max_age_ms = config.api.limits.idempotency_retention_ms;
-    let node = DevNode::start(node_config)
-        .await
-        .context("starting the node")?;
+    let (node, raft_server) = match mode {
+        Mode::Dev => (
+            DevNode::start(node_config)
+                .await
+                .context("starting the node")?,
+            None,
+        ),
+        Mode::Cluster => {
+            let (node, server) = crate::serve::start_member(&config, node_config).await?;
+            (node, Some(server))
+        }
+    };
     let public: PublicConfig = node.config().clone();
     write_public_config(&data_dir, &public)?;
 
@@ -95,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = KtService::new(backend, keys.vrf, options)?;
 
     print_banner(
+        mode,
         &addr.to_string(),
         &data_dir,
         &public,
@@ -106,13 +146,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shards = 1u32 << public.shard_bits,
         epoch = node.epochs().latest_epoch(),
         config_digest = %hex::encode(public.digest()),
-        "candor dev serving"
+        "candor serving"
     );
 
     let served = candor_api::serve(listener, service, shutdown_signal()).await;
+    if let Some(s) = raft_server {
+        s.stop().await;
+    }
     node.shutdown().await;
     served.context("gRPC server failed")?;
-    tracing::info!("candor dev stopped");
+    tracing::info!("candor stopped");
     Ok(())
 }
 
@@ -127,6 +170,7 @@ fn write_public_config(data_dir: &std::path::Path, public: &PublicConfig) -> any
 }
 
 fn print_banner(
+    mode: Mode,
     addr: &str,
     data_dir: &std::path::Path,
     public: &PublicConfig,
@@ -136,7 +180,10 @@ fn print_banner(
     let digest = hex::encode(public.digest());
     let dir = data_dir.display();
     let mut s = String::new();
-    s.push_str("\ncandor dev is running\n");
+    match mode {
+        Mode::Dev => s.push_str("\ncandor dev is running\n"),
+        Mode::Cluster => s.push_str("\ncandor serve (cluster member) is running\n"),
+    }
     s.push_str(&format!("  target:        {target}\n"));
     s.push_str(&format!("  namespace:     {}\n", public.namespace));
     s.push_str(&format!("  config digest: {digest}\n"));

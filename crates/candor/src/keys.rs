@@ -88,7 +88,40 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Loads the keys from `data_dir/keys`, generating all three on first start.
 /// Returns the keys and whether they were just generated.
 pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Keys, bool)> {
-    let dir = keys_dir(data_dir);
+    load_or_generate_in(&keys_dir(data_dir))
+}
+
+/// `candor keygen`: creates the three key files in `dir`; refuses existing ones.
+pub fn generate_in(dir: &Path) -> anyhow::Result<Keys> {
+    if KEY_FILES.iter().any(|f| dir.join(f).exists()) {
+        bail!(
+            "{} already holds key files; refusing to overwrite a deployment's keys",
+            dir.display()
+        );
+    }
+    Ok(load_or_generate_in(dir)?.0)
+}
+
+/// Loads the keys from `dir`; all three files must exist (a cluster member never
+/// generates keys: every member must hold the same ones).
+pub fn load_existing(dir: &Path) -> anyhow::Result<Keys> {
+    let missing: Vec<String> = KEY_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "key files missing: {}; create the deployment's keys once with              `candor keygen --dir DIR` and copy DIR to every member",
+            missing.join(", ")
+        );
+    }
+    Ok(load_or_generate_in(dir)?.0)
+}
+
+fn load_or_generate_in(dir: &Path) -> anyhow::Result<(Keys, bool)> {
+    let dir = dir.to_path_buf();
     ensure_private_dir(&dir)?;
     let paths: Vec<PathBuf> = KEY_FILES.iter().map(|f| dir.join(f)).collect();
     let present: Vec<bool> = paths.iter().map(|p| p.exists()).collect();

@@ -5,7 +5,8 @@
 //!   that verify everything they receive against a pinned configuration
 //!   (`--config-digest`, `--pin FILE`, `DATA_DIR/config.bin`, or the opt-in
 //!   `--tofu`).
-//! * `candor serve`: not implemented yet (cluster roles).
+//! * `candor serve --role all`: one member of a cluster (every member holds a
+//!   replica of every group); `candor keygen` makes the shared keys.
 //!
 //! Exit codes: 0 success; 1 usage or configuration error; 2 transport
 //! failure or an error status from the server; 3 verification failure (the
@@ -16,6 +17,7 @@ mod cmds;
 mod config;
 mod dev;
 mod keys;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -59,13 +61,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = config::Config::load(args.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
             init_tracing(&config.log);
-            runtime.block_on(dev::run(config)).map_err(Failure::usage)
+            runtime
+                .block_on(dev::run(config, dev::Mode::Dev))
+                .map_err(Failure::usage)
         }
-        Command::Serve(args) => Err(Failure::usage(anyhow::anyhow!(
-            "candor serve --role {}: not implemented yet (issue: cluster roles, `candor serve`); \
-             use `candor dev` for a single-node deployment",
-            args.role
-        ))),
+        Command::Serve(args) => {
+            if args.role != cli::Role::All {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "candor serve --role {}: separate roles are not implemented yet; \
+                     run every member with --role all (API, shard and sequencer replicas)",
+                    args.role
+                )));
+            }
+            let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+                .map_err(Failure::usage)?;
+            init_tracing(&config.log);
+            runtime
+                .block_on(dev::run(config, dev::Mode::Cluster))
+                .map_err(Failure::usage)
+        }
+        Command::Keygen(args) => {
+            let keys = keys::generate_in(&args.dir).map_err(Failure::usage)?;
+            let (_, _) = keys::load_or_generate_token(&args.dir).map_err(Failure::usage)?;
+            println!(
+                "wrote vrf.key, head.key, smt.key and dev-token to {} (mode 0600); \
+                 copy the directory to every member and pass --keys-dir",
+                args.dir.display()
+            );
+            println!("vrf public key:  {}", hex::encode(keys.vrf.public_key().to_bytes()));
+            println!("head public key: {}", hex::encode(keys.head.public_key().0));
+            println!("smt public key:  {}", hex::encode(keys.smt.public_key().0));
+            Ok(())
+        }
         Command::Bench(args) => {
             init_tracing("warn");
             let report = runtime

@@ -1,0 +1,93 @@
+//! `candor serve --role all`: one member of a cluster. The process is the
+//! same as `candor dev`'s, except that every group is replicated on every
+//! member through the gRPC Raft transport (`candor.raft.v1.RaftTransport`,
+//! served on `cluster.raft_listen`), keys come from the shared keys
+//! directory, and groups are initialized only by the `bootstrap` member.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use candor_node::{DevNode, NodeConfig, Topology};
+use candor_raft::RaftTuning;
+use candor_raft::grpc::{GrpcTransport, GrpcTransportConfig, raft_service};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// The member's Raft gRPC server.
+pub struct RaftServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RaftServer {
+    /// Stop accepting Raft RPCs and wait for the server to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "raft server failed"),
+            Err(e) => tracing::warn!(error = %e, "raft server task failed"),
+        }
+    }
+}
+
+/// Bind the Raft listener, start the node and serve its Raft RPCs.
+pub async fn start_member(
+    config: &Config,
+    mut node_config: NodeConfig,
+) -> anyhow::Result<(DevNode, RaftServer)> {
+    let c = &config.cluster;
+    let members: BTreeMap<u64, String> = c
+        .members
+        .iter()
+        .map(|m| (m.id, m.raft_addr.clone()))
+        .collect();
+    let addr = members
+        .get(&c.node_id)
+        .cloned()
+        .context("cluster.node_id is not among cluster.members")?;
+    // Followers catch up from the Raft log: installing a shard snapshot on a member
+    // with its own store is not supported yet, so the log is never compacted in a
+    // cluster (see docs/operations.md).
+    node_config.raft = RaftTuning {
+        snapshot_after_entries: u64::MAX / 4,
+        keep_after_snapshot: u64::MAX / 4,
+        ..RaftTuning::default()
+    };
+    let listener = TcpListener::bind(c.raft_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (cluster.raft_listen)", c.raft_listen))?;
+    let transport = Arc::new(GrpcTransport::new(GrpcTransportConfig::default()));
+    let topology = Topology {
+        node_id: c.node_id,
+        addr,
+        members,
+        transport,
+        bootstrap: c.bootstrap,
+    };
+    let store = DevNode::open_store(&node_config)
+        .await
+        .context("opening the store")?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = None;
+    let node = DevNode::start_with(store, node_config, topology, |raft| {
+        let svc = raft_service(raft.downgrade());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        server = Some(tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        ));
+    })
+    .await
+    .context("starting the node")?;
+    let task = server.context("the Raft server did not start")?;
+    tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, "raft transport serving");
+    Ok((node, RaftServer { stop, task }))
+}
