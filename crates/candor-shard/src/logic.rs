@@ -177,6 +177,10 @@ pub struct ShardLogic {
     /// Log indices of the entries whose `p` records make up the pending set.
     pending_entries: Vec<u64>,
     marker: Option<Vec<u8>>,
+    /// Key of this replica's Raft adapter marker (`m`, or `m ‖ replica` when shared).
+    marker_key: Vec<u8>,
+    /// `Some(replica id)` in shared-state mode (see the module docs).
+    replica: Option<u64>,
     pending_count: Arc<AtomicUsize>,
     max_value: usize,
 }
@@ -185,6 +189,7 @@ impl std::fmt::Debug for ShardLogic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardLogic")
             .field("shard", &self.shard)
+            .field("replica", &self.replica)
             .field("state", &self.state)
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
@@ -193,11 +198,48 @@ impl std::fmt::Debug for ShardLogic {
 
 impl ShardLogic {
     /// Open (or recover) shard `shard` of `forest`, whose state lives in `forest`'s store.
+    ///
+    /// The store belongs to this replica alone (embedded mode). For several replicas
+    /// over one store, use [`ShardLogic::open_shared`].
     pub fn open(forest: &Forest, shard: u32, config: ShardLogicConfig) -> Result<Self, ShardError> {
+        Self::open_inner(forest, shard, None, config)
+    }
+
+    /// Open (or recover) shard `shard` of `forest` in **shared-state mode**, as replica
+    /// `replica` (its Raft node id) of the shard's group.
+    ///
+    /// Every replica of the group opens its own `ShardLogic` (and its own [`Forest`])
+    /// over the *same* store and applies every committed entry; the result is that of
+    /// applying each entry once. Differences from [`ShardLogic::open`]: the adapter
+    /// marker is per replica, a replica behind the stored state reloads it before an
+    /// apply batch, and snapshots carry only the applied index. All replicas must use
+    /// the same `config` (retention is part of the deterministic result). Applies of
+    /// different replicas must not overlap in time: see "Shared-state mode" in the
+    /// module docs for why and what a concurrent backend needs.
+    pub fn open_shared(
+        forest: &Forest,
+        shard: u32,
+        replica: u64,
+        config: ShardLogicConfig,
+    ) -> Result<Self, ShardError> {
+        Self::open_inner(forest, shard, Some(replica), config)
+    }
+
+    fn open_inner(
+        forest: &Forest,
+        shard: u32,
+        replica: Option<u64>,
+        config: ShardLogicConfig,
+    ) -> Result<Self, ShardError> {
         let store = Arc::clone(forest.store());
         let tree = forest.shard(shard)?;
         let mut prefix = b"candor-shard/".to_vec();
         prefix.extend_from_slice(&shard.to_be_bytes());
+        let mut marker_key = prefix.clone();
+        marker_key.push(TAG_MARKER);
+        if let Some(r) = replica {
+            marker_key.extend_from_slice(&r.to_be_bytes());
+        }
         let mut this = Self {
             shard,
             shard_bits: forest.shard_bits(),
@@ -210,18 +252,52 @@ impl ShardLogic {
             pending: BTreeMap::new(),
             pending_entries: Vec::new(),
             marker: None,
+            marker_key,
+            replica,
             pending_count: Arc::new(AtomicUsize::new(0)),
         };
         this.reload()?;
         Ok(this)
     }
 
-    fn reload(&mut self) -> Result<(), ShardError> {
-        self.state = match self.store.get(SPACE, &self.key(TAG_STATE, &[]))? {
+    /// The shard's [`ShardState`] as stored (one point read).
+    fn stored_state(&self) -> Result<ShardState, ShardError> {
+        Ok(match self.store.get(SPACE, &self.key(TAG_STATE, &[]))? {
             Some(v) => dec("shard state", &v)?,
             None => ShardState::default(),
-        };
-        self.marker = self.store.get(SPACE, &self.key(TAG_MARKER, &[]))?;
+        })
+    }
+
+    /// Shared-state mode, before an apply batch: if another replica advanced the
+    /// shard's stored state past ours, take it over (state, pending set; the tree
+    /// handle re-reads its revision on its own).
+    fn catch_up(&mut self) -> Result<(), ShardError> {
+        let stored = self.stored_state()?;
+        match stored.applied_index.cmp(&self.state.applied_index) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => {
+                debug!(
+                    shard = self.shard,
+                    replica = self.replica,
+                    from = self.state.applied_index,
+                    to = stored.applied_index,
+                    "catching up with the shared store"
+                );
+                self.reload()
+            }
+            // Entries this replica applied are gone from the store (e.g. a restore of an
+            // older backup under a running replica): continuing would skip them forever.
+            std::cmp::Ordering::Less => Err(ShardError::Storage(format!(
+                "shard {}: the store's applied index {} is behind this replica's {}; \
+                 restart the replica after restoring a store",
+                self.shard, stored.applied_index, self.state.applied_index
+            ))),
+        }
+    }
+
+    fn reload(&mut self) -> Result<(), ShardError> {
+        self.state = self.stored_state()?;
+        self.marker = self.store.get(SPACE, &self.marker_key)?;
         let p = self.key(TAG_PENDING, &[]);
         let mut pending = BTreeMap::new();
         let mut entries = Vec::new();
@@ -300,6 +376,12 @@ impl ShardLogic {
         &self.tree
     }
 
+    /// This replica's id in shared-state mode ([`ShardLogic::open_shared`]), `None` when
+    /// the store is this replica's own.
+    pub fn replica(&self) -> Option<u64> {
+        self.replica
+    }
+
     fn read_idem(&self, kh: &Digest) -> Result<Option<IdemRecord>, ShardError> {
         match self.store.get(SPACE, &self.key(TAG_KEY, kh))? {
             Some(v) => Ok(Some(dec("idempotency record", &v)?)),
@@ -324,7 +406,7 @@ impl ShardLogic {
             let resp = self.replay_response(log_index, data)?;
             if let Some(m) = marker {
                 let mut b = WriteBatch::new();
-                b.put(SPACE, self.key(TAG_MARKER, &[]), m.to_vec());
+                b.put(SPACE, self.marker_key.clone(), m.to_vec());
                 self.store.write(&b, Durability::Buffered)?;
             }
             return Ok(resp);
@@ -385,7 +467,7 @@ impl ShardLogic {
         }
         b.put(SPACE, self.key(TAG_STATE, &[]), enc(st));
         if let Some(m) = marker {
-            b.put(SPACE, self.key(TAG_MARKER, &[]), m.to_vec());
+            b.put(SPACE, self.marker_key.clone(), m.to_vec());
         }
     }
 
@@ -689,6 +771,11 @@ impl StateMachineLogic for ShardLogic {
 
     fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, ShardError> {
         let n = batch.entries.len();
+        // Shared-state mode: one point read per batch, not per entry (applies of the
+        // replicas do not overlap, so nobody else writes while this batch runs).
+        if self.replica.is_some() && n > 0 {
+            self.catch_up()?;
+        }
         let mut out = Vec::with_capacity(n);
         for (i, e) in batch.entries.iter().enumerate() {
             let marker = (i + 1 == n).then_some(batch.marker);
@@ -696,7 +783,7 @@ impl StateMachineLogic for ShardLogic {
         }
         if n == 0 {
             let mut b = WriteBatch::new();
-            b.put(SPACE, self.key(TAG_MARKER, &[]), batch.marker.to_vec());
+            b.put(SPACE, self.marker_key.clone(), batch.marker.to_vec());
             self.store.write(&b, Durability::Buffered)?;
         }
         self.marker = Some(batch.marker.to_vec());
@@ -707,26 +794,34 @@ impl StateMachineLogic for ShardLogic {
         Ok(self.marker.clone())
     }
 
-    /// The state lives in the store; a snapshot names the point it reached.
+    /// The state lives in the store; a snapshot names the point it reached: the whole
+    /// [`ShardState`] in embedded mode, only the applied index (a postcard varint) in
+    /// shared-state mode. Both start with the applied index.
     fn snapshot(&self) -> Result<Vec<u8>, ShardError> {
-        Ok(enc(&self.state))
+        Ok(if self.replica.is_some() {
+            enc(&self.state.applied_index)
+        } else {
+            enc(&self.state)
+        })
     }
 
-    /// Installing a snapshot needs storage that already holds its state (the shared
-    /// FoundationDB mode); shipping the tree itself to a replica with its own store is
-    /// not supported yet.
+    /// Installing a snapshot needs storage that already holds its state (shared-state
+    /// mode: the store another replica applied to); shipping the tree itself to a
+    /// replica with its own store is not supported. Either snapshot form is accepted:
+    /// only its leading applied index is read.
     fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), ShardError> {
-        let snap: ShardState = dec("snapshot", data)?;
+        let (snap_index, _) = postcard::take_from_bytes::<u64>(data)
+            .map_err(|e| corrupt(format!("snapshot: {e}")))?;
         self.reload()?;
-        if self.state.applied_index < snap.applied_index {
+        if self.state.applied_index < snap_index {
             return Err(ShardError::Storage(format!(
                 "shard {}: snapshot at log index {} but the store only reached {}; \
                  snapshot transfer between separate stores is not supported",
-                self.shard, snap.applied_index, self.state.applied_index
+                self.shard, snap_index, self.state.applied_index
             )));
         }
         let mut b = WriteBatch::new();
-        b.put(SPACE, self.key(TAG_MARKER, &[]), marker.to_vec());
+        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
         self.store.write(&b, Durability::Buffered)?;
         self.marker = Some(marker.to_vec());
         Ok(())

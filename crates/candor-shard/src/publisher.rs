@@ -452,6 +452,12 @@ impl Batcher {
             .map_err(ShardError::from_raft)?;
         match ShardResponse::decode(&resp)? {
             ShardResponse::Published(o) if o.len() == n => Ok(o),
+            // Shared-state mode: other replicas applied the entry first and its response
+            // is no longer retained. It was applied; a retry with the same idempotency
+            // key returns its result.
+            ShardResponse::Forgotten => Err(ShardError::Indeterminate(
+                "the entry was applied but its result is no longer retained".into(),
+            )),
             other => {
                 warn!(
                     shard = self.shard,
