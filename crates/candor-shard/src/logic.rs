@@ -5,7 +5,8 @@
 //! | key suffix | value |
 //! |---|---|
 //! | `s` | [`ShardState`]: applied log index, sealed revision, idempotency counters |
-//! | `m` | the Raft adapter's applied marker |
+//! | `m` | the Raft adapter's applied marker (embedded mode) |
+//! | `m ‖ replica u64be` | the applied marker of one replica (shared-state mode) |
 //! | `p ‖ log index u64be` | indices an entry added to the pending set (labels staged since the last seal) |
 //! | `k ‖ H(tenant, key)` | idempotency record: sequence, time, H(label, index, value), version, nonce |
 //! | `q ‖ seq u64be` | `H(tenant, key) ‖ time u64be`: idempotency records in arrival order |
@@ -28,8 +29,64 @@
 //! [`ShardTree::seal_staged`], which writes the revision itself (crash-safe, marker
 //! last); then one batch clears the pending set and records the revision. If a crash
 //! falls between the two, re-applying the entry finds the tree one revision ahead of
-//! [`ShardState::sealed_rev`] and only records it: only this state machine seals this
-//! shard, so that revision is exactly this entry's seal.
+//! [`ShardState::sealed_rev`] and only records it: only Seal entries of this shard's log
+//! seal its tree, so that revision is exactly this entry's seal (whichever replica made
+//! it).
+//!
+//! # Shared-state mode
+//!
+//! [`ShardLogic::open_shared`]: every replica of the shard's Raft group runs its own
+//! `ShardLogic` (and its own [`Forest`]) over **one** store, e.g. one FoundationDB
+//! cluster, and applies every committed entry. The mechanism above makes that the same
+//! as applying each entry once:
+//!
+//! * **Marker per replica** (`m ‖ replica`): each replica has its own Raft log and
+//!   membership; the marker says how far *its* adapter got, the state says how far the
+//!   shard got.
+//! * **Catch-up, one point read per apply batch**: if the stored [`ShardState`] is ahead
+//!   of this replica's copy, the replica reloads it (state, pending set; the tree handle
+//!   re-reads its latest revision by itself). Entries at or below the stored applied index
+//!   are then skipped and answered from their stored responses. A stored state *behind*
+//!   the replica (entries it applied are gone, e.g. an older backup restored under a
+//!   running process) stops the group with [`ShardError::Storage`].
+//! * **Pruned responses**: responses are kept for the last
+//!   [`ShardLogicConfig::response_retention`] entries (dropped in steps of 256). A replica
+//!   lagging further behind answers [`ShardResponse::Forgotten`] for such an entry and
+//!   skips it; it never fails and writes nothing but its marker. Followers' responses are
+//!   discarded by Raft; a leader that gets `Forgotten` (other replicas applied the entry
+//!   first) reports [`ShardError::Indeterminate`] to the publisher: the entry *was*
+//!   applied, and a retry with the same idempotency key returns its result.
+//! * **Seal**: a lagging replica that reloaded either skips the Seal (the state records
+//!   it) or, if another replica sealed the tree and stopped before the bookkeeping batch,
+//!   finds the tree one revision ahead and only records it: never a second revision.
+//! * **Snapshots** carry only the applied index (a postcard varint; the embedded form is
+//!   the whole [`ShardState`], which starts with it, and `restore` accepts both). No data
+//!   is transferred: `restore` reloads from the store and refuses a snapshot the store has
+//!   not reached.
+//!
+//! *Determinism.* Every key and value an entry writes (except the marker) is a function
+//! of the stored state before the entry, the entry, the store's value limit and
+//! [`ShardLogicConfig`]: in-memory copies (state, pending set) are only caches of stored
+//! records, refreshed by the catch-up. All replicas must therefore use the same
+//! `ShardLogicConfig` (the tree's `shard_bits` is enforced by the store).
+//!
+//! *Concurrency: applies must not overlap.* The catch-up read and the entry's batch are
+//! separate store operations, and [`WriteBatch`] has no precondition: a replica whose
+//! check passed at state `N-1` writes entry `N` blindly. If another replica wrote `N`
+//! meanwhile, the two batches are byte-identical and the second write changes nothing.
+//! If the other replica got *further* (`N+1`, ...) before the stale write lands, that
+//! write puts back the older [`ShardState`] (applied index, idempotency counters), may
+//! resurrect `p`/`k`/`q` records a later entry deleted, and a third replica catching up
+//! in that window would re-apply `N+1` over leaves `N+1` already staged: a second version
+//! for one mutation. A stale Seal can likewise move `candor-tree`'s shard marker back.
+//! Interleaved applies (one replica's batch at a time, as the tests drive them) are
+//! exact; overlapping ones on a shared backend need a conditional write: a batch op
+//! "abort unless key `s` still holds this value" (on FoundationDB a conflict-checked read
+//! of `s` inside the batch's transaction plus a comparison; embedded, a check under the
+//! write lock), with the same guard on `candor-tree`'s shard marker for seals. Until the
+//! store offers one, shared-state mode is correct only where something outside this type
+//! serializes the replicas' applies; a Raft leader alone does not (an old leader may
+//! still be applying when a new one starts).
 //!
 //! # Idempotency retention
 //!
