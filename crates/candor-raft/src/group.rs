@@ -12,9 +12,12 @@ use openraft::{BasicNode, Raft, ReadPolicy, ServerState};
 
 use crate::Error;
 use crate::log_store::LogDb;
-use crate::network::{BoxFuture, NetworkFactory, RaftTransport, RpcKind, TransportError, serve};
+use crate::network::{
+    BoxFuture, ClientWriteReply, ClientWriteRpc, ClientWriteRpcRef, NetworkFactory, RaftTransport,
+    RejectReason, Rejected, RpcKind, TransportError, serve,
+};
 use crate::state_machine::{StateMachine, StateMachineLogic};
-use crate::types::{GroupId, LogId, NodeId, Request, TypeConfig};
+use crate::types::{GroupId, LogId, NodeId, Request, TypeConfig, decode, encode};
 
 /// Key prefix of the Raft log inside the node's store.
 pub const DEFAULT_KEY_PREFIX: &[u8] = b"\x00raft/";
@@ -37,6 +40,9 @@ pub struct RaftTuning {
     /// Pre-vote: a node that cannot win (partitioned, restarted, behind) asks before it
     /// bumps its term, so it cannot depose a healthy leader when it comes back.
     pub pre_vote: bool,
+    /// Bound on one [`RaftGroup::write`] call: redirects, leader elections and the
+    /// leader's commit all have to fit in it.
+    pub forward_timeout: Duration,
 }
 
 impl Default for RaftTuning {
@@ -49,6 +55,7 @@ impl Default for RaftTuning {
             keep_after_snapshot: 10_000,
             max_payload_entries: 1024,
             pre_vote: true,
+            forward_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -102,12 +109,14 @@ trait GroupService: Send + Sync {
         &self,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
+    ) -> BoxFuture<'static, Result<Vec<u8>, Rejected>>;
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
 
 struct GroupEntry<L: StateMachineLogic> {
+    group: GroupId,
     raft: Raft<TypeConfig, StateMachine<L>>,
+    max_payload: usize,
 }
 
 impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
@@ -115,9 +124,37 @@ impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
         &self,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, Rejected>> {
         let raft = self.raft.clone();
-        Box::pin(async move { serve(&raft, kind, &payload).await })
+        let (group, max_payload) = (self.group, self.max_payload);
+        Box::pin(async move {
+            if kind != RpcKind::ClientWrite {
+                return serve(&raft, kind, &payload).await;
+            }
+            let req: ClientWriteRpc = decode(&payload).map_err(|e| {
+                Rejected::new(RejectReason::Malformed, format!("decode client-write: {e}"))
+            })?;
+            let reply = match propose(&raft, group, max_payload, req.data).await {
+                Ok(r) => ClientWriteReply::Applied(r),
+                Err(Error::ForwardToLeader {
+                    leader,
+                    leader_addr,
+                    ..
+                }) => ClientWriteReply::NotLeader {
+                    leader,
+                    leader_addr,
+                },
+                Err(Error::TooLarge { size, limit }) => ClientWriteReply::TooLarge {
+                    size: size as u64,
+                    limit: limit as u64,
+                },
+                Err(Error::Indeterminate { detail, .. }) => ClientWriteReply::Indeterminate(detail),
+                Err(Error::Stopped { detail, .. }) => ClientWriteReply::Stopped(detail),
+                Err(e) => ClientWriteReply::Failed(e.to_string()),
+            };
+            encode(&reply)
+                .map_err(|e| Rejected::new(RejectReason::Unavailable, format!("encode reply: {e}")))
+        })
     }
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         let raft = self.raft.clone();
@@ -236,16 +273,21 @@ impl RaftNode {
         let reservation = Reservation { node: self, group };
         let (raft, sm) = self.build_group(group, logic).await?;
         std::mem::forget(reservation);
+        let max_payload = self.inner.db.group(group).max_payload_bytes();
         self.write_groups().insert(
             group,
-            Slot::Running(Arc::new(GroupEntry { raft: raft.clone() })),
+            Slot::Running(Arc::new(GroupEntry {
+                group,
+                raft: raft.clone(),
+                max_payload,
+            })),
         );
         Ok(RaftGroup {
             group,
             node: self.clone(),
             raft,
             sm,
-            max_payload: self.inner.db.group(group).max_payload_bytes(),
+            max_payload,
         })
     }
 
@@ -295,20 +337,41 @@ impl RaftNode {
         Ok(g)
     }
 
-    /// Handle an incoming RPC for `group` (what a gRPC server calls).
+    /// Handle an incoming RPC for `group`: what a transport's server side calls. Errors
+    /// are [`TransportError::Remote`]; see [`Self::serve_rpc`] for the precise reason.
     pub fn handle_rpc(
         &self,
         group: GroupId,
         kind: RpcKind,
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
+        let fut = self.serve_rpc(group, kind, payload);
+        Box::pin(async move { fut.await.map_err(TransportError::from) })
+    }
+
+    /// [`Self::handle_rpc`] with the reason of a refusal, so a server can map it to a
+    /// precise status (the gRPC server does). The returned future does not keep the
+    /// node alive.
+    pub fn serve_rpc(
+        &self,
+        group: GroupId,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Rejected>> {
         let svc = self.read_groups().get(&group).cloned();
         match svc {
             Some(Slot::Running(svc)) => svc.handle(kind, payload),
-            Some(Slot::Starting) | None => Box::pin(async move {
-                Err(TransportError::Remote(format!(
-                    "group {group} is not running here"
-                )))
+            Some(Slot::Starting) => Box::pin(async move {
+                Err(Rejected::new(
+                    RejectReason::Unavailable,
+                    format!("group {group} is starting on node"),
+                ))
+            }),
+            None => Box::pin(async move {
+                Err(Rejected::new(
+                    RejectReason::UnknownGroup,
+                    format!("group {group} is not running here"),
+                ))
             }),
         }
     }
@@ -331,6 +394,57 @@ impl RaftNode {
     fn remove_group(&self, group: GroupId) {
         self.write_groups().remove(&group);
     }
+}
+
+/// First pause of [`RaftGroup::write`] while no leader is known; doubles up to the max.
+const FORWARD_MIN_BACKOFF: Duration = Duration::from_millis(10);
+const FORWARD_MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+fn forward_error(group: GroupId, f: &openraft::errors::ForwardToLeader<TypeConfig>) -> Error {
+    Error::ForwardToLeader {
+        group,
+        leader: f.leader_id,
+        leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+    }
+}
+
+fn write_error(group: GroupId, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward_error(group, &f),
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => Error::Indeterminate {
+            group,
+            detail: f.to_string(),
+        },
+        RaftError::APIError(e) => Error::Membership {
+            group,
+            detail: e.to_string(),
+        },
+        RaftError::Fatal(f) => Error::Stopped {
+            group,
+            detail: f.to_string(),
+        },
+    }
+}
+
+/// Propose `data` on this replica (which must lead) and wait for it to be applied.
+async fn propose<L: StateMachineLogic>(
+    raft: &Raft<TypeConfig, StateMachine<L>>,
+    group: GroupId,
+    max_payload: usize,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    // An entry the store refuses would fail the append and stop the group: refuse it
+    // here instead.
+    if data.len() > max_payload {
+        return Err(Error::TooLarge {
+            size: data.len(),
+            limit: max_payload,
+        });
+    }
+    raft.client_write(Request(data))
+        .await
+        .map(|r| r.data.0)
+        .map_err(|e| write_error(group, e))
 }
 
 struct Reservation<'a> {
@@ -416,32 +530,11 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     }
 
     fn forward(&self, f: &openraft::errors::ForwardToLeader<TypeConfig>) -> Error {
-        Error::ForwardToLeader {
-            group: self.group,
-            leader: f.leader_id,
-            leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
-        }
+        forward_error(self.group, f)
     }
 
     fn write_err(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.forward(&f),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => Error::Indeterminate {
-                group: self.group,
-                detail: f.to_string(),
-            },
-            RaftError::APIError(e @ ClientWriteError::ChangeMembershipError(_)) => {
-                Error::Membership {
-                    group: self.group,
-                    detail: e.to_string(),
-                }
-            }
-            RaftError::APIError(e) => Error::Membership {
-                group: self.group,
-                detail: e.to_string(),
-            },
-            RaftError::Fatal(f) => self.stopped(f),
-        }
+        write_error(self.group, e)
     }
 
     /// Bootstrap the group with `members` (node id → address). Call it on one member of a
@@ -477,19 +570,185 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     /// and applied here. Only the leader accepts writes ([`Error::ForwardToLeader`]
     /// otherwise).
     pub async fn client_write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        // An entry the store refuses would fail the append and stop the group: refuse it
-        // here instead.
+        propose(&self.raft, self.group, self.max_payload, data).await
+    }
+
+    /// Propose `data` through whichever replica leads the group: locally when this node
+    /// leads, otherwise forwarded to the known leader over the node's transport
+    /// ([`RpcKind::ClientWrite`]). Follows redirects and leader elections, backing off
+    /// briefly while no leader is known, all within [`RaftTuning::forward_timeout`].
+    ///
+    /// Outcomes (the contract callers build exactly-once on):
+    ///
+    /// * `Ok(response)`: committed and applied on the leader, exactly once by this call;
+    ///   `response` is the state machine's. This replica may apply it a little later
+    ///   (use [`Self::wait_for_applied`] or [`Self::ensure_linearizable`] to read it here).
+    /// * [`Error::Indeterminate`] (and [`Error::Stopped`]): the entry may or may not have
+    ///   been committed, e.g. a forwarded write whose reply was lost or came too late,
+    ///   or a leader that lost leadership after appending it. It may still be applied
+    ///   later. `write` never retries such a write itself; a caller that retries must
+    ///   make the retry idempotent (the shard publisher deduplicates by its own
+    ///   idempotency keys), because the retry can be applied in addition to the first.
+    /// * [`Error::Timeout`]: no replica accepted the write before the deadline; it was
+    ///   not proposed (only provably undelivered attempts are retried internally:
+    ///   redirects, unreachable targets, requests refused before reaching the group).
+    /// * [`Error::TooLarge`]: refused, not proposed.
+    pub async fn write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
         if data.len() > self.max_payload {
             return Err(Error::TooLarge {
                 size: data.len(),
                 limit: self.max_payload,
             });
         }
-        self.raft
-            .client_write(Request(data))
-            .await
-            .map(|r| r.data.0)
-            .map_err(|e| self.write_err(e))
+        let deadline = tokio::time::Instant::now() + self.node.inner.config.tuning.forward_timeout;
+        let me = self.node.id();
+        let mut encoded: Option<Vec<u8>> = None;
+        // A leader named by a redirect, tried before our own (maybe staler) view.
+        let mut hint: Option<(NodeId, Option<String>)> = None;
+        let mut hops_since_sleep = 0u32;
+        let mut backoff = FORWARD_MIN_BACKOFF;
+        let mut last = String::from("no leader known");
+        loop {
+            let target = hint.take().or_else(|| self.leader_hint());
+            match target {
+                Some((id, _)) if id == me => {
+                    match tokio::time::timeout_at(deadline, self.client_write(data.clone())).await {
+                        Err(_) => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: "no commit by this leader before the forward deadline"
+                                    .into(),
+                            });
+                        }
+                        Ok(Ok(r)) => return Ok(r),
+                        // Not proposed: this replica is no longer the leader.
+                        Ok(Err(Error::ForwardToLeader {
+                            leader,
+                            leader_addr,
+                            ..
+                        })) => {
+                            last = format!("node {me} is not the leader");
+                            hint = leader.filter(|&l| l != me).map(|l| (l, leader_addr));
+                        }
+                        Ok(Err(e)) => return Err(e),
+                    }
+                }
+                Some((id, Some(addr))) => {
+                    let payload = match &encoded {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = encode(&ClientWriteRpcRef { data: &data })?;
+                            encoded = Some(p.clone());
+                            p
+                        }
+                    };
+                    let send = self.node.inner.transport.send(
+                        id,
+                        &addr,
+                        self.group,
+                        RpcKind::ClientWrite,
+                        payload,
+                    );
+                    match tokio::time::timeout_at(deadline, send).await {
+                        Err(_) => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: format!(
+                                    "no reply from leader {id} before the forward deadline"
+                                ),
+                            });
+                        }
+                        Ok(Ok(bytes)) => match self.forwarded_reply(id, &bytes)? {
+                            Some(r) => return Ok(r),
+                            None => {
+                                last = format!("node {id} is not the leader");
+                                if let Ok(ClientWriteReply::NotLeader {
+                                    leader,
+                                    leader_addr,
+                                }) = decode(&bytes)
+                                {
+                                    hint = leader.filter(|&l| l != id).map(|l| (l, leader_addr));
+                                }
+                            }
+                        },
+                        // Never delivered to the group: safe to try again.
+                        Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
+                            last = format!("leader {id}: {m}");
+                        }
+                        Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: format!("forward to leader {id}: {e}"),
+                            });
+                        }
+                    }
+                }
+                Some((id, None)) => last = format!("leader {id} has no known address"),
+                None => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(format!(
+                    "group {}: no leader accepted the write within {:?} ({last}); not proposed",
+                    self.group, self.node.inner.config.tuning.forward_timeout
+                )));
+            }
+            // Follow a fresh redirect at once, but not endlessly: two replicas with stale
+            // views could bounce the write between them.
+            if hint.is_some() && hops_since_sleep < 2 {
+                hops_since_sleep += 1;
+                continue;
+            }
+            hops_since_sleep = 0;
+            tracing::debug!(group = %self.group, %last, "write: waiting for a leader");
+            tokio::time::sleep_until((now + backoff).min(deadline)).await;
+            backoff = (backoff * 2).min(FORWARD_MAX_BACKOFF);
+        }
+    }
+
+    /// Interpret a forwarded write's reply: `Ok(Some)` applied, `Ok(None)` not the leader
+    /// (retry), `Err` final.
+    fn forwarded_reply(&self, from: NodeId, bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let indeterminate = |detail: String| Error::Indeterminate {
+            group: self.group,
+            detail,
+        };
+        match decode::<ClientWriteReply>(bytes) {
+            Ok(ClientWriteReply::Applied(r)) => Ok(Some(r)),
+            Ok(ClientWriteReply::NotLeader { .. }) => Ok(None),
+            Ok(ClientWriteReply::TooLarge { size, limit }) => Err(Error::TooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            }),
+            Ok(ClientWriteReply::Indeterminate(d)) => {
+                Err(indeterminate(format!("leader {from}: {d}")))
+            }
+            Ok(ClientWriteReply::Stopped(d)) => Err(indeterminate(format!(
+                "leader {from} stopped during the write: {d}"
+            ))),
+            Ok(ClientWriteReply::Failed(d)) => Err(indeterminate(format!("leader {from}: {d}"))),
+            // The request was delivered, so it may have been applied.
+            Err(e) => Err(indeterminate(format!("undecodable reply from {from}: {e}"))),
+        }
+    }
+
+    /// The leader this replica knows of, with its address from the membership.
+    fn leader_hint(&self) -> Option<(NodeId, Option<String>)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone());
+        Some((leader, addr))
+    }
+
+    /// The leader this replica knows of and its address (from the group membership), if
+    /// both are known. Where [`Self::write`] would send a write.
+    pub fn leader_addr(&self) -> Option<(NodeId, String)> {
+        let (id, addr) = self.leader_hint()?;
+        Some((id, addr?))
     }
 
     /// Confirm leadership with a quorum (ReadIndex) and wait until this replica has

@@ -75,6 +75,7 @@
 
 mod error;
 mod group;
+pub mod grpc;
 mod in_process;
 pub mod kv;
 pub mod log_store;
@@ -87,11 +88,13 @@ pub use error::Error;
 pub use group::{
     DEFAULT_KEY_PREFIX, GroupMetrics, RaftGroup, RaftNode, RaftNodeConfig, RaftTuning, WeakRaftNode,
 };
+pub use grpc::{GrpcConfig, GrpcRaftServer, GrpcTransport};
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};
 pub use kv::{CrashStore, crash_store};
 pub use log_store::{GroupLogStore, LogDb};
 pub use network::{
-    BoxFuture, NetworkFactory, RaftTransport, RpcKind, TransportError, TransportRouter,
+    BoxFuture, NetworkFactory, RaftTransport, RejectReason, Rejected, RpcKind, TransportError,
+    TransportRouter,
 };
 pub use openraft;
 pub use openraft::ServerState;

@@ -1,13 +1,14 @@
 //! The transport seam: every Raft RPC of every group goes through one narrow,
-//! byte-oriented [`RaftTransport`], so a gRPC client (later) and the in-process test
-//! network are interchangeable.
+//! byte-oriented [`RaftTransport`], so the gRPC transport ([`crate::grpc`]) and the
+//! in-process test network are interchangeable.
 //!
 //! Client side: openraft-multi's `GroupNetworkAdapter` binds (target node, group) to a
 //! shared router; our router ([`TransportRouter`]) encodes each typed openraft request with
 //! postcard and calls [`RaftTransport::send`]. Server side: whatever receives
 //! `(group, kind, bytes)` hands it to [`RaftNode::handle_rpc`](crate::RaftNode::handle_rpc),
 //! which decodes, dispatches to the group's `Raft`, and returns the encoded response.
-//! Malformed bytes produce an error, never a panic.
+//! Malformed bytes produce an error ([`Rejected`]), never a panic. Forwarded application
+//! writes ([`RpcKind::ClientWrite`]) travel the same way.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,11 @@ pub enum RpcKind {
     FullSnapshot = 4,
     /// Leadership transfer notice.
     TransferLeader = 5,
+    /// An application write forwarded by a replica to the leader it knows
+    /// ([`RaftGroup::write`](crate::RaftGroup::write)). The reply says "applied" (with
+    /// the state machine's response), "not the leader" (with a leader hint), or why it
+    /// failed; see [`RaftGroup::write`](crate::RaftGroup::write) for the semantics.
+    ClientWrite = 6,
 }
 
 impl RpcKind {
@@ -56,6 +62,15 @@ impl RpcKind {
     pub fn as_u8(self) -> u8 {
         self as u8
     }
+    /// Every kind, in tag order.
+    pub const ALL: [RpcKind; 6] = [
+        Self::AppendEntries,
+        Self::Vote,
+        Self::PreVote,
+        Self::FullSnapshot,
+        Self::TransferLeader,
+        Self::ClientWrite,
+    ];
     /// Parse a wire tag.
     pub fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
@@ -64,6 +79,7 @@ impl RpcKind {
             3 => Self::PreVote,
             4 => Self::FullSnapshot,
             5 => Self::TransferLeader,
+            6 => Self::ClientWrite,
             _ => return None,
         })
     }
@@ -85,6 +101,45 @@ pub enum TransportError {
     /// group, malformed bytes).
     #[error("remote: {0}")]
     Remote(String),
+}
+
+/// Why a node refused an incoming RPC before it reached the group's Raft: the
+/// server-side counterpart of [`TransportError::Remote`]. A rejected request changed
+/// nothing (in particular, a rejected forwarded write was not proposed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// This node does not host the group (gRPC `NOT_FOUND`).
+    UnknownGroup,
+    /// The node or group is starting, shutting down or stopped (gRPC `UNAVAILABLE`).
+    Unavailable,
+    /// The request is malformed or misaddressed: unknown kind, undecodable payload,
+    /// wrong target node (gRPC `INVALID_ARGUMENT`).
+    Malformed,
+}
+
+/// A refused incoming RPC ([`RaftNode::serve_rpc`](crate::RaftNode::serve_rpc)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rejected ({reason:?}): {detail}")]
+pub struct Rejected {
+    /// The class of refusal (decides the gRPC status).
+    pub reason: RejectReason,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+impl Rejected {
+    pub(crate) fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Rejected> for TransportError {
+    fn from(r: Rejected) -> Self {
+        TransportError::Remote(r.to_string())
+    }
 }
 
 /// Sends one Raft RPC to `(target, group)` and returns the response bytes.
@@ -334,40 +389,78 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     }
 }
 
-fn remote(what: &str, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Remote(format!("{what}: {e}"))
+fn malformed(what: &str, e: impl std::fmt::Display) -> Rejected {
+    Rejected::new(RejectReason::Malformed, format!("{what}: {e}"))
 }
 
-/// Server side: decode `payload`, run it on `raft`, encode the reply.
+fn stopped(e: impl std::fmt::Display) -> Rejected {
+    // The only errors these openraft calls return are fatal ones: the group stopped.
+    Rejected::new(RejectReason::Unavailable, format!("raft: {e}"))
+}
+
+/// A forwarded application write ([`RpcKind::ClientWrite`] request payload).
+#[derive(Serialize)]
+pub(crate) struct ClientWriteRpcRef<'a> {
+    #[serde(with = "serde_bytes")]
+    pub(crate) data: &'a [u8],
+}
+
+/// See [`ClientWriteRpcRef`].
+#[derive(Deserialize)]
+pub(crate) struct ClientWriteRpc {
+    #[serde(with = "serde_bytes")]
+    pub(crate) data: Vec<u8>,
+}
+
+/// The answer to a forwarded write ([`RpcKind::ClientWrite`] reply payload). Postcard
+/// encodes the variant by position: append new variants at the end only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ClientWriteReply {
+    /// Committed and applied on the leader; the state machine's response.
+    Applied(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The receiver is not the leader; it was not proposed. Leader hint, if known.
+    NotLeader {
+        leader: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// Refused as too large; not proposed.
+    TooLarge { size: u64, limit: u64 },
+    /// Proposed, but the outcome is unknown (leadership lost before commit).
+    Indeterminate(String),
+    /// The receiver's group stopped during the call: the outcome is unknown.
+    Stopped(String),
+    /// Any other failure; treated as an unknown outcome.
+    Failed(String),
+}
+
+/// Server side: decode `payload`, run it on `raft`, encode the reply. (Forwarded writes
+/// are handled by the group, which knows its payload limit.)
 pub(crate) async fn serve<L: StateMachineLogic>(
     raft: &Raft<TypeConfig, StateMachine<L>>,
     kind: RpcKind,
     payload: &[u8],
-) -> Result<Vec<u8>, TransportError> {
+) -> Result<Vec<u8>, Rejected> {
     let out = match kind {
         RpcKind::AppendEntries => {
             let req: AppendEntriesRequest<TypeConfig> =
-                decode(payload).map_err(|e| remote("decode append-entries", e))?;
-            let resp = raft
-                .append_entries(req)
-                .await
-                .map_err(|e| remote("raft", e))?;
+                decode(payload).map_err(|e| malformed("decode append-entries", e))?;
+            let resp = raft.append_entries(req).await.map_err(stopped)?;
             encode(&resp)
         }
         RpcKind::Vote => {
             let req: VoteRequest<TypeConfig> =
-                decode(payload).map_err(|e| remote("decode vote", e))?;
-            let resp = raft.vote(req).await.map_err(|e| remote("raft", e))?;
+                decode(payload).map_err(|e| malformed("decode vote", e))?;
+            let resp = raft.vote(req).await.map_err(stopped)?;
             encode(&resp)
         }
         RpcKind::PreVote => {
             let req: VoteRequest<TypeConfig> =
-                decode(payload).map_err(|e| remote("decode pre-vote", e))?;
-            let resp = raft.pre_vote(req).await.map_err(|e| remote("raft", e))?;
+                decode(payload).map_err(|e| malformed("decode pre-vote", e))?;
+            let resp = raft.pre_vote(req).await.map_err(stopped)?;
             encode(&resp)
         }
         RpcKind::FullSnapshot => {
-            let req: SnapshotRpc = decode(payload).map_err(|e| remote("decode snapshot", e))?;
+            let req: SnapshotRpc = decode(payload).map_err(|e| malformed("decode snapshot", e))?;
             let snapshot = Snapshot {
                 meta: req.meta,
                 snapshot: req.data,
@@ -375,18 +468,22 @@ pub(crate) async fn serve<L: StateMachineLogic>(
             let resp = raft
                 .install_full_snapshot(req.vote, snapshot)
                 .await
-                .map_err(|e| remote("raft", e))?;
+                .map_err(stopped)?;
             encode(&resp)
         }
         RpcKind::TransferLeader => {
             let req: TransferLeaderRequest<TypeConfig> =
-                decode(payload).map_err(|e| remote("decode transfer-leader", e))?;
-            let resp = raft
-                .handle_transfer_leader(req)
-                .await
-                .map_err(|e| remote("raft", e))?;
+                decode(payload).map_err(|e| malformed("decode transfer-leader", e))?;
+            let resp = raft.handle_transfer_leader(req).await.map_err(stopped)?;
             encode(&resp)
         }
+        RpcKind::ClientWrite => {
+            return Err(Rejected::new(
+                RejectReason::Unavailable,
+                "client writes are served by the group",
+            ));
+        }
     };
-    out.map_err(|e| remote("encode reply", e))
+    // Encoding our own reply cannot fail on valid values; report it rather than panic.
+    out.map_err(|e| Rejected::new(RejectReason::Unavailable, format!("encode reply: {e}")))
 }
