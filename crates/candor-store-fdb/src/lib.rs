@@ -76,6 +76,38 @@
 //! does the same server-side but is marked "not ready for general use", so it is not
 //! used.
 //!
+//! # Shared-state shards
+//!
+//! In a cluster every replica of a shard group opens an `FdbStore` on the same cluster
+//! and root, and `candor_shard::ShardLogic::open_shared` over it (its module docs have the
+//! full argument). How that maps onto this backend:
+//!
+//! - **Apply = one transaction.** A Raft entry's effects (leaves, openings, idempotency
+//!   records), the shard's state record with its new applied index and, for the last
+//!   entry of an adapter batch, the replica's own applied marker are one
+//!   [`candor_store::WriteBatch`], so one `Store::write`, so one transaction: a replica
+//!   sees an entry wholly applied or not at all. The batch is bounded by the Raft entry
+//!   size (which the log store's value limit caps), so it fits a transaction.
+//! - **Seal = chunked, marker last.** A Seal's tree writes go through `write_chunked`
+//!   (several transactions, the tree's shard marker last), then one transaction records
+//!   the revision in the shard state. A replica that finds the tree one revision ahead of
+//!   the state finishes the bookkeeping instead of sealing again.
+//! - **Lagging replicas** read the state record (one `get` per apply batch), reload when
+//!   it is ahead, and skip entries at or below it: no snapshot is transferred; a Raft
+//!   snapshot is the applied index alone.
+//! - **`commit_unknown_result`** is absorbed by the commit markers above, so a retried
+//!   apply transaction lands once.
+//! - **Limitation: overlapping applies.** [`candor_store::WriteBatch`] carries only blind
+//!   writes, so this backend's write transactions read nothing and have no read-conflict
+//!   ranges: two replicas applying the *same* entry concurrently both commit (harmless:
+//!   the batches are byte-identical), but a replica writing entry `N` after another one
+//!   already wrote `N+1` moves the state back, and FoundationDB cannot notice. Making
+//!   overlapping applies safe needs a precondition in the batch ("abort unless key K holds
+//!   V"), which this backend would run as a conflict-checked `get` of K inside the write
+//!   transaction plus a comparison (so a concurrent writer of K forces a retry that then
+//!   sees the new value and fails the precondition). The trait has no such operation yet;
+//!   until it does, shared-state applies of one shard must be serialized by the caller.
+//!
 //! # Ordering: revisions in keys, no versionstamps
 //!
 //! The backend needs no versionstamps. Versioned data is ordered by the shard's own
