@@ -455,6 +455,122 @@ async fn isolated_leader_cannot_acknowledge_writes() {
     }
 }
 
+/// Counts forwarded writes; decides nothing (the seeded random faults apply).
+#[derive(Default)]
+struct ForwardCounter(AtomicU64);
+
+impl FaultHook for ForwardCounter {
+    fn decide(&self, msg: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
+        if msg.kind == RpcKind::ClientWrite {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+}
+
+/// Writes enter through every replica (followers forward them to the leader) while
+/// requests and replies are lost and delayed, and the leader is isolated once midway:
+/// every acknowledged write is applied exactly once at its position, writes with an
+/// unknown outcome at most once, and the replicas converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_survive_faults() {
+    let s = seed(9);
+    let net = InProcessNetwork::new(s);
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let n = start_node(&net, id, Arc::new(CrashStore::new()));
+        groups.push((id, start_group(&n, G).await));
+        nodes.push(n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    let first_leader = wait_leader(&groups).await;
+
+    // Fault-free: a follower's write is forwarded and acknowledged.
+    let follower = groups
+        .iter()
+        .find(|(id, _)| *id != first_leader)
+        .expect("follower")
+        .1
+        .clone();
+    let resp = follower
+        .write(b"via-follower".to_vec())
+        .await
+        .expect("forwarded write");
+    assert_eq!(AppendLog::position(&resp), Some(1));
+    let mut acked = vec![(b"via-follower".to_vec(), 1)];
+    let mut unknown = Vec::new();
+
+    let counter = Arc::new(ForwardCounter::default());
+    net.set_hook(Some(Arc::clone(&counter) as Arc<dyn FaultHook>));
+    net.set_faults(FaultConfig {
+        drop_request: 0.05,
+        drop_response: 0.05,
+        min_delay: Duration::ZERO,
+        max_delay: Duration::from_millis(3),
+    });
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        // Each writer enters through its own replica, so two of every three forward.
+        let g = groups[w % groups.len()].1.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..20 {
+                let data = payload(&format!("fw{w}"), i);
+                out.push((data.clone(), forward_write(&g, data).await));
+            }
+            out
+        }));
+    }
+    // Midway, cut the leader off for a while: writes must follow the new leader.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cut = wait_leader(&groups).await;
+    net.isolate(cut);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    net.heal();
+    for t in tasks {
+        for (data, o) in t.await.expect("writer") {
+            match o {
+                Outcome::Acked(p) => acked.push((data, p)),
+                Outcome::Unknown => unknown.push(data),
+            }
+        }
+    }
+    let forwarded = counter.0.load(Ordering::Relaxed);
+    eprintln!(
+        "seed {s}: {:?}, forwarded {forwarded}, acked {}, unknown {}, isolated {cut}",
+        net.stats(),
+        acked.len(),
+        unknown.len()
+    );
+    assert!(forwarded > 0, "no write was forwarded (seed {s})");
+
+    net.set_faults(FaultConfig::default());
+    let leader = wait_leader(&groups).await;
+    let lg = &groups
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    let items = linearizable_items(lg).await;
+    check_acked(&items, &acked, &unknown);
+    for (id, g) in &groups {
+        let r = items_at_least(g, items.len()).await;
+        assert_eq!(
+            &r[..items.len()],
+            &items[..],
+            "replica {id} diverged (seed {s})"
+        );
+    }
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}
+
 /// Counts snapshot messages; decides nothing.
 #[derive(Default)]
 struct SnapshotCounter(AtomicU64);

@@ -155,3 +155,24 @@ pub async fn items_at_least(g: &RaftGroup<AppendLog>, n: usize) -> Vec<Vec<u8>> 
     .await
     .expect("replica catches up")
 }
+
+/// Write `data` through `g.write` (forwarded to the leader when `g` does not lead).
+/// Retries only what provably was not proposed ([`Error::Timeout`]); never a write whose
+/// outcome is unknown.
+pub async fn forward_write(g: &RaftGroup<AppendLog>, data: Vec<u8>) -> Outcome {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forwarded write never succeeded"
+        );
+        match g.write(data.clone()).await {
+            Ok(resp) => {
+                return Outcome::Acked(AppendLog::position(&resp).expect("position response"));
+            }
+            Err(Error::Timeout(_)) => {}
+            Err(Error::Indeterminate { .. } | Error::Stopped { .. }) => return Outcome::Unknown,
+            Err(e) => panic!("unexpected write error: {e}"),
+        }
+    }
+}
