@@ -266,6 +266,7 @@ fn main() {
     print!("logical data before pruning:\n{}", logical(&store));
     fjall.flush_and_compact().unwrap();
     let disk = store.disk_space_bytes().unwrap();
+    let live = fjall.live_table_bytes() + fjall.disk_usage().unwrap().journal_bytes;
     println!(
         "disk usage after compaction: {:?}",
         fjall.disk_usage().unwrap()
@@ -277,6 +278,7 @@ fn main() {
     }
     fjall.flush_and_compact().unwrap();
     let disk_pruned = store.disk_space_bytes().unwrap();
+    let live_pruned = fjall.live_table_bytes() + fjall.disk_usage().unwrap().journal_bytes;
     print!("logical data after pruning:\n{}", logical(&store));
     println!(
         "disk usage after pruning: {:?}",
@@ -300,10 +302,17 @@ fn main() {
         "disk per leaf-version, latest revision only: {:>10.1} B",
         disk_pruned as f64 / versions as f64
     );
+    println!(
+        "live tables + journal per leaf-version, no pruning / latest only: {:.1} / {:.1} B",
+        live as f64 / versions as f64,
+        live_pruned as f64 / versions as f64
+    );
     println!("RSS after proofs: {rss:.0} MiB");
     println!(
-        "{{\"leaves\":{total},\"batch\":{batch},\"shard_bits\":{bits},\"insert_100k\":{at_100k:.0},\"insert_end\":{at_end:.0},\"update_end\":{update_rate:.0},\"proofs_1t\":{p1:.0},\"proofs_2t\":{p2:.0},\"proofs_per_cpu_s\":{cpu_rate:.0},\"median_proof_bytes\":{median},\"disk_per_version\":{:.1},\"disk_per_version_pruned\":{:.1},\"rss_mib\":{rss:.0}}}",
+        "{{\"leaves\":{total},\"batch\":{batch},\"shard_bits\":{bits},\"insert_100k\":{at_100k:.0},\"insert_end\":{at_end:.0},\"update_end\":{update_rate:.0},\"proofs_1t\":{p1:.0},\"proofs_2t\":{p2:.0},\"proofs_per_cpu_s\":{cpu_rate:.0},\"median_proof_bytes\":{median},\"disk_per_version\":{:.1},\"disk_per_version_pruned\":{:.1},\"live_per_version\":{:.1},\"live_per_version_pruned\":{:.1},\"rss_mib\":{rss:.0}}}",
         disk as f64 / versions as f64,
-        disk_pruned as f64 / versions as f64
+        disk_pruned as f64 / versions as f64,
+        live as f64 / versions as f64,
+        live_pruned as f64 / versions as f64
     );
 }
