@@ -187,11 +187,11 @@ fn crash_recovery() {
                 // libtest may print "test crash_child ... " without a newline
                 // before the child's first report, so find the marker anywhere.
                 let parts: Vec<&str> = line.split_whitespace().collect();
-                if let Some(p) = parts.iter().position(|w| *w == "sealed") {
-                    if let (Some(s), Some(r)) = (parts.get(p + 1), parts.get(p + 2)) {
-                        let s: usize = s.parse().unwrap();
-                        rep.lock().unwrap()[s] = r.parse().unwrap();
-                    }
+                if let Some(p) = parts.iter().position(|w| *w == "sealed")
+                    && let (Some(s), Some(r)) = (parts.get(p + 1), parts.get(p + 2))
+                {
+                    let s: usize = s.parse().unwrap();
+                    rep.lock().unwrap()[s] = r.parse().unwrap();
                 }
             }
         });
