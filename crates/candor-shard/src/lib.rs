@@ -26,7 +26,9 @@
 //!
 //! Apply reads only the entry and the store, so every replica (and a replica applying
 //! the same entry twice over shared storage) computes the same bytes. See [`logic`] for
-//! the key layout and the crash argument.
+//! the key layout and the crash argument, and [`ShardLogic::open_shared`] for
+//! shared-state mode (all replicas of a shard over one store, e.g. FoundationDB;
+//! snapshots are the applied index alone; replicas' applies must not overlap).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
