@@ -7,7 +7,8 @@
 //! * Server: [`GrpcRaftServer`] implements the generated service trait and hands each
 //!   request to [`RaftNode::serve_rpc`] through a [`WeakRaftNode`] (the server never keeps
 //!   a stopped node alive). [`raft_service`] returns it wrapped, ready for
-//!   `tonic::transport::Server::add_service`.
+//!   `tonic::transport::Server::add_service`; [`serve`] runs a server for it alone on a
+//!   `TcpListener`.
 //!
 //! # Addresses
 //!
@@ -148,6 +149,10 @@ pub fn endpoint_uri(addr: &str) -> Result<String, TransportError> {
 }
 
 /// [`RaftTransport`] over gRPC. Cheap to share (`Arc`); one per process.
+///
+/// Channels are cached per address string for the life of the transport (addresses come
+/// from group memberships, so the set is small); a channel reconnects by itself after
+/// its peer restarts.
 pub struct GrpcTransport {
     from: NodeId,
     config: GrpcConfig,
@@ -303,6 +308,27 @@ impl GrpcRaftServer {
 /// `tonic::transport::Server`.
 pub fn raft_service(node: &RaftNode, config: &GrpcConfig) -> RaftTransportServer<GrpcRaftServer> {
     GrpcRaftServer::new(node).into_service(config.max_message_bytes)
+}
+
+/// Serve `node`'s Raft transport on `listener` (the cluster-internal port) until
+/// `shutdown` completes, then drain in-flight calls. The returned future holds the node
+/// only weakly, so spawn it. For a server that also hosts other services, add
+/// [`raft_service`] to your own `tonic::transport::Server` instead.
+pub fn serve(
+    node: &RaftNode,
+    config: &GrpcConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut server = tonic::transport::Server::builder();
+    if let Some(interval) = config.keep_alive_interval {
+        server = server
+            .http2_keepalive_interval(Some(interval))
+            .http2_keepalive_timeout(Some(interval));
+    }
+    let router = server.add_service(raft_service(node, config));
+    router.serve_with_incoming_shutdown(incoming, shutdown)
 }
 
 #[tonic::async_trait]

@@ -14,11 +14,13 @@
 //!   (group commit). See [`log_store`] for the exact durability argument.
 //! * [`StateMachineLogic`]: the narrow, synchronous trait the shard and sequencer
 //!   implement; [`StateMachine`] is the openraft `RaftStateMachine` driving it in batches.
-//! * [`RaftTransport`]: the byte-level seam for RPCs (`send(target, group, kind, bytes)`);
-//!   [`RaftNode::handle_rpc`] is the server side. [`InProcessNetwork`] implements it for
-//!   tests and `candor dev`, with seeded fault injection; gRPC plugs in the same way.
-//! * [`RaftNode`] hosts groups; [`RaftGroup`] is the per-group handle: `client_write`,
-//!   `ensure_linearizable`, leader, metrics, membership changes.
+//! * [`RaftTransport`]: the byte-level seam for RPCs (`send(target, addr, group, kind,
+//!   bytes)`); [`RaftNode::handle_rpc`] / [`RaftNode::serve_rpc`] is the server side.
+//!   [`InProcessNetwork`] implements it for tests and `candor dev`, with seeded fault
+//!   injection; [`grpc`] implements it between processes.
+//! * [`RaftNode`] hosts groups; [`RaftGroup`] is the per-group handle: `write` (from any
+//!   replica), `client_write` (leader only), `ensure_linearizable`, leader, metrics,
+//!   membership changes.
 //!
 //! # Example: one node, one group (the `candor dev` shape)
 //!
@@ -39,6 +41,63 @@
 //! group.ensure_linearizable().await?;
 //! let n = group.read(|log| log.items().len()).await?;
 //! # let _ = (response, n);
+//! # Ok(()) }
+//! ```
+//!
+//! # Writing through any replica (leader forwarding)
+//!
+//! Only a group's leader may propose. [`RaftGroup::client_write`] fails with
+//! [`Error::ForwardToLeader`] elsewhere; [`RaftGroup::write`] instead proposes locally
+//! when this node leads and otherwise forwards the write to the leader it knows, as an
+//! [`RpcKind::ClientWrite`] RPC over the same transport as Raft's own messages. The
+//! leader runs `client_write` and answers with the state machine's response or with
+//! "not the leader" plus its own leader hint (id and address), which the sender follows.
+//! While no leader is known the sender backs off briefly (10 ms doubling to 200 ms). The
+//! whole call, redirects and elections included, is bounded by
+//! [`RaftTuning::forward_timeout`] (5 s by default).
+//!
+//! Exactly-once is the caller's business, by design. `write` retries only attempts that
+//! provably never reached a group (redirects, unreachable targets, requests refused
+//! before dispatch). A forwarded write whose reply is lost or late may have been
+//! committed, and is reported as [`Error::Indeterminate`], never retried here. A caller
+//! that retries it must make the retry idempotent: the shard publisher does, through
+//! per-tenant idempotency keys (a retry with the same key lands once). `Ok` means the
+//! entry was committed and applied on the leader exactly once for this call;
+//! [`Error::Timeout`] means it was not proposed.
+//!
+//! # gRPC transport (cluster mode)
+//!
+//! [`grpc::GrpcTransport`] sends every RPC as one unary call of
+//! `candor.raft.v1.RaftTransport/Call` (`proto/candor/v1/raft.proto`), over one lazily
+//! connected HTTP/2 channel per peer address shared by all groups, with per-kind
+//! deadlines (snapshots get longer) and a 64 MiB default message limit (a full snapshot
+//! travels as one message). [`grpc::raft_service`] / [`grpc::serve`] run the server side,
+//! which refuses misaddressed, malformed or unroutable requests with documented statuses
+//! (see [`grpc`]). Addresses are `host:port` or `http://host:port`.
+//!
+//! **No TLS yet**: the transport is plaintext and unauthenticated, so its port must be
+//! reachable only by the cluster's nodes. Mutual TLS between nodes is future work.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use candor_raft::grpc::{self, GrpcConfig, GrpcTransport};
+//! use candor_raft::{RaftNode, RaftNodeConfig};
+//! use candor_store::{FjallStore, Store};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn Store> = Arc::new(FjallStore::open("/var/lib/candor")?);
+//! let config = GrpcConfig::default();
+//! let transport = Arc::new(GrpcTransport::new(1, config.clone()));
+//! let node = RaftNode::new(RaftNodeConfig::new(1, "10.0.0.1:7100"), store, transport)?;
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:7100").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(grpc::serve(&node, &config, listener, async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... start groups; group.write(bytes) from any replica ...
+//! node.shutdown().await;
+//! let _ = stop.send(());
+//! server.await??;
 //! # Ok(()) }
 //! ```
 //!

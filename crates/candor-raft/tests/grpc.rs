@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candor_proto::raft::v1 as pb;
-use candor_raft::grpc::{GrpcConfig, GrpcTransport, REJECTED_METADATA_KEY, raft_service};
+use candor_raft::grpc::{GrpcConfig, GrpcTransport, REJECTED_METADATA_KEY, raft_service, serve};
 use candor_raft::testing::AppendLog;
 use candor_raft::{
     GroupId, NodeId, RaftGroup, RaftNode, RaftNodeConfig, RaftTransport, RpcKind, TransportError,
@@ -89,13 +89,20 @@ async fn start_proc(id: NodeId, listener: TcpListener, kv: MemStore, groups: &[G
     )
     .expect("raft node");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(raft_service(&node, &config))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            }),
-    );
+    // Node 1 runs a server of its own making (as a process hosting other services
+    // would); the others use the crate's `serve`.
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let server = if id == 1 {
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(raft_service(&node, &config))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
+        )
+    } else {
+        tokio::spawn(serve(&node, &config, listener, shutdown))
+    };
     let mut gs = Vec::new();
     for &g in groups {
         let logic = AppendLog::open(Arc::clone(&store), &sm_prefix(g)).expect("logic");
