@@ -447,7 +447,7 @@ impl Batcher {
         };
         let resp = self
             .group
-            .client_write(cmd.encode())
+            .write(cmd.encode())
             .await
             .map_err(ShardError::from_raft)?;
         match ShardResponse::decode(&resp)? {

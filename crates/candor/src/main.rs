@@ -88,7 +88,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                  copy the directory to every member and pass --keys-dir",
                 args.dir.display()
             );
-            println!("vrf public key:  {}", hex::encode(keys.vrf.public_key().to_bytes()));
+            println!(
+                "vrf public key:  {}",
+                hex::encode(keys.vrf.public_key().to_bytes())
+            );
             println!("head public key: {}", hex::encode(keys.head.public_key().0));
             println!("smt public key:  {}", hex::encode(keys.smt.public_key().0));
             Ok(())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use candor_node::{DevNode, NodeConfig, Topology};
 use candor_raft::RaftTuning;
-use candor_raft::grpc::{GrpcTransport, GrpcTransportConfig, raft_service};
+use candor_raft::grpc::{GrpcConfig, GrpcTransport};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,7 +61,8 @@ pub async fn start_member(
     let listener = TcpListener::bind(c.raft_listen)
         .await
         .with_context(|| format!("cannot listen on {} (cluster.raft_listen)", c.raft_listen))?;
-    let transport = Arc::new(GrpcTransport::new(GrpcTransportConfig::default()));
+    let grpc = GrpcConfig::default();
+    let transport = Arc::new(GrpcTransport::new(c.node_id, grpc.clone()));
     let topology = Topology {
         node_id: c.node_id,
         addr,
@@ -75,15 +76,14 @@ pub async fn start_member(
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = None;
     let node = DevNode::start_with(store, node_config, topology, |raft| {
-        let svc = raft_service(raft.downgrade());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        server = Some(tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                }),
-        ));
+        server = Some(tokio::spawn(candor_raft::grpc::serve(
+            raft,
+            &grpc,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        )));
     })
     .await
     .context("starting the node")?;

@@ -93,13 +93,21 @@ impl Cluster {
         let member_args: Vec<String> = self
             .members
             .iter()
-            .flat_map(|m| ["--member".to_string(), format!("{}={}", m.id, m.raft_addr())])
+            .flat_map(|m| {
+                [
+                    "--member".to_string(),
+                    format!("{}={}", m.id, m.raft_addr()),
+                ]
+            })
             .collect();
         let m = &mut self.members[i];
         m.runs += 1;
         let log = |name: &str| {
-            std::fs::File::create(self.dir.join(format!("member{}.{name}.{}.log", m.id, m.runs)))
-                .unwrap()
+            std::fs::File::create(
+                self.dir
+                    .join(format!("member{}.{name}.{}.log", m.id, m.runs)),
+            )
+            .unwrap()
         };
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--role", "all", "--data-dir"])
@@ -178,7 +186,8 @@ impl Cluster {
     async fn leader_of(&self, group: u64) -> u64 {
         for _ in 0..600 {
             for m in self.members.iter().filter(|m| m.child.is_some()) {
-                let Ok(mut c) = RaftTransportClient::connect(format!("http://{}", m.raft_addr())).await
+                let Ok(mut c) =
+                    RaftTransportClient::connect(format!("http://{}", m.raft_addr())).await
                 else {
                     continue;
                 };
@@ -325,7 +334,8 @@ async fn three_processes_survive_leader_kills() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let failover = failover.unwrap_or_else(|| panic!("no epoch after failover\n{}", cluster.logs()));
+    let failover =
+        failover.unwrap_or_else(|| panic!("no epoch after failover\n{}", cluster.logs()));
     println!("failover: sequencer leader killed -> next epoch signed in {failover:?}");
     cluster.start(l as usize - 1);
     cluster.wait_serving(l as usize - 1).await;
@@ -347,7 +357,13 @@ async fn three_processes_survive_leader_kills() {
                 c.wait_merged(&a.label, &a.publish.smt, Duration::from_millis(100)),
             )
             .await
-            .unwrap_or_else(|_| panic!("member {}: wait_merged timed out\n{}", i + 1, cluster.logs()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "member {}: wait_merged timed out\n{}",
+                    i + 1,
+                    cluster.logs()
+                )
+            });
             if let Err(e) = r {
                 panic!("member {}: SMT not merged: {e}\n{}", i + 1, cluster.logs());
             }
