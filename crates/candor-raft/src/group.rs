@@ -734,7 +734,9 @@ impl<L: StateMachineLogic> RaftGroup<L> {
 
     /// The leader this replica knows of, with its address from the membership.
     fn leader_hint(&self) -> Option<(NodeId, Option<String>)> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        // Read in place: cloning the whole metrics on every write would be wasteful.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         let leader = m.current_leader?;
         let addr = m
             .membership_config
