@@ -14,6 +14,7 @@ use crate::keys::{
     node_pos_key, parse_leaf, parse_leaf_key, parse_node_key, put_compact, rev_key,
 };
 use crate::node::{LeafRef, Node, STRIDE, Stride};
+use crate::shard::StoredOpening;
 
 /// Tuning of a [`crate::Forest`].
 #[derive(Debug, Clone)]
@@ -458,17 +459,36 @@ impl ForestInner {
 
     /// The leaf a tree node references, checked against the reference's hash.
     pub fn resolve(&self, r: &LeafRef) -> Result<Leaf> {
-        let leaf = self.read_leaf(&r.index, r.version)?.ok_or_else(|| {
-            corrupt(format!(
-                "leaf record {} v{} referenced by the tree is missing",
-                hex(&r.index),
-                r.version
-            ))
-        })?;
+        Ok(self.resolve_with_opening(r, false)?.0)
+    }
+
+    /// [`ForestInner::resolve`], and with `opening` also the version's
+    /// opening if it is still kept (same record: one read).
+    pub fn resolve_with_opening(
+        &self,
+        r: &LeafRef,
+        opening: bool,
+    ) -> Result<(Leaf, Option<StoredOpening>)> {
+        let v = self
+            .store
+            .get(Space::Tree, &leaf_key(&r.index, r.version))?
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "leaf record {} v{} referenced by the tree is missing",
+                    hex(&r.index),
+                    r.version
+                ))
+            })?;
+        let leaf = parse_leaf(r.index, r.version, &v)?;
         if leaf.hash() != r.hash {
             return Err(corrupt("leaf record does not match the tree's hash of it"));
         }
-        Ok(leaf)
+        let opening = if opening {
+            keys::parse_opening(&v)?
+        } else {
+            None
+        };
+        Ok((leaf, opening))
     }
 
     /// Newest leaf record of `index` (staged or sealed).
@@ -490,6 +510,20 @@ impl ForestInner {
 
     /// Leaf records of `index` for versions `from..=to` (all must exist).
     pub fn leaf_range(&self, index: &Index, from: u64, to: u64) -> Result<Vec<Leaf>> {
+        Ok(self
+            .leaf_range_with_openings(index, from, to)?
+            .into_iter()
+            .map(|x| x.0)
+            .collect())
+    }
+
+    /// [`ForestInner::leaf_range`] with each version's opening, if kept.
+    pub fn leaf_range_with_openings(
+        &self,
+        index: &Index,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Leaf, Option<StoredOpening>)>> {
         if from > to {
             return Ok(Vec::new());
         }
@@ -508,7 +542,7 @@ impl ForestInner {
                     hex(index)
                 )));
             }
-            out.push(parse_leaf(i, ver, &v)?);
+            out.push((parse_leaf(i, ver, &v)?, keys::parse_opening(&v)?));
         }
         if out.len() as u64 != to - from + 1 {
             return Err(corrupt(format!(

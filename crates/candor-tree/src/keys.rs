@@ -7,12 +7,10 @@ use crate::error::{Result, corrupt};
 
 /// Node records: `N | shard u16 | depth-1 u8 | prefix | rev`.
 pub(crate) const NODE: u8 = b'N';
-/// Leaf version records: `L | index | version`.
+/// Leaf version records (with the opening while it is kept): `L | index | version`.
 pub(crate) const LEAF: u8 = b'L';
 /// Revision records: `R | shard u16 | rev u64be`.
 pub(crate) const REV: u8 = b'R';
-/// Openings (space Values): `O | index | version`.
-pub(crate) const OPENING: u8 = b'O';
 /// Shard state (space Meta): `candor-tree/shard | shard u16`.
 pub(crate) const META_SHARD: &[u8] = b"candor-tree/shard/";
 /// Forest configuration (space Meta).
@@ -165,14 +163,6 @@ pub(crate) fn parse_leaf_key(key: &[u8]) -> Result<(Index, u64)> {
     Ok((index, v))
 }
 
-pub(crate) fn opening_key(index: &Index, version: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(42);
-    k.push(OPENING);
-    k.extend_from_slice(index);
-    put_compact(&mut k, version);
-    k
-}
-
 pub(crate) fn rev_key(shard: u32, rev: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(11);
     k.push(REV);
@@ -187,23 +177,39 @@ pub(crate) fn meta_shard_key(shard: u32) -> Vec<u8> {
     k
 }
 
-/// Leaf record value: `commitment || prev`.
-pub(crate) fn leaf_value(leaf: &Leaf) -> [u8; 64] {
-    let mut v = [0u8; 64];
-    v[..32].copy_from_slice(&leaf.commitment);
-    v[32..].copy_from_slice(&leaf.prev);
+/// Leaf record value: `commitment || prev`, then `nonce || value` while the
+/// opening is kept.
+pub(crate) fn leaf_value(leaf: &Leaf, opening: Option<(&[u8; 32], &[u8])>) -> Vec<u8> {
+    let extra = opening.map_or(0, |(_, v)| 32 + v.len());
+    let mut v = Vec::with_capacity(64 + extra);
+    v.extend_from_slice(&leaf.commitment);
+    v.extend_from_slice(&leaf.prev);
+    if let Some((nonce, value)) = opening {
+        v.extend_from_slice(nonce);
+        v.extend_from_slice(value);
+    }
     v
 }
 
+/// The opening part of a leaf record value, `None` when it was forgotten
+/// (or never stored).
+pub(crate) fn parse_opening(v: &[u8]) -> Result<Option<([u8; 32], Vec<u8>)>> {
+    match v.len() {
+        64 => Ok(None),
+        n if n >= 96 => Ok(Some((v[64..96].try_into().expect("32"), v[96..].to_vec()))),
+        _ => Err(corrupt("leaf record of unexpected shape")),
+    }
+}
+
 pub(crate) fn parse_leaf(index: Index, version: u64, v: &[u8]) -> Result<Leaf> {
-    if v.len() != 64 || version == 0 {
+    if !(v.len() == 64 || v.len() >= 96) || version == 0 {
         return Err(corrupt("leaf record of unexpected shape"));
     }
     let leaf = Leaf {
         index,
         version,
         commitment: v[..32].try_into().expect("32 bytes"),
-        prev: v[32..].try_into().expect("32 bytes"),
+        prev: v[32..64].try_into().expect("32 bytes"),
     };
     if (version == 1) != (leaf.prev == ZERO) {
         return Err(corrupt("leaf record with a broken version link"));

@@ -11,7 +11,7 @@
 //!
 //! ## Contracts
 //!
-//! * **Staging.** A mutation writes its leaf record and opening with
+//! * **Staging.** A mutation writes its leaf record (with the opening) with
 //!   [`ShardTree::stage`] into the caller's batch (e.g. with the Raft
 //!   entry's other effects). The caller assigns `version = latest + 1` from
 //!   [`ShardTree::latest_leaf`]. Staged leaves join the tree at the next seal
@@ -33,7 +33,7 @@
 //!   store (re-read when a revision beyond the known one is asked for).
 //! * **Retention.** [`ShardTree::prune`] makes revisions before a bound
 //!   unreadable ([`TreeError::Pruned`]) and deletes the node versions only
-//!   they needed. Leaf records and openings are never pruned (history).
+//!   they needed. Leaf records (and openings) are never pruned (history).
 //! * **Errors.** Nothing read from disk can panic: malformed or inconsistent
 //!   records are [`TreeError::Corruption`] (strides are checked against
 //!   their parent's hash, leaf records against the tree's hash of them).
@@ -62,11 +62,12 @@
 //!   revision `≤ r` (records only change when their parent does, so this is
 //!   exact, and a stride is immutable once written: it is cached by
 //!   `(position, r)`).
-//! * `L | index | c(version)` → `commitment | prev`: leaf version records.
+//! * `L | index | c(version)` → `commitment | prev [| nonce(32) | value]`:
+//!   leaf version records, with the opening until it is forgotten
+//!   ([`ShardTree::forget`] rewrites the record without it). One record per
+//!   version keeps one key per leaf-version on disk and lets a lookup proof
+//!   read leaf and opening with one point read.
 //! * `R | shard u16 | rev u64be` → `1 | leaf count u64 | root node | c(root rev)`.
-//!
-//! Space `Values`: `O | index | c(version)` → `nonce(32) | value`: openings,
-//! apart so forgetting a value is one delete.
 //!
 //! Space `Meta`: `candor-tree/config` → `1 | shard_bits | stride`;
 //! `candor-tree/shard/ | shard u16` → `1 | latest u64 | retained_from u64
@@ -90,8 +91,8 @@
 //! ## Cost model
 //!
 //! A cache miss costs one range scan of the store (the children of one
-//! stored node, all their versions), a proof one point read for the leaf and
-//! one for the opening. With the embedded store a range scan costs tens of
+//! stored node, all their versions), a proof one point read for the leaf
+//! record with its opening. With the embedded store a range scan costs tens of
 //! microseconds (it merges every sorted run of the LSM tree), so throughput
 //! at a million labels is bounded by how much of the stride working set the
 //! cache holds; see the crate's bench (`benches/tree.rs`).

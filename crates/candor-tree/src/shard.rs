@@ -14,7 +14,7 @@ use crate::error::{Result, TreeError, corrupt, invalid};
 use crate::forest::{ForestInner, RevRec, ShardMeta, ShardState, StrideKey, hex, shard_prefix};
 use crate::keys::{
     self, bits, extend, leaf_key, leaf_prefix, leaf_value, meta_shard_key, node_key,
-    node_shard_prefix, opening_key, parse_any_node_key, parse_leaf_key, rev_key,
+    node_shard_prefix, parse_any_node_key, parse_leaf_key, rev_key,
 };
 use crate::nav::{Nav, Pos};
 use crate::node::{LeafRef, Node, Stride};
@@ -202,22 +202,39 @@ impl ShardTree {
         batch.put(
             Space::Tree,
             leaf_key(&leaf.index, leaf.version),
-            leaf_value(leaf).to_vec(),
+            leaf_value(leaf, opening),
         );
-        if let Some((nonce, value)) = opening {
-            let mut v = Vec::with_capacity(32 + value.len());
-            v.extend_from_slice(nonce);
-            v.extend_from_slice(value);
-            batch.put(Space::Values, opening_key(&leaf.index, leaf.version), v);
-        }
         Ok(())
     }
 
-    /// Adds to `batch` the deletion of one version's opening (the value is
-    /// forgotten; the commitment stays in the tree and in proofs).
+    /// Adds to `batch` the removal of one version's opening (the value is
+    /// forgotten; the commitment stays in the tree and in proofs): the leaf
+    /// record is rewritten without it. The version may be staged earlier in
+    /// the same batch; a version that does not exist is ignored.
     pub fn forget(&self, batch: &mut WriteBatch, index: &Index, version: u64) -> Result<()> {
         self.check_index(index)?;
-        batch.delete(Space::Values, opening_key(index, version));
+        let key = leaf_key(index, version);
+        // The newest write of the record in this batch wins over the store.
+        let staged = batch.ops().iter().rev().find_map(|op| match op {
+            candor_store::Op::Put {
+                space: Space::Tree,
+                key: k,
+                value,
+            } if *k == key => Some(Some(value.clone())),
+            candor_store::Op::Delete {
+                space: Space::Tree,
+                key: k,
+            } if *k == key => Some(None),
+            _ => None,
+        });
+        let current = match staged {
+            Some(v) => v,
+            None => self.forest.store.get(Space::Tree, &key)?,
+        };
+        if let Some(v) = current {
+            let leaf = keys::parse_leaf(*index, version, &v)?;
+            batch.put(Space::Tree, key, leaf_value(&leaf, None));
+        }
         Ok(())
     }
 
@@ -913,12 +930,8 @@ pub(crate) fn read_opening(
     index: &Index,
     version: u64,
 ) -> Result<Option<StoredOpening>> {
-    match forest
-        .store
-        .get(Space::Values, &opening_key(index, version))?
-    {
-        Some(v) if v.len() >= 32 => Ok(Some((v[..32].try_into().expect("32"), v[32..].to_vec()))),
-        Some(_) => Err(corrupt("opening record shorter than its nonce")),
+    match forest.store.get(Space::Tree, &leaf_key(index, version))? {
+        Some(v) => keys::parse_opening(&v),
         None => Ok(None),
     }
 }

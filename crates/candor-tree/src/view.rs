@@ -17,7 +17,7 @@ use crate::error::{Result, corrupt, invalid};
 use crate::forest::{ForestInner, TreeConfig};
 use crate::keys::META_CONFIG;
 use crate::nav::{Nav, Pos, TopTree};
-use crate::shard::{ShardTree, read_opening};
+use crate::shard::ShardTree;
 
 /// All shard trees of one store. Cheap to clone (shared caches).
 #[derive(Clone)]
@@ -204,11 +204,9 @@ impl MapView {
         let (siblings, end) = self.path(index)?;
         let terminal = match end.single() {
             Some(l) if l.index == *index => {
-                let leaf = self.forest.resolve(l)?;
-                let opening = match policy {
-                    OpeningPolicy::CommitmentOnly => None,
-                    OpeningPolicy::Open => read_opening(&self.forest, index, leaf.version)?,
-                };
+                let (leaf, opening) = self
+                    .forest
+                    .resolve_with_opening(l, policy == OpeningPolicy::Open)?;
                 Terminal::Member {
                     version: leaf.version,
                     prev: leaf.prev,
@@ -235,13 +233,13 @@ impl MapView {
         let (siblings, end) = self.path(index)?;
         let (versions, absence) = match end.single() {
             Some(l) if l.index == *index => {
-                let leaves = self.forest.leaf_range(index, 1, l.version)?;
-                if leaves.last().map(|x| x.hash()) != Some(l.hash) {
+                let leaves = self.forest.leaf_range_with_openings(index, 1, l.version)?;
+                if leaves.last().map(|x| x.0.hash()) != Some(l.hash) {
                     return Err(corrupt("leaf history does not end in the tree's leaf"));
                 }
                 let mut v = Vec::with_capacity(leaves.len());
-                for leaf in leaves {
-                    v.push(match read_opening(&self.forest, index, leaf.version)? {
+                for (leaf, opening) in leaves {
+                    v.push(match opening {
                         Some((nonce, value)) => Opening::Open { nonce, value },
                         None => Opening::Redacted {
                             commitment: leaf.commitment,
