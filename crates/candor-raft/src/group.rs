@@ -111,6 +111,7 @@ trait GroupService: Send + Sync {
         payload: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, Rejected>>;
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+    fn metrics(&self) -> GroupMetrics;
 }
 
 struct GroupEntry<L: StateMachineLogic> {
@@ -120,6 +121,10 @@ struct GroupEntry<L: StateMachineLogic> {
 }
 
 impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
+    fn metrics(&self) -> GroupMetrics {
+        metrics_of(&self.raft, self.group)
+    }
+
     fn handle(
         &self,
         kind: RpcKind,
@@ -244,6 +249,21 @@ impl RaftNode {
     pub fn group_ids(&self) -> Vec<GroupId> {
         let mut v: Vec<GroupId> = self.read_groups().keys().copied().collect();
         v.sort();
+        v
+    }
+
+    /// Metrics of every running group on this node, by ascending group id.
+    pub fn group_metrics(&self) -> Vec<GroupMetrics> {
+        let services: Vec<Arc<dyn GroupService>> = self
+            .read_groups()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Running(g) => Some(Arc::clone(g)),
+                Slot::Starting => None,
+            })
+            .collect();
+        let mut v: Vec<GroupMetrics> = services.iter().map(|g| g.metrics()).collect();
+        v.sort_by_key(|m| m.group);
         v
     }
 
@@ -790,20 +810,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
 
     /// Current Raft metrics of this replica.
     pub fn metrics(&self) -> GroupMetrics {
-        let m = self.raft.metrics().borrow_watched().clone();
-        GroupMetrics {
-            group: self.group,
-            node: m.id,
-            current_term: m.current_term,
-            leader: m.current_leader,
-            state: m.state,
-            last_log_index: m.last_log_index,
-            last_applied: m.last_applied,
-            committed: m.local_committed,
-            snapshot: m.snapshot,
-            purged: m.purged,
-            voters: m.membership_config.membership().voter_ids().collect(),
-        }
+        metrics_of(&self.raft, self.group)
     }
 
     /// Wait until some leader is known, up to `timeout`.
@@ -851,5 +858,26 @@ impl<L: StateMachineLogic> RaftGroup<L> {
         let _ = self.raft.shutdown().await;
         // Only now may the same group be started again on this node.
         self.node.remove_group(self.group);
+    }
+}
+
+/// A snapshot of `raft`'s metrics as [`GroupMetrics`].
+fn metrics_of<L: StateMachineLogic>(
+    raft: &Raft<TypeConfig, StateMachine<L>>,
+    group: GroupId,
+) -> GroupMetrics {
+    let m = raft.metrics().borrow_watched().clone();
+    GroupMetrics {
+        group: group,
+        node: m.id,
+        current_term: m.current_term,
+        leader: m.current_leader,
+        state: m.state,
+        last_log_index: m.last_log_index,
+        last_applied: m.last_applied,
+        committed: m.local_committed,
+        snapshot: m.snapshot,
+        purged: m.purged,
+        voters: m.membership_config.membership().voter_ids().collect(),
     }
 }

@@ -333,6 +333,38 @@ pub fn serve(
 
 #[tonic::async_trait]
 impl RaftTransportService for GrpcRaftServer {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let Some(node) = self.node.upgrade() else {
+            return Err(rejected(Code::Unavailable, "raft node is shut down"));
+        };
+        let groups = node
+            .group_metrics()
+            .into_iter()
+            .map(|m| pb::GroupStatus {
+                group: m.group.0,
+                leader: m.leader.unwrap_or(0),
+                term: m.current_term,
+                last_applied: m.last_applied.map_or(0, |l| l.index),
+                role: match m.state {
+                    crate::ServerState::Leader => "leader",
+                    crate::ServerState::Follower => "follower",
+                    crate::ServerState::Candidate => "candidate",
+                    crate::ServerState::Learner => "learner",
+                    crate::ServerState::Shutdown => "shutdown",
+                }
+                .into(),
+                voters: m.voters.into_iter().collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: self.id,
+            groups,
+        }))
+    }
+
     async fn call(
         &self,
         request: Request<pb::RaftRequest>,
