@@ -868,7 +868,7 @@ fn metrics_of<L: StateMachineLogic>(
 ) -> GroupMetrics {
     let m = raft.metrics().borrow_watched().clone();
     GroupMetrics {
-        group: group,
+        group,
         node: m.id,
         current_term: m.current_term,
         leader: m.current_leader,
