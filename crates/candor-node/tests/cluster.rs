@@ -69,12 +69,14 @@ fn members() -> BTreeMap<u64, String> {
     (1..=MEMBERS).map(|i| (i, addr(i))).collect()
 }
 
+/// What the load generator publishes through, per member (None while it is down).
+type Publishers = Arc<Mutex<Vec<Option<Arc<dyn Publisher>>>>>;
+
 struct Cluster {
     net: InProcessNetwork,
     stores: Vec<Arc<dyn Store>>,
     nodes: Vec<Option<DevNode>>,
-    /// What the load generator publishes through (None while a member is down).
-    publishers: Arc<Mutex<Vec<Option<Arc<dyn Publisher>>>>>,
+    publishers: Publishers,
 }
 
 impl Cluster {
@@ -146,7 +148,7 @@ fn request(label: usize, value: String, key: String) -> PublishRequest {
 /// Publish `req` through any running member, retrying (same idempotency key) until one
 /// acknowledges it or `deadline` passes.
 async fn publish_any(
-    publishers: &Mutex<Vec<Option<Arc<dyn Publisher>>>>,
+    publishers: &Publishers,
     req: PublishRequest,
     rng: &mut StdRng,
     deadline: tokio::time::Instant,
