@@ -215,7 +215,7 @@ pub(crate) struct ForestInner {
 
 /// More entries than this in one stride's key range and the reader switches
 /// to one seek per child position (long histories without pruning).
-const STRIDE_SCAN_LIMIT: usize = 512;
+const STRIDE_SCAN_LIMIT: usize = 4 << STRIDE;
 
 impl ForestInner {
     pub fn new(store: Arc<dyn Store>, config: TreeConfig) -> ForestInner {

@@ -40,18 +40,23 @@
 //!
 //! ## Layout
 //!
-//! Nodes are stored only at depths `b, b + 4, b + 8, ...` (and 256), a
-//! *stride* of [`STRIDE`] = 4 binary levels apart; the three levels in
-//! between are recomputed from the stored ones (at most 15 hashes, cached).
-//! A stored position holds one of: a lone leaf (*Single*: the leaf's hash,
-//! index and version) or a subtree of two or more leaves (*Multi*: its
-//! hash). A lone leaf is stored at the shallowest stored depth where it is
-//! alone, so its record moves down a stride when another label arrives
-//! beneath it. Empty positions have no record; a label is never removed, so
-//! a position never becomes empty again. Storing every fourth level writes
-//! about a third of the records a per-level layout would, with per-record
-//! key overhead of a few bytes, which is what keeps disk usage per
-//! leaf-version low; reading a stride is one short range scan.
+//! Nodes are stored only at depths `b, b + 8, b + 16, ...` (and 256), a
+//! *stride* of [`STRIDE`] = 8 binary levels apart; the seven levels in
+//! between are recomputed from the stored ones (at most 255 joins, of which
+//! only those over two non-empty sides hash; cached). A stored position
+//! holds one of: a lone leaf (*Single*: the leaf's hash, index and version)
+//! or a subtree of two or more leaves (*Multi*: its hash). A lone leaf is
+//! stored at the shallowest stored depth where it is alone, so its record
+//! moves down a stride when another label arrives beneath it. Empty
+//! positions have no record; a label is never removed, so a position never
+//! becomes empty again. Storing every eighth level keeps the records per
+//! leaf-version (and so disk usage) low, and with 8 levels per stride a
+//! label's path at a million labels crosses one stored level that is too
+//! big to stay cached (depth 16) instead of two with a stride of 4: a
+//! proof or an update reads at most one stride from the store there.
+//! Reading a stride is one short range scan (all versions of up to 256
+//! child positions; beyond [`STRIDE`]-dependent bounds, one seek per
+//! child).
 //!
 //! Space `Tree`:
 //! * `N | shard u16 | depth-1 u8 | prefix (⌈depth/8⌉ bytes) | c(rev)` →

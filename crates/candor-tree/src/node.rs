@@ -11,7 +11,35 @@ use crate::keys::{get_compact, put_compact};
 /// Binary levels between two stored depths. Nodes are stored only at depths
 /// `b, b + STRIDE, b + 2·STRIDE, ...` (and 256); the levels in between are
 /// recomputed from the stored ones.
-pub const STRIDE: usize = 4;
+pub const STRIDE: usize = 8;
+
+/// Words of a bitmap over the `2^STRIDE` heap positions of a stride.
+const WORDS: usize = (1usize << STRIDE).div_ceil(64);
+
+/// A bitmap over the heap positions `1..2^k` of one stride.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bits([u64; WORDS]);
+
+impl Bits {
+    #[inline]
+    fn set(&mut self, h: usize) {
+        self.0[h / 64] |= 1 << (h % 64);
+    }
+
+    #[inline]
+    fn get(&self, h: usize) -> bool {
+        self.0[h / 64] & (1 << (h % 64)) != 0
+    }
+
+    /// Set bits below `h`.
+    #[inline]
+    fn rank(&self, h: usize) -> usize {
+        let w = h / 64;
+        let below: u32 = self.0[..w].iter().map(|x| x.count_ones()).sum();
+        let part = self.0[w] & ((1u64 << (h % 64)) - 1);
+        (below + part.count_ones()) as usize
+    }
+}
 
 /// The lone leaf of a subtree, as the tree references it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,9 +194,9 @@ pub(crate) struct Stride {
     /// Non-empty children, sorted by suffix.
     pub children: Vec<(u16, Node)>,
     /// Bit `h` set: inner node `h` (1..2^k) has two or more leaves.
-    multi: u32,
+    multi: Bits,
     /// Bit `h` set: inner node `h` has exactly one leaf.
-    single: u32,
+    single: Bits,
     /// Hashes of the inner nodes whose `multi` bit is set, by `h`.
     inner: Box<[Digest]>,
 }
@@ -187,15 +215,15 @@ impl Stride {
         for i in (1..width).rev() {
             heap[i] = Sum::join(heap[2 * i], heap[2 * i + 1]);
         }
-        let (mut multi, mut single) = (0u32, 0u32);
+        let (mut multi, mut single) = (Bits::default(), Bits::default());
         let mut inner = Vec::new();
         for (h, sum) in heap.iter().enumerate().take(width).skip(1) {
             match sum.class {
                 2 => {
-                    multi |= 1 << h;
+                    multi.set(h);
                     inner.push(sum.hash);
                 }
-                1 => single |= 1 << h,
+                1 => single.set(h),
                 _ => {}
             }
         }
@@ -218,14 +246,14 @@ impl Stride {
                 class: n.class(),
             };
         }
-        if self.multi & (1 << h) != 0 {
-            let i = (self.multi & ((1u32 << h) - 1)).count_ones() as usize;
+        if self.multi.get(h) {
+            let i = self.multi.rank(h);
             return Sum {
                 hash: self.inner[i],
                 class: 2,
             };
         }
-        if self.single & (1 << h) != 0 {
+        if self.single.get(h) {
             let hash = self.single_under(h).map_or(ZERO, |l| l.hash);
             return Sum { hash, class: 1 };
         }
