@@ -24,10 +24,15 @@
 //!
 //! [`serve`] runs the service with `grpc.health.v1` (SERVING once the first
 //! epoch is signed) and reflection, until a shutdown signal.
+//!
+//! [`ApiProxy`] is the stateless API role (`candor serve --role api`): the
+//! same service, answered by forwarding each call to a member that holds
+//! replicas ([`serve_proxy`]).
 
 mod auth;
 mod error;
 mod limits;
+mod proxy;
 mod publisher;
 mod server;
 mod service;
@@ -38,6 +43,7 @@ pub mod testing;
 pub use auth::{Authenticator, Tenant, generate_token, hash_token};
 pub use error::{ApiError, Result};
 pub use limits::Limits;
+pub use proxy::{ApiProxy, ProxyOptions, serve_proxy};
 pub use publisher::{PublishReceipt, PublishRequest, Publisher, ShardError};
 pub use server::serve;
 pub use service::{ApiOptions, Backend, KtService};

@@ -91,7 +91,7 @@ pub enum Role {
     /// Every role in this process: API, a replica of every shard group and of the
     /// sequencer group.
     All,
-    /// Only the stateless API (not implemented yet).
+    /// Only the stateless API: forwards every call to the `--upstream` members.
     Api,
     /// Only shard replicas (not implemented yet).
     Shard,
@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// Directory of the deployment's shared keys (`candor keygen --dir DIR`).
     #[arg(long)]
     pub keys_dir: Option<PathBuf>,
+    /// `--role api`: a member's API address (`http://host:port`); repeat for each.
+    #[arg(long = "upstream")]
+    pub upstreams: Vec<String>,
 }
 
 impl ServeArgs {
@@ -145,6 +148,7 @@ impl ServeArgs {
             members: (!self.members.is_empty()).then(|| self.members.clone()),
             bootstrap: self.bootstrap.then_some(true),
             keys_dir: self.keys_dir.clone(),
+            upstreams: (!self.upstreams.is_empty()).then(|| self.upstreams.clone()),
         };
         o
     }

@@ -73,6 +73,8 @@ pub struct ClusterConfig {
     /// Directory holding the deployment's shared keys (`candor keygen --dir DIR`),
     /// the same on every member. Default: `data_dir/keys`.
     pub keys_dir: Option<PathBuf>,
+    /// `--role api` only: the members' API addresses it forwards to.
+    pub upstreams: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +85,7 @@ impl Default for ClusterConfig {
             members: Vec::new(),
             bootstrap: false,
             keys_dir: None,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -239,6 +242,8 @@ pub struct ClusterOverrides {
     pub bootstrap: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<String>>,
 }
 
 impl ClusterOverrides {
@@ -248,6 +253,7 @@ impl ClusterOverrides {
             && self.members.is_none()
             && self.bootstrap.is_none()
             && self.keys_dir.is_none()
+            && self.upstreams.is_none()
     }
 }
 

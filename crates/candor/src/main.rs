@@ -66,16 +66,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::usage)
         }
         Command::Serve(args) => {
-            if args.role != cli::Role::All {
+            if matches!(args.role, cli::Role::Shard | cli::Role::Sequencer) {
                 return Err(Failure::usage(anyhow::anyhow!(
-                    "candor serve --role {}: separate roles are not implemented yet; \
-                     run every member with --role all (API, shard and sequencer replicas)",
+                    "candor serve --role {}: separate shard and sequencer roles are not \
+                     implemented yet; run members with --role all (API, shard and sequencer \
+                     replicas) and stateless front doors with --role api",
                     args.role
                 )));
             }
             let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
             init_tracing(&config.log);
+            if args.role == cli::Role::Api {
+                return runtime
+                    .block_on(serve::run_api_proxy(config))
+                    .map_err(Failure::usage);
+            }
             runtime
                 .block_on(dev::run(config, dev::Mode::Cluster))
                 .map_err(Failure::usage)

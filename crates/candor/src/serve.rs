@@ -91,3 +91,34 @@ pub async fn start_member(
     tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, "raft transport serving");
     Ok((node, RaftServer { stop, task }))
 }
+
+/// `candor serve --role api`: the stateless front door. Forwards every call to
+/// the `cluster.upstreams` members; keeps no state, holds no key.
+pub async fn run_api_proxy(config: Config) -> anyhow::Result<()> {
+    let upstreams = config.cluster.upstreams.clone();
+    if upstreams.is_empty() {
+        anyhow::bail!(
+            "--role api needs the members' API addresses: --upstream http://HOST:PORT \
+             (repeat for each member) or cluster.upstreams"
+        );
+    }
+    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
+        upstreams: upstreams.clone(),
+        max_message_bytes: config.api.limits.max_message_bytes as usize,
+        ..candor_api::ProxyOptions::default()
+    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, ?upstreams, "candor api (stateless) serving");
+    println!(
+        "candor serve --role api is running\n  target:    http://{addr}\n  upstreams: {}",
+        upstreams.join(", ")
+    );
+    candor_api::serve_proxy(listener, proxy, crate::dev::shutdown_signal())
+        .await
+        .context("gRPC server failed")?;
+    tracing::info!("candor api stopped");
+    Ok(())
+}

@@ -1,5 +1,7 @@
 //! A 3-member cluster as three `candor serve --role all` processes on
-//! 127.0.0.1, 127.0.0.2 and 127.0.0.3, driven only through the SDK.
+//! 127.0.0.1, 127.0.0.2 and 127.0.0.3, plus a stateless `candor serve --role
+//! api` front door on 127.0.0.4 forwarding to them, driven only through the SDK
+//! (the load and every check go through the members and the front door).
 //!
 //! Under a steady publish load it SIGKILLs the leader of shard 0, then the
 //! sequencer's leader, restarting each; afterwards every acknowledged mutation
@@ -204,6 +206,15 @@ impl Cluster {
     }
 }
 
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
@@ -245,9 +256,9 @@ fn start_load(clients: Arc<Vec<Client>>, seed: u64) -> Load {
                 n += 1;
                 // Retry the same key on every member until one acknowledges it.
                 let start = Instant::now();
-                let mut attempt = (x % MEMBERS as u64) as usize;
+                let mut attempt = (x % clients.len() as u64) as usize;
                 while start.elapsed() < Duration::from_secs(30) {
-                    let c = &clients[attempt % MEMBERS];
+                    let c = &clients[attempt % clients.len()];
                     attempt += 1;
                     match tokio::time::timeout(
                         Duration::from_secs(5),
@@ -305,6 +316,39 @@ async fn three_processes_survive_leader_kills() {
                 .unwrap(),
         );
     }
+    // The stateless front door, forwarding to every member.
+    let proxy_port = free_port("127.0.0.4");
+    let proxy_url = format!("http://127.0.0.4:{proxy_port}");
+    let mut proxy_cmd = Command::new(BIN);
+    proxy_cmd
+        .args([
+            "serve",
+            "--role",
+            "api",
+            "--listen",
+            &format!("127.0.0.4:{proxy_port}"),
+        ])
+        .env("CANDOR_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(tmp.path().join("proxy.stdout.log")).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("proxy.stderr.log")).unwrap());
+    for m in &cluster.members {
+        proxy_cmd.args(["--upstream", &m.url()]);
+    }
+    let _proxy = KillOnDrop(proxy_cmd.spawn().expect("spawn candor serve --role api"));
+    let pinned = PinnedConfig::from_config_bytes(&config).unwrap();
+    let mut proxy_client = None;
+    for _ in 0..600 {
+        if let Ok(c) = Client::connect(proxy_url.clone(), pinned.clone()).await {
+            proxy_client = Some(c.with_token(token.trim()).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    clients.push(
+        proxy_client.unwrap_or_else(|| panic!("front door never answered\n{}", cluster.logs())),
+    );
     let clients = Arc::new(clients);
     let load = start_load(Arc::clone(&clients), seed);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -351,21 +395,20 @@ async fn three_processes_survive_leader_kills() {
 
     // Every SMT merged by its deadline (verifiable evidence), on every member.
     for (i, c) in clients.iter().enumerate() {
+        let who = if i < MEMBERS {
+            format!("member {}", i + 1)
+        } else {
+            "front door".into()
+        };
         for a in &acked {
             let r = tokio::time::timeout(
                 Duration::from_secs(60),
                 c.wait_merged(&a.label, &a.publish.smt, Duration::from_millis(100)),
             )
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "member {}: wait_merged timed out\n{}",
-                    i + 1,
-                    cluster.logs()
-                )
-            });
+            .unwrap_or_else(|_| panic!("{who}: wait_merged timed out\n{}", cluster.logs()));
             if let Err(e) = r {
-                panic!("member {}: SMT not merged: {e}\n{}", i + 1, cluster.logs());
+                panic!("{who}: SMT not merged: {e}\n{}", cluster.logs());
             }
         }
     }

@@ -1,0 +1,459 @@
+//! The stateless API role: [`ApiProxy`] serves `candor.v1.KeyTransparency` by
+//! forwarding every call to one of a set of upstream members (`candor serve
+//! --role all`), which do the proof work from their own replicas.
+//!
+//! It keeps no state: any proxy serves any request, and clients verify every
+//! answer against their pinned configuration, so a proxy cannot forge
+//! anything (it can only withhold answers, which clients notice as errors).
+//!
+//! * **Upstream choice**: round robin per call; a call that fails with
+//!   `UNAVAILABLE` (member down, shutting down, or not yet holding the epoch)
+//!   or times out is retried on the next member, each member at most once.
+//! * **Writes** are retried only when every item carries an idempotency key:
+//!   the member that finally answers returns the original SMT when an earlier
+//!   attempt had been applied. A keyless write is tried once; if its answer is
+//!   lost the error says so.
+//! * **`WatchEpochs`** follows one member's stream and, when that member goes
+//!   away, reopens on another from the next epoch, so the client sees one
+//!   gap-free stream.
+//! * **Metadata**: only `authorization` and `x-request-id` are passed on.
+//!
+//! Health is SERVING while at least one upstream reports SERVING.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use candor_proto::candor::v1 as pb;
+use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
+use candor_proto::candor::v1::key_transparency_server::{KeyTransparency, KeyTransparencyServer};
+use futures_util::Stream;
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_health::ServingStatus;
+
+use crate::error::ApiError;
+
+/// Settings of an [`ApiProxy`].
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// Upstream members' API addresses (`http://host:port` or `host:port`).
+    pub upstreams: Vec<String>,
+    /// Deadline of one forwarded call (per attempt).
+    pub call_timeout: Duration,
+    /// Bound on connecting to an upstream.
+    pub connect_timeout: Duration,
+    /// Largest message accepted or sent, either side.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            upstreams: Vec::new(),
+            call_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+struct Inner {
+    clients: Vec<KeyTransparencyClient<Channel>>,
+    urls: Vec<String>,
+    next: AtomicUsize,
+    call_timeout: Duration,
+}
+
+/// `candor.v1.KeyTransparency` served by forwarding to members. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiProxy {
+    inner: Arc<Inner>,
+    max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for ApiProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiProxy")
+            .field("upstreams", &self.inner.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn normalize(url: &str) -> String {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+impl ApiProxy {
+    /// Connects lazily to every upstream (a member that is down at start is
+    /// tried again on each call).
+    pub fn new(options: ProxyOptions) -> crate::Result<ApiProxy> {
+        if options.upstreams.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "the API proxy needs at least one upstream member".into(),
+            ));
+        }
+        let mut clients = Vec::new();
+        let mut urls = Vec::new();
+        for u in &options.upstreams {
+            let url = normalize(u);
+            let ep = Endpoint::from_shared(url.clone())
+                .map_err(|e| ApiError::InvalidArgument(format!("upstream {u:?}: {e}")))?
+                .connect_timeout(options.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_while_idle(true);
+            clients.push(
+                KeyTransparencyClient::new(ep.connect_lazy())
+                    .max_decoding_message_size(options.max_message_bytes)
+                    .max_encoding_message_size(options.max_message_bytes),
+            );
+            urls.push(url);
+        }
+        Ok(ApiProxy {
+            inner: Arc::new(Inner {
+                clients,
+                urls,
+                next: AtomicUsize::new(0),
+                call_timeout: options.call_timeout,
+            }),
+            max_message_bytes: options.max_message_bytes,
+        })
+    }
+
+    /// The tonic service with this proxy's message limits.
+    pub fn into_server(self) -> KeyTransparencyServer<ApiProxy> {
+        let max = self.max_message_bytes;
+        KeyTransparencyServer::new(self)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+}
+
+/// The metadata passed on to the member.
+fn forwarded_metadata(from: &MetadataMap) -> MetadataMap {
+    let mut md = MetadataMap::new();
+    for key in ["authorization", "x-request-id"] {
+        if let Some(v) = from.get(key) {
+            md.insert(key, v.clone());
+        }
+    }
+    md
+}
+
+fn upstream_request<T>(md: &MetadataMap, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    *r.metadata_mut() = md.clone();
+    r
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>>;
+
+impl Inner {
+    /// Calls `f` on upstreams in turn until one answers with anything but
+    /// `UNAVAILABLE` (or a timeout); only retries when `retry_safe`.
+    async fn call<T, F>(&self, what: &str, retry_safe: bool, f: F) -> Result<Response<T>, Status>
+    where
+        F: Fn(KeyTransparencyClient<Channel>) -> BoxFut<'static, T>,
+    {
+        let n = self.clients.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let k = (start + i) % n;
+            let attempt = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone())).await;
+            let status = match attempt {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(s)) if s.code() == Code::Unavailable => s,
+                Ok(Err(s)) => return Err(s),
+                Err(_) => Status::unavailable(format!(
+                    "member {} did not answer {what} within {:?}",
+                    self.urls[k], self.call_timeout
+                )),
+            };
+            tracing::debug!(upstream = %self.urls[k], %what, error = %status, "upstream unavailable");
+            if !retry_safe {
+                return Err(Status::unavailable(format!(
+                    "{what} through {} failed ({}); without an idempotency key it was not \
+                     retried and may or may not have been applied",
+                    self.urls[k],
+                    status.message()
+                )));
+            }
+            last = Some(status);
+        }
+        Err(last.unwrap_or_else(|| Status::unavailable("no upstream member")))
+    }
+}
+
+macro_rules! forward {
+    ($self:ident, $request:ident, $method:ident, $what:literal, $safe:expr) => {{
+        let md = forwarded_metadata($request.metadata());
+        let msg = $request.into_inner();
+        let safe = $safe(&msg);
+        $self
+            .inner
+            .call($what, safe, move |mut c| {
+                let r = upstream_request(&md, msg.clone());
+                Box::pin(async move { c.$method(r).await })
+            })
+            .await
+    }};
+}
+
+fn always<T>(_: &T) -> bool {
+    true
+}
+
+type HeadStream = Pin<Box<dyn Stream<Item = Result<pb::SignedHeadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl KeyTransparency for ApiProxy {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        forward!(
+            self,
+            request,
+            publish,
+            "Publish",
+            |m: &pb::PublishRequest| { !m.idempotency_key.is_empty() }
+        )
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<pb::PublishBatchRequest>,
+    ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        forward!(
+            self,
+            request,
+            publish_batch,
+            "PublishBatch",
+            |m: &pb::PublishBatchRequest| { m.items.iter().all(|i| !i.idempotency_key.is_empty()) }
+        )
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        forward!(self, request, lookup, "Lookup", always)
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        forward!(self, request, history, "History", always)
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        forward!(self, request, get_config, "GetConfig", always)
+    }
+
+    async fn get_epoch(
+        &self,
+        request: Request<pb::GetEpochRequest>,
+    ) -> Result<Response<pb::SignedHeadResponse>, Status> {
+        forward!(self, request, get_epoch, "GetEpoch", always)
+    }
+
+    async fn get_latest_epoch(
+        &self,
+        request: Request<pb::GetLatestEpochRequest>,
+    ) -> Result<Response<pb::SignedHeadResponse>, Status> {
+        forward!(self, request, get_latest_epoch, "GetLatestEpoch", always)
+    }
+
+    type WatchEpochsStream = HeadStream;
+
+    async fn watch_epochs(
+        &self,
+        request: Request<pb::WatchEpochsRequest>,
+    ) -> Result<Response<Self::WatchEpochsStream>, Status> {
+        let md = forwarded_metadata(request.metadata());
+        let first = request.into_inner().from_epoch;
+        // Open the first stream now so that a bad request fails the call itself.
+        let stream = self.open_watch(&md, first).await?;
+        Ok(Response::new(Box::pin(follow(
+            self.clone(),
+            md,
+            first,
+            stream,
+        ))))
+    }
+
+    async fn consistency(
+        &self,
+        request: Request<pb::ConsistencyRequest>,
+    ) -> Result<Response<pb::ConsistencyResponse>, Status> {
+        forward!(self, request, consistency, "Consistency", always)
+    }
+
+    async fn audit(
+        &self,
+        request: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditResponse>, Status> {
+        forward!(self, request, audit, "Audit", always)
+    }
+
+    async fn submit_cosignature(
+        &self,
+        request: Request<pb::CosignRequest>,
+    ) -> Result<Response<pb::CosignResponse>, Status> {
+        // Storing the same cosignature twice is harmless.
+        forward!(
+            self,
+            request,
+            submit_cosignature,
+            "SubmitCosignature",
+            always
+        )
+    }
+
+    async fn get_cosignatures(
+        &self,
+        request: Request<pb::GetCosignaturesRequest>,
+    ) -> Result<Response<pb::GetCosignaturesResponse>, Status> {
+        forward!(self, request, get_cosignatures, "GetCosignatures", always)
+    }
+}
+
+impl ApiProxy {
+    async fn open_watch(
+        &self,
+        md: &MetadataMap,
+        from_epoch: Option<u64>,
+    ) -> Result<Streaming<pb::SignedHeadResponse>, Status> {
+        let md = md.clone();
+        self.inner
+            .call("WatchEpochs", true, move |mut c| {
+                let r = upstream_request(&md, pb::WatchEpochsRequest { from_epoch });
+                Box::pin(async move { c.watch_epochs(r).await })
+            })
+            .await
+            .map(Response::into_inner)
+    }
+}
+
+/// Forwards `stream`; when its member goes away (`UNAVAILABLE` or the stream
+/// ends), reopens on another member from the next epoch.
+fn follow(
+    proxy: ApiProxy,
+    md: MetadataMap,
+    first: Option<u64>,
+    stream: Streaming<pb::SignedHeadResponse>,
+) -> impl Stream<Item = Result<pb::SignedHeadResponse, Status>> + Send {
+    let state = (proxy, md, first, Some(stream));
+    futures_util::stream::unfold(state, |(proxy, md, mut next, mut stream)| async move {
+        loop {
+            let s = match stream.as_mut() {
+                Some(s) => s,
+                None => match proxy.open_watch(&md, next).await {
+                    Ok(s) => stream.insert(s),
+                    Err(e) => return Some((Err(e), (proxy, md, next, None))),
+                },
+            };
+            match s.message().await {
+                Ok(Some(h)) => {
+                    if next.is_some_and(|n| h.epoch < n) {
+                        // Already sent (a reopened stream starts at `next`).
+                        continue;
+                    }
+                    next = Some(h.epoch + 1);
+                    return Some((Ok(h), (proxy, md, next, stream)));
+                }
+                Ok(None) => stream = None,
+                Err(e) if e.code() == Code::Unavailable => stream = None,
+                Err(e) => return Some((Err(e), (proxy, md, next, None))),
+            }
+            // Do not spin when every member is briefly away.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Serves `proxy` with `grpc.health.v1` and reflection until `shutdown`.
+pub async fn serve_proxy(
+    listener: TcpListener,
+    proxy: ApiProxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
+    let probe = proxy.clone();
+    let r = reporter.clone();
+    let health_task = tokio::spawn(async move {
+        let mut current = None;
+        loop {
+            let serving = probe.any_upstream_serving().await;
+            if current != Some(serving) {
+                let s = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                r.set_service_status("", s).await;
+                r.set_service_status(kt, s).await;
+                current = Some(serving);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(candor_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    let drain = async move {
+        shutdown.await;
+        health_task.abort();
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status(kt, ServingStatus::NotServing)
+            .await;
+    };
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(proxy.into_server())
+        .serve_with_incoming_shutdown(incoming, drain)
+        .await
+}
+
+impl ApiProxy {
+    /// Whether some upstream has signed heads to serve (its latest epoch answers).
+    async fn any_upstream_serving(&self) -> bool {
+        for c in &self.inner.clients {
+            let mut c = c.clone();
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                c.get_latest_epoch(pb::GetLatestEpochRequest {}),
+            )
+            .await;
+            if matches!(r, Ok(Ok(_))) {
+                return true;
+            }
+        }
+        false
+    }
+}
