@@ -4,7 +4,11 @@
 use std::{env, fs, path::PathBuf};
 
 /// Proto files, relative to the proto root.
-const PROTOS: &[&str] = &["candor/v1/candor.proto", "candor/v1/raft.proto"];
+const PROTOS: &[&str] = &[
+    "candor/v1/candor.proto",
+    "candor/v1/raft.proto",
+    "candor/v1/admin.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);

@@ -9,7 +9,9 @@
 //! * [`raft::v1`] (proto package `candor.raft.v1`): the internal
 //!   `RaftTransport` service between Candor nodes; its payloads are opaque
 //!   bytes serialized by the Raft layer.
-//! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors of both files, with
+//! * [`admin::v1`] (proto package `candor.admin.v1`): the internal
+//!   `ClusterAdmin` service (membership changes), served on the Raft port.
+//! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors of every file, with
 //!   comments, for `tonic-reflection`.
 //!
 //! The contract lives in the `.proto` comments (rendered as rustdoc on the
@@ -53,8 +55,24 @@ pub mod raft {
     }
 }
 
-/// Encoded `google.protobuf.FileDescriptorSet` of `candor/v1/candor.proto`
-/// and `candor/v1/raft.proto` (with source comments), for
+/// Proto package `candor.admin` (exposed at the crate root: `admin::v1`).
+pub mod admin {
+    /// Proto package `candor.admin.v1`: internal cluster administration.
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        missing_docs,
+        rustdoc::invalid_html_tags,
+        rustdoc::bare_urls,
+        rustdoc::broken_intra_doc_links
+    )]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/candor.admin.v1.rs"));
+    }
+}
+
+/// Encoded `google.protobuf.FileDescriptorSet` of `candor/v1/candor.proto`,
+/// `candor/v1/raft.proto` and `candor/v1/admin.proto` (with source comments), for
 /// `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/candor_descriptor.bin"));
@@ -65,3 +83,7 @@ pub const KEY_TRANSPARENCY_SERVICE: &str = "candor.v1.KeyTransparency";
 
 /// Full gRPC service name of the Raft transport, `candor.raft.v1.RaftTransport`.
 pub const RAFT_TRANSPORT_SERVICE: &str = "candor.raft.v1.RaftTransport";
+
+/// Full gRPC service name of the cluster administration service,
+/// `candor.admin.v1.ClusterAdmin`.
+pub const CLUSTER_ADMIN_SERVICE: &str = "candor.admin.v1.ClusterAdmin";

@@ -29,7 +29,7 @@ fn methods(file: &FileDescriptorProto, service: &str) -> Vec<String> {
 #[test]
 fn descriptor_set_contains_both_services() {
     let set = descriptor_set();
-    assert_eq!(set.file.len(), 2, "only our two files, no imports");
+    assert_eq!(set.file.len(), 3, "only our three files, no imports");
 
     let kt = file(&set, "candor/v1/candor.proto");
     assert_eq!(kt.package(), "candor.v1");
@@ -60,8 +60,15 @@ fn descriptor_set_contains_both_services() {
 
     let raft = file(&set, "candor/v1/raft.proto");
     assert_eq!(raft.package(), "candor.raft.v1");
-    assert_eq!(methods(raft, "RaftTransport"), ["Call"]);
+    assert_eq!(methods(raft, "RaftTransport"), ["Call", "Status"]);
     assert_eq!(raft.service.len(), 1, "only RaftTransport");
+
+    let admin = file(&set, "candor/v1/admin.proto");
+    assert_eq!(admin.package(), "candor.admin.v1");
+    assert_eq!(
+        methods(admin, "ClusterAdmin"),
+        ["Status", "AddMember", "RemoveMember", "MoveReplica"]
+    );
 }
 
 #[test]
@@ -78,6 +85,10 @@ fn service_name_constants_match_descriptors() {
     assert_eq!(
         full("candor/v1/raft.proto", 0),
         candor_proto::RAFT_TRANSPORT_SERVICE
+    );
+    assert_eq!(
+        full("candor/v1/admin.proto", 0),
+        candor_proto::CLUSTER_ADMIN_SERVICE
     );
     // The generated servers register under the same names.
     use tonic::server::NamedService;
