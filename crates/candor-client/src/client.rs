@@ -143,6 +143,8 @@ pub struct Client {
     limits: Option<pb::ServiceLimits>,
     token: Option<MetadataValue<Ascii>>,
     tracker: Arc<Mutex<HeadTracker>>,
+    /// Heads whose signatures were verified (by exact bytes).
+    heads: Arc<std::sync::Mutex<verify::HeadCache>>,
     options: ClientOptions,
 }
 
@@ -213,6 +215,7 @@ impl Client {
             limits,
             token: None,
             tracker: Arc::new(Mutex::new(HeadTracker::new())),
+            heads: Arc::default(),
             options: ClientOptions::default(),
         }
     }
@@ -448,7 +451,10 @@ impl Client {
                 async move { c.lookup(r).await }
             })
             .await?;
-        let v = verify::lookup(&self.config, label, epoch, &resp)?;
+        let v = {
+            let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+            verify::lookup_cached(&mut cache, &self.config, label, epoch, &resp)?
+        };
         self.observe_head(&v.head).await?;
         Ok(v)
     }

@@ -179,6 +179,59 @@ pub fn head_at(
     Ok(h)
 }
 
+/// Signed heads already verified against one pinned configuration, kept by
+/// their exact encoding: a lookup answered at a head seen a moment ago skips
+/// its signature check (about a quarter of a lookup's verification time).
+/// Sound because Ed25519 verification is a function of the bytes: identical
+/// bytes verified once verify again. Holds the last [`HeadCache::CAPACITY`] heads;
+/// use one cache per configuration (a [`crate::Client`] has its own).
+#[derive(Debug, Default, Clone)]
+pub struct HeadCache {
+    entries: std::collections::VecDeque<(Vec<u8>, SignedHead)>,
+}
+
+impl HeadCache {
+    /// Heads remembered.
+    pub const CAPACITY: usize = 4;
+
+    /// [`head_at`], answered from the cache when `bytes` were verified before.
+    pub fn head_at(
+        &mut self,
+        config: &PublicConfig,
+        bytes: &[u8],
+        expected_epoch: Option<u64>,
+    ) -> Result<SignedHead> {
+        let cached = self
+            .entries
+            .iter()
+            .find(|(b, _)| b.as_slice() == bytes)
+            .map(|(_, h)| h.clone());
+        let h = match cached {
+            Some(h) => h,
+            None => {
+                let h = head(config, bytes)?;
+                if self.entries.len() == Self::CAPACITY {
+                    self.entries.pop_front();
+                }
+                self.entries.push_back((bytes.to_vec(), h.clone()));
+                h
+            }
+        };
+        if let Some(e) = expected_epoch
+            && h.head.epoch != e
+        {
+            return Err(ClientError::Verification {
+                what: "signed epoch head",
+                source: CoreError::Context(format!(
+                    "asked for epoch {e}, got epoch {}",
+                    h.head.epoch
+                )),
+            });
+        }
+        Ok(h)
+    }
+}
+
 /// Verifies a `PublishResponse` for (`label`, `value`):
 ///
 /// 1. the SMT's signature under the pinned SMT key, its namespace, that its
@@ -283,7 +336,25 @@ pub fn lookup(
     requested_epoch: Option<u64>,
     resp: &pb::LookupResponse,
 ) -> Result<VerifiedLookup> {
-    let head = head_at(config, &resp.signed_head, requested_epoch)?;
+    lookup_cached(
+        &mut HeadCache::default(),
+        config,
+        label,
+        requested_epoch,
+        resp,
+    )
+}
+
+/// [`lookup`] with the head's signature check answered by `cache` when the
+/// same head bytes were verified before.
+pub fn lookup_cached(
+    cache: &mut HeadCache,
+    config: &PublicConfig,
+    label: &[u8],
+    requested_epoch: Option<u64>,
+    resp: &pb::LookupResponse,
+) -> Result<VerifiedLookup> {
+    let head = cache.head_at(config, &resp.signed_head, requested_epoch)?;
     let proof = LookupProof::decode(&resp.proof).map_err(vfail("lookup proof"))?;
     let v = proof
         .verify(&config.vrf_key, label, &head.head.map_root)

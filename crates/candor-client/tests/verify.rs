@@ -575,3 +575,35 @@ fn equivocation_evidence_needs_two_different_signed_heads() {
         .is_err()
     );
 }
+
+// --------------------------------------------------------------- head cache
+
+#[test]
+fn head_cache_skips_only_identical_bytes() {
+    let w = world_with_data();
+    let mut cache = verify::HeadCache::default();
+    let resp = w.lookup_response(b"alice", None);
+    // First use verifies; the same bytes again come from the cache.
+    let a = verify::lookup_cached(&mut cache, &w.config, b"alice", None, &resp).unwrap();
+    let b = verify::lookup_cached(&mut cache, &w.config, b"alice", None, &resp).unwrap();
+    assert_eq!(a.head, b.head);
+    // A head differing in any byte is verified afresh, and fails.
+    every_flip_fails(&resp.signed_head, "cached head", |t| {
+        let mut r = resp.clone();
+        r.signed_head = t.to_vec();
+        verify::lookup_cached(&mut cache, &w.config, b"alice", None, &r).is_ok()
+    });
+    // The proof is still checked against the cached head.
+    let mut r = resp.clone();
+    r.proof[10] ^= 1;
+    assert_security(
+        verify::lookup_cached(&mut cache, &w.config, b"alice", None, &r),
+        "proof under a cached head",
+    );
+    // An epoch mismatch is still refused.
+    let e = a.head.head.epoch;
+    assert_security(
+        verify::lookup_cached(&mut cache, &w.config, b"alice", Some(e + 1), &resp),
+        "epoch mismatch",
+    );
+}
