@@ -364,9 +364,13 @@ impl Store for FdbStore {
         }
         let marker = self.inner.config.commit_markers.then(|| self.next_marker());
         let marker = marker.as_ref();
-        block_on(self.inner.db.run(|trx, maybe_committed| {
+        // Set by the attempt that finds a precondition broken (reset by every attempt).
+        let refused: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
+        let refused = &refused;
+        let result = block_on(self.inner.db.run(|trx, maybe_committed| {
             let maybe_committed = bool::from(maybe_committed);
             async move {
+                *refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 // A previous attempt may have committed: if its marker is there, it did.
                 // The read is conflict-checked, so an attempt still in flight that commits
                 // after this read makes this attempt conflict and retry.
@@ -375,6 +379,16 @@ impl Store for FdbStore {
                     && trx.get(key, false).await?.is_some()
                 {
                     return Ok(());
+                }
+                // Preconditions: conflict-checked reads, so a writer that changes one of
+                // these keys before this commit makes this attempt retry and re-check.
+                for p in batch.preconditions() {
+                    let cur = trx.get(&ks.key(p.space, &p.key), false).await?;
+                    if !p.holds(cur.as_deref()) {
+                        // Commit nothing (the transaction has made no writes).
+                        *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.failed());
+                        return Ok(());
+                    }
                 }
                 for op in batch.ops() {
                     match op {
@@ -395,8 +409,13 @@ impl Store for FdbStore {
                 }
                 Ok(())
             }
-        }))
-        .map_err(|e| match binding_err(e) {
+        }));
+        if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && result.is_ok()
+        {
+            return Err(e);
+        }
+        result.map_err(|e| match binding_err(e) {
             FdbStoreError::Fdb {
                 code: codes::TRANSACTION_TOO_LARGE,
                 ..

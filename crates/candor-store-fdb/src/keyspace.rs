@@ -279,11 +279,18 @@ impl Keyspace {
 
     /// [`Keyspace::op_transaction_bytes`] summed over a batch.
     pub fn batch_transaction_bytes(&self, batch: &WriteBatch) -> usize {
-        batch
-            .ops()
+        // A precondition is a conflict-checked read: one read conflict range (both ends).
+        let reads: usize = batch
+            .preconditions()
             .iter()
-            .map(|op| self.op_transaction_bytes(op))
-            .sum()
+            .map(|p| 2 * self.key(p.space, &p.key).len() + 1)
+            .sum();
+        reads
+            + batch
+                .ops()
+                .iter()
+                .map(|op| self.op_transaction_bytes(op))
+                .sum::<usize>()
     }
 
     /// The transaction budget, bytes.

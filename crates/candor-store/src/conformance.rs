@@ -158,6 +158,8 @@ pub fn run_conformance<F: StoreFactory>(mut factory: F) {
     snapshot_isolation(&factory.create());
     random_batches_match_model(&factory.create(), 0xC0FFEE);
     concurrent_readers_never_see_partial_batches(factory.create());
+    preconditions_guard_writes(&factory.create());
+    compare_and_set_under_contention(factory.create());
     disk_space_reported(&factory.create());
     reopen_keeps_acknowledged_writes(&mut factory);
     chunked_write_larger_than_a_transaction(&mut factory);
@@ -1078,3 +1080,97 @@ pub fn run_builtin_backends() {
 
 #[doc(hidden)]
 pub fn _assert_object_safe(_: &dyn Store, _: &dyn ReadView) {}
+
+/// A batch with preconditions is written only when each holds; otherwise nothing of it
+/// is, and the error says so.
+pub fn preconditions_guard_writes<S: Store>(s: &S) {
+    put1(s, Space::Meta, b"state", b"1");
+    // Holds: applied.
+    let mut b = WriteBatch::new();
+    b.require(Space::Meta, b"state".to_vec(), Some(v("1")))
+        .require(Space::Meta, b"absent".to_vec(), None)
+        .put(Space::Meta, b"state".to_vec(), v("2"))
+        .put(Space::Tree, b"node".to_vec(), v("x"));
+    s.write(&b, Durability::Buffered)
+        .expect("preconditions hold");
+    assert_eq!(s.get(Space::Meta, b"state").unwrap(), Some(v("2")));
+    // Stale expectation: nothing written.
+    let mut b = WriteBatch::new();
+    b.require(Space::Meta, b"state".to_vec(), Some(v("1")))
+        .put(Space::Meta, b"state".to_vec(), v("3"))
+        .put(Space::Tree, b"other".to_vec(), v("y"))
+        .delete(Space::Tree, b"node".to_vec());
+    match s.write(&b, Durability::Buffered) {
+        Err(StoreError::PreconditionFailed(_)) => {}
+        other => panic!("stale precondition: expected PreconditionFailed, got {other:?}"),
+    }
+    assert_eq!(s.get(Space::Meta, b"state").unwrap(), Some(v("2")));
+    assert_eq!(s.get(Space::Tree, b"other").unwrap(), None);
+    assert_eq!(s.get(Space::Tree, b"node").unwrap(), Some(v("x")));
+    // "Must be absent" on a present key, and a precondition in another space.
+    let mut b = WriteBatch::new();
+    b.require(Space::Tree, b"node".to_vec(), None)
+        .put(Space::Tree, b"z".to_vec(), v("z"));
+    assert!(matches!(
+        s.write(&b, Durability::Buffered),
+        Err(StoreError::PreconditionFailed(_))
+    ));
+    assert_eq!(s.get(Space::Tree, b"z").unwrap(), None);
+    // A batch of preconditions only is a check.
+    let mut b = WriteBatch::new();
+    b.require(Space::Meta, b"state".to_vec(), Some(v("2")));
+    s.write(&b, Durability::Buffered).expect("check only");
+    let mut b = WriteBatch::new();
+    b.require(Space::Meta, b"state".to_vec(), Some(v("9")));
+    assert!(s.write(&b, Durability::Buffered).is_err());
+    // Empty precondition keys are refused like empty keys.
+    let mut b = WriteBatch::new();
+    b.require(Space::Meta, Vec::new(), None);
+    assert!(matches!(
+        s.write(&b, Durability::Buffered),
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
+
+/// Writers doing read-modify-write with a precondition on what they read never lose an
+/// update: the final counter equals the number of successful writes.
+pub fn compare_and_set_under_contention<S: Store + Send + Sync>(s: S) {
+    let s = std::sync::Arc::new(s);
+    put1(&*s, Space::Meta, b"counter", &0u64.to_be_bytes());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&s);
+            std::thread::spawn(move || {
+                let mut won = 0u64;
+                for _ in 0..50 {
+                    loop {
+                        let cur = s.get(Space::Meta, b"counter").unwrap().unwrap();
+                        let n = u64::from_be_bytes(cur.as_slice().try_into().unwrap());
+                        let mut b = WriteBatch::new();
+                        b.require(Space::Meta, b"counter".to_vec(), Some(cur)).put(
+                            Space::Meta,
+                            b"counter".to_vec(),
+                            (n + 1).to_be_bytes().to_vec(),
+                        );
+                        match s.write(&b, Durability::Buffered) {
+                            Ok(()) => {
+                                won += 1;
+                                break;
+                            }
+                            Err(StoreError::PreconditionFailed(_)) => continue,
+                            Err(e) => panic!("write failed: {e}"),
+                        }
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let end = s.get(Space::Meta, b"counter").unwrap().unwrap();
+    assert_eq!(total, 200);
+    assert_eq!(
+        u64::from_be_bytes(end.as_slice().try_into().unwrap()),
+        total
+    );
+}

@@ -466,6 +466,8 @@ impl Store for FjallStore {
         }
         // A poisoned mutex only says another writer panicked; it guards no data.
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Every write holds the lock, so nothing changes between this check and the commit.
+        batch.check_preconditions(|space, key| self.get(space, key))?;
         let mode = Some(match durability {
             Durability::Sync => PersistMode::SyncAll,
             Durability::Buffered => PersistMode::Buffer,

@@ -64,6 +64,10 @@ pub enum StoreError {
     /// idempotent, see the crate docs).
     #[error("store temporarily unavailable: {0}")]
     Unavailable(String),
+    /// A [`crate::Precondition`] of the batch did not hold (another writer changed the
+    /// key). Nothing was written.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     /// Any other backend failure.
     #[error("store backend error: {0}")]
     Backend(String),

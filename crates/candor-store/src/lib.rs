@@ -101,8 +101,8 @@ pub use error::{Result, SizeKind, StoreError};
 pub use mem::MemStore;
 pub use store::{ReadView, ScanPages, Store, scan_pages};
 pub use types::{
-    Direction, Durability, KeyRange, KeyValue, Limits, OP_OVERHEAD_BYTES, Op, Space, WriteBatch,
-    prefix_end, successor,
+    Direction, Durability, KeyRange, KeyValue, Limits, OP_OVERHEAD_BYTES, Op, Precondition, Space,
+    WriteBatch, prefix_end, successor,
 };
 
 /// `use candor_store::prelude::*;` brings the traits into scope (their methods need it).

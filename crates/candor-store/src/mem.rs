@@ -124,6 +124,7 @@ impl Store for MemStore {
     fn write(&self, batch: &WriteBatch, _durability: Durability) -> Result<()> {
         batch.validate(&self.inner.limits)?;
         let mut g = self.inner.data.write().unwrap_or_else(|e| e.into_inner());
+        batch.check_preconditions(|space, key| Ok(g[space.index()].get(key).cloned()))?;
         let maps = Arc::make_mut(&mut *g);
         for op in batch.ops() {
             match op {

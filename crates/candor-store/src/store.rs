@@ -76,8 +76,11 @@ pub trait Store: ReadView + 'static {
     ///
     /// The batch must pass [`WriteBatch::validate`] against [`Store::limits`], else
     /// [`crate::StoreError::TooLarge`] / [`crate::StoreError::InvalidArgument`] and nothing
-    /// is written. On any other error the batch may or may not have been applied (e.g. a
-    /// lost commit acknowledgment on a remote backend), but never partly.
+    /// is written. Every [`crate::Precondition`] of the batch is checked atomically with
+    /// its writes: if one does not hold, nothing is written and the error is
+    /// [`crate::StoreError::PreconditionFailed`]. On any other error the batch may or may
+    /// not have been applied (e.g. a lost commit acknowledgment on a remote backend), but
+    /// never partly.
     fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<()>;
 
     /// Writes a batch of any size as consecutive atomic chunks (see [`WriteBatch::split`]),

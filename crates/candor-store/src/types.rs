@@ -380,13 +380,59 @@ impl Op {
     }
 }
 
+/// A condition on the store's state that [`crate::Store::write`] checks atomically with
+/// the batch: `key` of `space` holds exactly `expected` (`None`: absent) when the batch
+/// is applied, otherwise nothing is written ([`StoreError::PreconditionFailed`]).
+/// Several writers sharing one store (shard replicas over FoundationDB) use it to make
+/// "apply entry N on top of state N-1" a compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Precondition {
+    /// Space of the key.
+    pub space: Space,
+    /// The key (non-empty).
+    pub key: Vec<u8>,
+    /// The value it must hold; `None`: it must be absent.
+    pub expected: Option<Vec<u8>>,
+}
+
+impl Precondition {
+    /// This condition's share of [`WriteBatch::cost`] (a read and its conflict range).
+    pub fn cost(&self) -> usize {
+        OP_OVERHEAD_BYTES + 3 * self.key.len() + self.expected.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Whether `current` (the key's value now) satisfies the condition.
+    pub fn holds(&self, current: Option<&[u8]>) -> bool {
+        self.expected.as_deref() == current
+    }
+
+    /// The error reported when the condition does not hold.
+    pub fn failed(&self) -> StoreError {
+        StoreError::PreconditionFailed(format!(
+            "{:?} key {} no longer holds the expected value",
+            self.space,
+            hex_prefix(&self.key)
+        ))
+    }
+}
+
+fn hex_prefix(k: &[u8]) -> String {
+    let mut s: String = k.iter().take(24).map(|b| format!("{b:02x}")).collect();
+    if k.len() > 24 {
+        s.push('…');
+    }
+    s
+}
+
 /// An ordered list of puts, deletes and range deletes, applied atomically by
 /// [`crate::Store::write`]: all or nothing, also across crashes, and no reader ever sees
 /// part of it. Operations take effect in list order (a put after a delete of the same key
-/// wins, a range delete after a put removes it).
+/// wins, a range delete after a put removes it). Optional [`Precondition`]s are checked
+/// atomically with the writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     ops: Vec<Op>,
+    preconditions: Vec<Precondition>,
     cost: usize,
 }
 
@@ -400,6 +446,7 @@ impl WriteBatch {
     pub fn with_capacity(n: usize) -> Self {
         WriteBatch {
             ops: Vec::with_capacity(n),
+            preconditions: Vec::new(),
             cost: 0,
         }
     }
@@ -443,11 +490,50 @@ impl WriteBatch {
         self.delete_range(space, KeyRange::prefix(prefix))
     }
 
-    /// Appends all of `other`'s operations, after this batch's.
+    /// Appends all of `other`'s operations (after this batch's) and preconditions.
     pub fn append(&mut self, other: WriteBatch) -> &mut Self {
         self.cost += other.cost;
         self.ops.extend(other.ops);
+        self.preconditions.extend(other.preconditions);
         self
+    }
+
+    /// Adds a [`Precondition`]: the write happens only if `key` of `space` holds
+    /// `expected` (`None`: absent) at that moment.
+    pub fn require(
+        &mut self,
+        space: Space,
+        key: impl Into<Vec<u8>>,
+        expected: Option<Vec<u8>>,
+    ) -> &mut Self {
+        let p = Precondition {
+            space,
+            key: key.into(),
+            expected,
+        };
+        self.cost += p.cost();
+        self.preconditions.push(p);
+        self
+    }
+
+    /// The preconditions, in the order added.
+    pub fn preconditions(&self) -> &[Precondition] {
+        &self.preconditions
+    }
+
+    /// Checks every precondition with `get` (the key's current value). Backends call it
+    /// under whatever makes the check and the write one atomic step.
+    pub fn check_preconditions(
+        &self,
+        mut get: impl FnMut(Space, &[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<()> {
+        for p in &self.preconditions {
+            let cur = get(p.space, &p.key)?;
+            if !p.holds(cur.as_deref()) {
+                return Err(p.failed());
+            }
+        }
+        Ok(())
     }
 
     /// Number of operations.
@@ -455,9 +541,9 @@ impl WriteBatch {
         self.ops.len()
     }
 
-    /// True when the batch has no operation.
+    /// True when the batch has no operation and no precondition.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.preconditions.is_empty()
     }
 
     /// Size as counted against [`Limits::max_batch_bytes`]: the sum of [`Op::cost`].
@@ -489,17 +575,35 @@ impl WriteBatch {
     }
 
     fn validate_ops(&self, limits: &Limits) -> Result<()> {
-        self.ops.iter().try_for_each(|op| op.validate(limits))
+        self.ops.iter().try_for_each(|op| op.validate(limits))?;
+        for p in &self.preconditions {
+            if p.key.is_empty() {
+                return Err(StoreError::InvalidArgument("empty precondition key".into()));
+            }
+            if p.key.len() > limits.max_key_bytes {
+                return Err(StoreError::TooLarge {
+                    what: SizeKind::Key,
+                    size: p.key.len(),
+                    limit: limits.max_key_bytes,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Splits into consecutive batches that each pass [`WriteBatch::validate`], keeping
-    /// operation order (greedy: each chunk is as large as the limit allows). Fails, before
+    /// operation order (greedy: each chunk is as large as the limit allows). The
+    /// preconditions all go into the first chunk: they guard only that chunk, so a
+    /// writer that relies on them keeps its batches within the limits. Fails, before
     /// anything is split, when a single operation breaks a key or value limit. An empty
     /// batch gives no chunk.
     pub fn split(self, limits: &Limits) -> Result<Vec<WriteBatch>> {
         self.validate_ops(limits)?;
         let mut chunks = Vec::new();
         let mut cur = WriteBatch::new();
+        for p in self.preconditions {
+            cur.require(p.space, p.key, p.expected);
+        }
         for op in self.ops {
             if !cur.is_empty() && cur.cost + op.cost() > limits.max_batch_bytes {
                 chunks.push(std::mem::take(&mut cur));
