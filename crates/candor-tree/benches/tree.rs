@@ -162,6 +162,7 @@ fn main() {
             .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
+    let loads_apply = forest.load_counters();
     let at_100k = window(90_000, 110_000);
     let at_end = window(total.saturating_sub(10 * batch), total);
     // Updates of existing labels at the final size.
@@ -177,6 +178,7 @@ fn main() {
         upd.push(apply(items, &mut revisions));
     }
     let update_rate = upd.iter().sum::<f64>() / upd.len() as f64;
+    let loads_upd = forest.load_counters();
 
     // Lookup proofs: warm-up, then 1 and 2 threads.
     let view = forest.view(revisions.clone()).unwrap();
@@ -219,6 +221,7 @@ fn main() {
         count.load(Ordering::Relaxed) as f64 / dur.as_secs_f64()
     };
     // Single thread, per CPU-second of that thread.
+    let loads_warm = forest.load_counters();
     let cpu_rate = {
         let mut r = Rng(7);
         let c0 = thread_cpu_ns();
@@ -229,9 +232,16 @@ fn main() {
         }
         n as f64 / ((thread_cpu_ns() - c0).max(1) as f64 / 1e9)
     };
+    let loads_cpu = forest.load_counters();
     let p1 = proofs_per_sec(1);
     let p2 = proofs_per_sec(2);
     let rss = rss_mib();
+    let diff = |a: [u64; 3], b: [u64; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    println!(
+        "stride loads [loads, entries scanned, seeks]: inserts {loads_apply:?}, 5 update batches {:?}, 20k warm proofs {:?}",
+        diff(loads_apply, loads_upd),
+        diff(loads_warm, loads_cpu)
+    );
 
     let logical = |store: &Arc<dyn Store>| {
         let mut out = String::new();

@@ -64,6 +64,16 @@ impl Forest {
         })
     }
 
+    /// Stride loads from the store so far: (loads, entries scanned, seeks).
+    /// For benchmarks.
+    #[doc(hidden)]
+    pub fn load_counters(&self) -> [u64; 3] {
+        self.inner
+            .loads
+            .each_ref()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn shard_bits(&self) -> u8 {
         self.inner.config.shard_bits
     }
