@@ -203,36 +203,58 @@ pub(crate) struct Stride {
 
 impl Stride {
     pub fn build(k: usize, children: Vec<(u16, Node)>) -> Stride {
-        let width = 1usize << k;
-        let mut heap = [Sum::EMPTY; 2 * (1 << STRIDE)];
-        for (s, n) in &children {
-            heap[width + *s as usize] = Sum {
-                hash: n.hash(),
-                class: n.class(),
-            };
-        }
-        // Only non-empty subtrees need hashing; join handles the rest.
-        for i in (1..width).rev() {
-            heap[i] = Sum::join(heap[2 * i], heap[2 * i + 1]);
-        }
+        // Level by level from the children up, visiting only non-empty
+        // nodes (a stride is usually sparse: cost ∝ children, not 2^k).
+        let mut level: Vec<(usize, Sum)> = children
+            .iter()
+            .map(|(s, n)| {
+                (
+                    *s as usize,
+                    Sum {
+                        hash: n.hash(),
+                        class: n.class(),
+                    },
+                )
+            })
+            .collect();
         let (mut multi, mut single) = (Bits::default(), Bits::default());
-        let mut inner = Vec::new();
-        for (h, sum) in heap.iter().enumerate().take(width).skip(1) {
-            match sum.class {
-                2 => {
-                    multi.set(h);
-                    inner.push(sum.hash);
+        let mut inner: Vec<(usize, Digest)> = Vec::new();
+        for depth in (0..k).rev() {
+            let mut up = Vec::with_capacity(level.len().div_ceil(2));
+            let mut i = 0;
+            while i < level.len() {
+                let (p, a) = level[i];
+                let (l, r) = if p & 1 == 1 {
+                    (Sum::EMPTY, a)
+                } else if let Some(&(q, b)) = level.get(i + 1).filter(|x| x.0 == p + 1) {
+                    debug_assert_eq!(q, p + 1);
+                    i += 1;
+                    (a, b)
+                } else {
+                    (a, Sum::EMPTY)
+                };
+                i += 1;
+                let sum = Sum::join(l, r);
+                let h = (1 << depth) + (p >> 1);
+                match sum.class {
+                    2 => {
+                        multi.set(h);
+                        inner.push((h, sum.hash));
+                    }
+                    1 => single.set(h),
+                    _ => {}
                 }
-                1 => single.set(h),
-                _ => {}
+                up.push((p >> 1, sum));
             }
+            level = up;
         }
+        inner.sort_unstable_by_key(|x| x.0);
         Stride {
             k,
             children,
             multi,
             single,
-            inner: inner.into_boxed_slice(),
+            inner: inner.into_iter().map(|x| x.1).collect(),
         }
     }
 
