@@ -32,6 +32,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod membership;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +55,7 @@ pub use candor_shard::{
     PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError, ShardLogic,
     ShardLogicConfig, ShardPublisher,
 };
+pub use membership::Membership;
 
 /// The Raft node id of a dev node.
 pub const DEV_NODE_ID: u64 = 1;
@@ -69,9 +72,63 @@ pub enum NodeError {
     /// The store failed to open or read.
     #[error("storage: {0}")]
     Storage(String),
-    /// Raft failed to start a group.
+    /// Raft failed to start a group, or a membership change failed in Raft (the group
+    /// stopped, or the change did not commit in time: repeating it completes it).
     #[error("raft: {0}")]
     Raft(String),
+    /// A membership request is malformed (node id 0, bad address, unknown group).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A membership request names a member that is not there.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A membership request cannot be carried out in the current membership (it would
+    /// leave a group without a voter, the node is known under another address, ...).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// Membership changes must run on the group's leader, and this node does not lead.
+    #[error(
+        "group {group}: this node is not the leader (leader: {})",
+        match (leader, leader_addr) {
+            (Some(l), Some(a)) => format!("{l} at {a}"),
+            (Some(l), None) => format!("{l}"),
+            _ => "unknown".to_string(),
+        }
+    )]
+    NotLeader {
+        /// The group.
+        group: u64,
+        /// The leader this replica knows of (never this node).
+        leader: Option<NodeId>,
+        /// Its address, when known.
+        leader_addr: Option<String>,
+    },
+    /// A learner did not catch up in time; it stays a learner.
+    #[error(
+        "group {group}: node {node} did not catch up within {timeout:?} \
+         (it holds the log up to {matched:?}, the leader's ends at {last})"
+    )]
+    CatchUpTimeout {
+        /// The group.
+        group: u64,
+        /// The learner.
+        node: NodeId,
+        /// The last log index the leader knows it holds.
+        matched: Option<u64>,
+        /// The leader's last log index.
+        last: u64,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// Another membership change of the group stayed in progress for the whole time
+    /// allowed.
+    #[error("group {group}: another membership change is in progress: {detail}")]
+    Conflict {
+        /// The group.
+        group: u64,
+        /// Raft's reason.
+        detail: String,
+    },
 }
 
 impl From<candor_store::StoreError> for NodeError {
@@ -224,6 +281,7 @@ pub struct DevNode {
     sequencer: RaftGroup<SequencerLogic>,
     publisher: ShardPublisher,
     heads: watch::Receiver<Option<SignedHead>>,
+    membership: Membership,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -257,7 +315,9 @@ pub struct Topology {
     pub transport: Arc<dyn RaftTransport>,
     /// Initialize brand-new groups with `members` (a no-op on groups that have state).
     /// Exactly one member of a new deployment should bootstrap; by convention the one
-    /// with the smallest id.
+    /// with the smallest id. A member joining an existing deployment must not: its
+    /// groups stay idle (no leader, no heads, API not ready) until the leaders add it
+    /// ([`Membership::add_member`]), then it catches up from their logs.
     pub bootstrap: bool,
 }
 
@@ -513,6 +573,7 @@ impl DevNode {
             config.epoch_interval,
             cancel.child_token(),
         ));
+        let membership = Membership::new(node_id, &shards, &sequencer);
         let (readable_tx, heads) = watch::channel(None);
         tasks.push(spawn_readable_heads(
             applied_heads,
@@ -539,6 +600,7 @@ impl DevNode {
             sequencer,
             publisher,
             heads,
+            membership,
             cancel,
             tasks,
         })
@@ -584,6 +646,12 @@ impl DevNode {
     /// This node's Raft node (serves Raft RPCs, membership changes).
     pub fn raft(&self) -> &RaftNode {
         &self.raft
+    }
+
+    /// Membership operations on this node's groups (add / remove a member, move a
+    /// replica, status); see [`membership`].
+    pub fn membership(&self) -> Membership {
+        self.membership.clone()
     }
 
     /// The sequencer group (metrics, tests).

@@ -43,6 +43,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print the hash of a bearer token, for `api.tenants[].token_hash`.
     HashToken(HashTokenArgs),
+    /// Cluster membership: status, add-member, remove-member, move-replica (online).
+    Cluster(crate::cluster_cmd::ClusterArgs),
 }
 
 /// `candor dev`. Settings come from defaults, then `--config FILE` (TOML),

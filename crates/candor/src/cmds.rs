@@ -29,6 +29,14 @@ impl Failure {
         }
     }
 
+    /// Exit 2: transport failure or an error status from the server.
+    pub fn transport(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
     /// Exit 3: something did not verify.
     pub fn verification(msg: impl std::fmt::Display) -> Failure {
         Failure {

@@ -7,12 +7,16 @@
 //!   `--tofu`).
 //! * `candor serve --role all`: one member of a cluster (every member holds a
 //!   replica of every group); `candor keygen` makes the shared keys.
+//! * `candor cluster status | add-member | remove-member | move-replica`:
+//!   online membership changes through a member's admin service.
 //!
 //! Exit codes: 0 success; 1 usage or configuration error; 2 transport
 //! failure or an error status from the server; 3 verification failure (the
 //! server sent something an honest server would not).
 
+mod admin;
 mod cli;
+mod cluster_cmd;
 mod cmds;
 mod config;
 mod dev;
@@ -115,6 +119,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "{n} operation(s) failed verification during the benchmark (see errors above)"
                 ))),
             }
+        }
+        Command::Cluster(args) => {
+            init_tracing("warn");
+            runtime.block_on(cluster_cmd::run(args))
         }
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));

@@ -3,6 +3,9 @@
 //! member through the gRPC Raft transport (`candor.raft.v1.RaftTransport`,
 //! served on `cluster.raft_listen`), keys come from the shared keys
 //! directory, and groups are initialized only by the `bootstrap` member.
+//! The same port serves `candor.admin.v1.ClusterAdmin` (membership changes,
+//! [`crate::admin`]). A member started without `--bootstrap` that is not yet
+//! in the groups' membership waits, idle and not ready, until it is added.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
-/// The member's Raft gRPC server.
+/// The member's internal gRPC server (Raft transport and cluster admin).
 pub struct RaftServer {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -75,11 +78,23 @@ pub async fn start_member(
         .context("opening the store")?;
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = None;
+    // The admin service shares the Raft port; it answers UNAVAILABLE until the node
+    // exists (peers need the Raft service earlier, while groups start).
+    let admin = crate::admin::AdminService::new();
     let node = DevNode::start_with(store, node_config, topology, |raft| {
-        server = Some(tokio::spawn(candor_raft::grpc::serve(
-            raft,
-            &grpc,
-            listener,
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(interval) = grpc.keep_alive_interval {
+            builder = builder
+                .http2_keepalive_interval(Some(interval))
+                .http2_keepalive_timeout(Some(interval));
+        }
+        let router = builder
+            .add_service(candor_raft::grpc::raft_service(raft, &grpc))
+            .add_service(admin.clone().into_service(grpc.max_message_bytes));
+        server = Some(tokio::spawn(router.serve_with_incoming_shutdown(
+            incoming,
             async {
                 let _ = stopped.await;
             },
@@ -87,8 +102,9 @@ pub async fn start_member(
     })
     .await
     .context("starting the node")?;
+    admin.set(node.membership());
     let task = server.context("the Raft server did not start")?;
-    tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, "raft transport serving");
+    tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, "raft transport and cluster admin serving");
     Ok((node, RaftServer { stop, task }))
 }
 

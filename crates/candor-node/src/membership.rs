@@ -1,0 +1,648 @@
+//! Online membership changes of a node's Raft groups: add a member, remove a member,
+//! move one group's replica from one member to another.
+//!
+//! [`Membership`] (from [`DevNode::membership`](crate::DevNode::membership)) acts on the
+//! replicas this node hosts, and only on groups this node leads: Raft membership changes
+//! must be proposed by the leader. Everywhere else an operation fails with
+//! [`NodeError::NotLeader`] naming the leader this replica knows of, so a caller (the
+//! `candor.admin.v1.ClusterAdmin` service) can forward it.
+//!
+//! # Protocol of each change
+//!
+//! * **add**: the node joins as a learner (it receives the log but neither votes nor
+//!   counts for quorums), so a new member never weakens availability while it copies the
+//!   log; once the leader sees it within [`CatchUp::max_lag`] entries of its own last log
+//!   index, it is promoted to voter (openraft's joint consensus: old and new voter sets
+//!   must both agree during the switch).
+//! * **remove**: the voter set without the node (or the learner dropped), refusing to
+//!   leave a group with no voter. A leader that removes itself keeps leading until the
+//!   change commits, then hands leadership to another voter (openraft's
+//!   `removed_leader_step_down`).
+//! * **move**: as add for the target, then one change that replaces the source by the
+//!   target among the voters, so the voter count never drops during the move.
+//!
+//! Every operation is idempotent: it reads the current membership first and does only
+//! what is missing, so a retry after a timeout or a lost leader completes the change.
+//! Changes of one group on this node are serialized; a change already in progress (from
+//! another node, or one cut short by a leader change) is waited for within the catch-up
+//! timeout ([`NodeError::Conflict`] after it).
+//!
+//! # Catch-up without snapshots
+//!
+//! A learner catches up from the leader's log. In cluster mode the log is not compacted
+//! (see `candor serve`), so a brand-new member replays every entry from index 1 and
+//! rebuilds its trees and epoch log exactly as the other replicas did.
+//!
+//! # Co-located layout
+//!
+//! With `candor serve --role all`, every member's API serves reads from its own replicas
+//! and the sequencer leader reads the shard roots from its own replicas. A member that
+//! does not replicate every group therefore serves reads only up to the last epoch it
+//! can prove, and while it leads the sequencer, the shards it lacks are not advanced in
+//! new epochs. Moving single replicas is thus a tool for transitions (e.g. draining a
+//! member group by group); a steady state keeps every member in every group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_raft::openraft::async_runtime::watch::WatchReceiver;
+use candor_raft::openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
+use candor_raft::openraft::{BasicNode, ChangeMembers, RaftMetrics};
+use candor_raft::{
+    BoxFuture, GroupId, NodeId, RaftGroup, ServerState, StateMachineLogic, TypeConfig,
+};
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::{NodeError, SEQUENCER_GROUP};
+
+/// Default of [`CatchUp::max_lag`].
+pub const DEFAULT_MAX_LAG: u64 = 64;
+
+/// Default of [`CatchUp::timeout`].
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long to poll the leader's view while a learner catches up.
+const POLL: Duration = Duration::from_millis(50);
+
+/// When a learner is ready to vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Promote once the learner holds the log up to within this many entries of the
+    /// leader's last log index.
+    pub max_lag: u64,
+    /// Give up (the node stays a learner) after this long, per group. Also bounds the
+    /// wait for a membership change already in progress.
+    pub timeout: Duration,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        Self {
+            max_lag: DEFAULT_MAX_LAG,
+            timeout: DEFAULT_CATCH_UP_TIMEOUT,
+        }
+    }
+}
+
+/// A member of a group as a replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// Node id.
+    pub node: NodeId,
+    /// Raft address recorded in the membership.
+    pub addr: String,
+    /// Votes (in the latest voter set); otherwise a learner.
+    pub voter: bool,
+    /// Last log index the leader knows the member holds (only in a leader's view; the
+    /// leader reports its own last log index).
+    pub matched: Option<u64>,
+}
+
+/// One group as this node's replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group.
+    pub group: GroupId,
+    /// This node.
+    pub reporter: NodeId,
+    /// This replica's role.
+    pub state: ServerState,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// The latest membership (voters and learners), by node id. Empty on a replica that
+    /// was never added to the group.
+    pub members: Vec<MemberView>,
+    /// A membership change is in progress (latest membership uncommitted or joint).
+    pub changing: bool,
+    /// Last log index held here.
+    pub last_log_index: Option<u64>,
+    /// Last index known committed here.
+    pub committed: Option<u64>,
+    /// Last index applied here.
+    pub applied: Option<u64>,
+}
+
+impl GroupView {
+    /// Whether `node` is a voter or learner of the latest membership.
+    pub fn has_member(&self, node: NodeId) -> bool {
+        self.members.iter().any(|m| m.node == node)
+    }
+
+    /// The leader's address, when the leader is known and in the membership.
+    pub fn leader_addr(&self) -> Option<&str> {
+        let l = self.leader?;
+        self.members
+            .iter()
+            .find(|m| m.node == l)
+            .map(|m| m.addr.as_str())
+    }
+}
+
+/// A group after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupChange {
+    /// The group.
+    pub group: GroupId,
+    /// False when the group already had the requested membership.
+    pub changed: bool,
+    /// Voters afterwards.
+    pub voters: BTreeSet<NodeId>,
+    /// Learners afterwards.
+    pub learners: BTreeSet<NodeId>,
+    /// The leader that carried the change out (this node).
+    pub leader: NodeId,
+}
+
+type ChangeResult = Result<(), RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+
+/// A group's Raft handle, type-erased over its state machine.
+trait Managed: Send + Sync {
+    fn group(&self) -> GroupId;
+    fn metrics(&self) -> RaftMetrics<TypeConfig>;
+    fn add_learner(&self, node: NodeId, addr: String) -> BoxFuture<'static, ChangeResult>;
+    fn change(&self, change: ChangeMembers<NodeId, BasicNode>) -> BoxFuture<'static, ChangeResult>;
+}
+
+impl<L: StateMachineLogic> Managed for RaftGroup<L> {
+    fn group(&self) -> GroupId {
+        self.id()
+    }
+
+    fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft().metrics().borrow_watched().clone()
+    }
+
+    fn add_learner(&self, node: NodeId, addr: String) -> BoxFuture<'static, ChangeResult> {
+        let raft = self.raft().clone();
+        // Not blocking: catching up is watched by the caller, with its own bound.
+        Box::pin(async move {
+            raft.add_learner(node, BasicNode { addr }, false)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn change(&self, change: ChangeMembers<NodeId, BasicNode>) -> BoxFuture<'static, ChangeResult> {
+        let raft = self.raft().clone();
+        // `retain = false`: a removed voter leaves the group instead of staying a learner.
+        Box::pin(async move { raft.change_membership(change, false).await.map(|_| ()) })
+    }
+}
+
+struct Slot {
+    group: Arc<dyn Managed>,
+    /// Serializes this node's changes of the group.
+    lock: Mutex<()>,
+}
+
+/// Membership operations on a node's groups. Cheap to clone.
+#[derive(Clone)]
+pub struct Membership {
+    node: NodeId,
+    slots: Arc<BTreeMap<GroupId, Slot>>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node", &self.node)
+            .field("groups", &self.slots.len())
+            .finish()
+    }
+}
+
+/// What a failed membership proposal means for the caller.
+enum Failed {
+    /// Another change is in progress or the leader has not committed in its term yet.
+    Busy(String),
+    Final(NodeError),
+}
+
+fn last_voters(m: &RaftMetrics<TypeConfig>) -> BTreeSet<NodeId> {
+    m.membership_config
+        .membership()
+        .get_joint_config()
+        .last()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn view_of(m: &RaftMetrics<TypeConfig>, group: GroupId) -> GroupView {
+    let membership = m.membership_config.membership();
+    let voters = last_voters(m);
+    let leading = m.state == ServerState::Leader;
+    let members = membership
+        .nodes()
+        .map(|(id, n)| MemberView {
+            node: *id,
+            addr: n.addr.clone(),
+            voter: voters.contains(id),
+            matched: if !leading {
+                None
+            } else if *id == m.id {
+                m.last_log_index
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index)
+            },
+        })
+        .collect();
+    GroupView {
+        group,
+        reporter: m.id,
+        state: m.state,
+        leader: m.current_leader,
+        term: m.current_term,
+        members,
+        changing: m.membership_config != m.committed_membership_config
+            || membership.get_joint_config().len() > 1,
+        last_log_index: m.last_log_index,
+        committed: m.local_committed.map(|l| l.index),
+        applied: m.last_applied.map(|l| l.index),
+    }
+}
+
+fn change_of(m: &RaftMetrics<TypeConfig>, group: GroupId, changed: bool) -> GroupChange {
+    let voters = last_voters(m);
+    let learners = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| !voters.contains(id))
+        .collect();
+    GroupChange {
+        group,
+        changed,
+        voters,
+        learners,
+        leader: m.id,
+    }
+}
+
+/// Checks a node id and a Raft address the way the gRPC transport will use them.
+fn check_node(node: NodeId, addr: Option<&str>) -> Result<(), NodeError> {
+    if node == 0 {
+        return Err(NodeError::InvalidArgument("node id must be > 0".into()));
+    }
+    if let Some(a) = addr {
+        candor_raft::grpc::endpoint_uri(a)
+            .map_err(|e| NodeError::InvalidArgument(format!("raft address: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Membership {
+    pub(crate) fn new<S: StateMachineLogic, Q: StateMachineLogic>(
+        node: NodeId,
+        shards: &[RaftGroup<S>],
+        sequencer: &RaftGroup<Q>,
+    ) -> Self {
+        let mut slots = BTreeMap::new();
+        let mut put = |g: Arc<dyn Managed>| {
+            slots.insert(
+                g.group(),
+                Slot {
+                    group: g,
+                    lock: Mutex::new(()),
+                },
+            );
+        };
+        for s in shards {
+            put(Arc::new(s.clone()));
+        }
+        put(Arc::new(sequencer.clone()));
+        Self {
+            node,
+            slots: Arc::new(slots),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// Every group this node hosts, ascending.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.slots.keys().copied().collect()
+    }
+
+    /// `"sequencer"` for the sequencer group, `"shard"` otherwise.
+    pub fn kind(group: GroupId) -> &'static str {
+        if group.0 == SEQUENCER_GROUP {
+            "sequencer"
+        } else {
+            "shard"
+        }
+    }
+
+    fn slot(&self, group: GroupId) -> Result<&Slot, NodeError> {
+        self.slots.get(&group).ok_or_else(|| {
+            NodeError::InvalidArgument(format!("group {} is not hosted here", group.0))
+        })
+    }
+
+    /// This replica's view of `group`.
+    pub fn view(&self, group: GroupId) -> Result<GroupView, NodeError> {
+        Ok(view_of(&self.slot(group)?.group.metrics(), group))
+    }
+
+    /// This node's view of every group, ascending.
+    pub fn status(&self) -> Vec<GroupView> {
+        self.slots
+            .iter()
+            .map(|(g, s)| view_of(&s.group.metrics(), *g))
+            .collect()
+    }
+
+    /// `node`'s Raft address as recorded in the membership of any group hosted here.
+    pub fn address_of(&self, node: NodeId) -> Option<String> {
+        self.slots.values().find_map(|s| {
+            s.group
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&node)
+                .map(|n| n.addr.clone())
+        })
+    }
+
+    /// The metrics of `group`, if this replica leads it.
+    fn leading(&self, slot: &Slot) -> Result<RaftMetrics<TypeConfig>, NodeError> {
+        let m = slot.group.metrics();
+        if m.state == ServerState::Leader {
+            return Ok(m);
+        }
+        let leader = m.current_leader.filter(|&l| l != self.node);
+        Err(NodeError::NotLeader {
+            group: slot.group.group().0,
+            leader,
+            leader_addr: leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            }),
+        })
+    }
+
+    fn classify(
+        &self,
+        group: GroupId,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    ) -> Failed {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                Failed::Final(NodeError::NotLeader {
+                    group: group.0,
+                    leader: f.leader_id.filter(|&l| l != self.node),
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                e @ (ChangeMembershipError::InProgress(_)
+                | ChangeMembershipError::UncommittedLeaderLog(_)),
+            )) => Failed::Busy(e.to_string()),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                e @ ChangeMembershipError::EmptyMembership(_),
+            )) => Failed::Final(NodeError::FailedPrecondition(format!(
+                "group {}: {e}",
+                group.0
+            ))),
+            other => Failed::Final(NodeError::Raft(format!("group {}: {other}", group.0))),
+        }
+    }
+
+    /// Run `op` until it is not refused as busy, up to `deadline`.
+    async fn propose(
+        &self,
+        group: GroupId,
+        deadline: tokio::time::Instant,
+        op: impl Fn() -> BoxFuture<'static, ChangeResult>,
+    ) -> Result<(), NodeError> {
+        loop {
+            let r = tokio::time::timeout_at(deadline, op()).await;
+            let e = match r {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(NodeError::Raft(format!(
+                        "group {}: the membership change did not commit in time; \
+                         repeat the request to complete it",
+                        group.0
+                    )));
+                }
+            };
+            match self.classify(group, e) {
+                Failed::Final(e) => return Err(e),
+                Failed::Busy(why) => {
+                    if tokio::time::Instant::now() + POLL >= deadline {
+                        return Err(NodeError::Conflict {
+                            group: group.0,
+                            detail: why,
+                        });
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Add `node` as a learner if it is not a member yet; refuse an address conflict.
+    async fn ensure_learner(
+        &self,
+        slot: &Slot,
+        m: &RaftMetrics<TypeConfig>,
+        node: NodeId,
+        addr: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), NodeError> {
+        let group = slot.group.group();
+        match m.membership_config.membership().get_node(&node) {
+            Some(n) if n.addr != addr => Err(NodeError::FailedPrecondition(format!(
+                "group {}: node {node} is a member with address {:?}, not {addr:?}",
+                group.0, n.addr
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                info!(group = group.0, node, addr, "adding learner");
+                let g = Arc::clone(&slot.group);
+                let addr = addr.to_string();
+                self.propose(group, deadline, || g.add_learner(node, addr.clone()))
+                    .await
+            }
+        }
+    }
+
+    /// Wait until the leader sees `node` within `max_lag` entries of its last log index.
+    async fn wait_caught_up(
+        &self,
+        slot: &Slot,
+        node: NodeId,
+        max_lag: u64,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let group = slot.group.group();
+        loop {
+            let m = self.leading(slot)?;
+            let last = m.last_log_index.unwrap_or(0);
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&node).cloned().flatten())
+                .map(|l| l.index);
+            if matched.unwrap_or(0).saturating_add(max_lag) >= last {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::CatchUpTimeout {
+                    group: group.0,
+                    node,
+                    matched,
+                    last,
+                    timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Add `node` (at `addr`) to `group` as a learner, wait until it caught up, then make
+    /// it a voter. Idempotent; this node must lead the group.
+    pub async fn add_member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: &str,
+        catch_up: CatchUp,
+    ) -> Result<GroupChange, NodeError> {
+        check_node(node, Some(addr))?;
+        let slot = self.slot(group)?;
+        let _serial = slot.lock.lock().await;
+        let deadline = tokio::time::Instant::now() + catch_up.timeout;
+        let m = self.leading(slot)?;
+        if last_voters(&m).contains(&node) {
+            if let Some(n) = m.membership_config.membership().get_node(&node)
+                && n.addr != addr
+            {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "group {}: node {node} is a voter with address {:?}, not {addr:?}",
+                    group.0, n.addr
+                )));
+            }
+            return Ok(change_of(&m, group, false));
+        }
+        self.ensure_learner(slot, &m, node, addr, deadline).await?;
+        self.wait_caught_up(slot, node, catch_up.max_lag, deadline, catch_up.timeout)
+            .await?;
+        info!(group = group.0, node, "promoting learner to voter");
+        let g = Arc::clone(&slot.group);
+        self.propose(group, deadline, || {
+            g.change(ChangeMembers::AddVoterIds(BTreeSet::from([node])))
+        })
+        .await?;
+        Ok(change_of(&slot.group.metrics(), group, true))
+    }
+
+    /// Remove `node` (voter or learner) from `group`; refuses to remove the last voter.
+    /// Unchanged when `node` is not a member. This node must lead the group.
+    pub async fn remove_member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        timeout: Duration,
+    ) -> Result<GroupChange, NodeError> {
+        check_node(node, None)?;
+        let slot = self.slot(group)?;
+        let _serial = slot.lock.lock().await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let m = self.leading(slot)?;
+        let voters = last_voters(&m);
+        let change = if voters.contains(&node) {
+            if voters.len() == 1 {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "group {}: node {node} is its only voter; add another member first",
+                    group.0
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([node]))
+        } else if m.membership_config.membership().get_node(&node).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node]))
+        } else {
+            return Ok(change_of(&m, group, false));
+        };
+        info!(group = group.0, node, "removing member");
+        let g = Arc::clone(&slot.group);
+        self.propose(group, deadline, || g.change(change.clone()))
+            .await?;
+        Ok(change_of(&slot.group.metrics(), group, true))
+    }
+
+    /// Move `group`'s replica from voter `from` to `to` (at `to_addr`, or the address
+    /// recorded for `to` in any group here): `to` joins as a learner, catches up, then
+    /// replaces `from` among the voters in one change. Idempotent; this node must lead
+    /// the group.
+    pub async fn move_replica(
+        &self,
+        group: GroupId,
+        from: NodeId,
+        to: NodeId,
+        to_addr: Option<&str>,
+        catch_up: CatchUp,
+    ) -> Result<GroupChange, NodeError> {
+        check_node(from, None)?;
+        check_node(to, to_addr)?;
+        if from == to {
+            return Err(NodeError::InvalidArgument(
+                "the source and target of a move must differ".into(),
+            ));
+        }
+        let slot = self.slot(group)?;
+        let to_addr = match to_addr {
+            Some(a) => a.to_string(),
+            None => self.address_of(to).ok_or_else(|| {
+                NodeError::FailedPrecondition(format!(
+                    "no group here knows node {to}'s address; give it explicitly"
+                ))
+            })?,
+        };
+        let _serial = slot.lock.lock().await;
+        let deadline = tokio::time::Instant::now() + catch_up.timeout;
+        let m = self.leading(slot)?;
+        let voters = last_voters(&m);
+        let membership = m.membership_config.membership();
+        if voters.contains(&to) && membership.get_node(&from).is_none() {
+            return Ok(change_of(&m, group, false));
+        }
+        if !voters.contains(&from) {
+            return Err(NodeError::FailedPrecondition(format!(
+                "group {}: node {from} is not a voter (voters: {voters:?})",
+                group.0
+            )));
+        }
+        self.ensure_learner(slot, &m, to, &to_addr, deadline)
+            .await?;
+        if !voters.contains(&to) {
+            self.wait_caught_up(slot, to, catch_up.max_lag, deadline, catch_up.timeout)
+                .await?;
+        }
+        let mut next = voters;
+        next.remove(&from);
+        next.insert(to);
+        info!(group = group.0, from, to, "moving replica");
+        let g = Arc::clone(&slot.group);
+        self.propose(group, deadline, || {
+            g.change(ChangeMembers::ReplaceAllVoters(next.clone()))
+        })
+        .await?;
+        Ok(change_of(&slot.group.metrics(), group, true))
+    }
+}
