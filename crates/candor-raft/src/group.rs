@@ -11,16 +11,22 @@ use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError,
 use openraft::{BasicNode, Raft, ReadPolicy, ServerState};
 
 use crate::Error;
-use crate::log_store::LogDb;
+use crate::log_store::{GroupLogStore, LogDb};
 use crate::network::{
     BoxFuture, ClientWriteReply, ClientWriteRpc, ClientWriteRpcRef, NetworkFactory, RaftTransport,
-    RejectReason, Rejected, RpcKind, TransportError, serve,
+    RejectReason, Rejected, RpcKind, SnapshotChunk, SnapshotChunkReply, SnapshotRpc,
+    TransportError, serve,
 };
-use crate::state_machine::{StateMachine, StateMachineLogic};
-use crate::types::{GroupId, LogId, NodeId, Request, TypeConfig, decode, encode};
+use crate::state_machine::{StateMachine, StateMachineLogic, recv_append, recv_clear, recv_data};
+use crate::types::{
+    GroupId, LogId, NodeId, Request, SnapshotMeta, TypeConfig, Vote, decode, encode,
+};
 
 /// Key prefix of the Raft log inside the node's store.
 pub const DEFAULT_KEY_PREFIX: &[u8] = b"\x00raft/";
+
+/// Default largest piece of a snapshot transfer: 4 MiB.
+pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
 
 /// Timing and sizing knobs shared by every group of a node.
 #[derive(Clone, Debug)]
@@ -35,6 +41,14 @@ pub struct RaftTuning {
     pub snapshot_after_entries: u64,
     /// Entries kept in the log after a snapshot (lets slow followers catch up by log).
     pub keep_after_snapshot: u64,
+    /// Largest piece of a snapshot transfer ([`RpcKind::SnapshotChunk`]); must fit the
+    /// transport's message limit with room for the metadata.
+    pub snapshot_chunk_bytes: usize,
+    /// Deadline of one non-final snapshot piece (openraft's `install_snapshot_timeout`).
+    pub snapshot_chunk_timeout: Duration,
+    /// Deadline of the final snapshot piece, which includes installing the snapshot on
+    /// the receiver (hundreds of MB for a big shard).
+    pub snapshot_install_timeout: Duration,
     /// Most entries in one AppendEntries message.
     pub max_payload_entries: u64,
     /// Pre-vote: a node that cannot win (partitioned, restarted, behind) asks before it
@@ -53,6 +67,9 @@ impl Default for RaftTuning {
             election_timeout_max: Duration::from_millis(600),
             snapshot_after_entries: 50_000,
             keep_after_snapshot: 10_000,
+            snapshot_chunk_bytes: DEFAULT_SNAPSHOT_CHUNK_BYTES,
+            snapshot_chunk_timeout: Duration::from_secs(10),
+            snapshot_install_timeout: Duration::from_secs(300),
             max_payload_entries: 1024,
             pre_vote: true,
             forward_timeout: Duration::from_secs(5),
@@ -70,6 +87,8 @@ impl RaftTuning {
             election_timeout_max: ms(self.election_timeout_max),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes.max(1) as u64,
+            install_snapshot_timeout: ms(self.snapshot_chunk_timeout).max(1),
             max_payload_entries: self.max_payload_entries,
             enable_pre_vote: Some(self.pre_vote),
             ..Default::default()
@@ -118,6 +137,110 @@ struct GroupEntry<L: StateMachineLogic> {
     group: GroupId,
     raft: Raft<TypeConfig, StateMachine<L>>,
     max_payload: usize,
+    log: GroupLogStore,
+    /// The snapshot transfer being received, if any (one at a time per group).
+    receiving: Arc<tokio::sync::Mutex<Option<Receiving>>>,
+}
+
+/// A snapshot transfer in progress on the receiving side.
+struct Receiving {
+    vote: Vote,
+    meta: SnapshotMeta,
+    total: u64,
+    next_offset: u64,
+    chunks: u32,
+}
+
+/// Stage one piece of a snapshot transfer; install when it completes (see the
+/// "Snapshot transfer" docs of [`crate::network`]).
+async fn receive_snapshot_chunk<L: StateMachineLogic>(
+    raft: &Raft<TypeConfig, StateMachine<L>>,
+    log: &GroupLogStore,
+    receiving: &tokio::sync::Mutex<Option<Receiving>>,
+    req: SnapshotChunk,
+) -> Result<SnapshotChunkReply, Rejected> {
+    let unavailable = |e: std::io::Error| {
+        Rejected::new(RejectReason::Unavailable, format!("stage snapshot: {e}"))
+    };
+    let len = req.data.len() as u64;
+    if req
+        .offset
+        .checked_add(len)
+        .is_none_or(|end| end > req.total)
+    {
+        return Err(Rejected::new(
+            RejectReason::Malformed,
+            "snapshot piece beyond the announced length",
+        ));
+    }
+    let mut slot = receiving.lock().await;
+    if req.offset == 0 {
+        let l = log.clone();
+        blocking_io(move || recv_clear(&l))
+            .await
+            .map_err(unavailable)?;
+        *slot = Some(Receiving {
+            vote: req.vote,
+            meta: req.meta.clone(),
+            total: req.total,
+            next_offset: 0,
+            chunks: 0,
+        });
+    }
+    let Some(r) = slot.as_mut() else {
+        return Ok(SnapshotChunkReply::Mismatch(
+            "no snapshot transfer in progress".into(),
+        ));
+    };
+    if r.vote != req.vote || r.meta != req.meta || r.total != req.total {
+        return Ok(SnapshotChunkReply::Mismatch(
+            "another snapshot transfer is in progress".into(),
+        ));
+    }
+    if r.next_offset != req.offset {
+        return Ok(SnapshotChunkReply::Mismatch(format!(
+            "expected offset {}, got {}",
+            r.next_offset, req.offset
+        )));
+    }
+    let (l, first, data) = (log.clone(), r.chunks, req.data);
+    let added = blocking_io(move || recv_append(&l, first, &data))
+        .await
+        .map_err(unavailable)?;
+    r.chunks += added;
+    r.next_offset += len;
+    if r.next_offset < r.total {
+        return Ok(SnapshotChunkReply::Ack);
+    }
+    let (total, chunks) = (r.total, r.chunks);
+    let l = log.clone();
+    let data = blocking_io(move || recv_data(&l, total, chunks))
+        .await
+        .map_err(unavailable)?;
+    *slot = None;
+    let snapshot = openraft::storage::Snapshot {
+        meta: req.meta,
+        snapshot: data,
+    };
+    let resp = raft
+        .install_full_snapshot(req.vote, snapshot)
+        .await
+        .map_err(|e| Rejected::new(RejectReason::Unavailable, format!("raft: {e}")))?;
+    // The install copied what it needed (and no other transfer could start meanwhile:
+    // the slot is still locked).
+    let l = log.clone();
+    blocking_io(move || recv_clear(&l))
+        .await
+        .map_err(unavailable)?;
+    Ok(SnapshotChunkReply::Done(resp))
+}
+
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
+) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| std::io::Error::other(format!("task failed: {e}")))?
 }
 
 impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
@@ -132,9 +255,45 @@ impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
     ) -> BoxFuture<'static, Result<Vec<u8>, Rejected>> {
         let raft = self.raft.clone();
         let (group, max_payload) = (self.group, self.max_payload);
+        let (log, receiving) = (self.log.clone(), Arc::clone(&self.receiving));
         Box::pin(async move {
-            if kind != RpcKind::ClientWrite {
-                return serve(&raft, kind, &payload).await;
+            match kind {
+                RpcKind::SnapshotChunk => {
+                    let req: SnapshotChunk = decode(&payload).map_err(|e| {
+                        Rejected::new(
+                            RejectReason::Malformed,
+                            format!("decode snapshot piece: {e}"),
+                        )
+                    })?;
+                    let reply = receive_snapshot_chunk(&raft, &log, &receiving, req).await?;
+                    return encode(&reply).map_err(|e| {
+                        Rejected::new(RejectReason::Unavailable, format!("encode reply: {e}"))
+                    });
+                }
+                RpcKind::FullSnapshot => {
+                    // An older sender: the whole snapshot as one piece.
+                    let req: SnapshotRpc = decode(&payload).map_err(|e| {
+                        Rejected::new(RejectReason::Malformed, format!("decode snapshot: {e}"))
+                    })?;
+                    let piece = SnapshotChunk {
+                        vote: req.vote,
+                        meta: req.meta,
+                        offset: 0,
+                        total: req.data.len() as u64,
+                        data: req.data,
+                    };
+                    return match receive_snapshot_chunk(&raft, &log, &receiving, piece).await? {
+                        SnapshotChunkReply::Done(resp) => encode(&resp).map_err(|e| {
+                            Rejected::new(RejectReason::Unavailable, format!("encode reply: {e}"))
+                        }),
+                        other => Err(Rejected::new(
+                            RejectReason::Unavailable,
+                            format!("snapshot not installed: {other:?}"),
+                        )),
+                    };
+                }
+                RpcKind::ClientWrite => {}
+                _ => return serve(&raft, kind, &payload).await,
             }
             let req: ClientWriteRpc = decode(&payload).map_err(|e| {
                 Rejected::new(RejectReason::Malformed, format!("decode client-write: {e}"))
@@ -300,6 +459,8 @@ impl RaftNode {
                 group,
                 raft: raft.clone(),
                 max_payload,
+                log: self.inner.db.group(group),
+                receiving: Arc::new(tokio::sync::Mutex::new(None)),
             })),
         );
         Ok(RaftGroup {
@@ -325,7 +486,12 @@ impl RaftNode {
         let log_store = self.inner.db.group(group);
         let sm = StateMachine::new(logic, log_store.clone())?;
         let sm_shared = Arc::clone(&sm.shared);
-        let network = NetworkFactory::new(Arc::clone(&self.inner.transport), self.id(), group);
+        let network = NetworkFactory::new(
+            Arc::clone(&self.inner.transport),
+            self.id(),
+            group,
+            self.inner.config.tuning.snapshot_install_timeout,
+        );
         let raft = Raft::new(
             self.id(),
             Arc::clone(&self.inner.raft_config),

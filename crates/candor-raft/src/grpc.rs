@@ -70,8 +70,9 @@ use crate::types::{GroupId, NodeId};
 /// reached the group (value `"1"`).
 pub const REJECTED_METADATA_KEY: &str = "candor-raft-rejected";
 
-/// Default largest message, either direction: 64 MiB (a full snapshot travels as one
-/// message).
+/// Default largest message, either direction: 64 MiB (snapshots travel in pieces of
+/// [`RaftTuning::snapshot_chunk_bytes`](crate::RaftTuning::snapshot_chunk_bytes), 4 MiB
+/// by default; older peers may still send a whole snapshot as one message).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Settings of the gRPC transport (client and server side).
@@ -82,7 +83,8 @@ pub struct GrpcConfig {
     /// Deadline of append-entries, vote, pre-vote and transfer-leader calls (openraft
     /// also applies its own, usually shorter, deadlines to them).
     pub rpc_timeout: Duration,
-    /// Deadline of a full-snapshot call (large message, slow install).
+    /// Deadline of one snapshot piece or full-snapshot call (the last piece includes
+    /// the install).
     pub snapshot_timeout: Duration,
     /// Deadline of a forwarded write (also bounded by
     /// [`RaftTuning::forward_timeout`](crate::RaftTuning::forward_timeout)).
@@ -111,7 +113,7 @@ impl GrpcConfig {
     /// The deadline of one call of `kind`.
     pub fn timeout_for(&self, kind: RpcKind) -> Duration {
         match kind {
-            RpcKind::FullSnapshot => self.snapshot_timeout,
+            RpcKind::FullSnapshot | RpcKind::SnapshotChunk => self.snapshot_timeout,
             RpcKind::ClientWrite => self.client_write_timeout,
             RpcKind::AppendEntries | RpcKind::Vote | RpcKind::PreVote | RpcKind::TransferLeader => {
                 self.rpc_timeout

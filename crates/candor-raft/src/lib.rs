@@ -14,6 +14,12 @@
 //!   (group commit). See [`log_store`] for the exact durability argument.
 //! * [`StateMachineLogic`]: the narrow, synchronous trait the shard and sequencer
 //!   implement; [`StateMachine`] is the openraft `RaftStateMachine` driving it in batches.
+//!   Snapshots are byte *streams* (`snapshot() -> Read`, `restore(&mut dyn Read)`), kept
+//!   in the store in 64 KiB chunks ([`SnapshotData`] is a handle, never the whole
+//!   snapshot in memory), sent to followers in pieces ([`RpcKind::SnapshotChunk`]) and
+//!   installed with a crash-safe protocol (see the `state_machine` docs on
+//!   [`StateMachine`]). [`store_snapshot`] is the record-stream format for logics whose
+//!   state lives in a `candor_store::Store`.
 //! * [`RaftTransport`]: the byte-level seam for RPCs (`send(target, addr, group, kind,
 //!   bytes)`); [`RaftNode::handle_rpc`] / [`RaftNode::serve_rpc`] is the server side.
 //!   [`InProcessNetwork`] implements it for tests and `candor dev`, with seeded fault
@@ -70,8 +76,8 @@
 //! [`grpc::GrpcTransport`] sends every RPC as one unary call of
 //! `candor.raft.v1.RaftTransport/Call` (`proto/candor/v1/raft.proto`), over one lazily
 //! connected HTTP/2 channel per peer address shared by all groups, with per-kind
-//! deadlines (snapshots get longer) and a 64 MiB default message limit (a full snapshot
-//! travels as one message). [`grpc::raft_service`] / [`grpc::serve`] run the server side,
+//! deadlines (snapshots get longer) and a 64 MiB default message limit (snapshots travel
+//! in pieces of 4 MiB by default: see "Snapshots" below). [`grpc::raft_service`] / [`grpc::serve`] run the server side,
 //! which refuses misaddressed, malformed or unroutable requests with documented statuses
 //! (see [`grpc`]). Addresses are `host:port` or `http://host:port`.
 //!
@@ -100,6 +106,30 @@
 //! server.await??;
 //! # Ok(()) }
 //! ```
+//!
+//! # Snapshots
+//!
+//! * **Format**: whatever the logic's stream holds; store-backed logics use
+//!   [`store_snapshot`] (magic, `(space, key, value)` records of listed key ranges from
+//!   one consistent store view, record count and BLAKE3 digest at the end).
+//! * **Storage**: the group's current snapshot lives in its log store (space `RaftLog`,
+//!   tags `s`/`t`) as 64 KiB chunks under a generation number and a header; a new one is
+//!   written under a fresh generation before the header switches, so a crash leaves the
+//!   old or the new one. [`SnapshotData`] reads it through a consistent store view.
+//! * **Transfer**: the leader streams it as [`RpcKind::SnapshotChunk`] pieces of at most
+//!   [`RaftTuning::snapshot_chunk_bytes`] (4 MiB). Each piece carries the vote, the
+//!   snapshot metadata, its offset and the total length; the receiver stages pieces in
+//!   order in its store (tag `u`): offset 0 starts a transfer, anything that does not
+//!   continue the current one is answered "mismatch" and the sender starts over later.
+//!   The piece that completes the length triggers the install; its reply is openraft's
+//!   snapshot response. Deadlines: [`RaftTuning::snapshot_chunk_timeout`] per piece,
+//!   [`RaftTuning::snapshot_install_timeout`] for the last one. [`RpcKind::FullSnapshot`]
+//!   (one message) is still accepted from older senders.
+//! * **Install**: (1) the staged bytes become the group's current snapshot (copied to a
+//!   new generation, synced), (2) then [`StateMachineLogic::restore`] runs. A logic must
+//!   make a crash during (2) look like "no state / marker older than the snapshot":
+//!   on restart openraft sees the stored snapshot ahead of the state machine and
+//!   installs it again before applying anything.
 //!
 //! # Why openraft 0.10 (pinned `=0.10.0-alpha.37`) rather than 0.9
 //!
@@ -140,12 +170,14 @@ pub mod kv;
 pub mod log_store;
 mod network;
 mod state_machine;
+pub mod store_snapshot;
 pub mod testing;
 mod types;
 
 pub use error::Error;
 pub use group::{
-    DEFAULT_KEY_PREFIX, GroupMetrics, RaftGroup, RaftNode, RaftNodeConfig, RaftTuning, WeakRaftNode,
+    DEFAULT_KEY_PREFIX, DEFAULT_SNAPSHOT_CHUNK_BYTES, GroupMetrics, RaftGroup, RaftNode,
+    RaftNodeConfig, RaftTuning, WeakRaftNode,
 };
 pub use grpc::{GrpcConfig, GrpcRaftServer, GrpcTransport};
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};
@@ -160,8 +192,8 @@ pub use openraft::ServerState;
 /// The RNG crate the fault hooks draw from (re-exported so hooks name the same types).
 pub use rand;
 pub use state_machine::{
-    APPLY_CHUNK, AppliedState, ApplyBatch, CommittedEntry, SnapshotBuilder, StateMachine,
-    StateMachineLogic,
+    APPLY_CHUNK, AppliedState, ApplyBatch, CommittedEntry, SnapshotBuilder, SnapshotData,
+    SnapshotReader, StateMachine, StateMachineLogic,
 };
 pub use types::{
     CodecError, Entry, GroupId, LogId, Node, NodeId, RaftSnapshot, Request, Response, SnapshotMeta,

@@ -15,6 +15,7 @@
 //! | `c` | — | postcard(`Option<LogId>`): last committed (a hint, see below) |
 //! | `s` | — | postcard(snapshot header: meta, generation, length, chunk count) |
 //! | `t` | generation (u64 BE) ‖ chunk number (u32 BE) | snapshot bytes |
+//! | `u` | chunk number (u32 BE) | bytes of a snapshot being received (staging) |
 //!
 //! # Durability
 //!
@@ -59,6 +60,7 @@ const TAG_PURGED: u8 = b'p';
 const TAG_COMMITTED: u8 = b'c';
 pub(crate) const TAG_SNAP_META: u8 = b's';
 pub(crate) const TAG_SNAP_DATA: u8 = b't';
+pub(crate) const TAG_SNAP_RECV: u8 = b'u';
 
 /// Entries read per store scan.
 const SCAN_PAGE: usize = 1024;

@@ -9,6 +9,28 @@
 //! which decodes, dispatches to the group's `Raft`, and returns the encoded response.
 //! Malformed bytes produce an error ([`Rejected`]), never a panic. Forwarded application
 //! writes ([`RpcKind::ClientWrite`]) travel the same way.
+//!
+//! # Snapshot transfer
+//!
+//! A snapshot ([`SnapshotData`], kept in the sender's store) is sent as consecutive
+//! [`RpcKind::SnapshotChunk`] messages of at most `snapshot_chunk_bytes` (openraft's
+//! `snapshot_max_chunk_size`, set from [`RaftTuning::snapshot_chunk_bytes`], 4 MiB by
+//! default), read from the store one piece at a time. Each message carries the sender's
+//! vote, the snapshot's metadata, the byte offset of the piece and the total length. The
+//! receiver stages pieces in its own store (space `RaftLog`, tag `u` of the group), in
+//! order: a piece at offset 0 starts a new transfer (dropping any earlier staging), any
+//! other piece must continue the transfer in progress (same vote, metadata and total, at
+//! the expected offset) or is answered `Mismatch`, which fails the send; openraft then
+//! retries the whole snapshot later. The piece that completes the length makes the
+//! receiver install the staged bytes (`Raft::install_full_snapshot`, which checks the
+//! vote) and answer with openraft's `SnapshotResponse`. Neither side holds the whole
+//! snapshot in memory. Non-final pieces are bounded by openraft's
+//! `install_snapshot_timeout` ([`RaftTuning::snapshot_chunk_timeout`]); the final one,
+//! which includes the install, by [`RaftTuning::snapshot_install_timeout`].
+//!
+//! [`RaftTuning::snapshot_chunk_bytes`]: crate::RaftTuning::snapshot_chunk_bytes
+//! [`RaftTuning::snapshot_chunk_timeout`]: crate::RaftTuning::snapshot_chunk_timeout
+//! [`RaftTuning::snapshot_install_timeout`]: crate::RaftTuning::snapshot_install_timeout
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,12 +45,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::storage::Snapshot;
 use openraft::{OptionalSend, Raft};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use serde::{Deserialize, Serialize};
 
-use crate::state_machine::{StateMachine, StateMachineLogic};
+use crate::state_machine::{SnapshotData, StateMachine, StateMachineLogic, read_full};
 use crate::types::{
     GroupId, Node, NodeId, RaftSnapshot, SnapshotMeta, TypeConfig, Vote, decode, encode,
 };
@@ -46,7 +67,8 @@ pub enum RpcKind {
     Vote = 2,
     /// Pre-vote.
     PreVote = 3,
-    /// A whole snapshot.
+    /// A whole snapshot in one message (accepted from older senders; this crate sends
+    /// [`RpcKind::SnapshotChunk`]s).
     FullSnapshot = 4,
     /// Leadership transfer notice.
     TransferLeader = 5,
@@ -55,6 +77,11 @@ pub enum RpcKind {
     /// the state machine's response), "not the leader" (with a leader hint), or why it
     /// failed; see [`RaftGroup::write`](crate::RaftGroup::write) for the semantics.
     ClientWrite = 6,
+    /// One piece of a snapshot transfer: the leader streams a snapshot as consecutive
+    /// pieces of at most [`RaftTuning::snapshot_chunk_bytes`](crate::RaftTuning) bytes;
+    /// the receiver stages them in its store and installs the snapshot when the last
+    /// piece arrives (see [`crate::network`] docs, "Snapshot transfer").
+    SnapshotChunk = 7,
 }
 
 impl RpcKind {
@@ -63,13 +90,14 @@ impl RpcKind {
         self as u8
     }
     /// Every kind, in tag order.
-    pub const ALL: [RpcKind; 6] = [
+    pub const ALL: [RpcKind; 7] = [
         Self::AppendEntries,
         Self::Vote,
         Self::PreVote,
         Self::FullSnapshot,
         Self::TransferLeader,
         Self::ClientWrite,
+        Self::SnapshotChunk,
     ];
     /// Parse a wire tag.
     pub fn from_u8(v: u8) -> Option<Self> {
@@ -80,6 +108,7 @@ impl RpcKind {
             4 => Self::FullSnapshot,
             5 => Self::TransferLeader,
             6 => Self::ClientWrite,
+            7 => Self::SnapshotChunk,
             _ => return None,
         })
     }
@@ -158,20 +187,47 @@ pub trait RaftTransport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>>;
 }
 
+/// A whole snapshot in one message ([`RpcKind::FullSnapshot`], older senders).
+#[derive(Deserialize)]
+pub(crate) struct SnapshotRpc {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
+    pub(crate) data: Vec<u8>,
+}
+
+/// One piece of a snapshot transfer ([`RpcKind::SnapshotChunk`] request payload).
 #[derive(Serialize)]
-struct SnapshotRpcRef<'a> {
+struct SnapshotChunkRef<'a> {
     vote: &'a Vote,
     meta: &'a SnapshotMeta,
+    offset: u64,
+    total: u64,
     #[serde(with = "serde_bytes")]
     data: &'a [u8],
 }
 
+/// See [`SnapshotChunkRef`].
 #[derive(Deserialize)]
-struct SnapshotRpc {
-    vote: Vote,
-    meta: SnapshotMeta,
+pub(crate) struct SnapshotChunk {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) offset: u64,
+    pub(crate) total: u64,
     #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+}
+
+/// The answer to a [`RpcKind::SnapshotChunk`]. Postcard encodes the variant by
+/// position: append new variants at the end only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SnapshotChunkReply {
+    /// Staged; send the next piece.
+    Ack,
+    /// The last piece: the snapshot was installed (or refused by vote); openraft's reply.
+    Done(openraft::raft::SnapshotResponse<TypeConfig>),
+    /// The piece does not continue the transfer in progress: start over.
+    Mismatch(String),
 }
 
 /// openraft-multi `GroupRouter` over a [`RaftTransport`]; one clone per target binds the
@@ -181,6 +237,8 @@ pub struct TransportRouter {
     transport: Arc<dyn RaftTransport>,
     from: NodeId,
     addr: Arc<str>,
+    /// Deadline of the last snapshot piece (it includes the install).
+    install_timeout: Duration,
 }
 
 impl TransportRouter {
@@ -189,6 +247,7 @@ impl TransportRouter {
             transport: Arc::clone(&self.transport),
             from: self.from,
             addr: Arc::from(addr),
+            install_timeout: self.install_timeout,
         }
     }
 
@@ -251,8 +310,102 @@ impl TransportRouter {
     }
 }
 
+impl TransportRouter {
+    fn streaming_error(
+        &self,
+        target: NodeId,
+        ttl: Duration,
+        e: TransportError,
+    ) -> StreamingError<TypeConfig> {
+        match self.rpc_error(target, RPCTypes::InstallSnapshot, ttl, e) {
+            RPCError::Timeout(t) => StreamingError::Timeout(t),
+            RPCError::Network(n) => StreamingError::Network(n),
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::RemoteError(r) => StreamingError::Unreachable(Unreachable::from_string(r)),
+        }
+    }
+
+    /// Stream `snapshot` to `target` as [`RpcKind::SnapshotChunk`] pieces (module docs).
+    async fn send_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let net_err = |m: String| StreamingError::Network(NetworkError::from_string(m));
+        let piece = option
+            .snapshot_chunk_size()
+            .unwrap_or(crate::group::DEFAULT_SNAPSHOT_CHUNK_BYTES)
+            .max(1);
+        let total = snapshot.snapshot.len();
+        let meta = snapshot.meta;
+        let mut reader = Some(snapshot.snapshot.reader());
+        let mut offset = 0u64;
+        loop {
+            let want = usize::try_from(total - offset)
+                .unwrap_or(usize::MAX)
+                .min(piece);
+            // Store reads are blocking: one piece at a time on the blocking pool.
+            let Some(mut r) = reader.take() else {
+                return Err(net_err("snapshot reader lost".into()));
+            };
+            let (r, data) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = read_full(&mut r, &mut buf);
+                (
+                    r,
+                    n.map(|n| {
+                        buf.truncate(n);
+                        buf
+                    }),
+                )
+            })
+            .await
+            .map_err(|e| net_err(format!("snapshot read task: {e}")))?;
+            reader = Some(r);
+            let data = data.map_err(|e| net_err(format!("read snapshot: {e}")))?;
+            if data.len() != want {
+                return Err(net_err("snapshot shorter than its length".into()));
+            }
+            let last = offset + data.len() as u64 == total;
+            let payload = encode(&SnapshotChunkRef {
+                vote: &vote,
+                meta: &meta,
+                offset,
+                total,
+                data: &data,
+            })
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+            drop(data);
+            let ttl = if last {
+                self.install_timeout.max(option.hard_ttl())
+            } else {
+                option.hard_ttl()
+            };
+            let bytes = self
+                .call(target, group, RpcKind::SnapshotChunk, payload, ttl)
+                .await
+                .map_err(|e| self.streaming_error(target, ttl, e))?;
+            let reply: SnapshotChunkReply =
+                decode(&bytes).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+            match reply {
+                SnapshotChunkReply::Done(resp) => return Ok(resp),
+                SnapshotChunkReply::Ack if !last => offset += want as u64,
+                SnapshotChunkReply::Ack => {
+                    return Err(net_err("receiver did not install the snapshot".into()));
+                }
+                SnapshotChunkReply::Mismatch(m) => {
+                    return Err(net_err(format!("snapshot transfer restarted: {m}")));
+                }
+            }
+        }
+    }
+}
+
 impl GroupRouter<TypeConfig, GroupId> for TransportRouter {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &self,
@@ -317,30 +470,11 @@ impl GroupRouter<TypeConfig, GroupId> for TransportRouter {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let ttl = option.hard_ttl();
-        let payload = encode(&SnapshotRpcRef {
-            vote: &vote,
-            meta: &snapshot.meta,
-            data: &snapshot.snapshot,
-        })
-        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let call = self.call(target, group_id, RpcKind::FullSnapshot, payload, ttl);
-        let res = tokio::select! {
-            closed = cancel => return Err(StreamingError::Closed(closed)),
-            r = call => r,
-        };
-        let bytes =
-            res.map_err(
-                |e| match self.rpc_error(target, RPCTypes::InstallSnapshot, ttl, e) {
-                    RPCError::Timeout(t) => StreamingError::Timeout(t),
-                    RPCError::Network(n) => StreamingError::Network(n),
-                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-                    RPCError::RemoteError(r) => {
-                        StreamingError::Unreachable(Unreachable::from_string(r))
-                    }
-                },
-            )?;
-        decode(&bytes).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+        let send = self.send_snapshot(target, group_id, vote, snapshot, option);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = send => r,
+        }
     }
 
     async fn transfer_leader(
@@ -369,12 +503,18 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    pub(crate) fn new(transport: Arc<dyn RaftTransport>, from: NodeId, group: GroupId) -> Self {
+    pub(crate) fn new(
+        transport: Arc<dyn RaftTransport>,
+        from: NodeId,
+        group: GroupId,
+        install_timeout: Duration,
+    ) -> Self {
         Self {
             router: TransportRouter {
                 transport,
                 from,
                 addr: Arc::from(""),
+                install_timeout,
             },
             group,
         }
@@ -459,28 +599,16 @@ pub(crate) async fn serve<L: StateMachineLogic>(
             let resp = raft.pre_vote(req).await.map_err(stopped)?;
             encode(&resp)
         }
-        RpcKind::FullSnapshot => {
-            let req: SnapshotRpc = decode(payload).map_err(|e| malformed("decode snapshot", e))?;
-            let snapshot = Snapshot {
-                meta: req.meta,
-                snapshot: req.data,
-            };
-            let resp = raft
-                .install_full_snapshot(req.vote, snapshot)
-                .await
-                .map_err(stopped)?;
-            encode(&resp)
-        }
         RpcKind::TransferLeader => {
             let req: TransferLeaderRequest<TypeConfig> =
                 decode(payload).map_err(|e| malformed("decode transfer-leader", e))?;
             let resp = raft.handle_transfer_leader(req).await.map_err(stopped)?;
             encode(&resp)
         }
-        RpcKind::ClientWrite => {
+        RpcKind::ClientWrite | RpcKind::FullSnapshot | RpcKind::SnapshotChunk => {
             return Err(Rejected::new(
                 RejectReason::Unavailable,
-                "client writes are served by the group",
+                "client writes and snapshots are served by the group",
             ));
         }
     };

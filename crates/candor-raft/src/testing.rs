@@ -89,12 +89,18 @@ impl StateMachineLogic for AppendLog {
         Ok(self.marker.clone())
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
-        encode(&self.items).map_err(|e| StoreError::Corruption(format!("append-log snapshot: {e}")))
+    /// The items, encoded in memory (this logic is small; store-backed logics stream
+    /// from a store view instead, see [`crate::store_snapshot`]).
+    fn snapshot(&self) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+        let bytes = encode(&self.items)
+            .map_err(|e| StoreError::Corruption(format!("append-log snapshot: {e}")))?;
+        Ok(Box::new(std::io::Cursor::new(bytes)))
     }
 
-    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), StoreError> {
-        let items: Vec<Vec<u8>> = decode(data)
+    fn restore(&mut self, data: &mut dyn std::io::Read, marker: &[u8]) -> Result<(), StoreError> {
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes)?;
+        let items: Vec<Vec<u8>> = decode(&bytes)
             .map_err(|e| StoreError::Corruption(format!("append-log snapshot: {e}")))?;
         let mut b = WriteBatch::new();
         b.delete_range(

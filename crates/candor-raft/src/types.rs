@@ -66,8 +66,8 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-/// A snapshot: metadata plus the state machine's bytes.
-pub type RaftSnapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+/// A snapshot: metadata plus a handle on the state machine's bytes (kept in the store).
+pub type RaftSnapshot = openraft::alias::SnapshotOf<TypeConfig, crate::SnapshotData>;
 /// A node's descriptor in the membership: its address.
 pub type Node = openraft::BasicNode;
 

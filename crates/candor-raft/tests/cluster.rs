@@ -571,13 +571,13 @@ async fn forwarded_writes_survive_faults() {
     }
 }
 
-/// Counts snapshot messages; decides nothing.
+/// Counts snapshot pieces; decides nothing.
 #[derive(Default)]
 struct SnapshotCounter(AtomicU64);
 
 impl FaultHook for SnapshotCounter {
     fn decide(&self, msg: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
-        if msg.kind == RpcKind::FullSnapshot {
+        if msg.kind == RpcKind::SnapshotChunk {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
         None
@@ -588,9 +588,11 @@ impl FaultHook for SnapshotCounter {
 async fn lagging_follower_catches_up_by_snapshot() {
     let s = seed(7);
     let net = InProcessNetwork::new(s);
+    // Small pieces: the snapshot (a few KiB) crosses the transport in many of them.
     let tuning = RaftTuning {
         snapshot_after_entries: 40,
         keep_after_snapshot: 5,
+        snapshot_chunk_bytes: 256,
         ..RaftTuning::default()
     };
     let mut groups = Vec::new();
@@ -668,8 +670,8 @@ async fn lagging_follower_catches_up_by_snapshot() {
         "caught up through a snapshot"
     );
     assert!(
-        counter.0.load(Ordering::Relaxed) >= 1,
-        "a snapshot crossed the transport"
+        counter.0.load(Ordering::Relaxed) >= 3,
+        "a snapshot crossed the transport in several pieces"
     );
 
     // Restart the lagging node from its store (crash): snapshot and log reload.

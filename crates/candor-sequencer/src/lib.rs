@@ -436,14 +436,21 @@ impl StateMachineLogic for SequencerLogic {
     }
 
     /// The state lives in the store; a snapshot names the point it reached.
-    fn snapshot(&self) -> Result<Vec<u8>, SequencerError> {
-        Ok(enc(&self.state))
+    fn snapshot(&self) -> Result<Box<dyn std::io::Read + Send>, SequencerError> {
+        Ok(Box::new(std::io::Cursor::new(enc(&self.state))))
     }
 
     /// Only storage that already holds the snapshot's state can install it (shared
     /// storage); shipping the epoch log between separate stores is not supported yet.
-    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), SequencerError> {
-        let snap: SequencerState = postcard::from_bytes(data).map_err(corrupt)?;
+    fn restore(
+        &mut self,
+        data: &mut dyn std::io::Read,
+        marker: &[u8],
+    ) -> Result<(), SequencerError> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(data, 1 << 10), &mut bytes)
+            .map_err(|e| SequencerError::Storage(format!("read snapshot: {e}")))?;
+        let snap: SequencerState = postcard::from_bytes(&bytes).map_err(corrupt)?;
         let reopened = Self::open(
             Arc::clone(&self.store),
             Arc::clone(&self.epochs),

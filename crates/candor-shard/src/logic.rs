@@ -59,10 +59,10 @@
 //! * **Seal**: a lagging replica that reloaded either skips the Seal (the state records
 //!   it) or, if another replica sealed the tree and stopped before the bookkeeping batch,
 //!   finds the tree one revision ahead and only records it: never a second revision.
-//! * **Snapshots** carry only the applied index (a postcard varint; the embedded form is
-//!   the whole [`ShardState`], which starts with it, and `restore` accepts both). No data
-//!   is transferred: `restore` reloads from the store and refuses a snapshot the store has
-//!   not reached.
+//! * **Snapshots** carry only the applied index (a postcard varint). No data is
+//!   transferred: `restore` reloads from the store and refuses a snapshot the store has
+//!   not reached (given an embedded-mode record stream, it reads only the index from
+//!   its first record).
 //!
 //! *Determinism.* Every key and value an entry writes (except the marker) is a function
 //! of the stored state before the entry, the entry, the store's value limit and
@@ -87,6 +87,14 @@
 //! store offers one, shared-state mode is correct only where something outside this type
 //! serializes the replicas' applies; a Raft leader alone does not (an old leader may
 //! still be applying when a new one starts).
+//!
+//! # Snapshots in embedded mode
+//!
+//! Each replica has its own store, so a snapshot carries the shard's whole state: its
+//! tree records, the tree's marker and this module's bookkeeping, streamed from one
+//! consistent store view; installing one replaces the shard's state crash-safely. The
+//! format and the install protocol are in the `snapshot` submodule
+//! (`src/logic/snapshot.rs`).
 //!
 //! # Idempotency retention
 //!
@@ -119,6 +127,8 @@ const TAG_PENDING: u8 = b'p';
 const TAG_KEY: u8 = b'k';
 const TAG_QUEUE: u8 = b'q';
 const TAG_RESPONSE: u8 = b'r';
+
+mod snapshot;
 
 /// Retention knobs of a shard state machine.
 #[derive(Clone, Debug)]
@@ -240,6 +250,9 @@ pub struct ShardLogic {
     replica: Option<u64>,
     pending_count: Arc<AtomicUsize>,
     max_value: usize,
+    /// A snapshot install started and has not finished (embedded mode): there is no
+    /// state to apply to until it is installed again (see the `snapshot` submodule).
+    installing: bool,
 }
 
 impl std::fmt::Debug for ShardLogic {
@@ -312,8 +325,11 @@ impl ShardLogic {
             marker_key,
             replica,
             pending_count: Arc::new(AtomicUsize::new(0)),
+            installing: false,
         };
-        this.reload()?;
+        if !this.interrupted_install()? {
+            this.reload()?;
+        }
         Ok(this)
     }
 
@@ -827,6 +843,12 @@ impl StateMachineLogic for ShardLogic {
     type Error = ShardError;
 
     fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, ShardError> {
+        if self.installing {
+            return Err(ShardError::Storage(format!(
+                "shard {}: a snapshot install is unfinished; the snapshot must be installed first",
+                self.shard
+            )));
+        }
         let n = batch.entries.len();
         // Shared-state mode: one point read per batch, not per entry (applies of the
         // replicas do not overlap, so nobody else writes while this batch runs).
@@ -851,36 +873,25 @@ impl StateMachineLogic for ShardLogic {
         Ok(self.marker.clone())
     }
 
-    /// The state lives in the store; a snapshot names the point it reached: the whole
-    /// [`ShardState`] in embedded mode, only the applied index (a postcard varint) in
-    /// shared-state mode. Both start with the applied index.
-    fn snapshot(&self) -> Result<Vec<u8>, ShardError> {
-        Ok(if self.replica.is_some() {
-            enc(&self.state.applied_index)
-        } else {
-            enc(&self.state)
-        })
+    /// Embedded mode: the shard's whole state (tree records, tree marker, bookkeeping)
+    /// as a record stream over a consistent store view (the `snapshot` submodule has the format).
+    /// Shared-state mode: only the applied index (a postcard varint); the data is
+    /// already in the shared store.
+    fn snapshot(&self) -> Result<Box<dyn std::io::Read + Send>, ShardError> {
+        if self.replica.is_some() {
+            return Ok(Box::new(std::io::Cursor::new(enc(&self
+                .state
+                .applied_index))));
+        }
+        self.snapshot_stream()
     }
 
-    /// Installing a snapshot needs storage that already holds its state (shared-state
-    /// mode: the store another replica applied to); shipping the tree itself to a
-    /// replica with its own store is not supported. Either snapshot form is accepted:
-    /// only its leading applied index is read.
-    fn restore(&mut self, data: &[u8], marker: &[u8]) -> Result<(), ShardError> {
-        let (snap_index, _) = postcard::take_from_bytes::<u64>(data)
-            .map_err(|e| corrupt(format!("snapshot: {e}")))?;
-        self.reload()?;
-        if self.state.applied_index < snap_index {
-            return Err(ShardError::Storage(format!(
-                "shard {}: snapshot at log index {} but the store only reached {}; \
-                 snapshot transfer between separate stores is not supported",
-                self.shard, snap_index, self.state.applied_index
-            )));
-        }
-        let mut b = WriteBatch::new();
-        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
-        self.store.write(&b, Durability::Buffered)?;
-        self.marker = Some(marker.to_vec());
-        Ok(())
+    /// Embedded mode with a record stream: replaces the shard's state with the
+    /// snapshot's, crash-safely (the `snapshot` submodule has the protocol). Shared-state mode, or an
+    /// index-only snapshot (older embedded snapshots were the [`ShardState`], which
+    /// starts with the index): the store must already hold that state; only the marker
+    /// is written.
+    fn restore(&mut self, data: &mut dyn std::io::Read, marker: &[u8]) -> Result<(), ShardError> {
+        self.restore_from(data, marker)
     }
 }

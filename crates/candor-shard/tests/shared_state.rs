@@ -310,10 +310,13 @@ fn run_shared(
                 let Some(j) = (0..reps.len()).find(|&j| reps[j].next > reps[r].next) else {
                     continue;
                 };
-                let snap = reps[j].logic.snapshot().unwrap();
+                let snap = snapshot_bytes(&reps[j].logic);
                 let upto = reps[j].next - 1;
                 let id = reps[r].id;
-                reps[r].logic.restore(&snap, &marker(id, upto)).unwrap();
+                reps[r]
+                    .logic
+                    .restore(&mut &snap[..], &marker(id, upto))
+                    .unwrap();
                 reps[r].next = upto + 1;
             }
             // Apply the next 1..=4 entries as one batch.
@@ -517,14 +520,14 @@ fn snapshots_carry_only_the_applied_index() {
     let fa = Forest::open(Arc::clone(&store), tree_config()).unwrap();
     let mut a = ShardLogic::open_shared(&fa, SHARD, 1, config()).unwrap();
     apply(&mut a, &log, 1, log.len(), &marker(1, log.len() as u64)).unwrap();
-    let snap = a.snapshot().unwrap();
+    let snap = snapshot_bytes(&a);
     let index = log.len() as u64;
     assert_eq!(snap, postcard_varint(index));
 
     // Another replica over the same store installs it and continues from there.
     let fb = Forest::open(Arc::clone(&store), tree_config()).unwrap();
     let mut b = ShardLogic::open_shared(&fb, SHARD, 2, config()).unwrap();
-    b.restore(&snap, &marker(2, index)).unwrap();
+    b.restore(&mut &snap[..], &marker(2, index)).unwrap();
     assert_eq!(b.state(), a.state());
     assert_eq!(
         marker_index(2, &b.applied_marker().unwrap().unwrap()),
@@ -539,13 +542,10 @@ fn snapshots_carry_only_the_applied_index() {
     let other: Arc<dyn Store> = Arc::new(MemStore::new());
     let fc = Forest::open(other, tree_config()).unwrap();
     let mut c = ShardLogic::open_shared(&fc, SHARD, 3, config()).unwrap();
-    assert!(c.restore(&snap, &marker(3, index)).is_err());
+    assert!(c.restore(&mut &snap[..], &marker(3, index)).is_err());
     // The embedded-mode snapshot (the whole state) is accepted too.
-    let full = ShardLogic::open(&fa, SHARD, config())
-        .unwrap()
-        .snapshot()
-        .unwrap();
-    b.restore(&full, &marker(2, index)).unwrap();
+    let full = snapshot_bytes(&ShardLogic::open(&fa, SHARD, config()).unwrap());
+    b.restore(&mut &full[..], &marker(2, index)).unwrap();
 }
 
 fn postcard_varint(mut v: u64) -> Vec<u8> {
@@ -576,4 +576,11 @@ fn a_store_behind_the_replica_is_an_error() {
     b.delete(Space::Meta, state_key);
     store.write(&b, Durability::Sync).unwrap();
     assert!(apply(&mut a, &log, 6, 1, &marker(1, 6)).is_err());
+}
+
+/// A logic's snapshot stream, drained.
+fn snapshot_bytes(logic: &ShardLogic) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut logic.snapshot().unwrap(), &mut out).unwrap();
+    out
 }
