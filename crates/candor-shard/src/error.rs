@@ -34,6 +34,11 @@ pub enum ShardError {
     /// A bug or corrupt data; needs an operator.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Shared-state mode: another replica advanced the shard's stored state while this
+    /// one was applying, so this replica's write was refused (nothing written). The
+    /// state machine catches up and re-applies; callers do not see it.
+    #[error("another replica advanced the shard state: {0}")]
+    StaleReplica(String),
 }
 
 impl ShardError {
@@ -59,7 +64,10 @@ impl ShardError {
 
 impl From<candor_store::StoreError> for ShardError {
     fn from(e: candor_store::StoreError) -> Self {
-        ShardError::Storage(e.to_string())
+        match e {
+            candor_store::StoreError::PreconditionFailed(m) => ShardError::StaleReplica(m),
+            other => ShardError::Storage(other.to_string()),
+        }
     }
 }
 

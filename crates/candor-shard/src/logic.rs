@@ -70,23 +70,23 @@
 //! records, refreshed by the catch-up. All replicas must therefore use the same
 //! `ShardLogicConfig` (the tree's `shard_bits` is enforced by the store).
 //!
-//! *Concurrency: applies must not overlap.* The catch-up read and the entry's batch are
-//! separate store operations, and [`WriteBatch`] has no precondition: a replica whose
-//! check passed at state `N-1` writes entry `N` blindly. If another replica wrote `N`
-//! meanwhile, the two batches are byte-identical and the second write changes nothing.
-//! If the other replica got *further* (`N+1`, ...) before the stale write lands, that
-//! write puts back the older [`ShardState`] (applied index, idempotency counters), may
-//! resurrect `p`/`k`/`q` records a later entry deleted, and a third replica catching up
-//! in that window would re-apply `N+1` over leaves `N+1` already staged: a second version
-//! for one mutation. A stale Seal can likewise move `candor-tree`'s shard marker back.
-//! Interleaved applies (one replica's batch at a time, as the tests drive them) are
-//! exact; overlapping ones on a shared backend need a conditional write: a batch op
-//! "abort unless key `s` still holds this value" (on FoundationDB a conflict-checked read
-//! of `s` inside the batch's transaction plus a comparison; embedded, a check under the
-//! write lock), with the same guard on `candor-tree`'s shard marker for seals. Until the
-//! store offers one, shared-state mode is correct only where something outside this type
-//! serializes the replicas' applies; a Raft leader alone does not (an old leader may
-//! still be applying when a new one starts).
+//! *Concurrency: every entry's batch is a compare-and-set.* In shared-state mode each
+//! entry's batch carries a store precondition ([`WriteBatch::require`]): the `s` record
+//! still holds the state this replica computed the entry from. A replica whose state
+//! went stale while it applied (another replica wrote entry `N` or later first) gets
+//! [`ShardError::StaleReplica`], writes nothing, catches up and re-applies, which then
+//! answers the entry from its stored response or applies the next one. On FoundationDB
+//! the precondition is a conflict-checked read inside the batch's transaction; on the
+//! embedded store a check under the write lock. So overlapping applies cannot put back
+//! an older [`ShardState`], resurrect deleted records or apply an entry twice.
+//!
+//! Seals write the tree revision (through `candor-tree`) before the bookkeeping batch.
+//! A revision's content is a function of the entry that seals it, so two replicas
+//! sealing it write the same bytes; a replica re-reads the state record right before
+//! sealing and backs off if anyone moved past it. What remains: a replica delayed
+//! *inside* `seal_staged` (between that read and the tree's marker write) while others
+//! seal further could write the shard's revision marker back to an older revision;
+//! closing it needs the same precondition on `candor-tree`'s marker write.
 //!
 //! # Snapshots in embedded mode
 //!
@@ -141,6 +141,12 @@ pub struct ShardLogicConfig {
     pub idempotency_max_age_ms: u64,
     /// Stored entry responses kept (entries, by log index). Default 1,024.
     pub response_retention: u64,
+    /// Snapshots name only the applied index, as in shared-state mode, instead of
+    /// carrying the shard's data. For a group whose only member is this replica
+    /// (`candor dev`): its snapshots exist only to compact the Raft log, are never
+    /// sent anywhere, and a full copy of the shard per snapshot would be waste.
+    /// Default false (members of a replicated group need the data to catch up).
+    pub index_only_snapshots: bool,
 }
 
 impl Default for ShardLogicConfig {
@@ -149,6 +155,7 @@ impl Default for ShardLogicConfig {
             idempotency_max_records: 1 << 16,
             idempotency_max_age_ms: 3600 * 1000,
             response_retention: 1024,
+            index_only_snapshots: false,
         }
     }
 }
@@ -542,6 +549,12 @@ impl ShardLogic {
         if let Some(m) = marker {
             b.put(SPACE, self.marker_key.clone(), m.to_vec());
         }
+        if self.replica.is_some() {
+            // Shared-state mode: write entry N only on top of the state this replica
+            // computed it from (a compare-and-set on the state record; see module docs).
+            let prior = (self.state != ShardState::default()).then(|| enc(&self.state));
+            b.require(SPACE, self.key(TAG_STATE, &[]), prior);
+        }
     }
 
     fn replay_response(&self, log_index: u64, data: &[u8]) -> Result<ShardResponse, ShardError> {
@@ -799,6 +812,13 @@ impl ShardLogic {
         let mut b = WriteBatch::with_capacity(self.pending.len() + 4);
         let mut changed = 0u64;
         if !self.pending.is_empty() {
+            if self.replica.is_some() && self.stored_state()? != self.state {
+                // Shared-state mode: someone applied past our state since this batch's
+                // catch-up; sealing now could move the tree's revision marker back.
+                return Err(ShardError::StaleReplica(
+                    "the shard state moved before the seal".into(),
+                ));
+            }
             let latest = self.tree.latest_revision();
             let revision = if latest == st.sealed_rev {
                 // The newest staged leaves are known: no store seek per label.
@@ -858,7 +878,20 @@ impl StateMachineLogic for ShardLogic {
         let mut out = Vec::with_capacity(n);
         for (i, e) in batch.entries.iter().enumerate() {
             let marker = (i + 1 == n).then_some(batch.marker);
-            out.push(self.apply_entry(e.log_id.index, e.data, marker)?.encode());
+            let mut attempts = 0;
+            let resp = loop {
+                match self.apply_entry(e.log_id.index, e.data, marker) {
+                    // Another replica wrote first: take its state over; the entry is then
+                    // either already applied (answered from its stored response) or next.
+                    Err(ShardError::StaleReplica(why)) if attempts < 16 => {
+                        attempts += 1;
+                        debug!(shard = self.shard, replica = self.replica, %why, "re-applying after a concurrent apply");
+                        self.catch_up()?;
+                    }
+                    other => break other?,
+                }
+            };
+            out.push(resp.encode());
         }
         if n == 0 {
             let mut b = WriteBatch::new();
@@ -875,10 +908,10 @@ impl StateMachineLogic for ShardLogic {
 
     /// Embedded mode: the shard's whole state (tree records, tree marker, bookkeeping)
     /// as a record stream over a consistent store view (the `snapshot` submodule has the format).
-    /// Shared-state mode: only the applied index (a postcard varint); the data is
-    /// already in the shared store.
+    /// Shared-state mode (or [`ShardLogicConfig::index_only_snapshots`]): only the
+    /// applied index (a postcard varint); the data is already in the store.
     fn snapshot(&self) -> Result<Box<dyn std::io::Read + Send>, ShardError> {
-        if self.replica.is_some() {
+        if self.replica.is_some() || self.config.index_only_snapshots {
             return Ok(Box::new(std::io::Cursor::new(enc(&self
                 .state
                 .applied_index))));

@@ -52,6 +52,7 @@ fn config() -> ShardLogicConfig {
         idempotency_max_records: 20,
         idempotency_max_age_ms: 1_000_000,
         response_retention: 8,
+        ..ShardLogicConfig::default()
     }
 }
 
