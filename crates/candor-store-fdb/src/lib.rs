@@ -97,16 +97,12 @@
 //!   snapshot is the applied index alone.
 //! - **`commit_unknown_result`** is absorbed by the commit markers above, so a retried
 //!   apply transaction lands once.
-//! - **Limitation: overlapping applies.** [`candor_store::WriteBatch`] carries only blind
-//!   writes, so this backend's write transactions read nothing and have no read-conflict
-//!   ranges: two replicas applying the *same* entry concurrently both commit (harmless:
-//!   the batches are byte-identical), but a replica writing entry `N` after another one
-//!   already wrote `N+1` moves the state back, and FoundationDB cannot notice. Making
-//!   overlapping applies safe needs a precondition in the batch ("abort unless key K holds
-//!   V"), which this backend would run as a conflict-checked `get` of K inside the write
-//!   transaction plus a comparison (so a concurrent writer of K forces a retry that then
-//!   sees the new value and fails the precondition). The trait has no such operation yet;
-//!   until it does, shared-state applies of one shard must be serialized by the caller.
+//! - **Overlapping applies** are guarded by [`candor_store::Precondition`]s: this
+//!   backend checks each as a conflict-checked `get` inside the write transaction, so a
+//!   concurrent writer of the key forces a retry that then sees the new value and fails
+//!   the precondition ([`candor_store::StoreError::PreconditionFailed`], nothing
+//!   written). The shard state machine puts its state record in every entry's batch as
+//!   one; see `candor_shard::logic` for what seals still need.
 //!
 //! # Ordering: revisions in keys, no versionstamps
 //!
