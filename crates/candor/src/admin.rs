@@ -337,24 +337,24 @@ async fn run_all(
             Err(s) => failed.push((g, s)),
         }
     }
+    // A forwarded call covers one group: pass its status through unwrapped.
+    if forwarded && ok.is_empty() && failed.len() == 1 {
+        return Err(failed.remove(0).1);
+    }
     if let Some((_, first)) = failed.first() {
         let msg = failed
             .iter()
             .map(|(g, s)| format!("group {g}: {}", s.message()))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut status = Status::new(
+        return Err(Status::new(
             first.code(),
             format!(
                 "{} of {} groups failed (repeat the request to complete it): {msg}",
                 failed.len(),
                 failed.len() + ok.len()
             ),
-        );
-        if forwarded && let Some(v) = first.metadata().get(LEADER_METADATA_KEY) {
-            status.metadata_mut().insert(LEADER_METADATA_KEY, v.clone());
-        }
-        return Err(status);
+        ));
     }
     Ok(pb::ChangeResponse { groups: ok })
 }
@@ -593,11 +593,20 @@ impl ClusterAdmin for AdminService {
                 "from_node and to_node must differ",
             ));
         }
-        let to_addr = if r.to_raft_addr.is_empty() {
-            None
-        } else {
+        let to_addr = if !r.to_raft_addr.is_empty() {
             check_addr(&r.to_raft_addr)?;
             Some(r.to_raft_addr)
+        } else if r.forwarded {
+            None
+        } else {
+            // Resolved here: the group's leader may host no group that knows `to`.
+            Some(m.address_of(r.to_node).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "no group on member {} knows node {}'s address; pass to_raft_addr",
+                    m.node_id(),
+                    r.to_node
+                ))
+            })?)
         };
         let groups = groups_of(&m, &[r.group])?;
         tracing::info!(

@@ -225,6 +225,21 @@ impl Cluster {
         (out.status.code().unwrap_or(-1), json, stderr)
     }
 
+    /// `candor cluster ARGS --admin (member admin_of)`, human output: exit code, stdout.
+    async fn cli_text(&self, admin_of: u64, args: &[&str]) -> (i32, String) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("cluster")
+            .args(args)
+            .args(["--admin", &self.m(admin_of).raft_addr()]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+
     /// `cluster status` through `admin_of`: group → (voters, learners, leader).
     async fn status(&self, admin_of: u64) -> Vec<(u64, BTreeSet<u64>, BTreeSet<u64>, u64)> {
         let (code, json, err) = self.cli(admin_of, &["status"]).await;
@@ -446,6 +461,9 @@ async fn add_remove_and_move_members_online() {
             *v == want && l.is_empty()
         })
         .await;
+    let (code, text) = cluster.cli_text(1, &["status"]).await;
+    assert_eq!(code, 0);
+    println!("{text}");
     // Its API now serves heads covering every earlier publish, with verified lookups.
     cluster.wait_serving(4).await;
     let c4 = cluster.client(4).await;
