@@ -73,6 +73,9 @@ impl From<candor_store::StoreError> for ShardError {
 
 impl From<candor_tree::TreeError> for ShardError {
     fn from(e: candor_tree::TreeError) -> Self {
-        ShardError::Storage(e.to_string())
+        match e {
+            candor_tree::TreeError::Store(s) => s.into(),
+            other => ShardError::Storage(other.to_string()),
+        }
     }
 }

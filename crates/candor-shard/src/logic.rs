@@ -883,8 +883,13 @@ impl StateMachineLogic for ShardLogic {
                 match self.apply_entry(e.log_id.index, e.data, marker) {
                     // Another replica wrote first: take its state over; the entry is then
                     // either already applied (answered from its stored response) or next.
-                    Err(ShardError::StaleReplica(why)) if attempts < 16 => {
+                    Err(ShardError::StaleReplica(why)) if attempts < 64 => {
                         attempts += 1;
+                        // Another replica may be in the middle of the same seal: give it
+                        // a moment (rare: only overlapping applies get here).
+                        if attempts > 1 {
+                            std::thread::sleep(std::time::Duration::from_millis(attempts.min(20)));
+                        }
                         debug!(shard = self.shard, replica = self.replica, %why, "re-applying after a concurrent apply");
                         self.catch_up()?;
                     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use candor_core::hash::map_node;
 use candor_core::map::{Index, Leaf, Subtree, shard_of};
 use candor_core::{Digest, ZERO};
-use candor_store::{Direction, KeyRange, Space, WriteBatch, scan_pages};
+use candor_store::{Direction, KeyRange, Space, StoreError, WriteBatch, scan_pages};
 use rayon::prelude::*;
 
 use crate::error::{Result, TreeError, corrupt, invalid};
@@ -425,6 +425,24 @@ impl ShardTree {
             ..meta
         };
         let mut batch = WriteBatch::with_capacity(out.writes.len() + extra.len() + 3);
+        // Compare-and-set on the shard's marker (it goes into the first chunk): if another
+        // writer of this shard (a replica over a shared store) sealed since this handle
+        // last saw the marker, nothing is written and the marker never moves back.
+        let stored = self
+            .forest
+            .store
+            .get(Space::Meta, &meta_shard_key(self.shard))?;
+        let stored_meta = match &stored {
+            Some(v) => ShardMeta::decode(v)?,
+            None => ShardMeta::default(),
+        };
+        if stored_meta != meta {
+            return Err(TreeError::Store(StoreError::PreconditionFailed(format!(
+                "shard {}: another writer moved the shard marker (revision {} → {})",
+                self.shard, meta.latest, stored_meta.latest
+            ))));
+        }
+        batch.require(Space::Meta, meta_shard_key(self.shard), stored);
         batch.put(Space::Meta, meta_shard_key(self.shard), pending.encode());
         batch.append(extra);
         for (k, v) in std::mem::take(&mut out.writes) {
@@ -434,9 +452,17 @@ impl ShardTree {
         batch.put(Space::Meta, meta_shard_key(self.shard), done.encode());
         // Until the marker is written, a failure leaves the seal pending.
         *meta_guard = pending;
-        self.forest
+        if let Err(e) = self
+            .forest
             .store
-            .write_chunked(batch, self.forest.config.seal_durability)?;
+            .write_chunked(batch, self.forest.config.seal_durability)
+        {
+            if matches!(e, StoreError::PreconditionFailed(_)) {
+                // Refused before anything was written.
+                *meta_guard = meta;
+            }
+            return Err(e.into());
+        }
         *meta_guard = done;
         drop(meta_guard);
         self.publish(&done);
