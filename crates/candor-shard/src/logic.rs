@@ -83,18 +83,10 @@
 //! Seals write the tree revision (through `candor-tree`) before the bookkeeping batch.
 //! A revision's content is a function of the entry that seals it, so two replicas
 //! sealing it write the same bytes; a replica re-reads the state record right before
-//! sealing and backs off if anyone moved past it. What remains: a replica delayed
-//! *inside* `seal_staged` (between that read and the tree's marker write) while others
-//! seal further could write the shard's revision marker back to an older revision;
-//! closing it needs the same precondition on `candor-tree`'s marker write.
-//!
-//! # Snapshots in embedded mode
-//!
-//! Each replica has its own store, so a snapshot carries the shard's whole state: its
-//! tree records, the tree's marker and this module's bookkeeping, streamed from one
-//! consistent store view; installing one replaces the shard's state crash-safely. The
-//! format and the install protocol are in the `snapshot` submodule
-//! (`src/logic/snapshot.rs`).
+//! sealing and backs off if anyone moved past it, and `candor-tree` writes a seal as a
+//! compare-and-set on the shard's marker, so a stalled replica can never move the
+//! marker back. `tests/shared_state.rs` runs three replicas concurrently on one store
+//! (memory and fjall) and requires the single-replica result byte for byte.
 //!
 //! # Idempotency retention
 //!
