@@ -286,14 +286,18 @@ fn change_of(m: &RaftMetrics<TypeConfig>, group: GroupId, changed: bool) -> Grou
     }
 }
 
-/// Checks a node id and a Raft address the way the gRPC transport will use them.
+/// Checks a node id and a Raft address. The address format belongs to the transport
+/// (the gRPC admin service checks `host:port`); here it only has to be non-blank.
 fn check_node(node: NodeId, addr: Option<&str>) -> Result<(), NodeError> {
     if node == 0 {
         return Err(NodeError::InvalidArgument("node id must be > 0".into()));
     }
-    if let Some(a) = addr {
-        candor_raft::grpc::endpoint_uri(a)
-            .map_err(|e| NodeError::InvalidArgument(format!("raft address: {e}")))?;
+    if let Some(a) = addr
+        && (a.is_empty() || a.chars().any(char::is_whitespace))
+    {
+        return Err(NodeError::InvalidArgument(format!(
+            "raft address {a:?} is empty or contains whitespace"
+        )));
     }
     Ok(())
 }
@@ -644,5 +648,261 @@ impl Membership {
         })
         .await?;
         Ok(change_of(&slot.group.metrics(), group, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DevNode, NodeConfig, NodeKeys, Topology};
+    use candor_core::signed::SigningKeyPair;
+    use candor_core::vrf::VrfSecretKey;
+    use candor_raft::{InProcessNetwork, RaftTuning};
+    use candor_store::{MemStore, Store};
+
+    fn config() -> NodeConfig {
+        let keys = NodeKeys {
+            head: SigningKeyPair::from_seed(&[1; 32]),
+            smt: SigningKeyPair::from_seed(&[2; 32]),
+            vrf_public: VrfSecretKey::from_bytes(&[42; 32]).public_key(),
+        };
+        let mut c = NodeConfig::new("unused", "membership.test", keys);
+        c.shard_bits = 1;
+        c.epoch_interval = Duration::from_millis(100);
+        c.seal_interval = Duration::from_millis(50);
+        c.tree_cache_bytes = 1 << 20;
+        // Catch-up from the log: keep every entry.
+        c.raft = RaftTuning {
+            snapshot_after_entries: 1 << 40,
+            keep_after_snapshot: 1 << 40,
+            ..RaftTuning::default()
+        };
+        c
+    }
+
+    fn addr(id: NodeId) -> String {
+        format!("inproc-{id}")
+    }
+
+    async fn start(net: &InProcessNetwork, id: NodeId, members: &[NodeId]) -> DevNode {
+        let topology = Topology {
+            node_id: id,
+            addr: addr(id),
+            members: members.iter().map(|&m| (m, addr(m))).collect(),
+            transport: net.endpoint(id),
+            bootstrap: id == 1,
+        };
+        let net = net.clone();
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        DevNode::start_with(store, config(), topology, |r| net.register(r))
+            .await
+            .unwrap()
+    }
+
+    /// The node leading `group`, polled (bounded).
+    async fn leader<'a>(nodes: &'a [&'a DevNode], group: GroupId) -> &'a DevNode {
+        for _ in 0..400 {
+            for n in nodes {
+                if n.membership().view(group).unwrap().state == ServerState::Leader {
+                    return n;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no leader for {group}");
+    }
+
+    fn voters(c: &GroupChange) -> Vec<NodeId> {
+        c.voters.iter().copied().collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_member_refusals() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let node = DevNode::start_on(store, config()).await.unwrap();
+        let m = node.membership();
+        assert_eq!(m.group_ids().len(), 3);
+        let g = GroupId(0);
+        // The only voter is never removed.
+        let e = m.remove_member(g, 1, Duration::from_secs(5)).await;
+        assert!(matches!(e, Err(NodeError::FailedPrecondition(_))), "{e:?}");
+        // Bad input.
+        let e = m.add_member(g, 0, "inproc-9:1", CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::InvalidArgument(_))), "{e:?}");
+        let e = m.add_member(g, 9, "", CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::InvalidArgument(_))), "{e:?}");
+        let e = m.add_member(GroupId(7), 9, "h:1", CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::InvalidArgument(_))), "{e:?}");
+        let e = m.move_replica(g, 1, 1, None, CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::InvalidArgument(_))), "{e:?}");
+        let e = m.move_replica(g, 1, 9, None, CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::FailedPrecondition(_))), "{e:?}");
+        // Already a voter (same address): unchanged; another address: refused.
+        let c = m
+            .add_member(g, 1, "inproc-1", CatchUp::default())
+            .await
+            .unwrap();
+        assert!(!c.changed);
+        let e = m.add_member(g, 1, "h:1", CatchUp::default()).await;
+        assert!(matches!(e, Err(NodeError::FailedPrecondition(_))), "{e:?}");
+        // Not a member: nothing to remove.
+        let c = m.remove_member(g, 5, Duration::from_secs(5)).await.unwrap();
+        assert!(!c.changed);
+        assert_eq!(voters(&c), [1]);
+        // A learner that never answers does not catch up in time and stays a learner.
+        let e = m
+            .add_member(
+                g,
+                9,
+                "inproc-9",
+                CatchUp {
+                    max_lag: 0,
+                    timeout: Duration::from_millis(300),
+                },
+            )
+            .await;
+        assert!(
+            matches!(e, Err(NodeError::CatchUpTimeout { node: 9, .. })),
+            "{e:?}"
+        );
+        let v = m.view(g).unwrap();
+        assert!(v.members.iter().any(|x| x.node == 9 && !x.voter), "{v:?}");
+        // Dropping the learner again.
+        let c = m.remove_member(g, 9, Duration::from_secs(5)).await.unwrap();
+        assert!(c.changed && c.learners.is_empty());
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn add_move_and_remove_in_process() {
+        let net = InProcessNetwork::new(7);
+        let n1 = start(&net, 1, &[1, 2, 3]).await;
+        let n2 = start(&net, 2, &[1, 2, 3]).await;
+        let n3 = start(&net, 3, &[1, 2, 3]).await;
+        // A joining member: idle, no heads, no membership.
+        let n4 = start(&net, 4, &[1, 2, 3, 4]).await;
+        assert!(n4.heads().borrow().is_none());
+        assert!(
+            n4.membership()
+                .status()
+                .iter()
+                .all(|v| v.members.is_empty())
+        );
+
+        let groups = n1.membership().group_ids();
+        let founders = [&n1, &n2, &n3];
+        for &g in &groups {
+            let l = leader(&founders, g).await;
+            // Everyone else refuses, naming the leader.
+            for n in founders.iter().filter(|n| n.raft().id() != l.raft().id()) {
+                match n
+                    .membership()
+                    .add_member(g, 4, "inproc-4", CatchUp::default())
+                    .await
+                {
+                    Err(NodeError::NotLeader {
+                        leader: Some(id),
+                        leader_addr: Some(a),
+                        ..
+                    }) => {
+                        assert_eq!(id, l.raft().id());
+                        assert_eq!(a, addr(id));
+                    }
+                    other => panic!("expected NotLeader, got {other:?}"),
+                }
+            }
+            let c = l
+                .membership()
+                .add_member(g, 4, "inproc-4", CatchUp::default())
+                .await
+                .unwrap();
+            assert!(c.changed);
+            assert_eq!(voters(&c), [1, 2, 3, 4]);
+            let again = l
+                .membership()
+                .add_member(g, 4, "inproc-4", CatchUp::default())
+                .await
+                .unwrap();
+            assert!(!again.changed);
+        }
+        // Node 4 now serves heads of its own replicas.
+        let mut heads = n4.heads();
+        tokio::time::timeout(Duration::from_secs(30), heads.wait_for(|h| h.is_some()))
+            .await
+            .expect("node 4 serves a head")
+            .unwrap();
+
+        // Move group 0 from 3 to 4? 4 is a voter already: the move only drops 3.
+        let all = [&n1, &n2, &n3, &n4];
+        let g0 = GroupId(0);
+        let l = leader(&all, g0).await;
+        let c = l
+            .membership()
+            .move_replica(g0, 3, 4, None, CatchUp::default())
+            .await
+            .unwrap();
+        assert_eq!(voters(&c), [1, 2, 4]);
+        let l = leader(&all, g0).await;
+        let again = l
+            .membership()
+            .move_replica(g0, 3, 4, None, CatchUp::default())
+            .await
+            .unwrap();
+        assert!(!again.changed);
+        // Move it back to 3: learner, catch-up, swap.
+        let c = l
+            .membership()
+            .move_replica(g0, 4, 3, None, CatchUp::default())
+            .await
+            .unwrap();
+        assert!(c.changed);
+        assert_eq!(voters(&c), [1, 2, 3]);
+
+        // Remove node 1 everywhere (also where it leads).
+        for &g in &groups {
+            let l = leader(&all, g).await;
+            let c = l
+                .membership()
+                .remove_member(g, 1, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(c.changed);
+            assert!(!c.voters.contains(&1) && !c.learners.contains(&1));
+        }
+        // The remaining members still take writes (through node 4) and make epochs.
+        let before = n4.heads().borrow().as_ref().map_or(0, |h| h.head.epoch);
+        let label = b"alice@example.com".to_vec();
+        let req = crate::PublishRequest {
+            tenant: "t".into(),
+            idempotency_key: Some("k1".into()),
+            index: VrfSecretKey::from_bytes(&[42; 32])
+                .evaluate(&label)
+                .0
+                .index(),
+            label,
+            value: b"v1".to_vec(),
+        };
+        let mut published = false;
+        for _ in 0..100 {
+            if let Ok(r) = n4.publisher().publish(vec![req.clone()]).await
+                && r.iter().all(Result::is_ok)
+            {
+                published = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(published, "no write accepted without node 1");
+        let mut heads = n4.heads();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            heads.wait_for(|h| h.as_ref().is_some_and(|h| h.head.epoch > before)),
+        )
+        .await
+        .expect("epochs continue without node 1")
+        .unwrap();
+        for n in [n1, n2, n3, n4] {
+            n.shutdown().await;
+        }
     }
 }
