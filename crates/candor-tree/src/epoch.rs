@@ -138,6 +138,85 @@ impl EpochLogStore {
         Ok(me)
     }
 
+    /// Re-reads the log's end from the store after something other than this handle
+    /// wrote it (a sequencer snapshot install), and returns the latest epoch.
+    ///
+    /// Only moves forward: a stored log that ends *before* this handle's latest epoch
+    /// is an error and changes nothing. Before adopting a new end it checks that the
+    /// stored log is whole up to it: the head of the latest epoch is present, names
+    /// that epoch as its log size, and its log root is the root of the stored nodes;
+    /// the revision vector of that epoch reads back and no shard goes back in
+    /// revision. Readers are safe throughout: the store holds every record up to the
+    /// new end before this is called, and the in-memory end moves only after the
+    /// checks, under the same lock readers take.
+    pub fn reload(&self) -> Result<u64> {
+        let latest = match self.store.get(Space::EpochLog, LATEST)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("latest epoch record of unexpected size"))?,
+            ),
+            None => 0,
+        };
+        let shards = match self.store.get(Space::EpochLog, SHARDS)? {
+            Some(v) => u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("shard count record of unexpected size"))?,
+            ) as usize,
+            None => 0,
+        };
+        let known = self.latest_epoch();
+        if latest < known {
+            return Err(TreeError::Conflict(format!(
+                "the stored epoch log ends at {latest}, behind this handle's {known}"
+            )));
+        }
+        let revisions = if latest > 0 {
+            if shards == 0 {
+                return Err(corrupt("epoch log without a shard count"));
+            }
+            let head = self
+                .head(latest)?
+                .ok_or_else(|| corrupt(format!("head of the latest epoch {latest} is missing")))?;
+            if head.head.epoch != latest || head.head.log_size != latest {
+                return Err(corrupt(format!(
+                    "head stored for epoch {latest} names epoch {} and log size {}",
+                    head.head.epoch, head.head.log_size
+                )));
+            }
+            if range_root(&Reader(&*self.store), 0, latest)? != head.head.log_root {
+                return Err(corrupt(format!(
+                    "stored log nodes do not match the log root of epoch {latest}"
+                )));
+            }
+            self.read_revisions(latest, shards)?
+        } else {
+            Vec::new()
+        };
+        let mut st = self.lock();
+        // Checked again under the lock: an append may have run since the first check.
+        if latest < st.latest {
+            return Err(TreeError::Conflict(format!(
+                "the stored epoch log ends at {latest}, behind this handle's {}",
+                st.latest
+            )));
+        }
+        if st.shards != 0 && shards != st.shards {
+            return Err(corrupt(format!(
+                "the stored log records {shards} shards per epoch, this handle {}",
+                st.shards
+            )));
+        }
+        if st.last_revisions.iter().zip(&revisions).any(|(a, b)| b < a) {
+            return Err(corrupt("a shard goes back in revision in the stored log"));
+        }
+        st.latest = latest;
+        st.shards = shards;
+        st.last_revisions = revisions;
+        Ok(latest)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
