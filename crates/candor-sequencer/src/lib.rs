@@ -53,6 +53,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod snapshot;
+
 /// Raft group id of the sequencer (shard groups use ids below 2^16).
 pub const SEQUENCER_GROUP: u64 = 1 << 32;
 
@@ -75,6 +77,10 @@ pub enum SequencerError {
     /// A Raft failure (not the leader, stopped, ...).
     #[error("raft: {0}")]
     Raft(String),
+    /// A snapshot was refused (malformed, foreign, behind this member's epoch log, or
+    /// forking it), or an interrupted install must be completed before applying.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl From<candor_store::StoreError> for SequencerError {
@@ -188,6 +194,10 @@ pub struct SequencerLogic {
     roots: Vec<Subtree>,
     marker: Option<Vec<u8>>,
     heads: watch::Sender<Option<SignedHead>>,
+    /// A snapshot install started and has not finished: nothing to apply to until a
+    /// full snapshot is installed (see [`snapshot`](crate#snapshots)).
+    installing: bool,
+    index_only_snapshots: bool,
 }
 
 impl std::fmt::Debug for SequencerLogic {
@@ -215,17 +225,70 @@ impl SequencerLogic {
                 "the head signing key does not match the public configuration".into(),
             ));
         }
-        let shards = 1usize << public.shard_bits;
-        let state: SequencerState = match store.get(SPACE, &key(TAG_STATE, &[]))? {
+        let mut this = Self {
+            config_digest: public.digest(),
+            store,
+            epochs,
+            public,
+            head_key,
+            state: SequencerState::default(),
+            revisions: Vec::new(),
+            roots: Vec::new(),
+            marker: None,
+            heads: watch::channel(None).0,
+            installing: false,
+            index_only_snapshots: false,
+        };
+        this.load()?;
+        Ok(this)
+    }
+
+    /// (Re)load the in-memory state from the store: bookkeeping, roots and marker, or
+    /// "installing" when an interrupted snapshot install left its mark.
+    fn load(&mut self) -> Result<(), SequencerError> {
+        let shards = 1usize << self.public.shard_bits;
+        if self.store.get(SPACE, snapshot::INSTALL_KEY)?.is_some() {
+            warn!(
+                "an interrupted sequencer snapshot install: waiting for it to be installed again"
+            );
+            self.state = SequencerState::default();
+            self.revisions = vec![0; shards];
+            self.roots = vec![Subtree::EMPTY; shards];
+            self.marker = None;
+            self.installing = true;
+            // The epoch log itself is whole up to its recorded end (an install moves
+            // that end only once the log is complete): its heads can still be served.
+            self.publish(self.epochs.latest()?);
+            return Ok(());
+        }
+        let state: SequencerState = match self.store.get(SPACE, &key(TAG_STATE, &[]))? {
             Some(v) => postcard::from_bytes(&v).map_err(corrupt)?,
             None => SequencerState::default(),
         };
-        let marker = store.get(SPACE, &key(TAG_MARKER, &[]))?;
+        let (revisions, roots) = self.load_roots()?;
+        self.check_against_log(&state, &revisions)?;
+        let latest = if state.epoch > 0 {
+            self.epochs.head(state.epoch)?
+        } else {
+            None
+        };
+        self.marker = self.store.get(SPACE, &key(TAG_MARKER, &[]))?;
+        self.state = state;
+        self.revisions = revisions;
+        self.roots = roots;
+        self.installing = false;
+        self.publish(latest);
+        Ok(())
+    }
+
+    /// The recorded revision and root of every shard (`r ‖ shard` records).
+    fn load_roots(&self) -> Result<(Vec<u64>, Vec<Subtree>), SequencerError> {
+        let shards = 1usize << self.public.shard_bits;
         let mut revisions = vec![0u64; shards];
         let mut roots = vec![Subtree::EMPTY; shards];
         let p = key(TAG_ROOT, &[]);
         for kv in scan_pages(
-            &*store,
+            &*self.store,
             SPACE,
             KeyRange::prefix(&p),
             Direction::Forward,
@@ -238,7 +301,7 @@ impl SequencerLogic {
             if s >= shards {
                 return Err(SequencerError::Config(format!(
                     "the store records shard {s}, beyond 2^{} shards",
-                    public.shard_bits
+                    self.public.shard_bits
                 )));
             }
             revisions[s] = r.revision;
@@ -247,37 +310,62 @@ impl SequencerLogic {
                 leaves: r.leaves,
             };
         }
-        let logged = epochs.latest_epoch();
+        Ok((revisions, roots))
+    }
+
+    /// The bookkeeping agrees with the epoch log: the log reaches the recorded epoch
+    /// and records the same shard revisions for it.
+    fn check_against_log(
+        &self,
+        state: &SequencerState,
+        revisions: &[u64],
+    ) -> Result<(), SequencerError> {
+        let logged = self.epochs.latest_epoch();
         if logged < state.epoch {
             return Err(corrupt(format!(
                 "state records epoch {} but the epoch log ends at {logged}",
                 state.epoch
             )));
         }
-        if state.epoch > 0 && epochs.revisions(state.epoch)? != revisions {
+        if state.epoch > 0 && self.epochs.revisions(state.epoch)? != revisions {
             return Err(corrupt(format!(
                 "recorded shard revisions differ from epoch {}",
                 state.epoch
             )));
         }
-        let latest = if state.epoch > 0 {
-            epochs.head(state.epoch)?
-        } else {
-            None
-        };
-        let (heads, _) = watch::channel(latest);
-        Ok(Self {
-            config_digest: public.digest(),
-            store,
-            epochs,
-            public,
-            head_key,
-            state,
-            revisions,
-            roots,
-            marker,
-            heads,
-        })
+        Ok(())
+    }
+
+    /// Publish `head` on the watch unless an equal or later epoch is already out
+    /// (subscribers only ever see heads move forward).
+    fn publish(&self, head: Option<SignedHead>) {
+        let Some(head) = head else { return };
+        self.heads.send_if_modified(|cur| {
+            if cur
+                .as_ref()
+                .is_some_and(|c| c.head.epoch >= head.head.epoch)
+            {
+                return false;
+            }
+            *cur = Some(head);
+            true
+        });
+    }
+
+    /// Snapshots name only the applied index (the older form) instead of carrying the
+    /// sequencer's state and epoch log. For a group whose only member is this one
+    /// (`candor dev`): its snapshots only compact the Raft log and are never sent.
+    /// Default false: members of a replicated group need the data to catch up.
+    #[must_use]
+    pub fn with_index_only_snapshots(mut self, yes: bool) -> Self {
+        self.index_only_snapshots = yes;
+        self
+    }
+
+    /// An interrupted snapshot install is pending: this replica applies nothing until a
+    /// full snapshot is installed.
+    pub fn install_pending(&self) -> bool {
+        self.installing
     }
 
     /// Bookkeeping as of the last applied entry.
@@ -416,6 +504,11 @@ impl StateMachineLogic for SequencerLogic {
     type Error = SequencerError;
 
     fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, SequencerError> {
+        if self.installing {
+            return Err(SequencerError::Snapshot(
+                "a snapshot install is unfinished; the snapshot must be installed first".into(),
+            ));
+        }
         let n = batch.entries.len();
         let mut out = Vec::with_capacity(n);
         for (i, e) in batch.entries.iter().enumerate() {
@@ -435,46 +528,30 @@ impl StateMachineLogic for SequencerLogic {
         Ok(self.marker.clone())
     }
 
-    /// The state lives in the store; a snapshot names the point it reached.
+    /// The sequencer's bookkeeping (without its Raft marker) and the whole epoch log,
+    /// as a record stream over one consistent store view ([crate docs](crate#snapshots)).
+    /// With [`SequencerLogic::with_index_only_snapshots`]: only the [`SequencerState`].
     fn snapshot(&self) -> Result<Box<dyn std::io::Read + Send>, SequencerError> {
-        Ok(Box::new(std::io::Cursor::new(enc(&self.state))))
+        if self.installing {
+            return Err(SequencerError::Snapshot(
+                "no state to snapshot: a snapshot install is unfinished".into(),
+            ));
+        }
+        if self.index_only_snapshots {
+            return Ok(Box::new(std::io::Cursor::new(enc(&self.state))));
+        }
+        self.snapshot_stream()
     }
 
-    /// Only storage that already holds the snapshot's state can install it (shared
-    /// storage); shipping the epoch log between separate stores is not supported yet.
+    /// A record stream: replaces this member's sequencer state and extends its epoch
+    /// log, crash-safely ([crate docs](crate#snapshots)). An index-only snapshot (the
+    /// older form): the store must already hold that state; only the marker moves.
     fn restore(
         &mut self,
         data: &mut dyn std::io::Read,
         marker: &[u8],
     ) -> Result<(), SequencerError> {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(data, 1 << 10), &mut bytes)
-            .map_err(|e| SequencerError::Storage(format!("read snapshot: {e}")))?;
-        let snap: SequencerState = postcard::from_bytes(&bytes).map_err(corrupt)?;
-        let reopened = Self::open(
-            Arc::clone(&self.store),
-            Arc::clone(&self.epochs),
-            self.public.clone(),
-            Arc::clone(&self.head_key),
-        )?;
-        if reopened.state.applied_index < snap.applied_index {
-            return Err(SequencerError::Storage(format!(
-                "snapshot at log index {} but the store only reached {}; snapshot transfer \
-                 between separate stores is not supported",
-                snap.applied_index, reopened.state.applied_index
-            )));
-        }
-        self.state = reopened.state;
-        self.revisions = reopened.revisions;
-        self.roots = reopened.roots;
-        let mut b = WriteBatch::new();
-        b.put(SPACE, key(TAG_MARKER, &[]), marker.to_vec());
-        self.store.write(&b, Durability::Buffered)?;
-        self.marker = Some(marker.to_vec());
-        if let Ok(Some(h)) = self.epochs.head(self.state.epoch) {
-            self.heads.send_replace(Some(h));
-        }
-        Ok(())
+        self.restore_from(data, marker)
     }
 }
 
