@@ -259,9 +259,13 @@ impl ForestInner {
         1u32 << self.config.shard_bits
     }
 
-    /// Depth of the stored node one stride below `depth`.
+    /// Depth of the stored nodes below `depth`: the next multiple of
+    /// [`STRIDE`] (and 256). Stored depths are aligned whatever the shard
+    /// bits, so a shard root's stride is shorter and every lower level is
+    /// the same as with one shard: how many leaves a stride holds, and so
+    /// which levels fit the cache, does not depend on the shard count.
     pub fn child_depth(depth: usize) -> usize {
-        (depth + STRIDE).min(256)
+        ((depth / STRIDE + 1) * STRIDE).min(256)
     }
 
     pub fn read_meta(&self, shard: u32) -> Result<ShardMeta> {

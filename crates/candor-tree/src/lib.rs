@@ -40,8 +40,10 @@
 //!
 //! ## Layout
 //!
-//! Nodes are stored only at depths `b, b + 8, b + 16, ...` (and 256), a
-//! *stride* of [`STRIDE`] = 8 binary levels apart; the seven levels in
+//! Nodes are stored only at depth `b` (the shard root) and at the multiples
+//! of [`STRIDE`] = 8 below it (and 256), a *stride* of at most 8 binary
+//! levels apart (the shard root's is shorter when 8 does not divide `b`, so
+//! the lower levels are the same whatever the shard count); the levels in
 //! between are recomputed from the stored ones (at most 255 joins, of which
 //! only those over two non-empty sides hash; cached). A stored position
 //! holds one of: a lone leaf (*Single*: the leaf's hash, index and version)
@@ -74,7 +76,7 @@
 //!   read leaf and opening with one point read.
 //! * `R | shard u16 | rev u64be` → `1 | leaf count u64 | root node | c(root rev)`.
 //!
-//! Space `Meta`: `candor-tree/config` → `1 | shard_bits | stride`;
+//! Space `Meta`: `candor-tree/config` → `2 | shard_bits | stride`;
 //! `candor-tree/shard/ | shard u16` → `1 | latest u64 | retained_from u64
 //! [| pending rev u64 | input digest]`: the sealed-revision marker.
 //!

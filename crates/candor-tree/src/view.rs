@@ -40,10 +40,16 @@ impl Forest {
         if config.shard_bits > 16 {
             return Err(invalid("shard_bits must be at most 16"));
         }
-        let want = [1u8, config.shard_bits, crate::node::STRIDE as u8];
+        // Version 2: stored depths aligned to multiples of the stride.
+        let want = [2u8, config.shard_bits, crate::node::STRIDE as u8];
         match store.get(Space::Meta, META_CONFIG)? {
             Some(v) if v == want => {}
             Some(v) if v.len() == 3 && v[0] == 1 => {
+                return Err(invalid(
+                    "store was created by an older candor-tree layout (version 1)",
+                ));
+            }
+            Some(v) if v.len() == 3 && v[0] == 2 => {
                 return Err(invalid(format!(
                     "store was created with shard_bits {} and stride {}, not {} and {}",
                     v[1],
