@@ -453,3 +453,94 @@ impl EpochLogStore {
         range_root(&Reader(&*self.store), 0, size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_core::signed::{EpochHead, SigningKeyPair};
+    use candor_store::MemStore;
+
+    fn append(log: &EpochLogStore, key: &SigningKeyPair, epoch: u64) {
+        let entry = EpochEntry {
+            epoch,
+            timestamp_ms: epoch,
+            map_root: [epoch as u8; 32],
+        };
+        let (log_size, log_root) = log.prepare(&entry).unwrap();
+        let head = EpochHead {
+            namespace: "test".into(),
+            epoch,
+            timestamp_ms: epoch,
+            map_root: entry.map_root,
+            log_size,
+            log_root,
+            config_digest: [9; 32],
+        }
+        .sign(key);
+        log.append(&head, &[epoch, epoch]).unwrap();
+    }
+
+    /// A second handle over the store (as after a snapshot install) catches up with
+    /// `reload`, never goes back, and its readers always find the heads it announces.
+    #[test]
+    fn reload_moves_forward_only() {
+        let key = SigningKeyPair::from_seed(&[1; 32]);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let writer = EpochLogStore::open(Arc::clone(&store)).unwrap();
+        let reader = EpochLogStore::open(Arc::clone(&store)).unwrap();
+        assert_eq!(reader.reload().unwrap(), 0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (r, stop) = (reader.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let e = r.latest_epoch();
+                    assert!(e >= seen, "went back from {seen} to {e}");
+                    if e > 0 {
+                        assert_eq!(r.latest().unwrap().unwrap().head.epoch, e);
+                        assert_eq!(r.revisions(e).unwrap(), vec![e, e]);
+                    }
+                    seen = e;
+                }
+            })
+        };
+        for e in 1..=40 {
+            append(&writer, &key, e);
+            if e % 3 == 0 {
+                assert_eq!(reader.reload().unwrap(), e);
+            }
+        }
+        assert_eq!(reader.reload().unwrap(), 40);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+        assert_eq!(reader.root_at(40).unwrap(), writer.root_at(40).unwrap());
+        // The store's end moved back: refused, nothing changes.
+        let mut b = WriteBatch::new();
+        b.put(
+            Space::EpochLog,
+            LATEST.to_vec(),
+            39u64.to_be_bytes().to_vec(),
+        );
+        store.write(&b, Durability::Sync).unwrap();
+        assert!(reader.reload().is_err());
+        assert_eq!(reader.latest_epoch(), 40);
+        // A damaged log (a node missing) is refused before the end moves.
+        let fresh = EpochLogStore::open(Arc::new(MemStore::new())).unwrap();
+        let mut b = WriteBatch::new();
+        b.put(
+            Space::EpochLog,
+            LATEST.to_vec(),
+            40u64.to_be_bytes().to_vec(),
+        );
+        // Log of 40 = nodes (5, 0) and (3, 4).
+        b.delete(Space::EpochLog, node_key(5, 0));
+        store.write(&b, Durability::Sync).unwrap();
+        let other = EpochLogStore {
+            store: Arc::clone(&store),
+            state: Arc::clone(&fresh.state),
+        };
+        assert!(other.reload().is_err());
+        assert_eq!(other.latest_epoch(), 0);
+    }
+}
