@@ -10,7 +10,7 @@
 //! 2. `timestamp = max(entry timestamp, previous timestamp)`: never goes back;
 //! 3. each listed shard whose revision is newer than the recorded one takes the new
 //!    revision and root (stale or unknown shards are ignored); the global root is
-//!    [`combine_shard_roots`](candor_core::map::combine_shard_roots) of all of them;
+//!    [`combine_shard_roots`] of all of them;
 //! 4. the epoch entry is appended to the epoch log and the head (namespace, epoch,
 //!    timestamp, map root, log size and root, config digest) is **signed inside apply**:
 //!    Ed25519 is deterministic, so every replica computes the same bytes;
@@ -32,7 +32,61 @@
 //! ## State (space `Meta`, prefix `candor-seq/`)
 //!
 //! `s` → [`SequencerState`]; `m` → the Raft marker; `r ‖ shard u32be` → the shard's
-//! recorded revision and root.
+//! recorded revision and root. `candor-seq-install` (outside the prefix) marks an
+//! unfinished snapshot install. The epoch log is space `EpochLog`, owned by
+//! [`EpochLogStore`] (its docs give the key layout).
+//!
+//! ## Snapshots
+//!
+//! Every member has its own store, so a snapshot carries the sequencer's whole state: a
+//! [`candor_raft::store_snapshot`] record stream read from **one consistent store view**
+//! (taken under the state-machine lock, so it is exactly the state at the adapter's
+//! marker). Sections, in order:
+//!
+//! 1. `Meta` `candor-seq/s` (the state), `EpochLog` `L` (the log's end) and `C` (its
+//!    shard count): first, so an installer learns where the snapshot stands before it
+//!    touches anything;
+//! 2. `Meta` `candor-seq/` except `s` and the Raft marker `m` (the marker is per member
+//!    and never shipped): the shard roots;
+//! 3. the rest of space `EpochLog`: heads, log nodes, revision vectors.
+//!
+//! **Install** (crash-safe, the shape of the shard's):
+//!
+//! 0. Read the leading records and refuse, with nothing touched, a stream that is not
+//!    the sequencer's, whose log end disagrees with its state (the log is at the
+//!    recorded epoch or one beyond: a crash between an apply's two writes), whose shard
+//!    count is not this configuration's, or whose log ends **before this member's**
+//!    (an epoch log never goes back).
+//! 1. One synced batch: put the install record and delete every `candor-seq/` record
+//!    (state, marker, roots). From now on a restart opens the logic with **no** marker
+//!    and refusing to apply (and to snapshot) until a full snapshot is installed;
+//!    openraft finds its stored copy of the snapshot ahead of the state machine and
+//!    installs it again.
+//! 2. Stream the records in bounded batches, each checked to lie in the sections of 2–3.
+//!    Epoch-log records are *overwritten*, never deleted first: for epochs this member
+//!    already has they are the same bytes (a head that differs is refused as a fork),
+//!    so readers of those epochs through the shared [`EpochLogStore`] see no change.
+//!    `s`, `L` and `C` are held back.
+//! 3. After the stream's digest checked out, check the new log before adopting it: the
+//!    latest head verifies under this [`PublicConfig`], names the log's size, and its
+//!    log root is the root of the installed nodes; its revision vector is present.
+//! 4. One synced batch writes `L` and `C` and deletes epoch-log records beyond the new
+//!    end (left by an earlier interrupted install); then
+//!    [`EpochLogStore::reload`] moves the shared handle forward (it re-checks the log
+//!    and never moves back), so the API serves the new epochs from here on.
+//! 5. The installed roots are checked against the log's revision vector of the
+//!    recorded epoch; one synced batch writes the state and this member's marker and
+//!    deletes the install record. The in-memory state is reloaded and the recorded
+//!    epoch's head is published on the heads watch (which only moves forward).
+//!
+//! A crash anywhere before 5 leaves the install record, so the member refuses to apply
+//! until the install is redone; a crash after 4 leaves a longer, whole epoch log (its
+//! heads can be served) under the same refusal.
+//!
+//! The older **index-only** form (the postcard [`SequencerState`]) is still accepted:
+//! only storage that already holds that state can install it (a restart, shared
+//! storage). [`SequencerLogic::with_index_only_snapshots`] makes a logic produce it,
+//! for a single-member group whose snapshots only compact its Raft log.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

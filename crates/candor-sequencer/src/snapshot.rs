@@ -365,7 +365,7 @@ impl SequencerLogic {
         let (revisions, roots) = self.load_roots()?;
         self.check_against_log(&st, &revisions)?;
 
-        // 6. Flip: state, this member's Raft marker; the install record goes.
+        // 5. (cont.) Flip: state, this member's Raft marker; the install record goes.
         let mut b = WriteBatch::new();
         if let Some(v) = state_rec {
             b.put(SPACE, key(TAG_STATE, &[]), v);
