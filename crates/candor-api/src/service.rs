@@ -305,6 +305,28 @@ impl Inner {
         self.heads.borrow().as_ref().map_or(0, |h| h.head.epoch)
     }
 
+    /// When `epoch` is beyond what this node serves yet, waits (up to two epoch
+    /// intervals, at most 5 s) for it: in a cluster a client may learn of an epoch
+    /// from one member and ask another that has not applied it yet. Returns at once
+    /// otherwise; the caller then answers as usual (NOT_FOUND if it never came).
+    async fn catch_up_to(&self, epoch: u64) {
+        if epoch <= self.latest_epoch() {
+            return;
+        }
+        let wait = std::time::Duration::from_millis(
+            self.config
+                .epoch_interval_ms
+                .saturating_mul(2)
+                .clamp(200, 5_000),
+        );
+        let mut rx = self.heads.clone();
+        let _ = tokio::time::timeout(
+            wait,
+            rx.wait_for(|h| h.as_ref().is_some_and(|h| h.head.epoch >= epoch)),
+        )
+        .await;
+    }
+
     /// The signed head of `epoch`, NOT_FOUND when not (yet) signed.
     fn head(&self, epoch: u64) -> Result<SignedHead> {
         if epoch > self.latest_epoch() && epoch <= self.epochs.latest_epoch() {
@@ -568,6 +590,9 @@ impl KeyTransparency for KtService {
     ) -> Result<Response<pb::LookupResponse>, Status> {
         self.rpc("Lookup", request, |inner, _md, msg| async move {
             inner.check_label(&msg.label, None)?;
+            if let Some(e) = msg.epoch {
+                inner.catch_up_to(e).await;
+            }
             let head = inner.resolve_epoch(msg.epoch)?;
             Span::current().record("epoch", head.head.epoch);
             let me = inner.clone();
@@ -606,6 +631,9 @@ impl KeyTransparency for KtService {
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         self.rpc("History", request, |inner, _md, msg| async move {
             inner.check_label(&msg.label, None)?;
+            if let Some(e) = msg.epoch {
+                inner.catch_up_to(e).await;
+            }
             let head = inner.resolve_epoch(msg.epoch)?;
             Span::current().record("epoch", head.head.epoch);
             let me = inner.clone();
@@ -674,6 +702,7 @@ impl KeyTransparency for KtService {
     ) -> Result<Response<pb::SignedHeadResponse>, Status> {
         self.rpc("GetEpoch", request, |inner, _md, msg| async move {
             Span::current().record("epoch", msg.epoch);
+            inner.catch_up_to(msg.epoch).await;
             let me = inner.clone();
             blocking(move || Ok(head_response(&me.head(msg.epoch)?))).await
         })
@@ -724,6 +753,7 @@ impl KeyTransparency for KtService {
                 )));
             }
             Span::current().record("epoch", to);
+            inner.catch_up_to(to).await;
             let me = inner.clone();
             blocking(move || {
                 let from_head = me.head(from)?;
@@ -750,6 +780,7 @@ impl KeyTransparency for KtService {
         self.rpc("Audit", request, |inner, _md, msg| async move {
             let epoch = msg.epoch;
             Span::current().record("epoch", epoch);
+            inner.catch_up_to(epoch).await;
             let me = inner.clone();
             blocking(move || {
                 let head = me.head(epoch)?;
@@ -798,6 +829,7 @@ impl KeyTransparency for KtService {
                 ));
             }
             Span::current().record("epoch", c.epoch);
+            inner.catch_up_to(c.epoch).await;
             let me = inner.clone();
             blocking(move || {
                 let head = me.head(c.epoch)?;
@@ -833,6 +865,7 @@ impl KeyTransparency for KtService {
         self.rpc("GetCosignatures", request, |inner, _md, msg| async move {
             let epoch = msg.epoch;
             Span::current().record("epoch", epoch);
+            inner.catch_up_to(epoch).await;
             let me = inner.clone();
             blocking(move || {
                 me.head(epoch)?;
