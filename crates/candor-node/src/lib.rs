@@ -11,7 +11,8 @@
 //!   sequencer group ([`SEQUENCER_GROUP`], [`SequencerLogic`]), initialized on the first
 //!   start and recovered from the store on later ones;
 //! * the tickers: one sealer per shard (`seal_interval`), the epoch ticker
-//!   (`epoch_interval`);
+//!   (`epoch_interval`; a sequencer leader that lost a shard replica hands leadership
+//!   over instead, see [`membership`]);
 //! * the seam the API uses: [`DevNode::publisher`], [`DevNode::store`],
 //!   [`DevNode::forest`], [`DevNode::epochs`], [`DevNode::heads`], [`DevNode::config`].
 //!
@@ -540,7 +541,9 @@ impl DevNode {
             Arc::clone(&epochs),
             public.clone(),
             head_key,
-        )?;
+        )?
+        // A single-member node never ships its state (see `ShardLogicConfig`).
+        .with_index_only_snapshots(config.shard.index_only_snapshots);
         let applied_heads = seq_logic.subscribe();
         let sequencer = raft
             .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
@@ -571,14 +574,14 @@ impl DevNode {
                 cancel.child_token(),
             ));
         }
-        tasks.push(candor_sequencer::spawn_epoch_ticker(
-            node_id,
+        let membership = Membership::new(node_id, &shards, &sequencer);
+        tasks.push(membership::spawn_epoch_ticker(
             sequencer.clone(),
             forest.clone(),
+            membership.clone(),
             config.epoch_interval,
             cancel.child_token(),
         ));
-        let membership = Membership::new(node_id, &shards, &sequencer);
         let (readable_tx, heads) = watch::channel(None);
         tasks.push(spawn_readable_heads(
             applied_heads,

@@ -38,9 +38,13 @@
 //! With `candor serve --role all`, every member's API serves reads from its own replicas
 //! and the sequencer leader reads the shard roots from its own replicas. A member that
 //! does not replicate every group therefore serves reads only up to the last epoch it
-//! can prove, and while it leads the sequencer, the shards it lacks are not advanced in
-//! new epochs. Moving single replicas is thus a tool for transitions (e.g. draining a
-//! member group by group); a steady state keeps every member in every group.
+//! can prove. A sequencer leader lacking a shard would leave it out of new epochs, so
+//! the node's epoch ticker hands sequencer leadership to a voter of every shard group
+//! instead, when it knows one ([`Membership::replicates_every_shard`],
+//! [`Membership::sequencer_handoff_target`]); with no such voter it keeps making
+//! epochs for the shards it holds. Moving single replicas is thus a tool for
+//! transitions (e.g. draining a member group by group); a steady state keeps every
+//! member in every group.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -48,7 +52,7 @@ use std::time::Duration;
 
 use candor_raft::openraft::async_runtime::watch::WatchReceiver;
 use candor_raft::openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
-use candor_raft::openraft::{BasicNode, ChangeMembers, RaftMetrics};
+use candor_raft::openraft::{BasicNode, ChangeMembers, Membership as RaftMembership, RaftMetrics};
 use candor_raft::{
     BoxFuture, GroupId, NodeId, RaftGroup, ServerState, StateMachineLogic, TypeConfig,
 };
@@ -127,6 +131,16 @@ pub struct GroupView {
 }
 
 impl GroupView {
+    /// Whether this replica leads the group and may change its membership (a leader
+    /// that removed itself only hands over).
+    pub fn is_acting_leader(&self) -> bool {
+        self.state == ServerState::Leader
+            && self
+                .members
+                .iter()
+                .any(|m| m.node == self.reporter && m.voter)
+    }
+
     /// Whether `node` is a voter or learner of the latest membership.
     pub fn has_member(&self, node: NodeId) -> bool {
         self.members.iter().any(|m| m.node == node)
@@ -157,7 +171,11 @@ pub struct GroupChange {
     pub leader: NodeId,
 }
 
-type ChangeResult = Result<(), RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+/// The membership a committed change produced.
+type ChangeResult = Result<
+    Option<RaftMembership<NodeId, BasicNode>>,
+    RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+>;
 
 /// A group's Raft handle, type-erased over its state machine.
 trait Managed: Send + Sync {
@@ -165,6 +183,7 @@ trait Managed: Send + Sync {
     fn metrics(&self) -> RaftMetrics<TypeConfig>;
     fn add_learner(&self, node: NodeId, addr: String) -> BoxFuture<'static, ChangeResult>;
     fn change(&self, change: ChangeMembers<NodeId, BasicNode>) -> BoxFuture<'static, ChangeResult>;
+    fn transfer_leader(&self, to: NodeId) -> BoxFuture<'static, ()>;
 }
 
 impl<L: StateMachineLogic> Managed for RaftGroup<L> {
@@ -182,14 +201,26 @@ impl<L: StateMachineLogic> Managed for RaftGroup<L> {
         Box::pin(async move {
             raft.add_learner(node, BasicNode { addr }, false)
                 .await
-                .map(|_| ())
+                .map(|r| r.membership)
         })
     }
 
     fn change(&self, change: ChangeMembers<NodeId, BasicNode>) -> BoxFuture<'static, ChangeResult> {
         let raft = self.raft().clone();
         // `retain = false`: a removed voter leaves the group instead of staying a learner.
-        Box::pin(async move { raft.change_membership(change, false).await.map(|_| ()) })
+        Box::pin(async move {
+            raft.change_membership(change, false)
+                .await
+                .map(|r| r.membership)
+        })
+    }
+
+    fn transfer_leader(&self, to: NodeId) -> BoxFuture<'static, ()> {
+        let raft = self.raft().clone();
+        Box::pin(async move {
+            // Ignored by a non-leader; a stopped group has nothing to hand over.
+            let _ = raft.trigger().transfer_leader(to).await;
+        })
     }
 }
 
@@ -231,6 +262,21 @@ fn last_voters(m: &RaftMetrics<TypeConfig>) -> BTreeSet<NodeId> {
         .unwrap_or_default()
 }
 
+/// Whether `node` belongs to the latest membership `m` knows: a voter of its newest
+/// voter set, or a learner. A replica removed by a joint change sees the joint
+/// configuration at most, whose newest set no longer holds it.
+fn holds(m: &RaftMetrics<TypeConfig>, node: NodeId) -> bool {
+    let membership = m.membership_config.membership();
+    if last_voters(m).contains(&node) {
+        return true;
+    }
+    membership.get_node(&node).is_some()
+        && !membership
+            .get_joint_config()
+            .iter()
+            .any(|set| set.contains(&node))
+}
+
 fn view_of(m: &RaftMetrics<TypeConfig>, group: GroupId) -> GroupView {
     let membership = m.membership_config.membership();
     let voters = last_voters(m);
@@ -269,10 +315,21 @@ fn view_of(m: &RaftMetrics<TypeConfig>, group: GroupId) -> GroupView {
 }
 
 fn change_of(m: &RaftMetrics<TypeConfig>, group: GroupId, changed: bool) -> GroupChange {
-    let voters = last_voters(m);
-    let learners = m
-        .membership_config
-        .membership()
+    change_from(m.membership_config.membership(), group, changed, m.id)
+}
+
+fn change_from(
+    membership: &RaftMembership<NodeId, BasicNode>,
+    group: GroupId,
+    changed: bool,
+    leader: NodeId,
+) -> GroupChange {
+    let voters = membership
+        .get_joint_config()
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    let learners = membership
         .nodes()
         .map(|(id, _)| *id)
         .filter(|id| !voters.contains(id))
@@ -282,7 +339,7 @@ fn change_of(m: &RaftMetrics<TypeConfig>, group: GroupId, changed: bool) -> Grou
         changed,
         voters,
         learners,
-        leader: m.id,
+        leader,
     }
 }
 
@@ -378,10 +435,51 @@ impl Membership {
         })
     }
 
+    fn shard_slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots
+            .iter()
+            .filter(|(g, _)| g.0 != SEQUENCER_GROUP)
+            .map(|(_, s)| s)
+    }
+
+    /// Whether this node holds a current replica of every shard group (it is in each
+    /// one's latest membership as its replica knows it). The sequencer leader builds
+    /// epochs from its own shard replicas, so it should.
+    pub fn replicates_every_shard(&self) -> bool {
+        self.shard_slots()
+            .all(|s| holds(&s.group.metrics(), self.node))
+    }
+
+    /// Another voter of the sequencer group that, as far as this node can tell, votes
+    /// in every shard group: where a sequencer leader lacking a shard replica should
+    /// hand leadership.
+    pub fn sequencer_handoff_target(&self) -> Option<NodeId> {
+        let seq = self.slots.get(&GroupId(SEQUENCER_GROUP))?;
+        let mut candidates = last_voters(&seq.group.metrics());
+        candidates.remove(&self.node);
+        for s in self.shard_slots() {
+            let voters = last_voters(&s.group.metrics());
+            candidates.retain(|c| voters.contains(c));
+        }
+        candidates.into_iter().next()
+    }
+
+    /// Ask the sequencer group to hand leadership to `to` (ignored unless this node
+    /// leads it).
+    pub async fn transfer_sequencer(&self, to: NodeId) {
+        if let Some(seq) = self.slots.get(&GroupId(SEQUENCER_GROUP)) {
+            seq.group.transfer_leader(to).await;
+        }
+    }
+
     /// The metrics of `group`, if this replica leads it.
+    ///
+    /// A leader that removed itself keeps leading until it hands over; it must not
+    /// propose further changes (openraft does not support that), so it counts as not
+    /// leading, with no leader known yet.
     fn leading(&self, slot: &Slot) -> Result<RaftMetrics<TypeConfig>, NodeError> {
         let m = slot.group.metrics();
-        if m.state == ServerState::Leader {
+        if m.state == ServerState::Leader && last_voters(&m).contains(&self.node) {
             return Ok(m);
         }
         let leader = m.current_leader.filter(|&l| l != self.node);
@@ -430,11 +528,11 @@ impl Membership {
         group: GroupId,
         deadline: tokio::time::Instant,
         op: impl Fn() -> BoxFuture<'static, ChangeResult>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<Option<RaftMembership<NodeId, BasicNode>>, NodeError> {
         loop {
             let r = tokio::time::timeout_at(deadline, op()).await;
             let e = match r {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(m)) => return Ok(m),
                 Ok(Err(e)) => e,
                 Err(_) => {
                     return Err(NodeError::Raft(format!(
@@ -456,6 +554,20 @@ impl Membership {
                     tokio::time::sleep(POLL).await;
                 }
             }
+        }
+    }
+
+    /// The group after a committed change: the membership the change produced (the
+    /// metrics may not show it yet), else the replica's current one.
+    fn changed(
+        &self,
+        slot: &Slot,
+        group: GroupId,
+        after: Option<RaftMembership<NodeId, BasicNode>>,
+    ) -> GroupChange {
+        match after {
+            Some(m) => change_from(&m, group, true, self.node),
+            None => change_of(&slot.group.metrics(), group, true),
         }
     }
 
@@ -481,6 +593,7 @@ impl Membership {
                 let addr = addr.to_string();
                 self.propose(group, deadline, || g.add_learner(node, addr.clone()))
                     .await
+                    .map(|_| ())
             }
         }
     }
@@ -549,11 +662,12 @@ impl Membership {
             .await?;
         info!(group = group.0, node, "promoting learner to voter");
         let g = Arc::clone(&slot.group);
-        self.propose(group, deadline, || {
-            g.change(ChangeMembers::AddVoterIds(BTreeSet::from([node])))
-        })
-        .await?;
-        Ok(change_of(&slot.group.metrics(), group, true))
+        let after = self
+            .propose(group, deadline, || {
+                g.change(ChangeMembers::AddVoterIds(BTreeSet::from([node])))
+            })
+            .await?;
+        Ok(self.changed(slot, group, after))
     }
 
     /// Remove `node` (voter or learner) from `group`; refuses to remove the last voter.
@@ -585,9 +699,10 @@ impl Membership {
         };
         info!(group = group.0, node, "removing member");
         let g = Arc::clone(&slot.group);
-        self.propose(group, deadline, || g.change(change.clone()))
+        let after = self
+            .propose(group, deadline, || g.change(change.clone()))
             .await?;
-        Ok(change_of(&slot.group.metrics(), group, true))
+        Ok(self.changed(slot, group, after))
     }
 
     /// Move `group`'s replica from voter `from` to `to` (at `to_addr`, or the address
@@ -643,12 +758,60 @@ impl Membership {
         next.insert(to);
         info!(group = group.0, from, to, "moving replica");
         let g = Arc::clone(&slot.group);
-        self.propose(group, deadline, || {
-            g.change(ChangeMembers::ReplaceAllVoters(next.clone()))
-        })
-        .await?;
-        Ok(change_of(&slot.group.metrics(), group, true))
+        let after = self
+            .propose(group, deadline, || {
+                g.change(ChangeMembers::ReplaceAllVoters(next.clone()))
+            })
+            .await?;
+        Ok(self.changed(slot, group, after))
     }
+}
+
+/// The epoch ticker of a node: every `interval`, if this node leads the sequencer group,
+/// propose the next epoch ([`candor_sequencer::propose_epoch`]). A leader that no longer
+/// replicates every shard (after a replica move) would leave those shards out of new
+/// epochs, so it hands the sequencer to a voter that does instead, when one is known.
+pub(crate) fn spawn_epoch_ticker(
+    group: RaftGroup<crate::SequencerLogic>,
+    forest: candor_tree::Forest,
+    membership: Membership,
+    interval: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use tracing::Instrument as _;
+    tokio::spawn(async move {
+        let node = membership.node_id();
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if group.leader() != Some(node) {
+                continue;
+            }
+            if !membership.replicates_every_shard()
+                && let Some(to) = membership.sequencer_handoff_target()
+            {
+                tracing::warn!(
+                    to,
+                    "this node lacks a shard replica: handing sequencer leadership over"
+                );
+                membership.transfer_sequencer(to).await;
+                continue;
+            }
+            let span = tracing::info_span!("epoch");
+            let r = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = crate::propose_epoch(&group, &forest).instrument(span) => r,
+            };
+            match r {
+                Ok(e) => info!(epoch = e, "epoch committed"),
+                Err(e) => tracing::warn!(error = %e, "epoch proposal failed"),
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -703,13 +866,33 @@ mod tests {
     async fn leader<'a>(nodes: &'a [&'a DevNode], group: GroupId) -> &'a DevNode {
         for _ in 0..400 {
             for n in nodes {
-                if n.membership().view(group).unwrap().state == ServerState::Leader {
+                if n.membership().view(group).unwrap().is_acting_leader() {
                     return n;
                 }
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("no leader for {group}");
+    }
+
+    /// Run `op` on `group`'s leader, again on the new one when leadership moves in
+    /// between (as the admin service does).
+    async fn on_leader<F, Fut>(nodes: &[&DevNode], group: GroupId, op: F) -> GroupChange
+    where
+        F: Fn(Membership) -> Fut,
+        Fut: std::future::Future<Output = Result<GroupChange, NodeError>>,
+    {
+        for _ in 0..40 {
+            let l = leader(nodes, group).await;
+            match op(l.membership()).await {
+                Ok(c) => return c,
+                Err(NodeError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{group}: {e}"),
+            }
+        }
+        panic!("{group}: leadership never settled");
     }
 
     fn voters(c: &GroupChange) -> Vec<NodeId> {
@@ -793,8 +976,14 @@ mod tests {
         let founders = [&n1, &n2, &n3];
         for &g in &groups {
             let l = leader(&founders, g).await;
-            // Everyone else refuses, naming the leader.
+            // Everyone else refuses, naming the leader (once heartbeats told them).
             for n in founders.iter().filter(|n| n.raft().id() != l.raft().id()) {
+                for _ in 0..400 {
+                    if n.membership().view(g).unwrap().leader == Some(l.raft().id()) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
                 match n
                     .membership()
                     .add_member(g, 4, "inproc-4", CatchUp::default())
@@ -811,18 +1000,16 @@ mod tests {
                     other => panic!("expected NotLeader, got {other:?}"),
                 }
             }
-            let c = l
-                .membership()
-                .add_member(g, 4, "inproc-4", CatchUp::default())
-                .await
-                .unwrap();
+            let c = on_leader(&founders, g, |m| async move {
+                m.add_member(g, 4, "inproc-4", CatchUp::default()).await
+            })
+            .await;
             assert!(c.changed);
             assert_eq!(voters(&c), [1, 2, 3, 4]);
-            let again = l
-                .membership()
-                .add_member(g, 4, "inproc-4", CatchUp::default())
-                .await
-                .unwrap();
+            let again = on_leader(&founders, g, |m| async move {
+                m.add_member(g, 4, "inproc-4", CatchUp::default()).await
+            })
+            .await;
             assert!(!again.changed);
         }
         // Node 4 now serves heads of its own replicas.
@@ -832,40 +1019,47 @@ mod tests {
             .expect("node 4 serves a head")
             .unwrap();
 
-        // Move group 0 from 3 to 4? 4 is a voter already: the move only drops 3.
+        // Move shard 0's replica away from the sequencer leader S (4 is a voter already:
+        // the move only drops S). S then hands the sequencer over.
         let all = [&n1, &n2, &n3, &n4];
+        let seq = GroupId(SEQUENCER_GROUP);
+        let s = leader(&all, seq).await.raft().id();
         let g0 = GroupId(0);
-        let l = leader(&all, g0).await;
-        let c = l
-            .membership()
-            .move_replica(g0, 3, 4, None, CatchUp::default())
-            .await
-            .unwrap();
-        assert_eq!(voters(&c), [1, 2, 4]);
-        let l = leader(&all, g0).await;
-        let again = l
-            .membership()
-            .move_replica(g0, 3, 4, None, CatchUp::default())
-            .await
-            .unwrap();
+        let c = on_leader(&all, g0, |m| async move {
+            m.move_replica(g0, s, 4, None, CatchUp::default()).await
+        })
+        .await;
+        assert!(!c.voters.contains(&s) && c.voters.contains(&4), "{c:?}");
+        let mut handed = false;
+        for _ in 0..400 {
+            let n = leader(&all, seq).await;
+            if n.raft().id() != s {
+                assert!(n.membership().replicates_every_shard());
+                handed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(handed, "sequencer leader {s} kept leading without shard 0");
+        let again = on_leader(&all, g0, |m| async move {
+            m.move_replica(g0, s, 4, None, CatchUp::default()).await
+        })
+        .await;
         assert!(!again.changed);
-        // Move it back to 3: learner, catch-up, swap.
-        let c = l
-            .membership()
-            .move_replica(g0, 4, 3, None, CatchUp::default())
-            .await
-            .unwrap();
+        // Move it back to S (its old replica catches up): learner, catch-up, swap.
+        let c = on_leader(&all, g0, |m| async move {
+            m.move_replica(g0, 4, s, None, CatchUp::default()).await
+        })
+        .await;
         assert!(c.changed);
         assert_eq!(voters(&c), [1, 2, 3]);
 
         // Remove node 1 everywhere (also where it leads).
         for &g in &groups {
-            let l = leader(&all, g).await;
-            let c = l
-                .membership()
-                .remove_member(g, 1, Duration::from_secs(10))
-                .await
-                .unwrap();
+            let c = on_leader(&all, g, |m| async move {
+                m.remove_member(g, 1, Duration::from_secs(10)).await
+            })
+            .await;
             assert!(c.changed);
             assert!(!c.voters.contains(&1) && !c.learners.contains(&1));
         }
