@@ -27,11 +27,12 @@
 //! another node, or one cut short by a leader change) is waited for within the catch-up
 //! timeout ([`NodeError::Conflict`] after it).
 //!
-//! # Catch-up without snapshots
+//! # Catch-up
 //!
-//! A learner catches up from the leader's log. In cluster mode the log is not compacted
-//! (see `candor serve`), so a brand-new member replays every entry from index 1 and
-//! rebuilds its trees and epoch log exactly as the other replicas did.
+//! A learner catches up from the leader's log, replaying the entries and rebuilding its
+//! trees and epoch log exactly as the other replicas did; where the leader has compacted
+//! the entries it needs, Raft sends it a snapshot of the group's state first. Either
+//! way, the leader's replication progress is what [`CatchUp::max_lag`] is measured on.
 //!
 //! # Co-located layout
 //!
