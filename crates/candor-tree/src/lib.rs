@@ -55,7 +55,7 @@
 //! leaf-version (and so disk usage) low, and with 8 levels per stride a
 //! label's path at a million labels crosses one stored level that is too
 //! big to stay cached (depth 16) instead of two with a stride of 4: a
-//! proof or an update reads at most one stride from the store there.
+//! proof or an update reads about one stride from the store there.
 //! Reading a stride is one short range scan (all versions of up to 256
 //! child positions; beyond [`STRIDE`]-dependent bounds, one seek per
 //! child).
@@ -102,7 +102,10 @@
 //! record with its opening. With the embedded store a range scan costs tens of
 //! microseconds (it merges every sorted run of the LSM tree), so throughput
 //! at a million labels is bounded by how much of the stride working set the
-//! cache holds; see the crate's bench (`benches/tree.rs`).
+//! cache holds; see the crate's bench (`benches/tree.rs`). A miss loads a
+//! whole stride (up to 256 children), so the cache must at least hold the
+//! strides above the level that does not fit (about 10 MB per million
+//! labels); below that proofs get several times dearer.
 
 mod epoch;
 mod error;
