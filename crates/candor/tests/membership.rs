@@ -6,8 +6,9 @@
 //! voter of every group, and its API then serves heads covering every publish
 //! with verifying lookups. `cluster remove-member 1` takes member 1 out of every
 //! group (its process is then killed); publishes through member 4 keep merging.
-//! Finally shard 1's replica moves from member 2 to a fifth member and back,
-//! checked through `cluster status`, and publishes still merge everywhere.
+//! Finally shard 1's replica moves from member 2 to a fifth member (publishes
+//! keep merging on the members that hold every shard) and back, checked through
+//! `cluster status`, and publishes then merge on every member.
 //!
 //! No timing is asserted: every wait is a bounded poll. The seed of the labels
 //! and values is printed and replayable with `CANDOR_MEMBERSHIP_SEED`.
@@ -540,6 +541,14 @@ async fn add_remove_and_move_members_online() {
         .await;
     // Member 5 holds one group only: it must not claim to serve.
     assert_ne!(cluster.health(5).await, Some(ServingStatus::Serving));
+    // Members 3 and 4 still hold every shard: publishes keep merging there (a
+    // sequencer leader without shard 1 hands the sequencer over). Member 2's
+    // reads stay at the last epoch it can prove until its replica is back.
+    let round = publish_some(&[&c3, &c4], seed, 4, 8).await;
+    published.extend(round);
+    for (c, who) in [(&c3, "member 3"), (&c4, "member 4")] {
+        verify_all(c, who, &published, || cluster.logs()).await;
+    }
     let (code, json, err) = cluster
         .cli(
             4,
