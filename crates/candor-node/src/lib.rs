@@ -350,6 +350,21 @@ impl Topology {
     }
 }
 
+/// Whether this node's shard trees hold every revision `epoch` covers.
+fn readable_now(forest: &Forest, epochs: &EpochLogStore, epoch: u64) -> bool {
+    match epochs.revisions(epoch) {
+        Ok(revs) => revs.iter().enumerate().all(|(s, r)| {
+            forest
+                .shard(s as u32)
+                .is_ok_and(|t| t.latest_revision() >= *r)
+        }),
+        Err(e) => {
+            tracing::warn!(epoch, error = %e, "cannot read the epoch's revisions");
+            false
+        }
+    }
+}
+
 /// Forwards each applied head to `readable` once this node's shard trees hold every
 /// revision the head covers (at once on a single node; a follower may lag briefly).
 fn spawn_readable_heads(
@@ -366,18 +381,7 @@ fn spawn_readable_heads(
                 let epoch = h.head.epoch;
                 let mut wait = Duration::from_millis(1);
                 loop {
-                    let ready = match epochs.revisions(epoch) {
-                        Ok(revs) => revs.iter().enumerate().all(|(s, r)| {
-                            forest
-                                .shard(s as u32)
-                                .is_ok_and(|t| t.latest_revision() >= *r)
-                        }),
-                        Err(e) => {
-                            tracing::warn!(epoch, error = %e, "cannot read the epoch's revisions");
-                            false
-                        }
-                    };
-                    if ready {
+                    if readable_now(&forest, &epochs, epoch) {
                         break;
                     }
                     tokio::select! {
@@ -582,7 +586,13 @@ impl DevNode {
             config.epoch_interval,
             cancel.child_token(),
         ));
-        let (readable_tx, heads) = watch::channel(None);
+        // Start from the stored head when this node already holds its revisions (any
+        // restart of a member that was caught up), so `heads()` is never briefly empty.
+        let initial = applied_heads
+            .borrow()
+            .clone()
+            .filter(|h| readable_now(&forest, &epochs, h.head.epoch));
+        let (readable_tx, heads) = watch::channel(initial);
         tasks.push(spawn_readable_heads(
             applied_heads,
             readable_tx,

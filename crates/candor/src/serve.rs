@@ -53,12 +53,13 @@ pub async fn start_member(
         .get(&c.node_id)
         .cloned()
         .context("cluster.node_id is not among cluster.members")?;
-    // Followers catch up from the Raft log: installing a shard snapshot on a member
-    // with its own store is not supported yet, so the log is never compacted in a
-    // cluster (see docs/operations.md).
+    // A snapshot copies the whole shard (or epoch log) so that a member that fell
+    // behind the log, or lost its disk, can be sent the state: build one every 20,000
+    // entries and keep 5,000 more, so a member down briefly still catches up from the
+    // log (see docs/operations.md).
     node_config.raft = RaftTuning {
-        snapshot_after_entries: u64::MAX / 4,
-        keep_after_snapshot: u64::MAX / 4,
+        snapshot_after_entries: 20_000,
+        keep_after_snapshot: 5_000,
         ..RaftTuning::default()
     };
     let listener = TcpListener::bind(c.raft_listen)
