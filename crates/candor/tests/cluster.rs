@@ -12,7 +12,6 @@
 //! next epoch signed). Timing is printed, never asserted; the seed of the
 //! load's label choice is printed and replayable with `CANDOR_CLUSTER_SEED`.
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,13 +20,13 @@ use std::time::{Duration, Instant};
 use candor_client::{Client, PinnedConfig, VerifiedPublish};
 use candor_proto::raft::v1 as rpb;
 use candor_proto::raft::v1::raft_transport_client::RaftTransportClient;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_candor");
+mod common;
+
+use common::{BIN, SEQUENCER_GROUP, free_port, health, keygen};
+
 const MEMBERS: usize = 3;
-const SEQUENCER_GROUP: u64 = 1 << 32;
 
 struct Member {
     id: u64,
@@ -50,23 +49,6 @@ impl Member {
 struct Cluster {
     dir: PathBuf,
     members: Vec<Member>,
-}
-
-fn free_port(ip: &str) -> u16 {
-    StdListener::bind(format!("{ip}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn keygen(dir: &Path) {
-    let out = Command::new(BIN)
-        .args(["keygen", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keygen: {out:?}");
 }
 
 impl Cluster {
@@ -168,16 +150,8 @@ impl Cluster {
             {
                 panic!("member {} exited with {status}\n{}", i + 1, self.logs());
             }
-            if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-                let mut h = HealthClient::new(ch);
-                let req = tonic_health::pb::HealthCheckRequest {
-                    service: candor_proto::KEY_TRANSPARENCY_SERVICE.into(),
-                };
-                if let Ok(r) = h.check(req).await
-                    && r.into_inner().status() == ServingStatus::Serving
-                {
-                    return;
-                }
+            if health(&url).await == Some(ServingStatus::Serving) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

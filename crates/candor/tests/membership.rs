@@ -14,19 +14,18 @@
 //! and values is printed and replayable with `CANDOR_MEMBERSHIP_SEED`.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use candor_client::{Client, PinnedConfig, VerifiedPublish};
 use serde_json::Value;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_candor");
-const SEQUENCER_GROUP: u64 = 1 << 32;
+mod common;
+
+use common::{BIN, SEQUENCER_GROUP, free_port, keygen};
+
 const SHARDS: u64 = 4;
 
 struct Member {
@@ -50,22 +49,9 @@ struct Cluster {
     members: Vec<Member>,
 }
 
-fn free_port(ip: &str) -> u16 {
-    StdListener::bind(format!("{ip}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Cluster {
     fn new(dir: &Path, n: u64) -> Cluster {
-        let out = Command::new(BIN)
-            .args(["keygen", "--dir"])
-            .arg(dir.join("keys"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "keygen: {out:?}");
+        keygen(&dir.join("keys"));
         let members = (1..=n)
             .map(|id| {
                 let ip = format!("127.0.0.{id}");
@@ -161,16 +147,7 @@ impl Cluster {
     }
 
     async fn health(&self, id: u64) -> Option<ServingStatus> {
-        let ch = Channel::from_shared(self.m(id).url())
-            .unwrap()
-            .connect()
-            .await
-            .ok()?;
-        let req = tonic_health::pb::HealthCheckRequest {
-            service: candor_proto::KEY_TRANSPARENCY_SERVICE.into(),
-        };
-        let r = HealthClient::new(ch).check(req).await.ok()?;
-        Some(r.into_inner().status())
+        common::health(&self.m(id).url()).await
     }
 
     async fn wait_serving(&mut self, id: u64) {
