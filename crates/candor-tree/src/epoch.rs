@@ -61,7 +61,9 @@ struct State {
 /// only when that chunk changed (read back with a seek-for-prev); `L` →
 /// latest epoch, written last; `C` → shard count.
 ///
-/// One writer (the sequencer leader) appends; any number of readers.
+/// One writer at a time appends (the sequencer); any number of readers. Writers on a
+/// shared store are safe too: an append is a compare-and-set on `L`, so a handle that
+/// is behind the store writes nothing and must [`EpochLogStore::reload`].
 #[derive(Clone)]
 pub struct EpochLogStore {
     store: Arc<dyn Store>,
@@ -367,6 +369,15 @@ impl EpochLogStore {
             LATEST.to_vec(),
             h.epoch.to_be_bytes().to_vec(),
         );
+        // Compare-and-set on the log's end: another writer on a shared store (a
+        // sequencer replica in shared-state mode) may have appended since this handle
+        // last looked; then nothing is written and the caller reloads
+        // (`StoreError::PreconditionFailed` inside `TreeError::Store`).
+        batch.require(
+            Space::EpochLog,
+            LATEST.to_vec(),
+            (st.latest > 0).then(|| st.latest.to_be_bytes().to_vec()),
+        );
         self.store.write(&batch, Durability::Sync)?;
         st.latest = h.epoch;
         st.shards = revisions.len();
@@ -480,6 +491,67 @@ mod tests {
         log.append(&head, &[epoch, epoch]).unwrap();
     }
 
+    fn dump(store: &dyn Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        candor_store::scan_pages(
+            store,
+            Space::EpochLog,
+            candor_store::KeyRange::all(),
+            candor_store::Direction::Forward,
+            256,
+        )
+        .map(|kv| kv.unwrap())
+        .collect()
+    }
+
+    fn head_for(log: &EpochLogStore, key: &SigningKeyPair, epoch: u64, ts: u64) -> SignedHead {
+        let entry = EpochEntry {
+            epoch,
+            timestamp_ms: ts,
+            map_root: [epoch as u8; 32],
+        };
+        let (log_size, log_root) = log.prepare(&entry).unwrap();
+        EpochHead {
+            namespace: "test".into(),
+            epoch,
+            timestamp_ms: ts,
+            map_root: entry.map_root,
+            log_size,
+            log_root,
+            config_digest: [9; 32],
+        }
+        .sign(key)
+    }
+
+    /// Two writers on one store (sequencer replicas in shared-state mode): a handle
+    /// behind the store's end writes nothing, even a head that would fork the log;
+    /// after `reload` the identical head is a no-op and a different one a conflict.
+    #[test]
+    fn append_is_compare_and_set_on_the_end() {
+        let key = SigningKeyPair::from_seed(&[1; 32]);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let a = EpochLogStore::open(Arc::clone(&store)).unwrap();
+        let b = EpochLogStore::open(Arc::clone(&store)).unwrap();
+        let h1 = head_for(&a, &key, 1, 10);
+        let fork = head_for(&b, &key, 1, 11);
+        a.append(&h1, &[1, 1]).unwrap();
+        let before = dump(&*store);
+        let err = b.append(&fork, &[1, 1]).unwrap_err();
+        assert!(
+            matches!(err, TreeError::Store(candor_store::StoreError::PreconditionFailed(_))),
+            "{err:?}"
+        );
+        let err = b.append(&h1, &[1, 1]).unwrap_err();
+        assert!(matches!(err, TreeError::Store(_)), "{err:?}");
+        assert_eq!(dump(&*store), before, "a refused append wrote");
+        assert_eq!(b.reload().unwrap(), 1);
+        b.append(&h1, &[1, 1]).unwrap();
+        assert!(matches!(b.append(&fork, &[1, 1]), Err(TreeError::Conflict(_))));
+        let h2 = head_for(&b, &key, 2, 20);
+        b.append(&h2, &[2, 2]).unwrap();
+        assert_eq!(a.reload().unwrap(), 2);
+        assert_eq!(a.latest().unwrap().unwrap(), h2);
+    }
+
     /// A second handle over the store (as after a snapshot install) catches up with
     /// `reload`, never goes back, and its readers always find the heads it announces.
     #[test]
@@ -498,7 +570,8 @@ mod tests {
                     let e = r.latest_epoch();
                     assert!(e >= seen, "went back from {seen} to {e}");
                     if e > 0 {
-                        assert_eq!(r.latest().unwrap().unwrap().head.epoch, e);
+                        // `latest()` reads the end again: a reload may have moved it.
+                        assert!(r.latest().unwrap().unwrap().head.epoch >= e);
                         assert_eq!(r.revisions(e).unwrap(), vec![e, e]);
                     }
                     seen = e;
