@@ -29,9 +29,27 @@
 //! identical head (same inputs, deterministic signature) and the append is a no-op; a
 //! *different* head for a stored epoch is refused by the epoch log and stops the group.
 //!
+//! ## Shared-state mode
+//!
+//! With FoundationDB every replica of the group reads and writes one shared store
+//! ([`SequencerLogic::open_shared`]). Each replica still applies every committed entry
+//! (Raft gives them the same log); the result must be that of applying it once:
+//!
+//! * before each entry the replica reads the stored bookkeeping; if another replica
+//!   advanced it, it takes the stored state (and the epoch log's end) over;
+//! * an entry at or below the stored applied index answers `AlreadyApplied`
+//!   ([`propose_epoch`] then reads the epoch from the state);
+//! * the epoch-log append is a compare-and-set on the log's end and the bookkeeping
+//!   write a compare-and-set on the state record (`WriteBatch::require`): a replica
+//!   that loses a race wrote nothing, catches up and retries; since the head is a
+//!   deterministic function of the entry and the previous state, a replica that
+//!   appended the head first and one that finds it there agree byte for byte;
+//! * the Raft marker is per replica (`m ‖ replica u64be`), and snapshots carry only
+//!   the applied index (the state is already where every replica reads it).
+//!
 //! ## State (space `Meta`, prefix `candor-seq/`)
 //!
-//! `s` → [`SequencerState`]; `m` → the Raft marker; `r ‖ shard u32be` → the shard's
+//! `s` → [`SequencerState`]; `m` → the Raft marker (`m ‖ replica` in shared mode); `r ‖ shard u32be` → the shard's
 //! recorded revision and root. `candor-seq-install` (outside the prefix) marks an
 //! unfinished snapshot install. The epoch log is space `EpochLog`, owned by
 //! [`EpochLogStore`] (its docs give the key layout).
@@ -117,6 +135,8 @@ const PREFIX: &[u8] = b"candor-seq/";
 const TAG_STATE: u8 = b's';
 const TAG_MARKER: u8 = b'm';
 const TAG_ROOT: u8 = b'r';
+/// Lost races in a row before an apply gives up (and stops the group).
+const STALE_RETRIES: u32 = 64;
 
 /// Everything that can go wrong in the sequencer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +151,10 @@ pub enum SequencerError {
     /// A Raft failure (not the leader, stopped, ...).
     #[error("raft: {0}")]
     Raft(String),
+    /// Shared-state mode: another replica changed the shared state first; nothing was
+    /// written (retried internally after catching up).
+    #[error("stale replica: {0}")]
+    StaleReplica(String),
     /// A snapshot was refused (malformed, foreign, behind this member's epoch log, or
     /// forking it), or an interrupted install must be completed before applying.
     #[error("snapshot: {0}")]
@@ -252,6 +276,10 @@ pub struct SequencerLogic {
     /// full snapshot is installed (see [`snapshot`](crate#snapshots)).
     installing: bool,
     index_only_snapshots: bool,
+    /// Shared-state mode: this replica's Raft node id (see [`SequencerLogic::open_shared`]).
+    replica: Option<u64>,
+    /// Where this replica's Raft marker lives (`m`, or `m ‖ replica` when shared).
+    marker_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for SequencerLogic {
@@ -270,6 +298,36 @@ impl SequencerLogic {
         epochs: Arc<EpochLogStore>,
         public: PublicConfig,
         head_key: Arc<SigningKeyPair>,
+    ) -> Result<Self, SequencerError> {
+        Self::open_inner(store, epochs, public, head_key, None)
+    }
+
+    /// Open (or recover) the sequencer in **shared-state mode**, as replica `replica`
+    /// (its Raft node id) of the sequencer group, over a store every replica shares
+    /// (FoundationDB).
+    ///
+    /// Every replica applies every committed entry to the one shared state; the result
+    /// is that of applying each entry once ([crate docs](crate#shared-state-mode)).
+    /// Differences from [`SequencerLogic::open`]: the Raft marker is per replica, a
+    /// replica behind the stored state takes it over before applying, the epoch-log
+    /// append and the state write are compare-and-sets, and snapshots carry only the
+    /// applied index. `epochs` must be a handle over `store`.
+    pub fn open_shared(
+        store: Arc<dyn Store>,
+        epochs: Arc<EpochLogStore>,
+        public: PublicConfig,
+        head_key: Arc<SigningKeyPair>,
+        replica: u64,
+    ) -> Result<Self, SequencerError> {
+        Self::open_inner(store, epochs, public, head_key, Some(replica))
+    }
+
+    fn open_inner(
+        store: Arc<dyn Store>,
+        epochs: Arc<EpochLogStore>,
+        public: PublicConfig,
+        head_key: Arc<SigningKeyPair>,
+        replica: Option<u64>,
     ) -> Result<Self, SequencerError> {
         public
             .validate()
@@ -291,7 +349,15 @@ impl SequencerLogic {
             marker: None,
             heads: watch::channel(None).0,
             installing: false,
-            index_only_snapshots: false,
+            // Shared: the state is already where every replica reads it.
+            index_only_snapshots: replica.is_some(),
+            replica,
+            marker_key: key(
+                TAG_MARKER,
+                &replica
+                    .map(|r| r.to_be_bytes().to_vec())
+                    .unwrap_or_default(),
+            ),
         };
         this.load()?;
         Ok(this)
@@ -315,18 +381,28 @@ impl SequencerLogic {
             self.publish(self.epochs.latest()?);
             return Ok(());
         }
-        let state: SequencerState = match self.store.get(SPACE, &key(TAG_STATE, &[]))? {
+        // One consistent view: on a shared store another replica may write the state and
+        // its roots (one batch) between two plain reads.
+        let view = self.store.snapshot()?;
+        let state: SequencerState = match view.get(SPACE, &key(TAG_STATE, &[]))? {
             Some(v) => postcard::from_bytes(&v).map_err(corrupt)?,
             None => SequencerState::default(),
         };
-        let (revisions, roots) = self.load_roots()?;
+        let (revisions, roots) = self.load_roots(&*view)?;
+        drop(view);
+        if self.replica.is_some() {
+            // Another replica may have appended since this handle last looked; read after
+            // the state, so the log reaches at least the recorded epoch (a log append
+            // precedes the state write).
+            self.epochs.reload()?;
+        }
         self.check_against_log(&state, &revisions)?;
         let latest = if state.epoch > 0 {
             self.epochs.head(state.epoch)?
         } else {
             None
         };
-        self.marker = self.store.get(SPACE, &key(TAG_MARKER, &[]))?;
+        self.marker = self.store.get(SPACE, &self.marker_key)?;
         self.state = state;
         self.revisions = revisions;
         self.roots = roots;
@@ -336,18 +412,15 @@ impl SequencerLogic {
     }
 
     /// The recorded revision and root of every shard (`r ‖ shard` records).
-    fn load_roots(&self) -> Result<(Vec<u64>, Vec<Subtree>), SequencerError> {
+    fn load_roots(
+        &self,
+        view: &dyn candor_store::ReadView,
+    ) -> Result<(Vec<u64>, Vec<Subtree>), SequencerError> {
         let shards = 1usize << self.public.shard_bits;
         let mut revisions = vec![0u64; shards];
         let mut roots = vec![Subtree::EMPTY; shards];
         let p = key(TAG_ROOT, &[]);
-        for kv in scan_pages(
-            &*self.store,
-            SPACE,
-            KeyRange::prefix(&p),
-            Direction::Forward,
-            1024,
-        ) {
+        for kv in scan_pages(view, SPACE, KeyRange::prefix(&p), Direction::Forward, 1024) {
             let (k, v) = kv?;
             let s = u32::from_be_bytes(k[p.len()..].try_into().map_err(|_| corrupt("root key"))?)
                 as usize;
@@ -500,9 +573,90 @@ impl SequencerLogic {
         data: &[u8],
         marker: Option<&[u8]>,
     ) -> Result<SequencerResponse, SequencerError> {
+        if self.replica.is_none() {
+            return self.apply_entry_once(log_index, data, marker);
+        }
+        // Shared-state mode: another replica may apply the same entry at the same time.
+        // Whoever loses a compare-and-set wrote nothing; it takes the stored state over
+        // and tries again (then usually finds the entry applied).
+        let mut attempt = 0u32;
+        loop {
+            self.catch_up()?;
+            match self.apply_entry_once(log_index, data, marker) {
+                Err(SequencerError::StaleReplica(why)) if attempt < STALE_RETRIES => {
+                    attempt += 1;
+                    debug!(replica = self.replica, log_index, attempt, %why, "lost a race on the shared state; catching up");
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10))));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The bookkeeping record as stored (one point read).
+    fn stored_state(&self) -> Result<SequencerState, SequencerError> {
+        Ok(match self.store.get(SPACE, &key(TAG_STATE, &[]))? {
+            Some(v) => postcard::from_bytes(&v).map_err(corrupt)?,
+            None => SequencerState::default(),
+        })
+    }
+
+    /// Shared-state mode: take over the stored state when another replica advanced it,
+    /// and follow the epoch log's end.
+    fn catch_up(&mut self) -> Result<(), SequencerError> {
+        let stored = self.stored_state()?;
+        match stored.applied_index.cmp(&self.state.applied_index) {
+            std::cmp::Ordering::Equal => {
+                self.epochs.reload()?;
+                Ok(())
+            }
+            std::cmp::Ordering::Greater => {
+                debug!(
+                    replica = self.replica,
+                    from = self.state.applied_index,
+                    to = stored.applied_index,
+                    "sequencer catching up with the shared store"
+                );
+                let marker = self.marker.clone();
+                self.load()?;
+                // The marker is this replica's own and moves only with its applies.
+                self.marker = marker;
+                Ok(())
+            }
+            std::cmp::Ordering::Less => Err(SequencerError::Storage(format!(
+                "the store's sequencer applied index {} is behind this replica's {}; \
+                 restart the replica after restoring a store",
+                stored.applied_index, self.state.applied_index
+            ))),
+        }
+    }
+
+    /// Requires the stored bookkeeping to be the one this replica holds (shared mode).
+    fn require_state(&self, b: &mut WriteBatch) {
+        if self.replica.is_some() {
+            let expected = (self.state != SequencerState::default()).then(|| enc(&self.state));
+            b.require(SPACE, key(TAG_STATE, &[]), expected);
+        }
+    }
+
+    fn write_state_batch(&self, b: &WriteBatch) -> Result<(), SequencerError> {
+        match self.store.write(b, Durability::Buffered) {
+            Err(candor_store::StoreError::PreconditionFailed(m)) => {
+                Err(SequencerError::StaleReplica(m))
+            }
+            r => Ok(r?),
+        }
+    }
+
+    fn apply_entry_once(
+        &mut self,
+        log_index: u64,
+        data: &[u8],
+        marker: Option<&[u8]>,
+    ) -> Result<SequencerResponse, SequencerError> {
         let mut b = WriteBatch::new();
         if let Some(m) = marker {
-            b.put(SPACE, key(TAG_MARKER, &[]), m.to_vec());
+            b.put(SPACE, self.marker_key.clone(), m.to_vec());
         }
         if log_index <= self.state.applied_index {
             if !b.is_empty() {
@@ -516,7 +670,8 @@ impl SequencerLogic {
             Ok(c) => c,
             Err(e) => {
                 b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
-                self.store.write(&b, Durability::Buffered)?;
+                self.require_state(&mut b);
+                self.write_state_batch(&b)?;
                 self.state = st;
                 return Ok(SequencerResponse::Rejected(format!(
                     "malformed sequencer entry: {e}"
@@ -532,14 +687,20 @@ impl SequencerLogic {
         let _g = span.enter();
         let (head, revisions, changed) = self.make_epoch(timestamp_ms, &shards)?;
         // Synced, atomic: head, log nodes, revision vector. A no-op if already there.
-        self.epochs.append(&head, &revisions)?;
+        match self.epochs.append(&head, &revisions) {
+            Err(candor_tree::TreeError::Store(candor_store::StoreError::PreconditionFailed(m))) => {
+                return Err(SequencerError::StaleReplica(m));
+            }
+            r => r?,
+        }
         st.epoch = epoch;
         st.timestamp_ms = head.head.timestamp_ms;
         for (s, r) in &changed {
             b.put(SPACE, key(TAG_ROOT, &s.to_be_bytes()), enc(r));
         }
         b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
-        self.store.write(&b, Durability::Buffered)?;
+        self.require_state(&mut b);
+        self.write_state_batch(&b)?;
         self.state = st;
         for (s, r) in changed {
             self.revisions[s as usize] = r.revision;
@@ -571,7 +732,7 @@ impl StateMachineLogic for SequencerLogic {
         }
         if n == 0 {
             let mut b = WriteBatch::new();
-            b.put(SPACE, key(TAG_MARKER, &[]), batch.marker.to_vec());
+            b.put(SPACE, self.marker_key.clone(), batch.marker.to_vec());
             self.store.write(&b, Durability::Buffered)?;
         }
         self.marker = Some(batch.marker.to_vec());
@@ -657,6 +818,12 @@ pub async fn propose_epoch(
         .map_err(|e| SequencerError::Raft(e.to_string()))?;
     match SequencerResponse::decode(&resp)? {
         SequencerResponse::Epoch(e) => Ok(e),
+        // Shared-state mode: another replica applied the entry to the shared state
+        // first; this replica's state now includes it.
+        SequencerResponse::AlreadyApplied => group
+            .read(|l| l.state().epoch)
+            .await
+            .map_err(|e| SequencerError::Raft(e.to_string())),
         other => Err(SequencerError::Raft(format!(
             "unexpected response {other:?}"
         ))),

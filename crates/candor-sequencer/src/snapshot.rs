@@ -187,7 +187,7 @@ impl SequencerLogic {
             )));
         }
         let mut b = WriteBatch::new();
-        b.put(SPACE, key(TAG_MARKER, &[]), marker.to_vec());
+        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
         self.store.write(&b, Durability::Buffered)?;
         self.marker = Some(marker.to_vec());
         Ok(())
@@ -362,7 +362,7 @@ impl SequencerLogic {
         }
 
         // 5. The bookkeeping agrees with the log before it is made visible.
-        let (revisions, roots) = self.load_roots()?;
+        let (revisions, roots) = self.load_roots(&*self.store)?;
         self.check_against_log(&st, &revisions)?;
 
         // 5. (cont.) Flip: state, this member's Raft marker; the install record goes.
@@ -370,7 +370,7 @@ impl SequencerLogic {
         if let Some(v) = state_rec {
             b.put(SPACE, key(TAG_STATE, &[]), v);
         }
-        b.put(SPACE, key(TAG_MARKER, &[]), marker.to_vec());
+        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
         b.delete(SPACE, INSTALL_KEY.to_vec());
         self.store.write(&b, Durability::Sync)?;
         self.state = st;
