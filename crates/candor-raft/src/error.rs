@@ -55,6 +55,9 @@ pub enum Error {
     /// Invalid configuration.
     #[error("invalid raft configuration: {0}")]
     Config(String),
+    /// TLS material (certificate, key, CA bundle) is missing, malformed or inconsistent.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Timed out waiting for a condition.
     #[error("timed out: {0}")]
     Timeout(String),

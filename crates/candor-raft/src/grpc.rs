@@ -13,17 +13,24 @@
 //! # Addresses
 //!
 //! A node's address (its [`RaftNodeConfig::addr`](crate::RaftNodeConfig::addr), recorded in
-//! every group membership) is `host:port` or `http://host:port`, where `host` is a DNS
-//! name, an IPv4 address or a bracketed IPv6 address (`[::1]:7000`). `https://` is
-//! refused: there is no TLS yet.
+//! every group membership) is `host:port`, `http://host:port` or `https://host:port`,
+//! where `host` is a DNS name, an IPv4 address or a bracketed IPv6 address
+//! (`[::1]:7000`). The scheme never decides whether TLS is used, the configuration does:
+//! with [`GrpcConfig::tls`] set every address is dialed over TLS (an `http://` prefix
+//! does not downgrade), without it `https://` addresses are refused.
 //!
-//! # Security: no TLS yet
+//! # Security
 //!
-//! The transport is plaintext HTTP/2 (h2c) without authentication. Anyone who can reach
-//! the port can send Raft messages and forwarded writes to every group. Run it only on a
-//! network reachable by the cluster's own nodes (e.g. a Kubernetes NetworkPolicy).
-//! Mutual TLS between nodes (and the `UNAUTHENTICATED` status the proto reserves for it)
-//! is future work.
+//! **Default: plaintext.** HTTP/2 (h2c) without authentication: anyone who can reach
+//! the port can send Raft messages and forwarded writes to every group. Run it only on
+//! a network reachable by the cluster's own nodes (e.g. a Kubernetes NetworkPolicy).
+//!
+//! **With [`GrpcConfig::tls`]: mutual TLS** (see [`crate::tls`]). The client verifies the
+//! server's certificate against the CA bundle and the dialed host; the server requires a
+//! client certificate chaining to the CA bundle, and [`raft_service`] refuses a `Call`
+//! whose `from_node` is not the node named by that certificate (`candor-node://<id>`)
+//! with `PERMISSION_DENIED`, and any call on a connection without a client certificate
+//! with `UNAUTHENTICATED` (both marked with [`REJECTED_METADATA_KEY`]).
 //!
 //! # Status mapping
 //!
@@ -35,6 +42,8 @@
 //! | node dropped / shutting down, group starting or stopped | `UNAVAILABLE` |
 //! | group not hosted here                              | `NOT_FOUND`        |
 //! | `to_node` is not this node, unknown `kind`, undecodable payload | `INVALID_ARGUMENT` |
+//! | (mTLS) no client certificate on the connection    | `UNAUTHENTICATED`  |
+//! | (mTLS) `from_node` is not the certificate's node, or the certificate names none | `PERMISSION_DENIED` |
 //!
 //! The client maps the outcome of a call to a [`TransportError`]:
 //!
@@ -64,6 +73,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::group::{RaftNode, WeakRaftNode};
 use crate::network::{BoxFuture, RaftTransport, RejectReason, Rejected, RpcKind, TransportError};
+use crate::tls::TlsConfig;
 use crate::types::{GroupId, NodeId};
 
 /// Metadata key on every status the server returns for a request it refused before it
@@ -94,6 +104,8 @@ pub struct GrpcConfig {
     /// HTTP/2 keep-alive ping period on idle connections, so a dead peer is noticed
     /// without waiting for TCP timeouts. `None` disables pings.
     pub keep_alive_interval: Option<Duration>,
+    /// Mutual TLS for both sides (`None`: plaintext). See [`crate::tls`].
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -105,6 +117,7 @@ impl Default for GrpcConfig {
             client_write_timeout: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             keep_alive_interval: Some(Duration::from_secs(10)),
+            tls: None,
         }
     }
 }
@@ -122,19 +135,29 @@ impl GrpcConfig {
     }
 }
 
-/// Normalize a node address to the `http://host:port` URI tonic connects to.
-///
-/// Accepts `host:port` and `http://host:port`; refuses `https://` (no TLS yet), paths,
-/// missing ports and anything that does not parse as a URI authority.
+/// Normalize a node address to the plaintext `http://host:port` URI tonic connects to
+/// (see [`endpoint_uri_with`]).
 pub fn endpoint_uri(addr: &str) -> Result<String, TransportError> {
+    endpoint_uri_with(addr, false)
+}
+
+/// Normalize a node address to the URI tonic connects to: `https://host:port` when
+/// `tls`, `http://host:port` otherwise.
+///
+/// Accepts `host:port`, `http://host:port` and (only when `tls`) `https://host:port`;
+/// refuses paths, missing ports and anything that does not parse as a URI authority.
+pub fn endpoint_uri_with(addr: &str, tls: bool) -> Result<String, TransportError> {
     let bad =
         |why: &str| TransportError::Unreachable(format!("invalid node address {addr:?}: {why}"));
     let rest = if let Some(rest) = addr.strip_prefix("http://") {
         rest
-    } else if addr.starts_with("https://") {
-        return Err(bad("TLS is not supported yet; use host:port"));
+    } else if let Some(rest) = addr.strip_prefix("https://") {
+        if !tls {
+            return Err(bad("https:// but TLS is not configured"));
+        }
+        rest
     } else if addr.contains("://") {
-        return Err(bad("only http:// or a bare host:port"));
+        return Err(bad("only http://, https:// or a bare host:port"));
     } else {
         addr
     };
@@ -147,7 +170,8 @@ pub fn endpoint_uri(addr: &str) -> Result<String, TransportError> {
     if authority.as_str().contains('@') {
         return Err(bad("user info is not allowed"));
     }
-    Ok(format!("http://{authority}"))
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// [`RaftTransport`] over gRPC. Cheap to share (`Arc`); one per process.
@@ -183,13 +207,18 @@ impl GrpcTransport {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let uri = endpoint_uri(addr)?;
+        let uri = endpoint_uri_with(addr, self.config.tls.is_some())?;
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| {
                 TransportError::Unreachable(format!("invalid node address {addr:?}: {e}"))
             })?
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true);
+        if let Some(tls) = &self.config.tls {
+            endpoint = endpoint.tls_config(tls.client_tls()).map_err(|e| {
+                TransportError::Unreachable(format!("TLS settings for {addr:?}: {e}"))
+            })?;
+        }
         if let Some(interval) = self.config.keep_alive_interval {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
@@ -286,6 +315,7 @@ fn reject_status(r: Rejected) -> Status {
 pub struct GrpcRaftServer {
     id: NodeId,
     node: WeakRaftNode,
+    require_peer_identity: bool,
 }
 
 impl GrpcRaftServer {
@@ -294,6 +324,53 @@ impl GrpcRaftServer {
         Self {
             id: node.id(),
             node: node.downgrade(),
+            require_peer_identity: false,
+        }
+    }
+
+    /// Require every call to come over a connection with a TLS client certificate, and
+    /// a `Call`'s `from_node` to be the node that certificate names (see the module
+    /// docs). Only meaningful on a server configured for mutual TLS
+    /// ([`server_builder`]); on a plaintext server every call is then `UNAUTHENTICATED`.
+    pub fn require_peer_identity(mut self, require: bool) -> Self {
+        self.require_peer_identity = require;
+        self
+    }
+
+    /// The peer-identity check for a call claiming to come from `from` (`None`: a call
+    /// that does not act for a node, which only needs a client certificate).
+    fn check_peer<T>(&self, request: &Request<T>, from: Option<NodeId>) -> Result<(), Status> {
+        if !self.require_peer_identity {
+            return Ok(());
+        }
+        let certs = request.peer_certs();
+        let certs = certs.as_deref().map(Vec::as_slice);
+        if certs.is_none_or(<[_]>::is_empty) {
+            return Err(rejected(
+                Code::Unauthenticated,
+                "mutual TLS is required: the connection carries no client certificate",
+            ));
+        }
+        let Some(from) = from else {
+            return Ok(());
+        };
+        match crate::tls::peer_node_id(certs) {
+            Ok(Some(id)) if id == from => Ok(()),
+            Ok(Some(id)) => Err(rejected(
+                Code::PermissionDenied,
+                format!(
+                    "the client certificate is for node {id} but the request claims \
+                     from_node {from}"
+                ),
+            )),
+            Ok(None) => Err(rejected(
+                Code::Unauthenticated,
+                "mutual TLS is required: the connection carries no client certificate",
+            )),
+            Err(why) => Err(rejected(
+                Code::PermissionDenied,
+                format!("request claiming from_node {from} refused: {why}"),
+            )),
         }
     }
 
@@ -306,16 +383,37 @@ impl GrpcRaftServer {
     }
 }
 
-/// The tonic service serving `node` with `config`'s message limit; add it to a
-/// `tonic::transport::Server`.
+/// The tonic service serving `node` with `config`'s message limit, checking peer
+/// identities when `config.tls` is set; add it to a server from [`server_builder`]
+/// (which applies the same `config`).
 pub fn raft_service(node: &RaftNode, config: &GrpcConfig) -> RaftTransportServer<GrpcRaftServer> {
-    GrpcRaftServer::new(node).into_service(config.max_message_bytes)
+    GrpcRaftServer::new(node)
+        .require_peer_identity(config.tls.is_some())
+        .into_service(config.max_message_bytes)
+}
+
+/// A `tonic::transport::Server` builder with `config`'s keep-alive and, when
+/// `config.tls` is set, mutual TLS (client certificates required). Add
+/// [`raft_service`] and any other cluster-internal service to it.
+pub fn server_builder(
+    config: &GrpcConfig,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(interval) = config.keep_alive_interval {
+        server = server
+            .http2_keepalive_interval(Some(interval))
+            .http2_keepalive_timeout(Some(interval));
+    }
+    if let Some(tls) = &config.tls {
+        server = server.tls_config(tls.server_tls())?;
+    }
+    Ok(server)
 }
 
 /// Serve `node`'s Raft transport on `listener` (the cluster-internal port) until
-/// `shutdown` completes, then drain in-flight calls. The returned future holds the node
-/// only weakly, so spawn it. For a server that also hosts other services, add
-/// [`raft_service`] to your own `tonic::transport::Server` instead.
+/// `shutdown` completes, then drain in-flight calls; over mutual TLS when `config.tls`
+/// is set. The returned future holds the node only weakly, so spawn it. For a server
+/// that also hosts other services, add [`raft_service`] to a [`server_builder`] instead.
 pub fn serve(
     node: &RaftNode,
     config: &GrpcConfig,
@@ -323,22 +421,23 @@ pub fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = tonic::transport::Server::builder();
-    if let Some(interval) = config.keep_alive_interval {
-        server = server
-            .http2_keepalive_interval(Some(interval))
-            .http2_keepalive_timeout(Some(interval));
+    let service = raft_service(node, config);
+    let server = server_builder(config);
+    async move {
+        server?
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
     }
-    let router = server.add_service(raft_service(node, config));
-    router.serve_with_incoming_shutdown(incoming, shutdown)
 }
 
 #[tonic::async_trait]
 impl RaftTransportService for GrpcRaftServer {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.check_peer(&request, None)?;
         let Some(node) = self.node.upgrade() else {
             return Err(rejected(Code::Unavailable, "raft node is shut down"));
         };
@@ -371,6 +470,7 @@ impl RaftTransportService for GrpcRaftServer {
         &self,
         request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftResponse>, Status> {
+        self.check_peer(&request, Some(request.get_ref().from_node))?;
         let req = request.into_inner();
         let Some(node) = self.node.upgrade() else {
             return Err(rejected(Code::Unavailable, "raft node is shut down"));
@@ -435,6 +535,11 @@ mod tests {
             "http://node-1.candor:7000"
         );
         assert_eq!(endpoint_uri("[::1]:7000").unwrap(), "http://[::1]:7000");
+        // With TLS every form is dialed over TLS.
+        for a in ["n1:7000", "http://n1:7000", "https://n1:7000/"] {
+            assert_eq!(endpoint_uri_with(a, true).unwrap(), "https://n1:7000");
+        }
+        assert!(endpoint_uri_with("https://n1", true).is_err());
         for bad in [
             "",
             "node-1",

@@ -81,8 +81,11 @@
 //! which refuses misaddressed, malformed or unroutable requests with documented statuses
 //! (see [`grpc`]). Addresses are `host:port` or `http://host:port`.
 //!
-//! **No TLS yet**: the transport is plaintext and unauthenticated, so its port must be
-//! reachable only by the cluster's nodes. Mutual TLS between nodes is future work.
+//! **TLS is optional**: by default the transport is plaintext and unauthenticated, so its
+//! port must be reachable only by the cluster's nodes. With
+//! [`GrpcConfig::tls`](grpc::GrpcConfig::tls) set it is mutual TLS, and the server checks
+//! that each request's `from_node` is the node named by the client certificate (SAN URI
+//! `candor-node://<id>`; see [`tls`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -172,6 +175,7 @@ mod network;
 mod state_machine;
 pub mod store_snapshot;
 pub mod testing;
+pub mod tls;
 mod types;
 
 pub use error::Error;
