@@ -17,6 +17,12 @@
 //!   away, reopens on another from the next epoch, so the client sees one
 //!   gap-free stream.
 //! * **Metadata**: only `authorization` and `x-request-id` are passed on.
+//! * **TLS**: with [`ProxyOptions::tls`] every upstream is dialed over TLS (a bare
+//!   `host:port` becomes `https://host:port`; a plaintext `http://` upstream is refused
+//!   rather than silently downgraded), checking the member's certificate against the
+//!   given CA and presenting the given client certificate, if any. Without it
+//!   `https://` upstreams are refused. [`serve_proxy_tls`] serves the proxy itself over
+//!   TLS.
 //!
 //! Health is SERVING while at least one upstream reports SERVING.
 
@@ -33,7 +39,7 @@ use futures_util::Stream;
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
@@ -50,6 +56,9 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Largest message accepted or sent, either side.
     pub max_message_bytes: usize,
+    /// TLS towards the upstreams (CA to verify them, optional client identity);
+    /// `None`: plaintext.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for ProxyOptions {
@@ -59,6 +68,7 @@ impl Default for ProxyOptions {
             call_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
             max_message_bytes: 64 << 20,
+            tls: None,
         }
     }
 }
@@ -85,11 +95,18 @@ impl std::fmt::Debug for ApiProxy {
     }
 }
 
-fn normalize(url: &str) -> String {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
+/// The URL an upstream is dialed at; refuses a scheme that contradicts `tls`.
+fn normalize(url: &str, tls: bool) -> crate::Result<String> {
+    let bad = |why: &str| ApiError::InvalidArgument(format!("upstream {url:?}: {why}"));
+    match (url.split_once("://").map(|(s, _)| s), tls) {
+        (None, false) => Ok(format!("http://{url}")),
+        (None, true) => Ok(format!("https://{url}")),
+        (Some("http"), false) | (Some("https"), true) => Ok(url.to_owned()),
+        (Some("https"), false) => Err(bad("https:// but no TLS settings for upstreams")),
+        (Some("http"), true) => Err(bad(
+            "plaintext http:// while TLS is configured for upstreams; use https:// or host:port",
+        )),
+        _ => Err(bad("only http://, https:// or host:port")),
     }
 }
 
@@ -105,13 +122,18 @@ impl ApiProxy {
         let mut clients = Vec::new();
         let mut urls = Vec::new();
         for u in &options.upstreams {
-            let url = normalize(u);
-            let ep = Endpoint::from_shared(url.clone())
+            let url = normalize(u, options.tls.is_some())?;
+            let mut ep = Endpoint::from_shared(url.clone())
                 .map_err(|e| ApiError::InvalidArgument(format!("upstream {u:?}: {e}")))?
                 .connect_timeout(options.connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_while_idle(true);
+            if let Some(tls) = &options.tls {
+                ep = ep.tls_config(tls.clone()).map_err(|e| {
+                    ApiError::InvalidArgument(format!("upstream {u:?}: TLS settings: {e}"))
+                })?;
+            }
             clients.push(
                 KeyTransparencyClient::new(ep.connect_lazy())
                     .max_decoding_message_size(options.max_message_bytes)
@@ -393,6 +415,20 @@ pub async fn serve_proxy(
     proxy: ApiProxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_proxy_tls(listener, proxy, None, shutdown).await
+}
+
+/// As [`serve_proxy`], over TLS when `tls` is set (see [`crate::serve_tls`]).
+pub async fn serve_proxy_tls(
+    listener: TcpListener,
+    proxy: ApiProxy,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
     let (reporter, health) = tonic_health::server::health_reporter();
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     let probe = proxy.clone();
@@ -432,7 +468,7 @@ pub async fn serve_proxy(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    Server::builder()
+    builder
         .add_service(health)
         .add_service(reflection)
         .add_service(proxy.into_server())
@@ -455,5 +491,27 @@ impl ApiProxy {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn upstream_schemes_follow_the_tls_setting() {
+        assert_eq!(normalize("m1:8700", false).unwrap(), "http://m1:8700");
+        assert_eq!(normalize("m1:8700", true).unwrap(), "https://m1:8700");
+        assert_eq!(
+            normalize("http://m1:8700", false).unwrap(),
+            "http://m1:8700"
+        );
+        assert_eq!(
+            normalize("https://m1:8700", true).unwrap(),
+            "https://m1:8700"
+        );
+        assert!(normalize("https://m1:8700", false).is_err());
+        assert!(normalize("http://m1:8700", true).is_err());
+        assert!(normalize("grpc://m1:8700", true).is_err());
     }
 }

@@ -1,11 +1,11 @@
-//! Serving the API with health and reflection.
+//! Serving the API with health and reflection, over plaintext HTTP/2 or TLS.
 
 use std::future::Future;
 
 use candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::service::KtService;
@@ -22,6 +22,22 @@ pub async fn serve(
     service: KtService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(listener, service, None, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is set (with a client CA root in it, clients
+/// must present a certificate issued by that CA: the handshake fails otherwise).
+/// Invalid TLS settings fail before anything is served.
+pub async fn serve_tls(
+    listener: TcpListener,
+    service: KtService,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
     let (reporter, health) = tonic_health::server::health_reporter();
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     reporter
@@ -67,7 +83,7 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)));
-    Server::builder()
+    builder
         .add_service(health)
         .add_service(reflection)
         .add_service(server)
