@@ -168,6 +168,31 @@ impl Client {
         Self::connect_endpoint(ep, pinned).await
     }
 
+    /// As [`connect`](Self::connect), over TLS: `endpoint` is `https://host:port` or
+    /// `host:port`; the server's certificate is checked against `tls`'s CA (and the
+    /// host), and `tls`'s identity, if any, is presented as a client certificate.
+    ///
+    /// TLS protects the connection; every answer is still verified against `pinned`.
+    pub async fn connect_tls(
+        endpoint: impl Into<String>,
+        tls: tonic::transport::ClientTlsConfig,
+        pinned: PinnedConfig,
+    ) -> Result<Client> {
+        let endpoint = endpoint.into();
+        let uri = if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("https://{endpoint}")
+        };
+        if !uri.starts_with("https://") {
+            return Err(ClientError::InvalidArgument(format!(
+                "connect_tls needs an https:// endpoint, got {uri:?}"
+            )));
+        }
+        let ep = endpoint_of(uri, &ClientOptions::default())?.tls_config(tls)?;
+        Self::connect_endpoint(ep, pinned).await
+    }
+
     /// As [`connect`](Self::connect) with a caller-configured endpoint
     /// (timeouts, keep-alive, TLS when tonic's TLS features are enabled).
     pub async fn connect_endpoint(endpoint: Endpoint, pinned: PinnedConfig) -> Result<Client> {

@@ -94,3 +94,9 @@ pub use verify::{VerifiedAudit, VerifiedHistory, VerifiedLookup, VerifiedPublish
 /// Re-exported so SDK users need not depend on the core crate for the types
 /// in this API.
 pub use candor_core;
+
+/// TLS settings for [`Client::connect_tls`] (tonic's, re-exported so SDK users need
+/// not depend on tonic to build them).
+pub mod tls {
+    pub use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+}
