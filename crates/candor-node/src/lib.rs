@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod membership;
+pub mod reader;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub use candor_shard::{
     ShardLogicConfig, ShardPublisher,
 };
 pub use membership::Membership;
+pub use reader::StoreReader;
 
 /// The Raft node id of a dev node.
 pub const DEV_NODE_ID: u64 = 1;
@@ -279,8 +281,10 @@ pub struct DevNode {
     epochs: Arc<EpochLogStore>,
     raft: RaftNode,
     shards: Vec<RaftGroup<ShardLogic>>,
-    sequencer: RaftGroup<SequencerLogic>,
-    publisher: ShardPublisher,
+    sequencer: Option<RaftGroup<SequencerLogic>>,
+    publisher: Arc<dyn Publisher>,
+    /// The write path when this node hosts shard groups (closed at shutdown).
+    shard_publisher: Option<ShardPublisher>,
     heads: watch::Receiver<Option<SignedHead>>,
     membership: Membership,
     cancel: CancellationToken,
@@ -347,6 +351,105 @@ impl Topology {
             ))),
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// Where a member of a **shared-state** deployment sits ([`DevNode::start_shared`]).
+///
+/// Shard groups and the sequencer group may have different members: the member hosts
+/// every shard group if it is among `shard_members` and the sequencer group if it is
+/// among `sequencer_members` (both: `--role all`).
+#[derive(Clone)]
+pub struct SharedTopology {
+    /// This node's Raft id (stable across restarts, unique in the deployment).
+    pub node_id: NodeId,
+    /// The address peers reach this node's Raft service at.
+    pub addr: String,
+    /// The voters of every shard group (id → Raft address).
+    pub shard_members: BTreeMap<NodeId, String>,
+    /// The voters of the sequencer group.
+    pub sequencer_members: BTreeMap<NodeId, String>,
+    /// Sends this node's Raft RPCs.
+    pub transport: Arc<dyn RaftTransport>,
+    /// Initialize the brand-new groups this member hosts with their member sets. Per
+    /// kind of group, exactly one member of a new deployment should bootstrap (by
+    /// convention the smallest id among the group's members).
+    pub bootstrap: bool,
+}
+
+impl std::fmt::Debug for SharedTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTopology")
+            .field("node_id", &self.node_id)
+            .field("addr", &self.addr)
+            .field("shard_members", &self.shard_members)
+            .field("sequencer_members", &self.sequencer_members)
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedTopology {
+    fn validate(&self) -> Result<(), NodeError> {
+        let mut hosts = false;
+        for (kind, members) in [
+            ("shard", &self.shard_members),
+            ("sequencer", &self.sequencer_members),
+        ] {
+            if members.is_empty() {
+                return Err(NodeError::Config(format!("no {kind} members given")));
+            }
+            if let Some(a) = members.get(&self.node_id) {
+                hosts = true;
+                if *a != self.addr {
+                    return Err(NodeError::Config(format!(
+                        "node {} has address {a:?} among the {kind} members but {:?} as its own",
+                        self.node_id, self.addr
+                    )));
+                }
+            }
+        }
+        if !hosts {
+            return Err(NodeError::Config(format!(
+                "node {} is neither a shard member {:?} nor a sequencer member {:?} \
+                 (an API-only process reads the store: StoreReader)",
+                self.node_id,
+                self.shard_members.keys().collect::<Vec<_>>(),
+                self.sequencer_members.keys().collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What `start_inner` builds: which groups, with whom, over which state.
+struct Plan {
+    node_id: NodeId,
+    addr: String,
+    /// Host the shard groups (with these members at bootstrap).
+    shard_members: Option<BTreeMap<NodeId, String>>,
+    /// Host the sequencer group.
+    sequencer_members: Option<BTreeMap<NodeId, String>>,
+    transport: Arc<dyn RaftTransport>,
+    bootstrap: bool,
+    /// Shared-state mode (FoundationDB): every replica applies to one store.
+    shared: bool,
+}
+
+/// The write path of a member without shard groups: every write is refused as
+/// unavailable (clients retry elsewhere; the front door routes writes to shard members).
+struct NoShards;
+
+#[async_trait::async_trait]
+impl Publisher for NoShards {
+    async fn publish(
+        &self,
+        _items: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError> {
+        Err(ShardError::Unavailable(
+            "this member hosts no shard group (role sequencer): send writes to a shard member"
+                .into(),
+        ))
     }
 }
 
@@ -486,7 +589,9 @@ impl DevNode {
         for g in &node.shards {
             g.wait_for_leader(config.start_timeout).await?;
         }
-        node.sequencer.wait_for_leader(config.start_timeout).await?;
+        if let Some(seq) = &node.sequencer {
+            seq.wait_for_leader(config.start_timeout).await?;
+        }
         Ok(node)
     }
 
@@ -503,11 +608,69 @@ impl DevNode {
         topology: Topology,
         on_raft: impl FnOnce(&RaftNode),
     ) -> Result<DevNode, NodeError> {
+        topology.validate()?;
+        let plan = Plan {
+            node_id: topology.node_id,
+            addr: topology.addr,
+            shard_members: Some(topology.members.clone()),
+            sequencer_members: Some(topology.members),
+            transport: topology.transport,
+            bootstrap: topology.bootstrap,
+            shared: false,
+        };
+        Self::start_inner(Arc::clone(&store), store, config, plan, on_raft).await
+    }
+
+    /// Start one member of a **shared-state** deployment (FoundationDB): the groups'
+    /// state lives in `shared`, which every member and every API node reads and writes;
+    /// this member's Raft logs live in `local` (its own disk).
+    ///
+    /// The member hosts the shard groups if it is among `topology.shard_members` and the
+    /// sequencer group if it is among `topology.sequencer_members` (the `--role shard`,
+    /// `--role sequencer` and `--role all` processes). Shard replicas run
+    /// [`ShardLogic::open_shared`] and sequencer replicas
+    /// [`SequencerLogic::open_shared`]: each applies every committed entry to the one
+    /// shared state, idempotently, and snapshots carry only the applied index.
+    /// [`DevNode::heads`] follows the epoch log in the shared store (as
+    /// [`StoreReader`] does), so a shard member serves reads at every signed epoch.
+    pub async fn start_shared(
+        local: Arc<dyn Store>,
+        shared: Arc<dyn Store>,
+        mut config: NodeConfig,
+        topology: SharedTopology,
+        on_raft: impl FnOnce(&RaftNode),
+    ) -> Result<DevNode, NodeError> {
+        topology.validate()?;
+        config.shard.index_only_snapshots = true;
+        let plan = Plan {
+            node_id: topology.node_id,
+            addr: topology.addr.clone(),
+            shard_members: topology
+                .shard_members
+                .contains_key(&topology.node_id)
+                .then(|| topology.shard_members.clone()),
+            sequencer_members: topology
+                .sequencer_members
+                .contains_key(&topology.node_id)
+                .then(|| topology.sequencer_members.clone()),
+            transport: topology.transport,
+            bootstrap: topology.bootstrap,
+            shared: true,
+        };
+        Self::start_inner(local, shared, config, plan, on_raft).await
+    }
+
+    async fn start_inner(
+        raft_store: Arc<dyn Store>,
+        store: Arc<dyn Store>,
+        config: NodeConfig,
+        plan: Plan,
+        on_raft: impl FnOnce(&RaftNode),
+    ) -> Result<DevNode, NodeError> {
         let public = config.public_config();
         public
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        topology.validate()?;
         check_identity(&*store, &public)?;
         let forest = Forest::open(
             Arc::clone(&store),
@@ -521,39 +684,60 @@ impl DevNode {
         )?;
         let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store))?);
 
-        let node_id = topology.node_id;
-        let mut rcfg = RaftNodeConfig::new(node_id, topology.addr.clone());
+        let node_id = plan.node_id;
+        let mut rcfg = RaftNodeConfig::new(node_id, plan.addr.clone());
         rcfg.tuning = config.raft.clone();
-        let raft = RaftNode::new(rcfg, Arc::clone(&store), Arc::clone(&topology.transport))?;
+        let raft = RaftNode::new(rcfg, raft_store, Arc::clone(&plan.transport))?;
         on_raft(&raft);
 
         let n = 1u32 << config.shard_bits;
         let mut shards = Vec::with_capacity(n as usize);
         let mut counters = Vec::with_capacity(n as usize);
-        for s in 0..n {
-            let logic = ShardLogic::open(&forest, s, config.shard.clone())?;
-            counters.push(logic.pending_counter());
-            let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
-            if topology.bootstrap {
-                g.initialize(topology.members.clone()).await?;
+        if let Some(members) = &plan.shard_members {
+            for s in 0..n {
+                let logic = if plan.shared {
+                    ShardLogic::open_shared(&forest, s, node_id, config.shard.clone())?
+                } else {
+                    ShardLogic::open(&forest, s, config.shard.clone())?
+                };
+                counters.push(logic.pending_counter());
+                let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
+                if plan.bootstrap {
+                    g.initialize(members.clone()).await?;
+                }
+                shards.push(g);
             }
-            shards.push(g);
         }
-        let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
-        let seq_logic = SequencerLogic::open(
-            Arc::clone(&store),
-            Arc::clone(&epochs),
-            public.clone(),
-            head_key,
-        )?
-        // A single-member node never ships its state (see `ShardLogicConfig`).
-        .with_index_only_snapshots(config.shard.index_only_snapshots);
-        let applied_heads = seq_logic.subscribe();
-        let sequencer = raft
-            .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
-            .await?;
-        if topology.bootstrap {
-            sequencer.initialize(topology.members.clone()).await?;
+        let mut sequencer = None;
+        let mut applied_heads = None;
+        if let Some(members) = &plan.sequencer_members {
+            let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
+            let seq_logic = if plan.shared {
+                SequencerLogic::open_shared(
+                    Arc::clone(&store),
+                    Arc::clone(&epochs),
+                    public.clone(),
+                    head_key,
+                    node_id,
+                )?
+            } else {
+                SequencerLogic::open(
+                    Arc::clone(&store),
+                    Arc::clone(&epochs),
+                    public.clone(),
+                    head_key,
+                )?
+                // A single-member node never ships its state (see `ShardLogicConfig`).
+                .with_index_only_snapshots(config.shard.index_only_snapshots)
+            };
+            applied_heads = Some(seq_logic.subscribe());
+            let g = raft
+                .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
+                .await?;
+            if plan.bootstrap {
+                g.initialize(members.clone()).await?;
+            }
+            sequencer = Some(g);
         }
 
         let mut pcfg = PublisherConfig::new(
@@ -564,7 +748,15 @@ impl DevNode {
         pcfg.max_batch_items = config.max_batch_items.max(1);
         pcfg.max_inflight = config.max_inflight.max(1);
         let smt_key = Arc::new(SigningKeyPair::from_seed(&config.keys.smt.to_seed()));
-        let publisher = ShardPublisher::new(shards.clone(), smt_key, pcfg)?;
+        let shard_publisher = if shards.is_empty() {
+            None
+        } else {
+            Some(ShardPublisher::new(shards.clone(), smt_key, pcfg)?)
+        };
+        let publisher: Arc<dyn Publisher> = match &shard_publisher {
+            Some(p) => Arc::new(p.clone()),
+            None => Arc::new(NoShards),
+        };
 
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -578,33 +770,55 @@ impl DevNode {
                 cancel.child_token(),
             ));
         }
-        let membership = Membership::new(node_id, &shards, &sequencer);
-        tasks.push(membership::spawn_epoch_ticker(
-            sequencer.clone(),
-            forest.clone(),
-            membership.clone(),
-            config.epoch_interval,
-            cancel.child_token(),
-        ));
-        // Start from the stored head when this node already holds its revisions (any
-        // restart of a member that was caught up), so `heads()` is never briefly empty.
-        let initial = applied_heads
-            .borrow()
-            .clone()
-            .filter(|h| readable_now(&forest, &epochs, h.head.epoch));
-        let (readable_tx, heads) = watch::channel(initial);
-        tasks.push(spawn_readable_heads(
-            applied_heads,
-            readable_tx,
-            forest.clone(),
-            Arc::clone(&epochs),
-            cancel.child_token(),
-        ));
+        let membership = Membership::new(node_id, &shards, sequencer.as_ref());
+        if let Some(seq) = &sequencer {
+            tasks.push(membership::spawn_epoch_ticker(
+                seq.clone(),
+                forest.clone(),
+                membership.clone(),
+                config.epoch_interval,
+                cancel.child_token(),
+            ));
+        }
+        let heads = match (plan.shared, applied_heads) {
+            (false, Some(applied_heads)) => {
+                // Start from the stored head when this node already holds its revisions
+                // (any restart of a member that was caught up), so `heads()` is never
+                // briefly empty.
+                let initial = applied_heads
+                    .borrow()
+                    .clone()
+                    .filter(|h| readable_now(&forest, &epochs, h.head.epoch));
+                let (readable_tx, heads) = watch::channel(initial);
+                tasks.push(spawn_readable_heads(
+                    applied_heads,
+                    readable_tx,
+                    forest.clone(),
+                    Arc::clone(&epochs),
+                    cancel.child_token(),
+                ));
+                heads
+            }
+            // Shared state: follow the epoch log in the store (another member signs).
+            (_, applied) => {
+                let (heads, task) = reader::spawn_store_heads(
+                    forest.clone(),
+                    Arc::clone(&epochs),
+                    applied,
+                    reader::poll_interval(config.epoch_interval),
+                    cancel.child_token(),
+                );
+                tasks.push(task);
+                heads
+            }
+        };
         info!(
             node = node_id,
-            members = topology.members.len(),
+            shard_members = plan.shard_members.as_ref().map_or(0, BTreeMap::len),
+            sequencer_members = plan.sequencer_members.as_ref().map_or(0, BTreeMap::len),
+            shared_state = plan.shared,
             namespace = %public.namespace,
-            shards = n,
+            shards = shards.len(),
             epoch = epochs.latest_epoch(),
             "candor node started"
         );
@@ -617,6 +831,7 @@ impl DevNode {
             shards,
             sequencer,
             publisher,
+            shard_publisher,
             heads,
             membership,
             cancel,
@@ -626,7 +841,7 @@ impl DevNode {
 
     /// The write path (routes to shards, batches, signs SMTs).
     pub fn publisher(&self) -> Arc<dyn Publisher> {
-        Arc::new(self.publisher.clone())
+        Arc::clone(&self.publisher)
     }
 
     /// The node's store (every space).
@@ -672,9 +887,9 @@ impl DevNode {
         self.membership.clone()
     }
 
-    /// The sequencer group (metrics, tests).
-    pub fn sequencer_group(&self) -> &RaftGroup<SequencerLogic> {
-        &self.sequencer
+    /// The sequencer group (metrics, tests); `None` on a member that does not host it.
+    pub fn sequencer_group(&self) -> Option<&RaftGroup<SequencerLogic>> {
+        self.sequencer.as_ref()
     }
 
     /// Seal every shard with pending labels and make an epoch now, without waiting for
@@ -687,13 +902,18 @@ impl DevNode {
                     .await?;
             }
         }
-        Ok(propose_epoch(&self.sequencer, &self.forest).await?)
+        let seq = self.sequencer.as_ref().ok_or_else(|| {
+            NodeError::FailedPrecondition("this node does not host the sequencer".into())
+        })?;
+        Ok(propose_epoch(seq, &self.forest).await?)
     }
 
     /// Stop the tickers and the publisher, shut every group down and sync the store.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        self.publisher.close();
+        if let Some(p) = &self.shard_publisher {
+            p.close();
+        }
         for t in self.tasks {
             let _ = t.await;
         }

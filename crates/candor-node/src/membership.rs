@@ -364,7 +364,7 @@ impl Membership {
     pub(crate) fn new<S: StateMachineLogic, Q: StateMachineLogic>(
         node: NodeId,
         shards: &[RaftGroup<S>],
-        sequencer: &RaftGroup<Q>,
+        sequencer: Option<&RaftGroup<Q>>,
     ) -> Self {
         let mut slots = BTreeMap::new();
         let mut put = |g: Arc<dyn Managed>| {
@@ -379,7 +379,9 @@ impl Membership {
         for s in shards {
             put(Arc::new(s.clone()));
         }
-        put(Arc::new(sequencer.clone()));
+        if let Some(q) = sequencer {
+            put(Arc::new(q.clone()));
+        }
         Self {
             node,
             slots: Arc::new(slots),

@@ -16,6 +16,13 @@
 //! member that was down or cut off is usually sent a snapshot of the shard or of the
 //! epoch log rather than the log itself.
 //!
+//! The same schedule runs on the **shared-state** layout (the FoundationDB deployment,
+//! with one `MemStore` standing in for FoundationDB): three shard members and three
+//! sequencer members as separate nodes (`--role shard`, `--role sequencer`), each with
+//! its own Raft log store, every replica applying to the one shared state, and the
+//! checks read through a [`StoreReader`] (the API role, which reads the store directly
+//! and holds no group), as well as through every running shard member.
+//!
 //! `CANDOR_CLUSTER_SEED=<seed>` replays one seed; `CANDOR_CLUSTER_SEEDS=<n>` sets how
 //! many random seeds run (default 3); `CANDOR_TEST_LOG=info` prints the members' logs.
 
@@ -28,14 +35,17 @@ use candor_core::log::{HeadExtensionProof, verify_head_extension};
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{
-    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, Topology,
+    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, SharedTopology,
+    StoreReader, Topology,
 };
 use candor_raft::rand::rngs::StdRng;
 use candor_raft::rand::{RngExt, SeedableRng};
 use candor_raft::{FaultConfig, InProcessNetwork, RaftTuning};
 use candor_store::{MemStore, Store};
-use candor_tree::MapView;
+use candor_tree::{EpochLogStore, Forest, MapView};
+use tokio::sync::watch;
 
+/// Members that accept writes (every member co-located; the shard members shared).
 const MEMBERS: u64 = 3;
 const LABELS: usize = 60;
 
@@ -70,31 +80,57 @@ fn addr(id: u64) -> String {
     format!("inproc-{id}")
 }
 
-fn members() -> BTreeMap<u64, String> {
-    (1..=MEMBERS).map(|i| (i, addr(i))).collect()
+fn members(ids: std::ops::RangeInclusive<u64>) -> BTreeMap<u64, String> {
+    ids.map(|i| (i, addr(i))).collect()
+}
+
+/// Which deployment the cluster models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// `--role all` on the embedded store: 3 members, each with every group and its own
+    /// store.
+    CoLocated,
+    /// Shared state (FoundationDB): shard members 1–3, sequencer members 4–6, one
+    /// shared store, a Raft log store per member.
+    Shared,
+}
+
+impl Layout {
+    fn nodes(self) -> usize {
+        match self {
+            Layout::CoLocated => 3,
+            Layout::Shared => 6,
+        }
+    }
 }
 
 /// What the load generator publishes through, per member (None while it is down).
 type Publishers = Arc<Mutex<Vec<Option<Arc<dyn Publisher>>>>>;
 
 struct Cluster {
+    layout: Layout,
     net: InProcessNetwork,
+    /// Each node's own store (the whole state co-located; the Raft logs when shared).
     stores: Vec<Arc<dyn Store>>,
+    shared: Arc<dyn Store>,
     nodes: Vec<Option<DevNode>>,
     publishers: Publishers,
 }
 
 impl Cluster {
-    async fn new(seed: u64) -> Result<Self> {
+    async fn new(seed: u64, layout: Layout) -> Result<Self> {
+        let n = layout.nodes();
         let mut c = Cluster {
+            layout,
             net: InProcessNetwork::new(seed),
-            stores: (0..MEMBERS)
+            stores: (0..n)
                 .map(|_| Arc::new(MemStore::new()) as Arc<dyn Store>)
                 .collect(),
-            nodes: (0..MEMBERS).map(|_| None).collect(),
+            shared: Arc::new(MemStore::new()),
+            nodes: (0..n).map(|_| None).collect(),
             publishers: Arc::new(Mutex::new(vec![None; MEMBERS as usize])),
         };
-        for i in 0..MEMBERS as usize {
+        for i in 0..n {
             c.start(i).await?;
         }
         Ok(c)
@@ -102,25 +138,52 @@ impl Cluster {
 
     async fn start(&mut self, i: usize) -> Result<()> {
         let id = i as u64 + 1;
-        let topology = Topology {
-            node_id: id,
-            addr: addr(id),
-            members: members(),
-            transport: self.net.endpoint(id),
-            bootstrap: id == 1,
-        };
         let net = self.net.clone();
-        let node = DevNode::start_with(Arc::clone(&self.stores[i]), config(), topology, |r| {
-            net.register(r)
-        })
-        .await?;
-        self.publishers.lock().unwrap()[i] = Some(node.publisher());
+        let node = match self.layout {
+            Layout::CoLocated => {
+                let topology = Topology {
+                    node_id: id,
+                    addr: addr(id),
+                    members: members(1..=3),
+                    transport: self.net.endpoint(id),
+                    bootstrap: id == 1,
+                };
+                DevNode::start_with(Arc::clone(&self.stores[i]), config(), topology, |r| {
+                    net.register(r)
+                })
+                .await?
+            }
+            Layout::Shared => {
+                let topology = SharedTopology {
+                    node_id: id,
+                    addr: addr(id),
+                    shard_members: members(1..=3),
+                    sequencer_members: members(4..=6),
+                    transport: self.net.endpoint(id),
+                    // The smallest id of each kind of group.
+                    bootstrap: id == 1 || id == 4,
+                };
+                DevNode::start_shared(
+                    Arc::clone(&self.stores[i]),
+                    Arc::clone(&self.shared),
+                    config(),
+                    topology,
+                    |r| net.register(r),
+                )
+                .await?
+            }
+        };
+        if i < MEMBERS as usize {
+            self.publishers.lock().unwrap()[i] = Some(node.publisher());
+        }
         self.nodes[i] = Some(node);
         Ok(())
     }
 
     async fn stop(&mut self, i: usize) {
-        self.publishers.lock().unwrap()[i] = None;
+        if i < MEMBERS as usize {
+            self.publishers.lock().unwrap()[i] = None;
+        }
         if let Some(n) = self.nodes[i].take() {
             self.net.unregister(i as u64 + 1);
             n.shutdown().await;
@@ -129,6 +192,44 @@ impl Cluster {
 
     fn node(&self, i: usize) -> &DevNode {
         self.nodes[i].as_ref().expect("member running")
+    }
+
+    /// The sequencer's leader as a running sequencer member sees it.
+    fn sequencer_leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .flatten()
+            .find_map(|n| n.sequencer_group())
+            .and_then(|g| g.leader())
+    }
+
+    /// Shard 0's leader as a running shard member sees it.
+    fn shard0_leader(&self) -> Option<u64> {
+        self.nodes[..MEMBERS as usize]
+            .iter()
+            .flatten()
+            .find_map(|n| n.shard_groups().first())
+            .and_then(|g| g.leader())
+    }
+}
+
+/// What the checks read through: a member's trees, epoch log and readable heads, or a
+/// [`StoreReader`]'s.
+struct ReadPath {
+    name: String,
+    epochs: Arc<EpochLogStore>,
+    forest: Forest,
+    heads: watch::Receiver<Option<SignedHead>>,
+}
+
+impl ReadPath {
+    fn of(name: String, node: &DevNode) -> Self {
+        ReadPath {
+            name,
+            epochs: node.epochs(),
+            forest: node.forest(),
+            heads: node.heads(),
+        }
     }
 }
 
@@ -174,10 +275,11 @@ async fn publish_any(
     None
 }
 
-async fn run_seed(seed: u64) -> Result<()> {
-    println!("cluster seed {seed} (replay with CANDOR_CLUSTER_SEED={seed})");
+async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
+    println!("{layout:?} cluster seed {seed} (replay with CANDOR_CLUSTER_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::new(seed).await?;
+    let mut cluster = Cluster::new(seed, layout).await?;
+    let nodes = layout.nodes();
     let cfg = cluster.node(0).config().clone();
 
     // The load: 4 callers, each publishing to random labels with a fresh key per call.
@@ -212,8 +314,8 @@ async fn run_seed(seed: u64) -> Result<()> {
     // The seeded fault schedule: at most one member down or cut off at a time, so a
     // quorum always exists.
     for step in 0..8 {
-        let what = rng.random_range(0..5u32);
-        let who = rng.random_range(0..MEMBERS as usize);
+        let what = rng.random_range(0..6u32);
+        let who = rng.random_range(0..nodes);
         match what {
             0 => {
                 println!("  step {step}: restart member {}", who + 1);
@@ -240,11 +342,20 @@ async fn run_seed(seed: u64) -> Result<()> {
                 println!("  step {step}: clean network");
                 cluster.net.set_faults(FaultConfig::default());
             }
-            _ => {
+            4 => {
                 // Kill the sequencer's leader: the next leader continues the epochs.
-                let leader = cluster.node(0).sequencer_group().leader();
-                if let Some(l) = leader {
+                if let Some(l) = cluster.sequencer_leader() {
                     println!("  step {step}: restart the sequencer leader {l}");
+                    cluster.stop(l as usize - 1).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    cluster.start(l as usize - 1).await?;
+                }
+            }
+            _ => {
+                // Kill shard 0's leader mid-load: in-flight writes are retried elsewhere
+                // with their idempotency keys.
+                if let Some(l) = cluster.shard0_leader() {
+                    println!("  step {step}: restart shard 0's leader {l}");
                     cluster.stop(l as usize - 1).await;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     cluster.start(l as usize - 1).await?;
@@ -263,42 +374,62 @@ async fn run_seed(seed: u64) -> Result<()> {
     println!("  {} mutations acknowledged", acked.len());
     ensure!(!acked.is_empty(), "seed {seed}: nothing was acknowledged");
 
-    for i in 0..MEMBERS as usize {
-        let node = cluster.node(i);
-        let head = wait_covering(node, &acked)
+    // Read paths: every member that serves reads (each member co-located; each shard
+    // member and a store reader when shared).
+    let mut paths: Vec<ReadPath> = (0..MEMBERS as usize)
+        .map(|i| ReadPath::of(format!("member {}", i + 1), cluster.node(i)))
+        .collect();
+    let reader = match layout {
+        Layout::Shared => {
+            let r = StoreReader::open(Arc::clone(&cluster.shared), &config())?;
+            paths.push(ReadPath {
+                name: "store reader".into(),
+                epochs: r.epochs(),
+                forest: r.forest(),
+                heads: r.heads(),
+            });
+            Some(r)
+        }
+        Layout::CoLocated => None,
+    };
+    for p in &mut paths {
+        let head = wait_covering(p, &acked)
             .await
-            .with_context(|| format!("member {}", i + 1))?;
-        check_member(node, &cfg, &head, &acked)
-            .with_context(|| format!("seed {seed}, member {}", i + 1))?;
+            .with_context(|| format!("seed {seed}, {}", p.name))?;
+        check_member(p, &cfg, &head, &acked).with_context(|| format!("seed {seed}, {}", p.name))?;
     }
-    // One head per epoch number: every member holds the same bytes.
-    let latest = (0..MEMBERS as usize)
-        .map(|i| cluster.node(i).epochs().latest_epoch())
+    // One head per epoch number: every read path holds the same bytes.
+    let latest = paths
+        .iter()
+        .map(|p| p.epochs.latest_epoch())
         .min()
         .unwrap_or(0);
     for e in 1..=latest {
-        let h0 = cluster.node(0).epochs().head(e)?.context("head")?;
-        for i in 1..MEMBERS as usize {
-            let h = cluster.node(i).epochs().head(e)?.context("head")?;
+        let h0 = paths[0].epochs.head(e)?.context("head")?;
+        for p in &paths[1..] {
+            let h = p.epochs.head(e)?.context("head")?;
             ensure!(
                 h.encode() == h0.encode(),
                 "seed {seed}: two heads for epoch {e}"
             );
         }
     }
-    for i in 0..MEMBERS as usize {
+    if let Some(r) = reader {
+        r.shutdown().await;
+    }
+    for i in 0..nodes {
         cluster.stop(i).await;
     }
     Ok(())
 }
 
 /// Wait until this member serves a head covering every acknowledged mutation.
-async fn wait_covering(node: &DevNode, acked: &[Acked]) -> Result<SignedHead> {
-    let mut rx = node.heads();
+async fn wait_covering(node: &mut ReadPath, acked: &[Acked]) -> Result<SignedHead> {
+    let rx = &mut node.heads;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(head) = rx.borrow_and_update().clone() {
-            let view = node.epochs().view(&node.forest(), head.head.epoch)?;
+            let view = node.epochs.view(&node.forest, head.head.epoch)?;
             let mut covered = true;
             for a in acked {
                 if view
@@ -321,13 +452,13 @@ async fn wait_covering(node: &DevNode, acked: &[Acked]) -> Result<SignedHead> {
 }
 
 fn check_member(
-    node: &DevNode,
+    node: &ReadPath,
     cfg: &candor_core::signed::PublicConfig,
     last: &SignedHead,
     acked: &[Acked],
 ) -> Result<()> {
-    let epochs = node.epochs();
-    let forest = node.forest();
+    let epochs = &node.epochs;
+    let forest = &node.forest;
     let mut heads = Vec::new();
     for e in 1..=last.head.epoch {
         let h = epochs
@@ -365,7 +496,7 @@ fn check_member(
         );
         let e = heads[k - 1].head.epoch;
         if let std::collections::hash_map::Entry::Vacant(v) = views.entry(e) {
-            v.insert(epochs.view(&forest, e)?);
+            v.insert(epochs.view(forest, e)?);
         }
         let got = views[&e].leaf(&a.req.index)?;
         ensure!(
@@ -377,7 +508,7 @@ fn check_member(
         );
     }
     // Histories: gap-free, holding every acknowledged leaf.
-    let view = epochs.view(&forest, last.head.epoch)?;
+    let view = epochs.view(forest, last.head.epoch)?;
     let mut by_label: BTreeMap<usize, Vec<&Acked>> = BTreeMap::new();
     for a in acked {
         by_label.entry(a.label).or_default().push(a);
@@ -406,8 +537,7 @@ fn check_member(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_survives_seeded_faults() -> Result<()> {
+fn init_log() {
     // `CANDOR_TEST_LOG=info` shows the members' logs (elections, snapshot installs).
     if let Ok(filter) = std::env::var("CANDOR_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -415,13 +545,16 @@ async fn cluster_survives_seeded_faults() -> Result<()> {
             .with_test_writer()
             .try_init();
     }
-    let seeds: Vec<u64> = match std::env::var("CANDOR_CLUSTER_SEED") {
+}
+
+fn seeds(default: u64) -> Result<Vec<u64>> {
+    Ok(match std::env::var("CANDOR_CLUSTER_SEED") {
         Ok(s) => vec![s.parse().context("CANDOR_CLUSTER_SEED must be a u64")?],
         Err(_) => {
             let n: u64 = std::env::var("CANDOR_CLUSTER_SEEDS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(3);
+                .unwrap_or(default);
             let base = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_nanos() as u64;
@@ -429,9 +562,25 @@ async fn cluster_survives_seeded_faults() -> Result<()> {
                 .map(|i| base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
                 .collect()
         }
-    };
-    for seed in seeds {
-        run_seed(seed).await?;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_survives_seeded_faults() -> Result<()> {
+    init_log();
+    for seed in seeds(3)? {
+        run_seed(seed, Layout::CoLocated).await?;
+    }
+    Ok(())
+}
+
+/// Shard and sequencer members as separate nodes over one shared store, read through a
+/// store reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_state_cluster_survives_seeded_faults() -> Result<()> {
+    init_log();
+    for seed in seeds(2)? {
+        run_seed(seed, Layout::Shared).await?;
     }
     Ok(())
 }

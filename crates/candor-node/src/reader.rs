@@ -1,0 +1,241 @@
+//! Reading a shared store directly: the API role of a FoundationDB deployment.
+//!
+//! With shared state, every tree node and every epoch is in the one store, so a
+//! process that holds no Raft group can serve every read: [`StoreReader`] opens the
+//! trees and the epoch log over the store and follows the log's end. Its
+//! [`StoreReader::heads`] watch moves to a new signed head once
+//!
+//! 1. the epoch log's end in the store moved ([`EpochLogStore::reload`], which checks
+//!    the stored log up to the new end before adopting it, and never moves back), and
+//! 2. every shard revision that epoch covers is visible in the trees (a seal is
+//!    written before the sequencer can name it, so this holds at once in practice; the
+//!    check guards against a store read from a lagging replica of the backend).
+//!
+//! The reader polls: the store has no change feed that is cheap on both backends
+//! (FoundationDB watches would do, but one watch per reader is not worth the
+//! complexity at one read per poll). The poll interval is a quarter of the epoch
+//! interval, clamped to 20–250 ms, so a new epoch is served well within one interval.
+//! A sequencer member also wakes the poll when its own replica applied an epoch.
+//!
+//! The reader never writes: it does not record the deployment's identity in an empty
+//! store (the members do); it refuses a store that belongs to another namespace or
+//! shard count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_core::signed::{PublicConfig, SignedHead};
+use candor_store::{Durability, Space, Store};
+use candor_tree::{EpochLogStore, Forest, TreeConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{CONFIG_KEY, NodeConfig, NodeError, readable_now};
+
+/// How often a reader looks for a new epoch: a quarter of the epoch interval, within
+/// 20–250 ms.
+pub fn poll_interval(epoch_interval: Duration) -> Duration {
+    (epoch_interval / 4).clamp(Duration::from_millis(20), Duration::from_millis(250))
+}
+
+/// Follow the epoch log in the store: the returned watch carries the latest signed head
+/// whose revisions the trees hold. `wake` (a sequencer replica's applied heads) makes
+/// the next poll immediate.
+pub(crate) fn spawn_store_heads(
+    forest: Forest,
+    epochs: Arc<EpochLogStore>,
+    wake: Option<watch::Receiver<Option<SignedHead>>>,
+    poll: Duration,
+    cancel: CancellationToken,
+) -> (watch::Receiver<Option<SignedHead>>, JoinHandle<()>) {
+    let initial = epochs
+        .latest()
+        .ok()
+        .flatten()
+        .filter(|h| readable_now(&forest, &epochs, h.head.epoch));
+    let (tx, rx) = watch::channel(initial);
+    let task = tokio::spawn(async move {
+        let mut wake = wake;
+        let mut failing = false;
+        loop {
+            let (f, e) = (forest.clone(), Arc::clone(&epochs));
+            let step =
+                tokio::task::spawn_blocking(move || -> Result<Option<SignedHead>, String> {
+                    e.reload().map_err(|err| err.to_string())?;
+                    let Some(head) = e.latest().map_err(|err| err.to_string())? else {
+                        return Ok(None);
+                    };
+                    Ok(readable_now(&f, &e, head.head.epoch).then_some(head))
+                })
+                .await;
+            match step {
+                Ok(Ok(Some(head))) => {
+                    if failing {
+                        info!("reading the epoch log from the store again");
+                        failing = false;
+                    }
+                    let epoch = head.head.epoch;
+                    if tx.send_if_modified(|cur| {
+                        if cur.as_ref().is_some_and(|c| c.head.epoch >= epoch) {
+                            false
+                        } else {
+                            *cur = Some(head);
+                            true
+                        }
+                    }) {
+                        debug!(epoch, "new epoch readable from the store");
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => {
+                    if !failing {
+                        warn!(error = %err, "cannot follow the epoch log in the store");
+                        failing = true;
+                    }
+                }
+                Err(err) => warn!(error = %err, "epoch log poll task failed"),
+            }
+            let woken = async {
+                match wake.as_mut() {
+                    Some(w) => {
+                        if w.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(poll) => {}
+                _ = woken => {}
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// The API role over a shared store: trees, epoch log and the latest readable head,
+/// with no Raft group and no key. Cheap to share; stop it with
+/// [`StoreReader::shutdown`].
+pub struct StoreReader {
+    public: PublicConfig,
+    store: Arc<dyn Store>,
+    forest: Forest,
+    epochs: Arc<EpochLogStore>,
+    heads: watch::Receiver<Option<SignedHead>>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("namespace", &self.public.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// Open the trees and epoch log of the deployment `config` describes over `store`
+    /// and start following it. Call inside a tokio runtime. Only the public parts of
+    /// `config` are used (namespace, shard count, intervals, public keys) and the tree
+    /// cache budget.
+    pub fn open(store: Arc<dyn Store>, config: &NodeConfig) -> Result<StoreReader, NodeError> {
+        let public = config.public_config();
+        public
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        check_identity_readonly(&*store, &public)?;
+        let forest = Forest::open(
+            Arc::clone(&store),
+            TreeConfig {
+                shard_bits: config.shard_bits,
+                cache_bytes: config.tree_cache_bytes,
+                // Never seals; the setting only matters to writers.
+                seal_durability: Durability::Buffered,
+                ..TreeConfig::default()
+            },
+        )?;
+        let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store))?);
+        let cancel = CancellationToken::new();
+        let (heads, task) = spawn_store_heads(
+            forest.clone(),
+            Arc::clone(&epochs),
+            None,
+            poll_interval(config.epoch_interval),
+            cancel.child_token(),
+        );
+        info!(
+            namespace = %public.namespace,
+            epoch = epochs.latest_epoch(),
+            "store reader started"
+        );
+        Ok(StoreReader {
+            public,
+            store,
+            forest,
+            epochs,
+            heads,
+            cancel,
+            task,
+        })
+    }
+
+    /// The store (the API keeps auditor cosignatures in it).
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// The trees, read at any retained revision.
+    pub fn forest(&self) -> Forest {
+        self.forest.clone()
+    }
+
+    /// The epoch log as far as this reader has followed it.
+    pub fn epochs(&self) -> Arc<EpochLogStore> {
+        Arc::clone(&self.epochs)
+    }
+
+    /// The latest signed head readable from the store.
+    pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
+        self.heads.clone()
+    }
+
+    /// The public configuration.
+    pub fn config(&self) -> &PublicConfig {
+        &self.public
+    }
+
+    /// Stop following the store.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Like `check_identity`, without recording anything: an empty store is accepted (the
+/// members record the identity when they start).
+fn check_identity_readonly(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeError> {
+    let mut want = vec![1u8, public.shard_bits];
+    want.extend_from_slice(public.namespace.as_bytes());
+    match store.get(Space::Meta, CONFIG_KEY)? {
+        Some(v) if v == want => Ok(()),
+        Some(v) if v.len() >= 2 && v[0] == 1 => Err(NodeError::Config(format!(
+            "the store belongs to namespace {:?} with shard_bits {}, not {:?} with {}",
+            String::from_utf8_lossy(&v[2..]),
+            v[1],
+            public.namespace,
+            public.shard_bits
+        ))),
+        Some(_) => Err(NodeError::Storage(
+            "node identity record of unexpected shape".into(),
+        )),
+        None => {
+            warn!("the store holds no deployment yet: waiting for the members to start");
+            Ok(())
+        }
+    }
+}
