@@ -16,6 +16,7 @@ use std::time::Duration;
 use candor_node::membership::{CatchUp, DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_MAX_LAG, GroupView};
 use candor_node::{Membership, NodeError};
 use candor_proto::admin::v1 as pb;
+use candor_raft::tls::TlsConfig;
 use candor_raft::{GroupId, NodeId};
 use pb::cluster_admin_client::ClusterAdminClient;
 use pb::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
@@ -45,12 +46,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct AdminService {
     membership: Arc<OnceLock<Membership>>,
+    /// Mutual TLS for calls to other members (`tls.cluster`).
+    tls: Option<TlsConfig>,
 }
 
 impl AdminService {
     /// A service waiting for its node.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Call other members over mutual TLS with `tls` (their admin service shares the
+    /// Raft port, so it is the member's cluster identity).
+    pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Serve `membership` from now on.
@@ -126,8 +136,13 @@ impl Op {
         }
     }
 
-    async fn forward(&self, addr: &str, group: GroupId) -> Result<pb::GroupChange, Status> {
-        let mut client = connect(addr).await?;
+    async fn forward(
+        &self,
+        addr: &str,
+        group: GroupId,
+        tls: Option<&TlsConfig>,
+    ) -> Result<pb::GroupChange, Status> {
+        let mut client = connect(addr, tls).await?;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let deadline = self.timeout() + Duration::from_secs(10);
         let resp = match self {
@@ -183,12 +198,21 @@ impl Op {
     }
 }
 
-async fn connect(addr: &str) -> Result<ClusterAdminClient<Channel>, Status> {
-    let uri = candor_raft::grpc::endpoint_uri(addr)
+async fn connect(
+    addr: &str,
+    tls: Option<&TlsConfig>,
+) -> Result<ClusterAdminClient<Channel>, Status> {
+    let uri = candor_raft::grpc::endpoint_uri_with(addr, tls.is_some())
         .map_err(|e| Status::unavailable(format!("leader address: {e}")))?;
-    let channel = Endpoint::from_shared(uri)
+    let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| Status::unavailable(format!("leader address {addr:?}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_tls())
+            .map_err(|e| Status::unavailable(format!("TLS settings for {addr}: {e}")))?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| Status::unavailable(format!("cannot reach {addr}: {e}")))?;
@@ -252,6 +276,7 @@ async fn run_group(
     op: Arc<Op>,
     group: GroupId,
     forwarded: bool,
+    tls: Option<TlsConfig>,
 ) -> Result<pb::GroupChange, Status> {
     if forwarded {
         return op
@@ -285,7 +310,7 @@ async fn run_group(
         let Some((leader, addr)) = target else {
             continue;
         };
-        match op.forward(&addr, group).await {
+        match op.forward(&addr, group, tls.as_ref()).await {
             Ok(c) => return Ok(c),
             Err(s) => match not_leader_hint(&s) {
                 Some(next) => {
@@ -313,12 +338,13 @@ async fn run_all(
     op: Op,
     groups: Vec<GroupId>,
     forwarded: bool,
+    tls: Option<TlsConfig>,
 ) -> Result<pb::ChangeResponse, Status> {
     let op = Arc::new(op);
     let mut set = JoinSet::new();
     for g in groups {
-        let (m, op) = (m.clone(), Arc::clone(&op));
-        set.spawn(async move { (g, run_group(m, op, g, forwarded).await) });
+        let (m, op, tls) = (m.clone(), Arc::clone(&op), tls.clone());
+        set.spawn(async move { (g, run_group(m, op, g, forwarded, tls).await) });
     }
     let mut results: BTreeMap<u64, Result<pb::GroupChange, Status>> = BTreeMap::new();
     while let Some(r) = set.join_next().await {
@@ -392,8 +418,8 @@ fn catch_up(max_lag: u64, timeout_ms: u64) -> CatchUp {
     }
 }
 
-fn check_addr(addr: &str) -> Result<(), Status> {
-    candor_raft::grpc::endpoint_uri(addr)
+fn check_addr(addr: &str, tls: bool) -> Result<(), Status> {
+    candor_raft::grpc::endpoint_uri_with(addr, tls)
         .map(|_| ())
         .map_err(|e| Status::invalid_argument(format!("raft address: {e}")))
 }
@@ -442,7 +468,7 @@ fn to_pb_group(v: &GroupView, me: NodeId) -> pb::GroupStatus {
 
 /// Every member's own view merged: the leader's view of each group when the leader
 /// answered, each member's own applied index.
-async fn merged_status(m: &Membership) -> pb::StatusResponse {
+async fn merged_status(m: &Membership, tls: Option<&TlsConfig>) -> pb::StatusResponse {
     let mine = local_status(m);
     let me = m.node_id();
     let mut peers: BTreeMap<NodeId, String> = BTreeMap::new();
@@ -457,9 +483,10 @@ async fn merged_status(m: &Membership) -> pb::StatusResponse {
     }
     let mut set = JoinSet::new();
     for (id, addr) in peers {
+        let tls = tls.cloned();
         set.spawn(async move {
             let r = tokio::time::timeout(PEER_STATUS_TIMEOUT, async {
-                let mut c = connect(&addr).await?;
+                let mut c = connect(&addr, tls.as_ref()).await?;
                 c.status(pb::StatusRequest { local_only: true })
                     .await
                     .map(Response::into_inner)
@@ -519,7 +546,7 @@ impl ClusterAdmin for AdminService {
         let resp = if request.into_inner().local_only {
             local_status(&m)
         } else {
-            merged_status(&m).await
+            merged_status(&m, self.tls.as_ref()).await
         };
         Ok(Response::new(resp))
     }
@@ -533,7 +560,7 @@ impl ClusterAdmin for AdminService {
         if r.node_id == 0 {
             return Err(Status::invalid_argument("node_id must be > 0"));
         }
-        check_addr(&r.raft_addr)?;
+        check_addr(&r.raft_addr, self.tls.is_some())?;
         let groups = groups_of(&m, &r.groups)?;
         tracing::info!(node = r.node_id, addr = %r.raft_addr, groups = groups.len(), forwarded = r.forwarded, "admin: add member");
         let op = Op::Add {
@@ -541,7 +568,9 @@ impl ClusterAdmin for AdminService {
             addr: r.raft_addr,
             catch_up: catch_up(r.max_lag, r.catch_up_timeout_ms),
         };
-        run_all(m, op, groups, r.forwarded).await.map(Response::new)
+        run_all(m, op, groups, r.forwarded, self.tls.clone())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_member(
@@ -574,7 +603,9 @@ impl ClusterAdmin for AdminService {
             "admin: remove member"
         );
         let op = Op::Remove { node: r.node_id };
-        run_all(m, op, groups, r.forwarded).await.map(Response::new)
+        run_all(m, op, groups, r.forwarded, self.tls.clone())
+            .await
+            .map(Response::new)
     }
 
     async fn move_replica(
@@ -594,7 +625,7 @@ impl ClusterAdmin for AdminService {
             ));
         }
         let to_addr = if !r.to_raft_addr.is_empty() {
-            check_addr(&r.to_raft_addr)?;
+            check_addr(&r.to_raft_addr, self.tls.is_some())?;
             Some(r.to_raft_addr)
         } else if r.forwarded {
             None
@@ -622,7 +653,9 @@ impl ClusterAdmin for AdminService {
             to_addr,
             catch_up: catch_up(r.max_lag, r.catch_up_timeout_ms),
         };
-        run_all(m, op, groups, r.forwarded).await.map(Response::new)
+        run_all(m, op, groups, r.forwarded, self.tls.clone())
+            .await
+            .map(Response::new)
     }
 }
 

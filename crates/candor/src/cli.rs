@@ -45,6 +45,8 @@ pub enum Command {
     HashToken(HashTokenArgs),
     /// Cluster membership: status, add-member, remove-member, move-replica (online).
     Cluster(crate::cluster_cmd::ClusterArgs),
+    /// TLS helpers: `gen-dev-certs` (a throw-away CA and node certificates).
+    Tls(crate::tls::TlsArgs),
 }
 
 /// `candor dev`. Settings come from defaults, then `--config FILE` (TOML),

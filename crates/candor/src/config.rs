@@ -27,6 +27,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "api",
     "store",
     "cluster",
+    "tls",
 ];
 
 /// The whole server configuration. Every field has a default.
@@ -53,6 +54,53 @@ pub struct Config {
     pub store: StoreConfig,
     /// Cluster membership (`candor serve` only; `candor dev` ignores it).
     pub cluster: ClusterConfig,
+    /// TLS for the cluster port and the public API (off by default).
+    pub tls: TlsSettings,
+}
+
+/// `[tls]`: certificate files (PEM) and where TLS is on. The files are loaded and
+/// checked at start-up ([`crate::tls`]); see docs/operations.md, "TLS and mutual TLS".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// This process's certificate chain (leaf first). A member's names it with the SAN
+    /// URI `candor-node://<node_id>` plus the host names / IPs peers dial.
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// CA bundle that issues the cluster's certificates (peers are checked against it).
+    pub ca: Option<PathBuf>,
+    /// Mutual TLS on `cluster.raft_listen` (Raft transport and cluster admin) and for
+    /// this member's outgoing Raft and admin calls. Needs cert, key, ca.
+    pub cluster: bool,
+    /// TLS on the public API (`listen`); for `--role api` also towards the upstreams.
+    pub api: bool,
+    /// Public API identity, if not `cert` / `key` (e.g. from a public CA).
+    pub api_cert: Option<PathBuf>,
+    pub api_key: Option<PathBuf>,
+    /// When set, API clients must present a certificate issued by this CA bundle.
+    pub api_client_ca: Option<PathBuf>,
+    /// `--role api`: CA bundle to check the members' API certificates (default `ca`).
+    pub upstream_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Checks which keys are needed, naming them (the files are read by [`crate::tls`]).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.cert.is_some() != self.key.is_some() {
+            bail!("tls.cert and tls.key go together: set both or neither");
+        }
+        if self.api_cert.is_some() != self.api_key.is_some() {
+            bail!("tls.api_cert and tls.api_key go together: set both or neither");
+        }
+        if self.cluster && (self.cert.is_none() || self.ca.is_none()) {
+            bail!("tls.cluster = true needs tls.cert, tls.key and tls.ca");
+        }
+        if self.api && self.cert.is_none() && self.api_cert.is_none() {
+            bail!("tls.api = true needs tls.cert and tls.key (or tls.api_cert and tls.api_key)");
+        }
+        Ok(())
+    }
 }
 
 /// Where this member sits in a cluster. Every member holds a replica of every
@@ -145,6 +193,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -335,6 +384,7 @@ impl Config {
         if self.api.vrf_cache_entries == 0 || self.api.view_cache_epochs == 0 {
             bail!("api.vrf_cache_entries and api.view_cache_epochs must be at least 1");
         }
+        self.tls.validate()?;
         Ok(())
     }
 }
@@ -393,6 +443,29 @@ mod tests {
             jail.create_file("typo.toml", "shardz = 4\n")?;
             let e = Config::load(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err();
             assert!(e.to_string().contains("shardz"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn tls_table_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tls.toml", "[tls]\ncert = \"n.crt\"\nkey = \"n.key\"\n")?;
+            jail.set_env("CANDOR_TLS__CA", "ca.crt");
+            jail.set_env("CANDOR_TLS__CLUSTER", "true");
+            jail.set_env("CANDOR_TLS_CA", "client flag env, not the server's");
+            let c = Config::load(Some(Path::new("tls.toml")), &Overrides::default()).unwrap();
+            assert_eq!(c.tls.cert.as_deref(), Some(Path::new("n.crt")));
+            assert_eq!(c.tls.ca.as_deref(), Some(Path::new("ca.crt")));
+            assert!(c.tls.cluster && !c.tls.api);
+            jail.create_file("half.toml", "[tls]\ncert = \"n.crt\"\n")?;
+            let e = Config::load(Some(Path::new("half.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("tls.key"), "{e}");
+            jail.set_env("CANDOR_TLS__API", "true");
+            jail.create_file("none.toml", "")?;
+            let e = Config::load(Some(Path::new("none.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("tls.cluster = true needs"), "{e}");
             Ok(())
         });
     }

@@ -79,7 +79,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         .map(|k| parse_hex32(k).map(PublicKey))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    // Bind first: a busy port should fail before the node starts.
+    // TLS files are checked, and the port bound, before the node starts.
+    let api_tls = crate::tls::api_server_tls(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -135,7 +136,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 
     print_banner(
         mode,
-        &addr.to_string(),
+        &format!(
+            "{}://{addr}",
+            if api_tls.is_some() { "https" } else { "http" }
+        ),
         &data_dir,
         &public,
         token.as_deref().map(String::as_str),
@@ -149,7 +153,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         "candor serving"
     );
 
-    let served = candor_api::serve(listener, service, shutdown_signal()).await;
+    let served = candor_api::serve_tls(listener, service, api_tls, shutdown_signal()).await;
     if let Some(s) = raft_server {
         s.stop().await;
     }
@@ -171,12 +175,11 @@ fn write_public_config(data_dir: &std::path::Path, public: &PublicConfig) -> any
 
 fn print_banner(
     mode: Mode,
-    addr: &str,
+    target: &str,
     data_dir: &std::path::Path,
     public: &PublicConfig,
     token: Option<&str>,
 ) {
-    let target = format!("http://{addr}");
     let digest = hex::encode(public.digest());
     let dir = data_dir.display();
     let mut s = String::new();

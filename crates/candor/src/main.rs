@@ -22,6 +22,7 @@ mod config;
 mod dev;
 mod keys;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -124,6 +125,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_tracing("warn");
             runtime.block_on(cluster_cmd::run(args))
         }
+        Command::Tls(args) => tls::run(args).map_err(Failure::usage),
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
             Ok(())

@@ -6,6 +6,9 @@
 //! The same port serves `candor.admin.v1.ClusterAdmin` (membership changes,
 //! [`crate::admin`]). A member started without `--bootstrap` that is not yet
 //! in the groups' membership waits, idle and not ready, until it is added.
+//!
+//! With `tls.cluster` the Raft port (transport and admin) is mutual TLS, and outgoing
+//! Raft and admin calls present the member's certificate ([`crate::tls`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,10 +65,15 @@ pub async fn start_member(
         keep_after_snapshot: 5_000,
         ..RaftTuning::default()
     };
+    // Checked before anything binds or starts: a bad file fails the start-up.
+    let grpc = GrpcConfig {
+        tls: crate::tls::cluster_tls(config)?,
+        ..GrpcConfig::default()
+    };
+    let builder = candor_raft::grpc::server_builder(&grpc).context("cluster port TLS")?;
     let listener = TcpListener::bind(c.raft_listen)
         .await
         .with_context(|| format!("cannot listen on {} (cluster.raft_listen)", c.raft_listen))?;
-    let grpc = GrpcConfig::default();
     let transport = Arc::new(GrpcTransport::new(c.node_id, grpc.clone()));
     let topology = Topology {
         node_id: c.node_id,
@@ -81,16 +89,11 @@ pub async fn start_member(
     let mut server = None;
     // The admin service shares the Raft port; it answers UNAVAILABLE until the node
     // exists (peers need the Raft service earlier, while groups start).
-    let admin = crate::admin::AdminService::new();
+    let admin = crate::admin::AdminService::new().with_tls(grpc.tls.clone());
     let node = DevNode::start_with(store, node_config, topology, |raft| {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(interval) = grpc.keep_alive_interval {
-            builder = builder
-                .http2_keepalive_interval(Some(interval))
-                .http2_keepalive_timeout(Some(interval));
-        }
+        let mut builder = builder;
         let router = builder
             .add_service(candor_raft::grpc::raft_service(raft, &grpc))
             .add_service(admin.clone().into_service(grpc.max_message_bytes));
@@ -105,7 +108,7 @@ pub async fn start_member(
     .context("starting the node")?;
     admin.set(node.membership());
     let task = server.context("the Raft server did not start")?;
-    tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, "raft transport and cluster admin serving");
+    tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, mtls = grpc.tls.is_some(), "raft transport and cluster admin serving");
     Ok((node, RaftServer { stop, task }))
 }
 
@@ -119,9 +122,11 @@ pub async fn run_api_proxy(config: Config) -> anyhow::Result<()> {
              (repeat for each member) or cluster.upstreams"
         );
     }
+    let server_tls = crate::tls::api_server_tls(&config)?;
     let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
         upstreams: upstreams.clone(),
         max_message_bytes: config.api.limits.max_message_bytes as usize,
+        tls: crate::tls::upstream_tls(&config)?,
         ..candor_api::ProxyOptions::default()
     })?;
     let listener = TcpListener::bind(config.listen)
@@ -129,11 +134,16 @@ pub async fn run_api_proxy(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, ?upstreams, "candor api (stateless) serving");
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "candor serve --role api is running\n  target:    http://{addr}\n  upstreams: {}",
+        "candor serve --role api is running\n  target:    {scheme}://{addr}\n  upstreams: {}",
         upstreams.join(", ")
     );
-    candor_api::serve_proxy(listener, proxy, crate::dev::shutdown_signal())
+    candor_api::serve_proxy_tls(listener, proxy, server_tls, crate::dev::shutdown_signal())
         .await
         .context("gRPC server failed")?;
     tracing::info!("candor api stopped");
