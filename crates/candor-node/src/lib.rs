@@ -436,9 +436,11 @@ struct Plan {
     shared: bool,
 }
 
-/// The write path of a member without shard groups: every write is refused as
-/// unavailable (clients retry elsewhere; the front door routes writes to shard members).
-struct NoShards;
+/// The write path of a process without shard groups (a sequencer member, an API node
+/// reading a shared store): every write is refused as unavailable (clients retry
+/// elsewhere; an API node forwards writes to shard members instead).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoShards;
 
 #[async_trait::async_trait]
 impl Publisher for NoShards {
