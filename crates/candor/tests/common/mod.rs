@@ -47,3 +47,21 @@ pub async fn health(url: &str) -> Option<ServingStatus> {
     let r = HealthClient::new(ch).check(req).await.ok()?;
     Some(r.into_inner().status())
 }
+
+/// As [`health`], over TLS to an `https://` `url`, trusting the CA bundle `ca_pem`.
+pub async fn health_tls(url: &str, ca_pem: &[u8]) -> Option<ServingStatus> {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+    let ch = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(tls)
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let req = tonic_health::pb::HealthCheckRequest {
+        service: candor_proto::KEY_TRANSPARENCY_SERVICE.into(),
+    };
+    let r = HealthClient::new(ch).check(req).await.ok()?;
+    Some(r.into_inner().status())
+}
