@@ -537,7 +537,10 @@ mod tests {
         let before = dump(&*store);
         let err = b.append(&fork, &[1, 1]).unwrap_err();
         assert!(
-            matches!(err, TreeError::Store(candor_store::StoreError::PreconditionFailed(_))),
+            matches!(
+                err,
+                TreeError::Store(candor_store::StoreError::PreconditionFailed(_))
+            ),
             "{err:?}"
         );
         let err = b.append(&h1, &[1, 1]).unwrap_err();
@@ -545,7 +548,10 @@ mod tests {
         assert_eq!(dump(&*store), before, "a refused append wrote");
         assert_eq!(b.reload().unwrap(), 1);
         b.append(&h1, &[1, 1]).unwrap();
-        assert!(matches!(b.append(&fork, &[1, 1]), Err(TreeError::Conflict(_))));
+        assert!(matches!(
+            b.append(&fork, &[1, 1]),
+            Err(TreeError::Conflict(_))
+        ));
         let h2 = head_for(&b, &key, 2, 20);
         b.append(&h2, &[2, 2]).unwrap();
         assert_eq!(a.reload().unwrap(), 2);
