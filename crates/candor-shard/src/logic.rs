@@ -283,8 +283,8 @@ impl ShardLogic {
     /// marker is per replica, a replica behind the stored state reloads it before an
     /// apply batch, and snapshots carry only the applied index. All replicas must use
     /// the same `config` (retention is part of the deterministic result). Applies of
-    /// different replicas must not overlap in time: see "Shared-state mode" in the
-    /// module docs for why and what a concurrent backend needs.
+    /// different replicas may overlap in time: each entry's batch is a compare-and-set
+    /// on the shard's state (see "Shared-state mode" in the module docs).
     pub fn open_shared(
         forest: &Forest,
         shard: u32,
