@@ -64,6 +64,9 @@ pub use reader::StoreReader;
 pub const DEV_NODE_ID: u64 = 1;
 
 const CONFIG_KEY: &[u8] = b"candor-node/config";
+/// Shared-state mode: the encoded [`PublicConfig`], written by every member at start,
+/// read by API nodes ([`StoreReader::stored_public_config`]).
+const PUBLIC_CONFIG_KEY: &[u8] = b"candor-node/public-config";
 
 /// Failure to start a node.
 #[derive(Debug, thiserror::Error)]
@@ -674,6 +677,11 @@ impl DevNode {
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
         check_identity(&*store, &public)?;
+        if plan.shared {
+            let mut b = WriteBatch::new();
+            b.put(Space::Meta, PUBLIC_CONFIG_KEY.to_vec(), public.encode());
+            store.write(&b, Durability::Sync)?;
+        }
         let forest = Forest::open(
             Arc::clone(&store),
             TreeConfig {

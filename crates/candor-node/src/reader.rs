@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{CONFIG_KEY, NodeConfig, NodeError, readable_now};
+use crate::{CONFIG_KEY, NodeError, PUBLIC_CONFIG_KEY, readable_now};
 
 /// How often a reader looks for a new epoch: a quarter of the epoch interval, within
 /// 20–250 ms.
@@ -139,12 +139,14 @@ impl std::fmt::Debug for StoreReader {
 }
 
 impl StoreReader {
-    /// Open the trees and epoch log of the deployment `config` describes over `store`
-    /// and start following it. Call inside a tokio runtime. Only the public parts of
-    /// `config` are used (namespace, shard count, intervals, public keys) and the tree
-    /// cache budget.
-    pub fn open(store: Arc<dyn Store>, config: &NodeConfig) -> Result<StoreReader, NodeError> {
-        let public = config.public_config();
+    /// Open the trees and epoch log of the deployment `public` describes over `store`
+    /// and start following it (`tree_cache_bytes`: the tree node cache budget). Call
+    /// inside a tokio runtime.
+    pub fn open(
+        store: Arc<dyn Store>,
+        public: PublicConfig,
+        tree_cache_bytes: u64,
+    ) -> Result<StoreReader, NodeError> {
         public
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
@@ -152,8 +154,8 @@ impl StoreReader {
         let forest = Forest::open(
             Arc::clone(&store),
             TreeConfig {
-                shard_bits: config.shard_bits,
-                cache_bytes: config.tree_cache_bytes,
+                shard_bits: public.shard_bits,
+                cache_bytes: tree_cache_bytes,
                 // Never seals; the setting only matters to writers.
                 seal_durability: Durability::Buffered,
                 ..TreeConfig::default()
@@ -165,7 +167,7 @@ impl StoreReader {
             forest.clone(),
             Arc::clone(&epochs),
             None,
-            poll_interval(config.epoch_interval),
+            poll_interval(Duration::from_millis(public.epoch_interval_ms)),
             cancel.child_token(),
         );
         info!(
@@ -182,6 +184,18 @@ impl StoreReader {
             cancel,
             task,
         })
+    }
+
+    /// The public configuration the shared-state members recorded in `store` (they
+    /// write it at every start; `None` before the first member started). An API node
+    /// needs nothing else but the VRF secret: no signing key.
+    pub fn stored_public_config(store: &dyn Store) -> Result<Option<PublicConfig>, NodeError> {
+        match store.get(Space::Meta, PUBLIC_CONFIG_KEY)? {
+            None => Ok(None),
+            Some(v) => PublicConfig::decode(&v)
+                .map(Some)
+                .map_err(|e| NodeError::Storage(format!("stored public configuration: {e}"))),
+        }
     }
 
     /// The store (the API keeps auditor cosignatures in it).

@@ -381,7 +381,9 @@ async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
         .collect();
     let reader = match layout {
         Layout::Shared => {
-            let r = StoreReader::open(Arc::clone(&cluster.shared), &config())?;
+            let public =
+                StoreReader::stored_public_config(&*cluster.shared)?.context("public config")?;
+            let r = StoreReader::open(Arc::clone(&cluster.shared), public, 4 << 20)?;
             paths.push(ReadPath {
                 name: "store reader".into(),
                 epochs: r.epochs(),

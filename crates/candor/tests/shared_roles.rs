@@ -172,8 +172,10 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
         d.start(i).await?;
     }
     // The API node: reads from the store, no group, no signing key.
-    let reader = StoreReader::open(Arc::clone(&d.shared), &config())?;
-    let public = reader.config().clone();
+    // It needs the VRF secret and the store: the public configuration (signing keys'
+    // public halves) is the one the members recorded there.
+    let public = StoreReader::stored_public_config(&*d.shared)?.context("public config")?;
+    let reader = StoreReader::open(Arc::clone(&d.shared), public.clone(), 4 << 20)?;
     let backend = Backend {
         publisher: Arc::new(NoShards),
         forest: reader.forest(),
