@@ -85,6 +85,7 @@ impl DevArgs {
                 .epoch_interval
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             shards: self.shards,
+            store: Default::default(),
             cluster: Default::default(),
         }
     }
@@ -97,9 +98,9 @@ pub enum Role {
     All,
     /// Only the stateless API: forwards every call to the `--upstream` members.
     Api,
-    /// Only shard replicas (not implemented yet).
+    /// Shared store only: a replica of every shard group, and the API.
     Shard,
-    /// Only a sequencer replica (not implemented yet).
+    /// Shared store only: a replica of the sequencer group, and the API.
     Sequencer,
 }
 
@@ -129,7 +130,9 @@ pub struct ServeArgs {
     /// Listen address of this member's internal Raft service [default: 127.0.0.1:8701].
     #[arg(long)]
     pub raft_listen: Option<SocketAddr>,
-    /// A member as ID=HOST:PORT (its Raft address); repeat for every member, this one included.
+    /// A member as ID=HOST:PORT (its Raft address), or ID=HOST:PORT@ROLE (ROLE: all,
+    /// shard or sequencer; the latter two with a shared store); repeat for every member,
+    /// this one included.
     #[arg(long = "member", value_parser = parse_member)]
     pub members: Vec<crate::config::MemberConfig>,
     /// Initialize a brand-new deployment's groups (on one member only).
@@ -141,6 +144,22 @@ pub struct ServeArgs {
     /// `--role api`: a member's API address (`http://host:port`); repeat for each.
     #[arg(long = "upstream")]
     pub upstreams: Vec<String>,
+    /// Where the state lives (`store.backend`): embedded (each member its own copy) or
+    /// fdb (FoundationDB, shared; a build with `--features fdb`).
+    #[arg(long = "store", value_enum)]
+    pub store_backend: Option<StoreArg>,
+    /// FoundationDB cluster file (`store.fdb_cluster_file`).
+    #[arg(long)]
+    pub fdb_cluster_file: Option<PathBuf>,
+}
+
+/// `--store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreArg {
+    /// The embedded store under the data directory.
+    Embedded,
+    /// FoundationDB.
+    Fdb,
 }
 
 impl ServeArgs {
@@ -154,14 +173,38 @@ impl ServeArgs {
             keys_dir: self.keys_dir.clone(),
             upstreams: (!self.upstreams.is_empty()).then(|| self.upstreams.clone()),
         };
+        o.store = crate::config::StoreOverrides {
+            backend: self.store_backend.map(|b| match b {
+                StoreArg::Embedded => crate::config::StoreBackend::Embedded,
+                StoreArg::Fdb => crate::config::StoreBackend::Fdb,
+            }),
+            fdb_cluster_file: self.fdb_cluster_file.clone(),
+        };
         o
     }
 }
 
 fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
-    let (id, addr) = s
+    use crate::config::MemberRole;
+    let (id, rest) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
+        .ok_or_else(|| format!("expected ID=HOST:PORT[@ROLE], got {s:?}"))?;
+    let (addr, role) = match rest.rsplit_once('@') {
+        None => (rest, MemberRole::All),
+        Some((a, r)) => (
+            a,
+            match r.trim() {
+                "all" => MemberRole::All,
+                "shard" => MemberRole::Shard,
+                "sequencer" => MemberRole::Sequencer,
+                other => {
+                    return Err(format!(
+                        "member role {other:?} is not one of all, shard, sequencer"
+                    ));
+                }
+            },
+        ),
+    };
     let id: u64 = id
         .trim()
         .parse()
@@ -172,6 +215,7 @@ fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
     Ok(crate::config::MemberConfig {
         id,
         raft_addr: addr.trim().to_string(),
+        role,
     })
 }
 
@@ -316,4 +360,28 @@ pub enum VerifyWhat {
         #[arg(long)]
         online: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_member;
+    use crate::config::MemberRole;
+
+    #[test]
+    fn member_with_and_without_role() {
+        let m = parse_member("3=10.0.0.3:8701").unwrap();
+        assert_eq!(
+            (m.id, m.raft_addr.as_str(), m.role),
+            (3, "10.0.0.3:8701", MemberRole::All)
+        );
+        let m = parse_member("4=[::1]:8701@sequencer").unwrap();
+        assert_eq!(
+            (m.id, m.raft_addr.as_str(), m.role),
+            (4, "[::1]:8701", MemberRole::Sequencer)
+        );
+        assert_eq!(parse_member("5=h:1@shard").unwrap().role, MemberRole::Shard);
+        for bad in ["5=h:1@leader", "0=h:1", "x=h:1", "h:1", "5="] {
+            assert!(parse_member(bad).is_err(), "{bad}");
+        }
+    }
 }

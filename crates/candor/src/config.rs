@@ -145,6 +145,33 @@ pub struct MemberConfig {
     pub id: u64,
     /// `host:port` of the member's Raft service.
     pub raft_addr: String,
+    /// Which groups the member hosts: `all` (default), or, with a shared store
+    /// (`store.backend = "fdb"`), `shard` or `sequencer`.
+    #[serde(default)]
+    pub role: MemberRole,
+}
+
+/// The groups a cluster member hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// A replica of every shard group and of the sequencer group.
+    #[default]
+    All,
+    /// A replica of every shard group (shared store only).
+    Shard,
+    /// A replica of the sequencer group (shared store only).
+    Sequencer,
+}
+
+impl std::fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberRole::All => "all",
+            MemberRole::Shard => "shard",
+            MemberRole::Sequencer => "sequencer",
+        })
+    }
 }
 
 impl ClusterConfig {
@@ -243,6 +270,13 @@ pub struct TenantConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where the state lives: `embedded` (fjall under `data_dir`, the default) or `fdb`
+    /// (FoundationDB, shared by every member and API node; needs a binary built with
+    /// `--features fdb`). Members keep their Raft logs in the embedded store either way.
+    pub backend: StoreBackend,
+    /// `fdb`: the cluster file. Default: `FDB_CLUSTER_FILE`, then
+    /// `/etc/foundationdb/fdb.cluster`.
+    pub fdb_cluster_file: Option<PathBuf>,
     /// Block cache of the embedded store, bytes.
     pub cache_bytes: u64,
     /// Memtable size, bytes.
@@ -254,11 +288,24 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Embedded,
+            fdb_cluster_file: None,
             cache_bytes: 64 << 20,
             memtable_bytes: 16 << 20,
             tree_cache_bytes: 64 << 20,
         }
     }
+}
+
+/// Where the state lives (`store.backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// fjall under `data_dir`: every member holds its own copy.
+    #[default]
+    Embedded,
+    /// FoundationDB: one shared copy.
+    Fdb,
 }
 
 /// Command-line overrides (only the flags actually given).
@@ -274,8 +321,25 @@ pub struct Overrides {
     pub epoch_interval_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    #[serde(skip_serializing_if = "StoreOverrides::is_empty")]
+    pub store: StoreOverrides,
     #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
     pub cluster: ClusterOverrides,
+}
+
+/// `candor serve` flags that override `store.*`.
+#[derive(Debug, Default, Serialize)]
+pub struct StoreOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<StoreBackend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdb_cluster_file: Option<PathBuf>,
+}
+
+impl StoreOverrides {
+    fn is_empty(&self) -> bool {
+        self.backend.is_none() && self.fdb_cluster_file.is_none()
+    }
 }
 
 /// `candor serve` flags that override `cluster.*`.

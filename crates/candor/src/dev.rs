@@ -10,7 +10,7 @@ use candor_core::signed::{PublicConfig, PublicKey};
 use candor_node::{DevNode, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, parse_hex32};
+use crate::config::{Config, StoreBackend, parse_hex32};
 use crate::keys;
 
 /// The pinned configuration file `candor dev` writes (canonical encoding).
@@ -72,12 +72,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     } else {
         None
     };
-    let auditor_keys = config
-        .api
-        .auditor_keys
-        .iter()
-        .map(|k| parse_hex32(k).map(PublicKey))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let auditor_keys = auditor_keys(&config)?;
 
     // TLS files are checked, and the port bound, before the node starts.
     let api_tls = crate::tls::api_server_tls(&config)?;
@@ -111,7 +106,13 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             None,
         ),
         Mode::Cluster => {
-            let (node, server) = crate::serve::start_member(&config, node_config).await?;
+            node_config.raft = crate::serve::cluster_raft_tuning();
+            let (node, server) = match config.store.backend {
+                StoreBackend::Embedded => crate::serve::start_member(&config, node_config).await?,
+                StoreBackend::Fdb => {
+                    crate::serve::start_shared_member(&config, node_config).await?
+                }
+            };
             (node, Some(server))
         }
     };
@@ -163,8 +164,21 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `api.auditor_keys`, parsed.
+pub fn auditor_keys(config: &Config) -> anyhow::Result<Vec<PublicKey>> {
+    config
+        .api
+        .auditor_keys
+        .iter()
+        .map(|k| parse_hex32(k).map(PublicKey))
+        .collect()
+}
+
 /// Writes `data_dir/config.bin` (public; what clients pin).
-fn write_public_config(data_dir: &std::path::Path, public: &PublicConfig) -> anyhow::Result<()> {
+pub fn write_public_config(
+    data_dir: &std::path::Path,
+    public: &PublicConfig,
+) -> anyhow::Result<()> {
     let path = data_dir.join(CONFIG_FILE);
     let tmp = data_dir.join("config.bin.tmp");
     std::fs::write(&tmp, public.encode())

@@ -120,6 +120,20 @@ pub fn load_existing(dir: &Path) -> anyhow::Result<Keys> {
     Ok(load_or_generate_in(dir)?.0)
 }
 
+/// Loads only the VRF secret from `dir` (an API node of a shared-state deployment needs
+/// no signing key: give it `vrf.key` alone).
+pub fn load_vrf(dir: &Path) -> anyhow::Result<VrfSecretKey> {
+    let path = dir.join(KEY_FILES[0]);
+    if !path.exists() {
+        bail!(
+            "{} is missing: the API role needs the deployment's VRF key (`candor keygen \
+             --dir DIR` writes it)",
+            path.display()
+        );
+    }
+    Ok(VrfSecretKey::from_bytes(&*read_seed(&path)?))
+}
+
 fn load_or_generate_in(dir: &Path) -> anyhow::Result<(Keys, bool)> {
     let dir = dir.to_path_buf();
     ensure_private_dir(&dir)?;

@@ -22,6 +22,7 @@ mod config;
 mod dev;
 mod keys;
 mod serve;
+mod shared;
 mod tls;
 
 use std::process::ExitCode;
@@ -56,6 +57,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--role` against the configuration: shard and sequencer members need a shared
+/// store, and a member's `--role` must be the role `cluster.members` gives it.
+fn check_role(config: &config::Config, role: cli::Role) -> anyhow::Result<()> {
+    use config::{MemberRole, StoreBackend};
+    let shared = config.store.backend == StoreBackend::Fdb;
+    if !shared {
+        if matches!(role, cli::Role::Shard | cli::Role::Sequencer) {
+            anyhow::bail!(
+                "candor serve --role {role}: separate shard and sequencer members need a \
+                 shared store (--store fdb, i.e. store.backend = \"fdb\"); on the embedded \
+                 store every member holds every group: run members with --role all and \
+                 stateless front doors with --role api"
+            );
+        }
+        if let Some(m) = config
+            .cluster
+            .members
+            .iter()
+            .find(|m| m.role != MemberRole::All)
+        {
+            anyhow::bail!(
+                "cluster member {} has role {}: only `all` members exist on the embedded \
+                 store (store.backend = \"fdb\" for separate roles)",
+                m.id,
+                m.role
+            );
+        }
+        return Ok(());
+    }
+    if role == cli::Role::Api {
+        return Ok(());
+    }
+    config.cluster.validate()?;
+    let want = match role {
+        cli::Role::Shard => MemberRole::Shard,
+        cli::Role::Sequencer => MemberRole::Sequencer,
+        cli::Role::All | cli::Role::Api => MemberRole::All,
+    };
+    let me = config
+        .cluster
+        .members
+        .iter()
+        .find(|m| m.id == config.cluster.node_id)
+        .map(|m| m.role);
+    if me != Some(want) {
+        anyhow::bail!(
+            "--role {role} but cluster.members gives node {} the role {}: write \
+             --member {}=HOST:PORT@{role}",
+            config.cluster.node_id,
+            me.map_or("none".to_string(), |r| r.to_string()),
+            config.cluster.node_id
+        );
+    }
+    let (shards, sequencer) = shared::member_sets(config);
+    if shards.is_empty() || sequencer.is_empty() {
+        anyhow::bail!(
+            "cluster.members must include shard members and sequencer members (role all, \
+             shard or sequencer); got {} and {}",
+            shards.len(),
+            sequencer.len()
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,25 +137,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::usage)
         }
         Command::Serve(args) => {
-            if matches!(args.role, cli::Role::Shard | cli::Role::Sequencer) {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "candor serve --role {}: separate shard and sequencer roles are not \
-                     implemented yet; run members with --role all (API, shard and sequencer \
-                     replicas) and stateless front doors with --role api",
-                    args.role
-                )));
-            }
             let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
+            check_role(&config, args.role).map_err(Failure::usage)?;
             init_tracing(&config.log);
-            if args.role == cli::Role::Api {
-                return runtime
+            let shared = config.store.backend == config::StoreBackend::Fdb;
+            match args.role {
+                cli::Role::Api if shared => runtime
+                    .block_on(shared::run_api_reader(config))
+                    .map_err(Failure::usage),
+                cli::Role::Api => runtime
                     .block_on(serve::run_api_proxy(config))
-                    .map_err(Failure::usage);
+                    .map_err(Failure::usage),
+                _ => runtime
+                    .block_on(dev::run(config, dev::Mode::Cluster))
+                    .map_err(Failure::usage),
             }
-            runtime
-                .block_on(dev::run(config, dev::Mode::Cluster))
-                .map_err(Failure::usage)
         }
         Command::Keygen(args) => {
             let keys = keys::generate_in(&args.dir).map_err(Failure::usage)?;

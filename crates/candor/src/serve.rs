@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use candor_node::{DevNode, NodeConfig, Topology};
+use candor_node::{
+    DevNode, NodeConfig, NodeError, RaftNode, RaftTransport, SharedTopology, Topology,
+};
 use candor_raft::RaftTuning;
 use candor_raft::grpc::{GrpcConfig, GrpcTransport};
 use tokio::net::TcpListener;
@@ -44,7 +46,7 @@ impl RaftServer {
 /// Bind the Raft listener, start the node and serve its Raft RPCs.
 pub async fn start_member(
     config: &Config,
-    mut node_config: NodeConfig,
+    node_config: NodeConfig,
 ) -> anyhow::Result<(DevNode, RaftServer)> {
     let c = &config.cluster;
     let members: BTreeMap<u64, String> = c
@@ -56,15 +58,69 @@ pub async fn start_member(
         .get(&c.node_id)
         .cloned()
         .context("cluster.node_id is not among cluster.members")?;
-    // A snapshot copies the whole shard (or epoch log) so that a member that fell
-    // behind the log, or lost its disk, can be sent the state: build one every 20,000
-    // entries and keep 5,000 more, so a member down briefly still catches up from the
-    // log (see docs/operations.md).
-    node_config.raft = RaftTuning {
-        snapshot_after_entries: 20_000,
-        keep_after_snapshot: 5_000,
-        ..RaftTuning::default()
-    };
+    let store = DevNode::open_store(&node_config)
+        .await
+        .context("opening the store")?;
+    let bootstrap = c.bootstrap;
+    let node_id = c.node_id;
+    start_raft_member(config, async move |transport, on_raft| {
+        let topology = Topology {
+            node_id,
+            addr,
+            members,
+            transport,
+            bootstrap,
+        };
+        DevNode::start_with(store, node_config, topology, on_raft).await
+    })
+    .await
+}
+
+/// `candor serve --role shard|sequencer|all` with a shared store (`store.backend =
+/// "fdb"`): the groups this member hosts per `cluster.members`, their state in the
+/// shared store, their Raft logs in the embedded store under `data_dir`.
+pub async fn start_shared_member(
+    config: &Config,
+    node_config: NodeConfig,
+) -> anyhow::Result<(DevNode, RaftServer)> {
+    let c = &config.cluster;
+    let addr = c
+        .members
+        .iter()
+        .find(|m| m.id == c.node_id)
+        .map(|m| m.raft_addr.clone())
+        .context("cluster.node_id is not among cluster.members")?;
+    let (shard_members, sequencer_members) = crate::shared::member_sets(config);
+    let shared = crate::shared::open_shared_store(config).await?;
+    let local = DevNode::open_store(&node_config)
+        .await
+        .context("opening the embedded store (Raft logs)")?;
+    let bootstrap = c.bootstrap;
+    let node_id = c.node_id;
+    start_raft_member(config, async move |transport, on_raft| {
+        let topology = SharedTopology {
+            node_id,
+            addr,
+            shard_members,
+            sequencer_members,
+            transport,
+            bootstrap,
+        };
+        DevNode::start_shared(local, shared, node_config, topology, on_raft).await
+    })
+    .await
+}
+
+/// What every member does around starting its node: Raft tuning, TLS, the Raft and
+/// admin server (started as soon as the Raft node exists, before its groups).
+async fn start_raft_member(
+    config: &Config,
+    start: impl AsyncFnOnce(
+        Arc<dyn RaftTransport>,
+        Box<dyn FnOnce(&RaftNode) + Send + '_>,
+    ) -> Result<DevNode, NodeError>,
+) -> anyhow::Result<(DevNode, RaftServer)> {
+    let c = &config.cluster;
     // Checked before anything binds or starts: a bad file fails the start-up.
     let grpc = GrpcConfig {
         tls: crate::tls::cluster_tls(config)?,
@@ -74,42 +130,49 @@ pub async fn start_member(
     let listener = TcpListener::bind(c.raft_listen)
         .await
         .with_context(|| format!("cannot listen on {} (cluster.raft_listen)", c.raft_listen))?;
-    let transport = Arc::new(GrpcTransport::new(c.node_id, grpc.clone()));
-    let topology = Topology {
-        node_id: c.node_id,
-        addr,
-        members,
-        transport,
-        bootstrap: c.bootstrap,
-    };
-    let store = DevNode::open_store(&node_config)
-        .await
-        .context("opening the store")?;
+    let transport: Arc<dyn RaftTransport> = Arc::new(GrpcTransport::new(c.node_id, grpc.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = None;
     // The admin service shares the Raft port; it answers UNAVAILABLE until the node
     // exists (peers need the Raft service earlier, while groups start).
     let admin = crate::admin::AdminService::new().with_tls(grpc.tls.clone());
-    let node = DevNode::start_with(store, node_config, topology, |raft| {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut builder = builder;
-        let router = builder
-            .add_service(candor_raft::grpc::raft_service(raft, &grpc))
-            .add_service(admin.clone().into_service(grpc.max_message_bytes));
-        server = Some(tokio::spawn(router.serve_with_incoming_shutdown(
-            incoming,
-            async {
-                let _ = stopped.await;
-            },
-        )));
-    })
-    .await
-    .context("starting the node")?;
+    let on_raft = {
+        let (admin, grpc, server) = (admin.clone(), grpc.clone(), &mut server);
+        Box::new(move |raft: &RaftNode| {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let mut builder = builder;
+            let router = builder
+                .add_service(candor_raft::grpc::raft_service(raft, &grpc))
+                .add_service(admin.into_service(grpc.max_message_bytes));
+            *server = Some(tokio::spawn(router.serve_with_incoming_shutdown(
+                incoming,
+                async {
+                    let _ = stopped.await;
+                },
+            )));
+        })
+    };
+    let node = start(transport, on_raft)
+        .await
+        .context("starting the node")?;
     admin.set(node.membership());
     let task = server.context("the Raft server did not start")?;
     tracing::info!(node = c.node_id, raft_listen = %c.raft_listen, mtls = grpc.tls.is_some(), "raft transport and cluster admin serving");
     Ok((node, RaftServer { stop, task }))
+}
+
+/// Raft tuning of cluster members.
+pub fn cluster_raft_tuning() -> RaftTuning {
+    // A snapshot copies the whole shard (or epoch log) so that a member that fell
+    // behind the log, or lost its disk, can be sent the state: build one every 20,000
+    // entries and keep 5,000 more, so a member down briefly still catches up from the
+    // log (see docs/operations.md). With a shared store snapshots carry only an index.
+    RaftTuning {
+        snapshot_after_entries: 20_000,
+        keep_after_snapshot: 5_000,
+        ..RaftTuning::default()
+    }
 }
 
 /// `candor serve --role api`: the stateless front door. Forwards every call to

@@ -1,0 +1,179 @@
+//! Shared-state deployments (`store.backend = "fdb"`): the groups' state lives once, in
+//! FoundationDB, and the roles run as separate processes.
+//!
+//! * `--role shard`: hosts every shard group (orders writes, signs SMTs, seals) and
+//!   serves the API; `--role sequencer`: hosts the sequencer group (signs epochs);
+//!   `--role all`: both. Which member hosts what comes from `cluster.members`
+//!   (`role` of each entry); every member keeps its Raft logs in its own embedded store
+//!   under `data_dir`.
+//! * `--role api`: no group and no signing key. It reads the public configuration the
+//!   members recorded in the store, serves every read straight from the store at a
+//!   signed epoch and forwards writes to `cluster.upstreams` (the shard members' APIs).
+//!   It needs only the VRF secret (`keys_dir/vrf.key`).
+//!
+//! See `docs/operations.md`, "Shared-state deployments".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use candor_api::{ApiOptions, ApiProxy, Backend, KtService, ProxyOptions};
+use candor_node::{NoShards, StoreReader};
+use candor_store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, MemberRole, StoreBackend};
+
+/// Opens the shared store `config.store` names.
+pub async fn open_shared_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.backend {
+        StoreBackend::Embedded => bail!(
+            "the shard, sequencer and api roles over a shared store need store.backend = \
+             \"fdb\" (FoundationDB); on the embedded store run members with --role all"
+        ),
+        StoreBackend::Fdb => open_fdb(config).await,
+    }
+}
+
+#[cfg(feature = "fdb")]
+async fn open_fdb(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let cluster_file = config.store.fdb_cluster_file.clone();
+    let namespace = config.namespace.clone();
+    // Opening connects and checks the keyspace: blocking calls.
+    let store = tokio::task::spawn_blocking(move || {
+        candor_store_fdb::FdbStore::open(cluster_file.as_deref(), &namespace)
+    })
+    .await
+    .context("FoundationDB open task failed")?
+    .with_context(|| {
+        format!(
+            "opening FoundationDB (cluster file: {})",
+            config
+                .store
+                .fdb_cluster_file
+                .as_ref()
+                .map_or("the default".to_string(), |p| p.display().to_string())
+        )
+    })?;
+    tracing::info!(namespace = %config.namespace, "FoundationDB store open");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "fdb"))]
+async fn open_fdb(_config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    bail!(
+        "store.backend = \"fdb\" needs a candor binary built with FoundationDB support: \
+         cargo build --release -p candor --features fdb (building needs libclang, running \
+         needs the FoundationDB 7.3 client library libfdb_c)"
+    )
+}
+
+/// The voters of the shard groups and of the sequencer group, from `cluster.members`.
+pub fn member_sets(config: &Config) -> (BTreeMap<u64, String>, BTreeMap<u64, String>) {
+    let mut shards = BTreeMap::new();
+    let mut sequencer = BTreeMap::new();
+    for m in &config.cluster.members {
+        if matches!(m.role, MemberRole::All | MemberRole::Shard) {
+            shards.insert(m.id, m.raft_addr.clone());
+        }
+        if matches!(m.role, MemberRole::All | MemberRole::Sequencer) {
+            sequencer.insert(m.id, m.raft_addr.clone());
+        }
+    }
+    (shards, sequencer)
+}
+
+/// `candor serve --role api` on a shared store: reads from the store, writes forwarded.
+pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
+    let upstreams = config.cluster.upstreams.clone();
+    if upstreams.is_empty() {
+        bail!(
+            "--role api needs the shard members' API addresses for writes: --upstream \
+             http://HOST:PORT (repeat for each) or cluster.upstreams"
+        );
+    }
+    let keys_dir = config
+        .cluster
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| crate::keys::keys_dir(&config.data_dir));
+    let vrf = crate::keys::load_vrf(&keys_dir)?;
+    let server_tls = crate::tls::api_server_tls(&config)?;
+    let proxy = ApiProxy::new(ProxyOptions {
+        upstreams: upstreams.clone(),
+        max_message_bytes: config.api.limits.max_message_bytes as usize,
+        tls: crate::tls::upstream_tls(&config)?,
+        ..ProxyOptions::default()
+    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let store = open_shared_store(&config).await?;
+    // The members record the public configuration when they start; wait for the first.
+    let mut waited = Duration::ZERO;
+    let public = loop {
+        if let Some(p) = StoreReader::stored_public_config(&*store)? {
+            break p;
+        }
+        if waited.is_zero() {
+            tracing::warn!("no member has started on this store yet: waiting");
+        }
+        if waited > Duration::from_secs(300) {
+            bail!("no member recorded its configuration in the store within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+    };
+    if public.namespace != config.namespace {
+        bail!(
+            "the store belongs to namespace {:?}, this configuration says {:?}",
+            public.namespace,
+            config.namespace
+        );
+    }
+    let reader = StoreReader::open(
+        Arc::clone(&store),
+        public.clone(),
+        config.store.tree_cache_bytes,
+    )
+    .context("opening the store for reading")?;
+    let backend = Backend {
+        publisher: Arc::new(NoShards),
+        forest: reader.forest(),
+        epochs: reader.epochs(),
+        heads: reader.heads(),
+        config: public.clone(),
+    };
+    let options = ApiOptions {
+        limits: config.api.limits.clone(),
+        vrf_cache_entries: config.api.vrf_cache_entries,
+        view_cache_epochs: config.api.view_cache_epochs,
+        auditor_keys: crate::dev::auditor_keys(&config)?,
+        ..ApiOptions::default()
+    };
+    let service = KtService::new(backend, vrf, options)
+        .context("the VRF key does not belong to the configuration in the store")?
+        .forward_writes_to(proxy);
+    crate::dev::write_public_config(&config.data_dir, &public)?;
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %addr, ?upstreams, "candor api (reads from the shared store) serving");
+    println!(
+        "candor serve --role api is running (reads: the shared store; writes: {})\n  \
+         target:        {scheme}://{addr}\n  config digest: {}",
+        upstreams.join(", "),
+        hex::encode(public.digest())
+    );
+    let served =
+        candor_api::serve_tls(listener, service, server_tls, crate::dev::shutdown_signal()).await;
+    reader.shutdown().await;
+    served.context("gRPC server failed")?;
+    tracing::info!("candor api stopped");
+    Ok(())
+}
