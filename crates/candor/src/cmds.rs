@@ -137,10 +137,32 @@ fn pin(c: &ConnectArgs) -> Result<Option<PinnedConfig>> {
     )))
 }
 
+/// TLS settings from `--tls-ca/--tls-cert/--tls-key`; `None` for plaintext.
+fn client_tls(c: &ConnectArgs) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+    match &c.tls_ca {
+        Some(ca) => crate::tls::admin_client_tls(ca, c.tls_cert.as_deref(), c.tls_key.as_deref())
+            .map(Some)
+            .map_err(|e| usage(format!("{e:#}"))),
+        None if c.tls_cert.is_some() || c.tls_key.is_some() => Err(usage(
+            "--tls-cert/--tls-key need --tls-ca (the CA that issued the server's certificate)",
+        )),
+        None if c.target.starts_with("https://") => Err(usage(
+            "an https:// target needs --tls-ca (the CA that issued the server's certificate)",
+        )),
+        None => Ok(None),
+    }
+}
+
 async fn connect(c: &ConnectArgs) -> Result<Client> {
-    match pin(c)? {
-        Some(p) => Ok(Client::connect(c.target.clone(), p).await?),
-        None => {
+    let tls = client_tls(c)?;
+    match (pin(c)?, tls) {
+        (Some(p), Some(tls)) => Ok(Client::connect_tls(c.target.clone(), tls, p).await?),
+        (None, Some(_)) => Err(usage(
+            "trust on first use is not offered over TLS: pin the configuration with \
+             --config-digest or --pin",
+        )),
+        (Some(p), None) => Ok(Client::connect(c.target.clone(), p).await?),
+        (None, None) => {
             let (client, config) = Client::connect_tofu(c.target.clone()).await?;
             eprintln!(
                 "warning: trust on first use: accepted the served configuration with digest {}; \

@@ -212,6 +212,12 @@ fn print_banner(
     }
     s.push_str("\nTry (every answer is verified against the pinned configuration):\n");
     let tok = token.unwrap_or("<TOKEN>");
+    // Over TLS the commands also need the CA that issued the API certificate.
+    let target = &if target.starts_with("https://") {
+        format!("{target} --tls-ca <CA.crt>")
+    } else {
+        target.to_string()
+    };
     s.push_str(&format!(
         "  candor publish --target {target} --token {tok} --config-digest {digest} --wait alice 'alice-key-1'\n"
     ));

@@ -251,6 +251,49 @@ async fn three_members_over_mutual_tls() {
     let history = via_proxy.history(b"bob").await.expect("history");
     assert_eq!(history.latest_version(), 1);
 
+    // The client commands over TLS (`--tls-ca`), pinned by digest.
+    let digest = hex::encode(pinned.digest());
+    let out = Command::new(BIN)
+        .args([
+            "lookup",
+            "--target",
+            &proxy_url,
+            "--config-digest",
+            &digest,
+            "--json",
+        ])
+        .arg("--tls-ca")
+        .arg(certs.join("ca.crt"))
+        .arg("bob")
+        .env_remove("CANDOR_TLS_CA")
+        .output()
+        .expect("candor lookup");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("bob-key-1"),
+        "candor lookup over TLS: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An https:// target without a CA is a usage error (exit 1), not a hang.
+    let out = Command::new(BIN)
+        .args([
+            "lookup",
+            "--target",
+            &proxy_url,
+            "--config-digest",
+            &digest,
+            "bob",
+        ])
+        .env_remove("CANDOR_TLS_CA")
+        .output()
+        .expect("candor lookup");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The admin CLI over mTLS; refused without the client certificate settings.
     let admin = members[2].raft_addr();
     let out = cluster_status(&certs, &admin, true);
