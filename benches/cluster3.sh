@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# usage: benches/cluster3.sh plain|mtls  (after cargo build --release -p candor)
+# Three local members (16 shards, 1 s epochs), a write-heavy and a lookup-only
+# `candor bench` run; `mtls` turns on mutual TLS on the Raft port. Prints the figures.
+set -u
+case "${1:-}" in plain|mtls) ;; *) echo "usage: $0 plain|mtls" >&2; exit 1;; esac
+B=${B:-target/release/candor}; B=$(realpath "$B")
+W=${CANDOR_BENCH_DIR:-/tmp/candor-cluster3}/$1
+rm -rf $W && mkdir -p $W && cd $W
+$B keygen --dir keys >/dev/null
+$B tls gen-dev-certs --dir certs --nodes 1,2,3 >/dev/null
+M="--member 1=127.0.0.1:9811 --member 2=127.0.0.1:9812 --member 3=127.0.0.1:9813"
+for i in 1 2 3; do
+  if [ "$1" = mtls ]; then
+    export CANDOR_TLS__CLUSTER=true CANDOR_TLS__CA=$W/certs/ca.crt CANDOR_TLS__CERT=$W/certs/node-$i.crt CANDOR_TLS__KEY=$W/certs/node-$i.key
+  fi
+  CANDOR_LOG=warn $B serve --node-id $i --data-dir n$i --keys-dir keys --listen 127.0.0.1:980$i --raft-listen 127.0.0.1:981$i $M $([ $i = 1 ] && echo --bootstrap) > n$i.log 2>&1 &
+  echo $! >> pids
+done
+unset CANDOR_TLS__CLUSTER CANDOR_TLS__CA CANDOR_TLS__CERT CANDOR_TLS__KEY
+for t in $(seq 1 120); do [ -f n1/config.bin ] && break; sleep 0.5; done
+sleep 4
+$B bench --target http://127.0.0.1:9801 --pin n1/config.bin --token "$(cat keys/dev-token)" --mix new=50,update=50 --batch 100 --concurrency 4 --duration 20s --json pub.json > pub.txt 2>&1
+$B bench --target http://127.0.0.1:9802 --pin n1/config.bin --mix lookup=100 --preload 5000 --concurrency 32 --duration 15s --token "$(cat keys/dev-token)" --json look.json > look.txt 2>&1
+kill $(cat pids); wait 2>/dev/null
+python3 - <<PY
+import json
+p=json.load(open("pub.json")); l=json.load(open("look.json"))
+def g(d,*ks):
+    for k in ks: d=d.get(k,{}) if isinstance(d,dict) else {}
+    return d
+print("$1", "mut/s", p.get("mutations_per_s"), "smt", p.get("smt_latency_ms"), "merge", p.get("merge_delay_ms"), "errors", p.get("errors"))
+print("$1", "lookups/s", l.get("lookups_per_s"), "lat", l.get("lookup_latency_ms"), "errors", l.get("errors"))
+PY
