@@ -7,7 +7,7 @@
 //! | `s` | [`ShardState`]: applied log index, sealed revision, idempotency counters |
 //! | `m` | the Raft adapter's applied marker (embedded mode) |
 //! | `m ‖ replica u64be` | the applied marker of one replica (shared-state mode) |
-//! | `p ‖ log index u64be` | indices an entry added to the pending set (labels staged since the last seal) |
+//! | `p ‖ log index u64be` | indices of the labels an entry staged (their union since the last seal is the pending set) |
 //! | `k ‖ H(tenant, key)` | idempotency record: sequence, time, H(label, index, value), version, nonce |
 //! | `q ‖ seq u64be` | `H(tenant, key) ‖ time u64be`: idempotency records in arrival order |
 //! | `r ‖ log index u64be` | compact response of the entry (for re-application) |
@@ -44,8 +44,12 @@
 //!   membership; the marker says how far *its* adapter got, the state says how far the
 //!   shard got.
 //! * **Catch-up, one point read per apply batch**: if the stored [`ShardState`] is ahead
-//!   of this replica's copy, the replica reloads it (state, pending set; the tree handle
-//!   re-reads its latest revision by itself). Entries at or below the stored applied index
+//!   of this replica's copy, the replica takes it over (the tree handle re-reads its
+//!   latest revision by itself). When no seal happened in between, the pending set only
+//!   grew: the replica reads just the pending records of the entries it missed and the
+//!   labels they staged (a follower that finds the store ahead on every batch pays for
+//!   the new labels only; `tests/shared_catch_up.rs` counts the reads); after a seal it
+//!   reloads the pending set, which then holds only what was staged since. Entries at or below the stored applied index
 //!   are then skipped and answered from their stored responses. A stored state *behind*
 //!   the replica (entries it applied are gone, e.g. an older backup restored under a
 //!   running process) stops the group with [`ShardError::Storage`].
@@ -355,7 +359,13 @@ impl ShardLogic {
                     to = stored.applied_index,
                     "catching up with the shared store"
                 );
-                self.reload()
+                if stored.sealed_rev == self.state.sealed_rev {
+                    self.catch_up_incremental(stored)
+                } else {
+                    // A seal cleared the pending set: what is pending now was staged
+                    // after it, so the full reload reads only that.
+                    self.reload()
+                }
             }
             // Entries this replica applied are gone from the store (e.g. a restore of an
             // older backup under a running replica): continuing would skip them forever.
@@ -365,6 +375,53 @@ impl ShardLogic {
                 self.shard, stored.applied_index, self.state.applied_index
             ))),
         }
+    }
+
+    /// Catch-up when no seal happened since this replica's state: the pending set only
+    /// grew, by the entries after ours. Read just their pending records and the labels
+    /// they staged, so a follower that finds the store ahead on every batch pays for the
+    /// new labels, not the whole pending set again. (A concurrent writer can make what is
+    /// read here stale; every later write is a compare-and-set on the state, which then
+    /// fails and catches up again.)
+    fn catch_up_incremental(&mut self, stored: ShardState) -> Result<(), ShardError> {
+        let from = self.state.applied_index.saturating_add(1);
+        let to = stored.applied_index.saturating_add(1);
+        let p = self.key(TAG_PENDING, &[]);
+        let range = KeyRange::half_open(
+            self.key(TAG_PENDING, &from.to_be_bytes()),
+            self.key(TAG_PENDING, &to.to_be_bytes()),
+        );
+        let mut entries = Vec::new();
+        let mut staged = Vec::new();
+        for kv in scan_pages(&*self.store, SPACE, range, Direction::Forward, 256) {
+            let (k, v) = kv?;
+            let li: [u8; 8] = k[p.len()..]
+                .try_into()
+                .map_err(|_| corrupt("pending key of unexpected length"))?;
+            if v.len() % 32 != 0 {
+                return Err(corrupt("pending record of unexpected length"));
+            }
+            entries.push(u64::from_be_bytes(li));
+            for c in v.chunks_exact(32) {
+                let mut idx = [0u8; 32];
+                idx.copy_from_slice(c);
+                staged.push(idx);
+            }
+        }
+        let mut leaves = Vec::with_capacity(staged.len());
+        for idx in staged {
+            let leaf = self
+                .tree
+                .latest_leaf(&idx)?
+                .ok_or_else(|| corrupt("pending label without a staged leaf"))?;
+            leaves.push((idx, leaf));
+        }
+        self.pending.extend(leaves);
+        self.pending_entries.extend(entries);
+        self.pending_count
+            .store(self.pending.len(), Ordering::Relaxed);
+        self.state = stored;
+        Ok(())
     }
 
     fn reload(&mut self) -> Result<(), ShardError> {
@@ -689,7 +746,9 @@ impl ShardLogic {
                 .stage(&mut b, &leaf, Some((&item.nonce, item.value.as_slice())))?;
             latest.insert(item.index, leaf);
             staged.insert((item.index, version), leaf);
-            if !self.pending.contains_key(&item.index) && seen.insert(item.index) {
+            // Every label the entry staged, pending before or not: a replica catching up
+            // incrementally (shared-state mode) re-reads exactly these leaves.
+            if seen.insert(item.index) {
                 new_pending.extend_from_slice(&item.index);
             }
             if let Some(kh) = kh {
@@ -820,6 +879,12 @@ impl ShardLogic {
             } else if latest == st.sealed_rev + 1 {
                 // Sealed before a crash; only the bookkeeping below was lost.
                 latest
+            } else if self.replica.is_some() && self.stored_state()? != self.state {
+                // Shared-state mode: other replicas sealed (and moved on) between the
+                // check above and the tree read.
+                return Err(ShardError::StaleReplica(
+                    "the shard was sealed further while this replica was sealing".into(),
+                ));
             } else {
                 return Err(corrupt(format!(
                     "shard {}: tree at revision {latest}, state records {}",
