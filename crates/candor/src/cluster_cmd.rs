@@ -106,8 +106,15 @@ fn transport_failure(msg: String) -> Failure {
 }
 
 fn status_failure(s: tonic::Status) -> Failure {
+    // A plaintext call to a port that speaks TLS ends with the connection cut, which
+    // tonic reports as a cancelled or unknown call: say what usually causes that.
+    let hint = if matches!(s.code(), tonic::Code::Cancelled | tonic::Code::Unknown) {
+        " (if the members run with tls.cluster = true, pass --tls-ca, --tls-cert and --tls-key)"
+    } else {
+        ""
+    };
     Failure::transport(format!(
-        "error: the member answered {:?}: {}",
+        "error: the member answered {:?}: {}{hint}",
         s.code(),
         s.message()
     ))
