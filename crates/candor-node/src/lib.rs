@@ -16,6 +16,21 @@
 //! * the seam the API uses: [`DevNode::publisher`], [`DevNode::store`],
 //!   [`DevNode::forest`], [`DevNode::epochs`], [`DevNode::heads`], [`DevNode::config`].
 //!
+//! ## Deployments
+//!
+//! * [`DevNode::start`] / [`DevNode::start_on`]: `candor dev`, one member of every
+//!   group, everything in one embedded store.
+//! * [`DevNode::start_with`]: a member of a cluster on the embedded store (`--role
+//!   all`): every member hosts a replica of every group and keeps its own copy of the
+//!   state; followers that fall behind are sent whole-state snapshots.
+//! * [`DevNode::start_shared`]: a member of a **shared-state** deployment
+//!   (FoundationDB): the groups' state lives once in the shared store, the Raft logs in
+//!   the member's own store; shard and sequencer members may be different nodes
+//!   ([`SharedTopology`]), every replica applies idempotently to the shared state, and
+//!   snapshots carry only an applied index.
+//! * [`StoreReader`]: the API role of a shared-state deployment: no group, no signing
+//!   key; trees and epochs read straight from the store at signed epochs.
+//!
 //! ## Durability
 //!
 //! A publish is acknowledged after its Raft entry is synced (the log store syncs before
