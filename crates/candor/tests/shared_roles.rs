@@ -247,7 +247,20 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
         .context("the sequencer has a leader")?;
     println!("killing the sequencer's leader: node {seq_leader}");
     let before = client.latest_head().await?.head.epoch;
+    let killed = std::time::Instant::now();
     d.kill(seq_leader as usize - 1).await;
+    // Failover as the API node sees it: the next epoch readable from the store.
+    let mut heads = reader.heads();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        heads.wait_for(|h| h.as_ref().is_some_and(|h| h.head.epoch > before)),
+    )
+    .await
+    .context("no epoch after the sequencer leader was killed")??;
+    println!(
+        "failover: sequencer leader killed -> next epoch readable on the api node in {:?}",
+        killed.elapsed()
+    );
     published.extend(round("c").await?);
 
     // Every SMT is honoured, as seen through the API node.
