@@ -58,7 +58,9 @@ use std::time::Duration;
 
 use candor_core::signed::{PublicConfig, SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfPublicKey;
-use candor_raft::{GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNodeConfig, RaftTuning};
+use candor_raft::{
+    GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNodeConfig, RaftTuning, RemoteGroup,
+};
 use candor_store::{Durability, FjallConfig, FjallStore, Space, Store, WriteBatch};
 use candor_tree::{EpochLogStore, Forest, TreeConfig};
 use tokio::sync::watch;
@@ -70,7 +72,7 @@ pub use candor_raft::{RaftNode, RaftTransport};
 pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch};
 pub use candor_shard::{
     PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError, ShardLogic,
-    ShardLogicConfig, ShardPublisher,
+    ShardLogicConfig, ShardPublisher, ShardRoute,
 };
 pub use membership::Membership;
 pub use reader::StoreReader;
@@ -387,6 +389,11 @@ pub struct SharedTopology {
     pub shard_members: BTreeMap<NodeId, String>,
     /// The voters of the sequencer group.
     pub sequencer_members: BTreeMap<NodeId, String>,
+    /// Placement: the shard members hosting each shard's group, by shard number. A
+    /// shard not listed (or an empty map) is hosted by every shard member. A member
+    /// sends the writes of shards it does not host to the members that do
+    /// ([`candor_raft::RemoteGroup`]); reads need no placement (the store is shared).
+    pub shard_placement: BTreeMap<u32, Vec<NodeId>>,
     /// Sends this node's Raft RPCs.
     pub transport: Arc<dyn RaftTransport>,
     /// Initialize the brand-new groups this member hosts with their member sets. Per
@@ -402,6 +409,7 @@ impl std::fmt::Debug for SharedTopology {
             .field("addr", &self.addr)
             .field("shard_members", &self.shard_members)
             .field("sequencer_members", &self.sequencer_members)
+            .field("shard_placement", &self.shard_placement)
             .field("bootstrap", &self.bootstrap)
             .finish_non_exhaustive()
     }
@@ -425,6 +433,18 @@ impl SharedTopology {
                         self.node_id, self.addr
                     )));
                 }
+            }
+        }
+        for (shard, ids) in &self.shard_placement {
+            if ids.is_empty() {
+                return Err(NodeError::Config(format!(
+                    "shard {shard} is placed on no member"
+                )));
+            }
+            if let Some(id) = ids.iter().find(|i| !self.shard_members.contains_key(i)) {
+                return Err(NodeError::Config(format!(
+                    "shard {shard} is placed on node {id}, which is not a shard member"
+                )));
             }
         }
         if !hosts {
@@ -452,6 +472,27 @@ struct Plan {
     bootstrap: bool,
     /// Shared-state mode (FoundationDB): every replica applies to one store.
     shared: bool,
+    /// Shared mode: the shard members hosting each shard (absent: all shard members).
+    placement: BTreeMap<u32, Vec<NodeId>>,
+}
+
+impl Plan {
+    /// The members of shard `s`'s group (shard members, narrowed by the placement).
+    fn shard_group_members(&self, s: u32) -> BTreeMap<NodeId, String> {
+        let all = self.shard_members.clone().unwrap_or_default();
+        match self.placement.get(&s) {
+            None => all,
+            Some(ids) => all.into_iter().filter(|(id, _)| ids.contains(id)).collect(),
+        }
+    }
+
+    /// Whether this node initializes a new group with `members`: co-located, the
+    /// bootstrap member initializes every group; shared, each group is initialized by
+    /// its smallest member (when that member is started with `bootstrap`), so that
+    /// placements with different members need no coordination.
+    fn initializes(&self, members: &BTreeMap<NodeId, String>) -> bool {
+        self.bootstrap && (!self.shared || members.keys().next() == Some(&self.node_id))
+    }
 }
 
 /// The write path of a process without shard groups (a sequencer member, an API node
@@ -637,6 +678,7 @@ impl DevNode {
             transport: topology.transport,
             bootstrap: topology.bootstrap,
             shared: false,
+            placement: BTreeMap::new(),
         };
         Self::start_inner(Arc::clone(&store), store, config, plan, on_raft).await
     }
@@ -676,7 +718,9 @@ impl DevNode {
             transport: topology.transport,
             bootstrap: topology.bootstrap,
             shared: true,
+            placement: topology.shard_placement.clone(),
         };
+
         Self::start_inner(local, shared, config, plan, on_raft).await
     }
 
@@ -717,19 +761,33 @@ impl DevNode {
 
         let n = 1u32 << config.shard_bits;
         let mut shards = Vec::with_capacity(n as usize);
+        // (shard, pending counter) of each hosted group, for its sealer.
         let mut counters = Vec::with_capacity(n as usize);
-        if let Some(members) = &plan.shard_members {
+        let mut routes = Vec::with_capacity(n as usize);
+        if plan.shard_members.is_some() {
             for s in 0..n {
+                let members = plan.shard_group_members(s);
+                if !members.contains_key(&node_id) {
+                    // Placed on other members: writes go through them.
+                    let replicas = members.into_iter().collect();
+                    routes.push(ShardRoute::Remote(RemoteGroup::new(
+                        &raft,
+                        GroupId(u64::from(s)),
+                        replicas,
+                    )?));
+                    continue;
+                }
                 let logic = if plan.shared {
                     ShardLogic::open_shared(&forest, s, node_id, config.shard.clone())?
                 } else {
                     ShardLogic::open(&forest, s, config.shard.clone())?
                 };
-                counters.push(logic.pending_counter());
+                counters.push((s, logic.pending_counter()));
                 let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
-                if plan.bootstrap {
-                    g.initialize(members.clone()).await?;
+                if plan.initializes(&members) {
+                    g.initialize(members).await?;
                 }
+                routes.push(ShardRoute::Local(g.clone()));
                 shards.push(g);
             }
         }
@@ -759,7 +817,7 @@ impl DevNode {
             let g = raft
                 .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
                 .await?;
-            if plan.bootstrap {
+            if plan.initializes(members) {
                 g.initialize(members.clone()).await?;
             }
             sequencer = Some(g);
@@ -773,10 +831,10 @@ impl DevNode {
         pcfg.max_batch_items = config.max_batch_items.max(1);
         pcfg.max_inflight = config.max_inflight.max(1);
         let smt_key = Arc::new(SigningKeyPair::from_seed(&config.keys.smt.to_seed()));
-        let shard_publisher = if shards.is_empty() {
+        let shard_publisher = if routes.is_empty() {
             None
         } else {
-            Some(ShardPublisher::new(shards.clone(), smt_key, pcfg)?)
+            Some(ShardPublisher::with_routes(routes, smt_key, pcfg)?)
         };
         let publisher: Arc<dyn Publisher> = match &shard_publisher {
             Some(p) => Arc::new(p.clone()),
@@ -785,10 +843,10 @@ impl DevNode {
 
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
-        for (s, (g, c)) in shards.iter().zip(counters).enumerate() {
+        for (g, (s, c)) in shards.iter().zip(counters) {
             tasks.push(candor_shard::spawn_sealer(
                 node_id,
-                s as u32,
+                s,
                 g.clone(),
                 c,
                 config.seal_interval,
@@ -896,7 +954,8 @@ impl DevNode {
         &self.public
     }
 
-    /// The shard groups, by shard number (metrics, tests).
+    /// The shard groups this node hosts, in ascending shard order (every shard, by shard
+    /// number, unless a shared-state placement gives some to other members).
     pub fn shard_groups(&self) -> &[RaftGroup<ShardLogic>] {
         &self.shards
     }

@@ -45,8 +45,6 @@ use candor_store::{MemStore, Store};
 use candor_tree::{EpochLogStore, Forest, MapView};
 use tokio::sync::watch;
 
-/// Members that accept writes (every member co-located; the shard members shared).
-const MEMBERS: u64 = 3;
 const LABELS: usize = 60;
 
 fn vrf() -> VrfSecretKey {
@@ -93,6 +91,10 @@ enum Layout {
     /// Shared state (FoundationDB): shard members 1–3, sequencer members 4–6, one
     /// shared store, a Raft log store per member.
     Shared,
+    /// Shared state with a placement: shard members 1–4, shards 0–1 on members 1–3 and
+    /// shards 2–3 on members 2–4 (a member forwards writes of shards it does not host),
+    /// sequencer members 5–7.
+    SharedPlaced,
 }
 
 impl Layout {
@@ -100,6 +102,42 @@ impl Layout {
         match self {
             Layout::CoLocated => 3,
             Layout::Shared => 6,
+            Layout::SharedPlaced => 7,
+        }
+    }
+
+    /// Members that accept writes and serve reads (the first `writers()` nodes).
+    fn writers(self) -> usize {
+        match self {
+            Layout::CoLocated | Layout::Shared => 3,
+            Layout::SharedPlaced => 4,
+        }
+    }
+
+    fn topology(self, id: u64, transport: Arc<dyn candor_raft::RaftTransport>) -> SharedTopology {
+        let (shards, sequencer, placement) = match self {
+            Layout::SharedPlaced => (
+                members(1..=4),
+                members(5..=7),
+                BTreeMap::from([
+                    (0, vec![1, 2, 3]),
+                    (1, vec![1, 2, 3]),
+                    (2, vec![2, 3, 4]),
+                    (3, vec![2, 3, 4]),
+                ]),
+            ),
+            _ => (members(1..=3), members(4..=6), BTreeMap::new()),
+        };
+        SharedTopology {
+            node_id: id,
+            addr: addr(id),
+            shard_members: shards,
+            sequencer_members: sequencer,
+            shard_placement: placement,
+            transport,
+            // Each group is initialized by its smallest member; passing it to every
+            // member on every start is safe (a no-op once the groups exist).
+            bootstrap: true,
         }
     }
 }
@@ -128,7 +166,7 @@ impl Cluster {
                 .collect(),
             shared: Arc::new(MemStore::new()),
             nodes: (0..n).map(|_| None).collect(),
-            publishers: Arc::new(Mutex::new(vec![None; MEMBERS as usize])),
+            publishers: Arc::new(Mutex::new(vec![None; layout.writers()])),
         };
         for i in 0..n {
             c.start(i).await?;
@@ -153,16 +191,8 @@ impl Cluster {
                 })
                 .await?
             }
-            Layout::Shared => {
-                let topology = SharedTopology {
-                    node_id: id,
-                    addr: addr(id),
-                    shard_members: members(1..=3),
-                    sequencer_members: members(4..=6),
-                    transport: self.net.endpoint(id),
-                    // The smallest id of each kind of group.
-                    bootstrap: id == 1 || id == 4,
-                };
+            Layout::Shared | Layout::SharedPlaced => {
+                let topology = self.layout.topology(id, self.net.endpoint(id));
                 DevNode::start_shared(
                     Arc::clone(&self.stores[i]),
                     Arc::clone(&self.shared),
@@ -173,7 +203,7 @@ impl Cluster {
                 .await?
             }
         };
-        if i < MEMBERS as usize {
+        if i < self.layout.writers() {
             self.publishers.lock().unwrap()[i] = Some(node.publisher());
         }
         self.nodes[i] = Some(node);
@@ -181,7 +211,7 @@ impl Cluster {
     }
 
     async fn stop(&mut self, i: usize) {
-        if i < MEMBERS as usize {
+        if i < self.layout.writers() {
             self.publishers.lock().unwrap()[i] = None;
         }
         if let Some(n) = self.nodes[i].take() {
@@ -205,7 +235,7 @@ impl Cluster {
 
     /// Shard 0's leader as a running shard member sees it.
     fn shard0_leader(&self) -> Option<u64> {
-        self.nodes[..MEMBERS as usize]
+        self.nodes[..self.layout.writers()]
             .iter()
             .flatten()
             .find_map(|n| n.shard_groups().first())
@@ -259,9 +289,10 @@ async fn publish_any(
     rng: &mut StdRng,
     deadline: tokio::time::Instant,
 ) -> Option<PublishReceipt> {
-    let mut attempt = rng.random_range(0..MEMBERS as usize);
+    let n = publishers.lock().unwrap().len();
+    let mut attempt = rng.random_range(0..n);
     while tokio::time::Instant::now() < deadline {
-        let p = publishers.lock().unwrap()[attempt % MEMBERS as usize].clone();
+        let p = publishers.lock().unwrap()[attempt % n].clone();
         attempt += 1;
         let Some(p) = p else { continue };
         let call = tokio::time::timeout(Duration::from_secs(5), p.publish(vec![req.clone()]));
@@ -370,17 +401,48 @@ async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
     for l in load {
         l.await?;
     }
+    if layout == Layout::SharedPlaced {
+        // Every member takes writes for every shard, hosted or not (forwarded through
+        // the replicas that host it).
+        let publishers = cluster.publishers.lock().unwrap().clone();
+        for (i, p) in publishers.iter().enumerate() {
+            let p = p.as_ref().context("member down")?;
+            let mut covered = std::collections::BTreeSet::new();
+            for label in 0..LABELS {
+                let req = request(label, format!("direct-{i}"), format!("direct-{i}-{label}"));
+                let shard = candor_core::map::shard_of(&req.index, 2);
+                if !covered.insert(shard) {
+                    continue;
+                }
+                let res =
+                    tokio::time::timeout(Duration::from_secs(30), p.publish(vec![req.clone()]))
+                        .await
+                        .with_context(|| format!("member {} shard {shard}: timed out", i + 1))??;
+                let receipt = res
+                    .into_iter()
+                    .next()
+                    .context("no result")?
+                    .with_context(|| format!("member {} shard {shard}", i + 1))?;
+                acked.lock().unwrap().push(Acked {
+                    label,
+                    req,
+                    receipt,
+                });
+            }
+            ensure!(covered.len() == 4, "labels cover every shard");
+        }
+    }
     let acked = acked.lock().unwrap().clone();
     println!("  {} mutations acknowledged", acked.len());
     ensure!(!acked.is_empty(), "seed {seed}: nothing was acknowledged");
 
     // Read paths: every member that serves reads (each member co-located; each shard
     // member and a store reader when shared).
-    let mut paths: Vec<ReadPath> = (0..MEMBERS as usize)
+    let mut paths: Vec<ReadPath> = (0..layout.writers())
         .map(|i| ReadPath::of(format!("member {}", i + 1), cluster.node(i)))
         .collect();
     let reader = match layout {
-        Layout::Shared => {
+        Layout::Shared | Layout::SharedPlaced => {
             let public =
                 StoreReader::stored_public_config(&*cluster.shared)?.context("public config")?;
             let r = StoreReader::open(Arc::clone(&cluster.shared), public, 4 << 20)?;
@@ -572,6 +634,17 @@ async fn cluster_survives_seeded_faults() -> Result<()> {
     init_log();
     for seed in seeds(3)? {
         run_seed(seed, Layout::CoLocated).await?;
+    }
+    Ok(())
+}
+
+/// Shard members with a placement (each hosting half of the shards, forwarding the
+/// other half's writes), sequencer members apart, one shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_state_placed_cluster_survives_seeded_faults() -> Result<()> {
+    init_log();
+    for seed in seeds(1)? {
+        run_seed(seed, Layout::SharedPlaced).await?;
     }
     Ok(())
 }

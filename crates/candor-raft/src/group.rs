@@ -583,6 +583,184 @@ impl RaftNode {
 }
 
 /// First pause of [`RaftGroup::write`] while no leader is known; doubles up to the max.
+/// Interpret a forwarded write's reply: `Ok(Some)` applied, `Ok(None)` not the leader
+/// (retry), `Err` final.
+fn forwarded_reply(group: GroupId, from: NodeId, bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    let indeterminate = |detail: String| Error::Indeterminate { group, detail };
+    match decode::<ClientWriteReply>(bytes) {
+        Ok(ClientWriteReply::Applied(r)) => Ok(Some(r)),
+        Ok(ClientWriteReply::NotLeader { .. }) => Ok(None),
+        Ok(ClientWriteReply::TooLarge { size, limit }) => Err(Error::TooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        }),
+        Ok(ClientWriteReply::Indeterminate(d)) => {
+            Err(indeterminate(format!("leader {from}: {d}")))
+        }
+        Ok(ClientWriteReply::Stopped(d)) => Err(indeterminate(format!(
+            "leader {from} stopped during the write: {d}"
+        ))),
+        Ok(ClientWriteReply::Failed(d)) => Err(indeterminate(format!("leader {from}: {d}"))),
+        // The request was delivered, so it may have been applied.
+        Err(e) => Err(indeterminate(format!("undecodable reply from {from}: {e}"))),
+    }
+}
+
+/// A group this node does **not** host, written to through the replicas that do (a
+/// shared-state member whose placement leaves a shard to other members): writes go to
+/// the group's leader over the transport ([`RpcKind::ClientWrite`]), found by asking
+/// the replicas and following their redirects. The same contract as
+/// [`RaftGroup::write`].
+#[derive(Clone)]
+pub struct RemoteGroup {
+    group: GroupId,
+    node: RaftNode,
+    replicas: Arc<Vec<(NodeId, String)>>,
+    /// The leader last seen (tried first).
+    leader: Arc<std::sync::Mutex<Option<(NodeId, String)>>>,
+    max_payload: usize,
+}
+
+impl std::fmt::Debug for RemoteGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteGroup")
+            .field("group", &self.group)
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteGroup {
+    /// `replicas`: the nodes hosting `group`, with their Raft addresses (non-empty).
+    pub fn new(
+        node: &RaftNode,
+        group: GroupId,
+        replicas: Vec<(NodeId, String)>,
+    ) -> Result<RemoteGroup, Error> {
+        if replicas.is_empty() {
+            return Err(Error::Config(format!("group {group}: no replica to write through")));
+        }
+        Ok(RemoteGroup {
+            group,
+            max_payload: node.inner.db.group(group).max_payload_bytes(),
+            node: node.clone(),
+            replicas: Arc::new(replicas),
+            leader: Arc::new(std::sync::Mutex::new(None)),
+        })
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Largest payload [`RemoteGroup::write`] accepts.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload
+    }
+
+    fn remember(&self, leader: Option<(NodeId, String)>) {
+        if let Ok(mut g) = self.leader.lock() {
+            *g = leader;
+        }
+    }
+
+    /// Propose `data` to the group through its leader and return the applied response.
+    /// Errors as [`RaftGroup::write`]'s: `Timeout` (not proposed), `Indeterminate` (may
+    /// have been applied: retry with the idempotency key), `TooLarge`.
+    pub async fn write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        if data.len() > self.max_payload {
+            return Err(Error::TooLarge {
+                size: data.len(),
+                limit: self.max_payload,
+            });
+        }
+        let timeout = self.node.inner.config.tuning.forward_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let payload = encode(&ClientWriteRpcRef { data: &data })?;
+        let mut hint: Option<(NodeId, String)> = self.leader.lock().ok().and_then(|g| g.clone());
+        let mut next = 0usize;
+        let mut hops_since_sleep = 0u32;
+        let mut backoff = FORWARD_MIN_BACKOFF;
+        let mut last;
+        loop {
+            let (id, addr) = match hint.take() {
+                Some(t) => t,
+                None => {
+                    let t = self.replicas[next % self.replicas.len()].clone();
+                    next += 1;
+                    t
+                }
+            };
+            let send = self.node.inner.transport.send(
+                id,
+                &addr,
+                self.group,
+                RpcKind::ClientWrite,
+                payload.clone(),
+            );
+            let mut redirected = false;
+            match tokio::time::timeout_at(deadline, send).await {
+                Err(_) => {
+                    return Err(Error::Indeterminate {
+                        group: self.group,
+                        detail: format!("no reply from node {id} before the forward deadline"),
+                    });
+                }
+                Ok(Ok(bytes)) => match forwarded_reply(self.group, id, &bytes)? {
+                    Some(r) => {
+                        self.remember(Some((id, addr)));
+                        return Ok(r);
+                    }
+                    None => {
+                        last = format!("node {id} is not the leader");
+                        if let Ok(ClientWriteReply::NotLeader {
+                            leader: Some(l),
+                            leader_addr: Some(a),
+                        }) = decode(&bytes)
+                            && l != id
+                        {
+                            hint = Some((l, a));
+                            redirected = true;
+                        }
+                        self.remember(None);
+                    }
+                },
+                // Never delivered to the group: safe to try another replica.
+                Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
+                    last = format!("node {id}: {m}");
+                    self.remember(None);
+                }
+                Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
+                    return Err(Error::Indeterminate {
+                        group: self.group,
+                        detail: format!("forward to node {id}: {e}"),
+                    });
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(format!(
+                    "group {}: no leader accepted the write within {timeout:?} ({last}); \
+                     not proposed",
+                    self.group
+                )));
+            }
+            // Follow a redirect at once (a couple of hops), and try each replica once
+            // before backing off.
+            if (redirected && hops_since_sleep < 2)
+                || (!redirected && !next.is_multiple_of(self.replicas.len()))
+            {
+                hops_since_sleep += 1;
+                continue;
+            }
+            hops_since_sleep = 0;
+            tokio::time::sleep_until((now + backoff).min(deadline)).await;
+            backoff = (backoff * 2).min(FORWARD_MAX_BACKOFF);
+        }
+    }
+}
+
 const FORWARD_MIN_BACKOFF: Duration = Duration::from_millis(10);
 const FORWARD_MAX_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -844,7 +1022,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                                 ),
                             });
                         }
-                        Ok(Ok(bytes)) => match self.forwarded_reply(id, &bytes)? {
+                        Ok(Ok(bytes)) => match forwarded_reply(self.group, id, &bytes)? {
                             Some(r) => return Ok(r),
                             None => {
                                 last = format!("node {id} is not the leader");
@@ -889,32 +1067,6 @@ impl<L: StateMachineLogic> RaftGroup<L> {
             tracing::debug!(group = %self.group, %last, "write: waiting for a leader");
             tokio::time::sleep_until((now + backoff).min(deadline)).await;
             backoff = (backoff * 2).min(FORWARD_MAX_BACKOFF);
-        }
-    }
-
-    /// Interpret a forwarded write's reply: `Ok(Some)` applied, `Ok(None)` not the leader
-    /// (retry), `Err` final.
-    fn forwarded_reply(&self, from: NodeId, bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let indeterminate = |detail: String| Error::Indeterminate {
-            group: self.group,
-            detail,
-        };
-        match decode::<ClientWriteReply>(bytes) {
-            Ok(ClientWriteReply::Applied(r)) => Ok(Some(r)),
-            Ok(ClientWriteReply::NotLeader { .. }) => Ok(None),
-            Ok(ClientWriteReply::TooLarge { size, limit }) => Err(Error::TooLarge {
-                size: usize::try_from(size).unwrap_or(usize::MAX),
-                limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            }),
-            Ok(ClientWriteReply::Indeterminate(d)) => {
-                Err(indeterminate(format!("leader {from}: {d}")))
-            }
-            Ok(ClientWriteReply::Stopped(d)) => Err(indeterminate(format!(
-                "leader {from} stopped during the write: {d}"
-            ))),
-            Ok(ClientWriteReply::Failed(d)) => Err(indeterminate(format!("leader {from}: {d}"))),
-            // The request was delivered, so it may have been applied.
-            Err(e) => Err(indeterminate(format!("undecodable reply from {from}: {e}"))),
         }
     }
 

@@ -181,7 +181,7 @@ mod types;
 pub use error::Error;
 pub use group::{
     DEFAULT_KEY_PREFIX, DEFAULT_SNAPSHOT_CHUNK_BYTES, GroupMetrics, RaftGroup, RaftNode,
-    RaftNodeConfig, RaftTuning, WeakRaftNode,
+    RaftNodeConfig, RaftTuning, RemoteGroup, WeakRaftNode,
 };
 pub use grpc::{GrpcConfig, GrpcRaftServer, GrpcTransport};
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};

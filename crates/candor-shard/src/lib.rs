@@ -43,6 +43,6 @@ pub use command::{Item, ItemOutcome, ShardCommand, ShardResponse};
 pub use error::ShardError;
 pub use logic::{ShardLogic, ShardLogicConfig, ShardState, idempotency_key_hash};
 pub use publisher::{
-    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardPublisher, now_ms,
+    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardPublisher, ShardRoute, now_ms,
 };
 pub use sealer::spawn_sealer;

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use candor_core::Index;
 use candor_core::map::{Leaf, shard_of};
 use candor_core::signed::{MutationTimestamp, SignedMutationTimestamp, SigningKeyPair};
-use candor_raft::RaftGroup;
+use candor_raft::{RaftGroup, RemoteGroup};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
@@ -137,11 +137,63 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Where the publisher sends a shard's entries: the shard's group on this node, or the
+/// replicas that host it elsewhere (a shared-state member whose placement leaves the
+/// shard to other members).
+#[derive(Clone)]
+pub enum ShardRoute {
+    /// This node hosts a replica of the shard's group.
+    Local(RaftGroup<ShardLogic>),
+    /// Other nodes host it.
+    Remote(RemoteGroup),
+}
+
+impl std::fmt::Debug for ShardRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardRoute::Local(_) => f.write_str("ShardRoute::Local"),
+            ShardRoute::Remote(g) => write!(f, "ShardRoute::Remote({g:?})"),
+        }
+    }
+}
+
+impl From<RaftGroup<ShardLogic>> for ShardRoute {
+    fn from(g: RaftGroup<ShardLogic>) -> Self {
+        ShardRoute::Local(g)
+    }
+}
+
+impl ShardRoute {
+    fn max_payload_bytes(&self) -> usize {
+        match self {
+            ShardRoute::Local(g) => g.max_payload_bytes(),
+            ShardRoute::Remote(g) => g.max_payload_bytes(),
+        }
+    }
+
+    async fn write(&self, data: Vec<u8>) -> Result<Vec<u8>, candor_raft::Error> {
+        match self {
+            ShardRoute::Local(g) => g.write(data).await,
+            ShardRoute::Remote(g) => g.write(data).await,
+        }
+    }
+}
+
 impl ShardPublisher {
     /// Start one batching task per shard. `groups[s]` is the group of shard `s`
     /// (`2^shard_bits` of them). Must be called inside a tokio runtime.
     pub fn new(
         groups: Vec<RaftGroup<ShardLogic>>,
+        smt_key: Arc<SigningKeyPair>,
+        config: PublisherConfig,
+    ) -> Result<Self, ShardError> {
+        Self::with_routes(groups.into_iter().map(ShardRoute::from).collect(), smt_key, config)
+    }
+
+    /// As [`ShardPublisher::new`], with each shard's route: local groups, or remote
+    /// ones for shards this node does not host.
+    pub fn with_routes(
+        groups: Vec<ShardRoute>,
         smt_key: Arc<SigningKeyPair>,
         config: PublisherConfig,
     ) -> Result<Self, ShardError> {
@@ -322,7 +374,7 @@ type Tags = Vec<(usize, usize)>;
 
 struct Batcher {
     shard: u32,
-    group: RaftGroup<ShardLogic>,
+    group: ShardRoute,
     config: PublisherConfig,
     inflight: Arc<Semaphore>,
 }

@@ -131,8 +131,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub raft_listen: Option<SocketAddr>,
     /// A member as ID=HOST:PORT (its Raft address), or ID=HOST:PORT@ROLE (ROLE: all,
-    /// shard or sequencer; the latter two with a shared store); repeat for every member,
-    /// this one included.
+    /// shard or sequencer; the latter two with a shared store), or
+    /// ID=HOST:PORT@shard:0-7,12 (a shard member hosting only those shards); repeat for
+    /// every member, this one included.
     #[arg(long = "member", value_parser = parse_member)]
     pub members: Vec<crate::config::MemberConfig>,
     /// Initialize a brand-new deployment's groups (on one member only).
@@ -189,11 +190,15 @@ fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
     let (id, rest) = s
         .split_once('=')
         .ok_or_else(|| format!("expected ID=HOST:PORT[@ROLE], got {s:?}"))?;
-    let (addr, role) = match rest.rsplit_once('@') {
-        None => (rest, MemberRole::All),
-        Some((a, r)) => (
-            a,
-            match r.trim() {
+    let (addr, role, shards) = match rest.rsplit_once('@') {
+        None => (rest, MemberRole::All, None),
+        Some((a, r)) => {
+            // ROLE or ROLE:SHARDS (e.g. shard:0-7,12).
+            let (r, shards) = match r.split_once(':') {
+                Some((r, sh)) => (r, Some(sh.trim().to_string())),
+                None => (r, None),
+            };
+            let role = match r.trim() {
                 "all" => MemberRole::All,
                 "shard" => MemberRole::Shard,
                 "sequencer" => MemberRole::Sequencer,
@@ -202,8 +207,9 @@ fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
                         "member role {other:?} is not one of all, shard, sequencer"
                     ));
                 }
-            },
-        ),
+            };
+            (a, role, shards)
+        }
     };
     let id: u64 = id
         .trim()
@@ -216,6 +222,7 @@ fn parse_member(s: &str) -> Result<crate::config::MemberConfig, String> {
         id,
         raft_addr: addr.trim().to_string(),
         role,
+        shards,
     })
 }
 
@@ -391,6 +398,11 @@ mod tests {
             (4, "[::1]:8701", MemberRole::Sequencer)
         );
         assert_eq!(parse_member("5=h:1@shard").unwrap().role, MemberRole::Shard);
+        let m = parse_member("6=h:1@shard:0-7,12").unwrap();
+        assert_eq!(
+            (m.role, m.shards.as_deref()),
+            (MemberRole::Shard, Some("0-7,12"))
+        );
         for bad in ["5=h:1@leader", "0=h:1", "x=h:1", "h:1", "5="] {
             assert!(parse_member(bad).is_err(), "{bad}");
         }

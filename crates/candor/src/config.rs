@@ -149,6 +149,11 @@ pub struct MemberConfig {
     /// (`store.backend = "fdb"`), `shard` or `sequencer`.
     #[serde(default)]
     pub role: MemberRole,
+    /// Shared store only, shard members: the shards whose groups this member hosts, as
+    /// ranges (`"0-7,12"`). Default: every shard. Writes for other shards are forwarded
+    /// to the members hosting them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<String>,
 }
 
 /// The groups a cluster member hosts.

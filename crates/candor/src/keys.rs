@@ -113,7 +113,7 @@ pub fn load_existing(dir: &Path) -> anyhow::Result<Keys> {
         .collect();
     if !missing.is_empty() {
         bail!(
-            "key files missing: {}; create the deployment's keys once with              `candor keygen --dir DIR` and copy DIR to every member",
+            "key files missing: {}; create the deployment's keys once with `candor keygen --dir DIR` and copy DIR to every member",
             missing.join(", ")
         );
     }

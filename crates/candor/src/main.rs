@@ -71,6 +71,14 @@ fn check_role(config: &config::Config, role: cli::Role) -> anyhow::Result<()> {
                  stateless front doors with --role api"
             );
         }
+        if let Some(m) = config.cluster.members.iter().find(|m| m.shards.is_some()) {
+            anyhow::bail!(
+                "cluster member {} lists shards: a shard placement needs a shared store \
+                 (store.backend = \"fdb\"); on the embedded store every member hosts every \
+                 shard",
+                m.id
+            );
+        }
         if let Some(m) = config
             .cluster
             .members
@@ -110,6 +118,7 @@ fn check_role(config: &config::Config, role: cli::Role) -> anyhow::Result<()> {
             config.cluster.node_id
         );
     }
+    shared::placement(config)?;
     let (shards, sequencer) = shared::member_sets(config);
     if shards.is_empty() || sequencer.is_empty() {
         anyhow::bail!(

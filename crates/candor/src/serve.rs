@@ -91,6 +91,7 @@ pub async fn start_shared_member(
         .map(|m| m.raft_addr.clone())
         .context("cluster.node_id is not among cluster.members")?;
     let (shard_members, sequencer_members) = crate::shared::member_sets(config);
+    let shard_placement = crate::shared::placement(config)?;
     let shared = crate::shared::open_shared_store(config).await?;
     let local = DevNode::open_store(&node_config)
         .await
@@ -103,6 +104,7 @@ pub async fn start_shared_member(
             addr,
             shard_members,
             sequencer_members,
+            shard_placement,
             transport,
             bootstrap,
         };

@@ -105,6 +105,7 @@ impl Deployment {
             addr: format!("inproc-{id}"),
             shard_members: members(1..=3),
             sequencer_members: members(4..=6),
+            shard_placement: BTreeMap::new(),
             transport: self.net.endpoint(id),
             bootstrap: id == 1 || id == 4,
         };
