@@ -594,9 +594,7 @@ fn forwarded_reply(group: GroupId, from: NodeId, bytes: &[u8]) -> Result<Option<
             size: usize::try_from(size).unwrap_or(usize::MAX),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
         }),
-        Ok(ClientWriteReply::Indeterminate(d)) => {
-            Err(indeterminate(format!("leader {from}: {d}")))
-        }
+        Ok(ClientWriteReply::Indeterminate(d)) => Err(indeterminate(format!("leader {from}: {d}"))),
         Ok(ClientWriteReply::Stopped(d)) => Err(indeterminate(format!(
             "leader {from} stopped during the write: {d}"
         ))),
@@ -638,7 +636,9 @@ impl RemoteGroup {
         replicas: Vec<(NodeId, String)>,
     ) -> Result<RemoteGroup, Error> {
         if replicas.is_empty() {
-            return Err(Error::Config(format!("group {group}: no replica to write through")));
+            return Err(Error::Config(format!(
+                "group {group}: no replica to write through"
+            )));
         }
         Ok(RemoteGroup {
             group,

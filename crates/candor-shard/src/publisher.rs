@@ -187,7 +187,11 @@ impl ShardPublisher {
         smt_key: Arc<SigningKeyPair>,
         config: PublisherConfig,
     ) -> Result<Self, ShardError> {
-        Self::with_routes(groups.into_iter().map(ShardRoute::from).collect(), smt_key, config)
+        Self::with_routes(
+            groups.into_iter().map(ShardRoute::from).collect(),
+            smt_key,
+            config,
+        )
     }
 
     /// As [`ShardPublisher::new`], with each shard's route: local groups, or remote
