@@ -165,6 +165,30 @@ fn pin_of(opts: &BenchOptions) -> Result<Option<PinnedConfig>, BenchError> {
     Ok(None)
 }
 
+/// TLS settings from `--tls-ca/--tls-cert/--tls-key` (`None`: plaintext).
+fn client_tls(
+    opts: &BenchOptions,
+) -> Result<Option<candor_client::tls::ClientTlsConfig>, ClientError> {
+    use candor_client::tls::{Certificate, ClientTlsConfig, Identity};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| ClientError::InvalidArgument(format!("cannot read {}: {e}", p.display())))
+    };
+    let Some(ca) = &opts.tls_ca else {
+        if opts.tls_cert.is_some() {
+            return Err(ClientError::InvalidArgument(
+                "--tls-cert needs --tls-ca".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let (Some(c), Some(k)) = (&opts.tls_cert, &opts.tls_key) {
+        tls = tls.identity(Identity::from_pem(read(c)?, read(k)?));
+    }
+    Ok(Some(tls))
+}
+
 async fn connect_all(
     opts: &BenchOptions,
     endpoint: &str,
@@ -178,9 +202,24 @@ async fn connect_all(
         },
         ..ClientOptions::default()
     };
+    let tls = client_tls(opts)?;
+    let connect = |pin: PinnedConfig| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                Some(t) => Client::connect_tls(endpoint.to_string(), t, pin).await,
+                None => Client::connect(endpoint.to_string(), pin).await,
+            }
+        }
+    };
     let first_pin = pin.clone();
     let (first, pin) = match first_pin {
-        Some(p) => (Client::connect(endpoint.to_string(), p.clone()).await?, p),
+        Some(p) => (connect(p.clone()).await?, p),
+        None if tls.is_some() => {
+            return Err(ClientError::InvalidArgument(
+                "trust on first use is not offered over TLS: pin the configuration".into(),
+            ));
+        }
         None => {
             let (c, config) = Client::connect_tofu(endpoint.to_string()).await?;
             (c, PinnedConfig::from(config))
@@ -188,7 +227,7 @@ async fn connect_all(
     };
     let mut clients = vec![first];
     for _ in 1..opts.connection_count() {
-        clients.push(Client::connect(endpoint.to_string(), pin.clone()).await?);
+        clients.push(connect(pin.clone()).await?);
     }
     clients
         .into_iter()

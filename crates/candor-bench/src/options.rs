@@ -33,6 +33,15 @@ pub struct BenchOptions {
     /// Trust on first use: accept whatever configuration the target serves.
     #[arg(long)]
     pub tofu: bool,
+    /// TLS (an `https://` target): the CA bundle that issued the server's certificate.
+    #[arg(long, env = "CANDOR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: a client certificate to present.
+    #[arg(long, env = "CANDOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key.
+    #[arg(long, env = "CANDOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Start an in-process `candor dev` (every role, embedded store in a temporary
     /// directory, fresh keys) on 127.0.0.1 and benchmark it.
     #[arg(long)]
@@ -95,6 +104,9 @@ impl Default for BenchOptions {
             config_digest: None,
             pin: None,
             tofu: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             embedded: false,
             epoch_interval: Duration::from_secs(1),
             shards: 16,

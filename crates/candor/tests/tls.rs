@@ -274,6 +274,30 @@ async fn three_members_over_mutual_tls() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The load generator over TLS.
+    let out = Command::new(BIN)
+        .args(["bench", "--target", &proxy_url, "--config-digest", &digest])
+        .args([
+            "--mix",
+            "new=50,lookup=50",
+            "--ops",
+            "40",
+            "--concurrency",
+            "4",
+            "--quiet",
+        ])
+        .args(["--token", token.trim()])
+        .arg("--tls-ca")
+        .arg(certs.join("ca.crt"))
+        .env_remove("CANDOR_TLS_CA")
+        .output()
+        .expect("candor bench");
+    assert!(
+        out.status.success(),
+        "candor bench over TLS: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An https:// target without a CA is a usage error (exit 1), not a hang.
     let out = Command::new(BIN)
         .args([
