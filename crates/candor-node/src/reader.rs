@@ -61,9 +61,14 @@ pub(crate) fn spawn_store_heads(
         let mut failing = false;
         loop {
             let (f, e) = (forest.clone(), Arc::clone(&epochs));
+            let served = tx.borrow().as_ref().map_or(0, |h| h.head.epoch);
             let step =
                 tokio::task::spawn_blocking(move || -> Result<Option<SignedHead>, String> {
                     e.reload().map_err(|err| err.to_string())?;
+                    // Nothing new: one read of the log's end per poll, no shard reads.
+                    if e.latest_epoch() <= served {
+                        return Ok(None);
+                    }
                     let Some(head) = e.latest().map_err(|err| err.to_string())? else {
                         return Ok(None);
                     };

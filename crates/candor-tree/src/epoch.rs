@@ -174,6 +174,10 @@ impl EpochLogStore {
                 "the stored epoch log ends at {latest}, behind this handle's {known}"
             )));
         }
+        if latest == known {
+            // Nothing to adopt (readers poll this): the end was checked when adopted.
+            return Ok(latest);
+        }
         let revisions = if latest > 0 {
             if shards == 0 {
                 return Err(corrupt("epoch log without a shard count"));
