@@ -571,15 +571,20 @@ fn spawn_readable_heads(
     })
 }
 
-/// Records (namespace, shard_bits) on first start; refuses a different one later.
-fn check_identity(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeError> {
+/// Refuses a store that belongs to another (namespace, shard_bits). An empty store is
+/// stamped with this one when `record` (members), accepted as is otherwise (readers:
+/// the members stamp it when they start).
+pub(crate) fn check_identity(
+    store: &dyn Store,
+    public: &PublicConfig,
+    record: bool,
+) -> Result<(), NodeError> {
     let mut want = vec![1u8, public.shard_bits];
     want.extend_from_slice(public.namespace.as_bytes());
     match store.get(Space::Meta, CONFIG_KEY)? {
         Some(v) if v == want => Ok(()),
         Some(v) if v.len() >= 2 && v[0] == 1 => Err(NodeError::Config(format!(
-            "the store at this data_dir belongs to namespace {:?} with shard_bits {}, \
-             not {:?} with {}",
+            "the store belongs to namespace {:?} with shard_bits {}, not {:?} with {}",
             String::from_utf8_lossy(&v[2..]),
             v[1],
             public.namespace,
@@ -588,10 +593,14 @@ fn check_identity(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeEr
         Some(_) => Err(NodeError::Storage(
             "node identity record of unexpected shape".into(),
         )),
-        None => {
+        None if record => {
             let mut b = WriteBatch::new();
             b.put(Space::Meta, CONFIG_KEY.to_vec(), want);
             store.write(&b, Durability::Sync)?;
+            Ok(())
+        }
+        None => {
+            tracing::warn!("the store holds no deployment yet: waiting for the members to start");
             Ok(())
         }
     }
@@ -735,7 +744,7 @@ impl DevNode {
         public
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        check_identity(&*store, &public)?;
+        check_identity(&*store, &public, true)?;
         if plan.shared {
             let mut b = WriteBatch::new();
             b.put(Space::Meta, PUBLIC_CONFIG_KEY.to_vec(), public.encode());

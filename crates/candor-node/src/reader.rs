@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{CONFIG_KEY, NodeError, PUBLIC_CONFIG_KEY, readable_now};
+use crate::{NodeError, PUBLIC_CONFIG_KEY, check_identity, readable_now};
 
 /// How often a reader looks for a new epoch: a quarter of the epoch interval, within
 /// 20–250 ms.
@@ -155,7 +155,7 @@ impl StoreReader {
         public
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        check_identity_readonly(&*store, &public)?;
+        check_identity(&*store, &public, false)?;
         let forest = Forest::open(
             Arc::clone(&store),
             TreeConfig {
@@ -232,29 +232,5 @@ impl StoreReader {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.task.await;
-    }
-}
-
-/// Like `check_identity`, without recording anything: an empty store is accepted (the
-/// members record the identity when they start).
-fn check_identity_readonly(store: &dyn Store, public: &PublicConfig) -> Result<(), NodeError> {
-    let mut want = vec![1u8, public.shard_bits];
-    want.extend_from_slice(public.namespace.as_bytes());
-    match store.get(Space::Meta, CONFIG_KEY)? {
-        Some(v) if v == want => Ok(()),
-        Some(v) if v.len() >= 2 && v[0] == 1 => Err(NodeError::Config(format!(
-            "the store belongs to namespace {:?} with shard_bits {}, not {:?} with {}",
-            String::from_utf8_lossy(&v[2..]),
-            v[1],
-            public.namespace,
-            public.shard_bits
-        ))),
-        Some(_) => Err(NodeError::Storage(
-            "node identity record of unexpected shape".into(),
-        )),
-        None => {
-            warn!("the store holds no deployment yet: waiting for the members to start");
-            Ok(())
-        }
     }
 }

@@ -386,37 +386,11 @@ impl ShardLogic {
     fn catch_up_incremental(&mut self, stored: ShardState) -> Result<(), ShardError> {
         let from = self.state.applied_index.saturating_add(1);
         let to = stored.applied_index.saturating_add(1);
-        let p = self.key(TAG_PENDING, &[]);
-        let range = KeyRange::half_open(
+        let (entries, staged) = self.read_pending(KeyRange::half_open(
             self.key(TAG_PENDING, &from.to_be_bytes()),
             self.key(TAG_PENDING, &to.to_be_bytes()),
-        );
-        let mut entries = Vec::new();
-        let mut staged = Vec::new();
-        for kv in scan_pages(&*self.store, SPACE, range, Direction::Forward, 256) {
-            let (k, v) = kv?;
-            let li: [u8; 8] = k[p.len()..]
-                .try_into()
-                .map_err(|_| corrupt("pending key of unexpected length"))?;
-            if v.len() % 32 != 0 {
-                return Err(corrupt("pending record of unexpected length"));
-            }
-            entries.push(u64::from_be_bytes(li));
-            for c in v.chunks_exact(32) {
-                let mut idx = [0u8; 32];
-                idx.copy_from_slice(c);
-                staged.push(idx);
-            }
-        }
-        let mut leaves = Vec::with_capacity(staged.len());
-        for idx in staged {
-            let leaf = self
-                .tree
-                .latest_leaf(&idx)?
-                .ok_or_else(|| corrupt("pending label without a staged leaf"))?;
-            leaves.push((idx, leaf));
-        }
-        self.pending.extend(leaves);
+        ))?;
+        self.pending.extend(staged);
         self.pending_entries.extend(entries);
         self.pending_count
             .store(self.pending.len(), Ordering::Relaxed);
@@ -424,21 +398,18 @@ impl ShardLogic {
         Ok(())
     }
 
-    fn reload(&mut self) -> Result<(), ShardError> {
-        self.state = self.stored_state()?;
-        self.marker = self.store.get(SPACE, &self.marker_key)?;
-        let p = self.key(TAG_PENDING, &[]);
-        let mut pending = BTreeMap::new();
+    /// The pending records in `range` (entries' log indexes, in order) and the latest
+    /// staged leaf of every label they list (each label read once).
+    fn read_pending(
+        &self,
+        range: KeyRange,
+    ) -> Result<(Vec<u64>, BTreeMap<Index, Leaf>), ShardError> {
+        let p_len = self.key(TAG_PENDING, &[]).len();
         let mut entries = Vec::new();
-        for kv in scan_pages(
-            &*self.store,
-            SPACE,
-            KeyRange::prefix(&p),
-            Direction::Forward,
-            256,
-        ) {
+        let mut staged = BTreeMap::new();
+        for kv in scan_pages(&*self.store, SPACE, range, Direction::Forward, 256) {
             let (k, v) = kv?;
-            let li: [u8; 8] = k[p.len()..]
+            let li: [u8; 8] = k[p_len..]
                 .try_into()
                 .map_err(|_| corrupt("pending key of unexpected length"))?;
             if v.len() % 32 != 0 {
@@ -448,7 +419,7 @@ impl ShardLogic {
             for c in v.chunks_exact(32) {
                 let mut idx = [0u8; 32];
                 idx.copy_from_slice(c);
-                if let std::collections::btree_map::Entry::Vacant(v) = pending.entry(idx) {
+                if let std::collections::btree_map::Entry::Vacant(v) = staged.entry(idx) {
                     let leaf = self
                         .tree
                         .latest_leaf(&idx)?
@@ -457,6 +428,14 @@ impl ShardLogic {
                 }
             }
         }
+        Ok((entries, staged))
+    }
+
+    fn reload(&mut self) -> Result<(), ShardError> {
+        self.state = self.stored_state()?;
+        self.marker = self.store.get(SPACE, &self.marker_key)?;
+        let (entries, pending) =
+            self.read_pending(KeyRange::prefix(&self.key(TAG_PENDING, &[])))?;
         self.pending_entries = entries;
         self.pending = pending;
         self.pending_count
