@@ -280,17 +280,8 @@ pub struct ConnectArgs {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
-    /// TLS (servers with `tls.api = true`; implied by an `https://` target): the CA
-    /// bundle that issued the server's certificate.
-    #[arg(long, global = true, env = "CANDOR_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// With --tls-ca: a client certificate to present (servers with
-    /// `tls.api_client_ca`).
-    #[arg(long, global = true, env = "CANDOR_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// With --tls-cert: its private key.
-    #[arg(long, global = true, env = "CANDOR_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
 }
 
 #[derive(Debug, Args)]

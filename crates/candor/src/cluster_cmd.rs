@@ -1,7 +1,6 @@
 //! `candor cluster status | add-member | remove-member | move-replica`: drive the
 //! `candor.admin.v1.ClusterAdmin` service of any member (its Raft port).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use candor_proto::admin::v1 as pb;
@@ -28,17 +27,8 @@ pub struct ClusterArgs {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Connect over mutual TLS (members with `tls.cluster = true`): the CA bundle that
-    /// issued the members' certificates.
-    #[arg(long, global = true, env = "CANDOR_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// With --tls-ca: the client certificate to present (issued by the cluster's CA,
-    /// e.g. admin.crt from `candor tls gen-dev-certs`).
-    #[arg(long, global = true, env = "CANDOR_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// With --tls-cert: its private key.
-    #[arg(long, global = true, env = "CANDOR_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
     #[command(subcommand)]
     pub what: ClusterCommand,
 }
@@ -125,18 +115,7 @@ fn ms(d: Option<Duration>) -> u64 {
 }
 
 pub async fn run(args: ClusterArgs) -> Result<(), Failure> {
-    let tls = match &args.tls_ca {
-        Some(ca) => Some(
-            crate::tls::admin_client_tls(ca, args.tls_cert.as_deref(), args.tls_key.as_deref())
-                .map_err(Failure::usage)?,
-        ),
-        None if args.tls_cert.is_some() || args.tls_key.is_some() => {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--tls-cert/--tls-key need --tls-ca (the CA that issued the members' certificates)"
-            )));
-        }
-        None => None,
-    };
+    let tls = args.tls.config().map_err(Failure::usage)?;
     let uri = candor_raft::grpc::endpoint_uri_with(&args.admin, tls.is_some())
         .map_err(|e| Failure::usage(anyhow::anyhow!("--admin: {e}")))?;
     let mut endpoint = Endpoint::from_shared(uri)

@@ -139,18 +139,13 @@ fn pin(c: &ConnectArgs) -> Result<Option<PinnedConfig>> {
 
 /// TLS settings from `--tls-ca/--tls-cert/--tls-key`; `None` for plaintext.
 fn client_tls(c: &ConnectArgs) -> Result<Option<tonic::transport::ClientTlsConfig>> {
-    match &c.tls_ca {
-        Some(ca) => crate::tls::admin_client_tls(ca, c.tls_cert.as_deref(), c.tls_key.as_deref())
-            .map(Some)
-            .map_err(|e| usage(format!("{e:#}"))),
-        None if c.tls_cert.is_some() || c.tls_key.is_some() => Err(usage(
-            "--tls-cert/--tls-key need --tls-ca (the CA that issued the server's certificate)",
-        )),
-        None if c.target.starts_with("https://") => Err(usage(
+    let tls = c.tls.config().map_err(|e| usage(format!("{e:#}")))?;
+    if tls.is_none() && c.target.starts_with("https://") {
+        return Err(usage(
             "an https:// target needs --tls-ca (the CA that issued the server's certificate)",
-        )),
-        None => Ok(None),
+        ));
     }
+    Ok(tls)
 }
 
 async fn connect(c: &ConnectArgs) -> Result<Client> {

@@ -160,6 +160,39 @@ pub fn admin_client_tls(
     Ok(client)
 }
 
+/// TLS settings of the commands that connect to a server (`candor cluster`, the client
+/// commands): the CA that issued the server's certificate, and optionally a client
+/// certificate to present.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientTlsArgs {
+    /// Connect over TLS (servers with `tls.api` or, for `candor cluster`, members with
+    /// `tls.cluster`): the CA bundle that issued the server's certificate.
+    #[arg(long, global = true, env = "CANDOR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: a client certificate to present (issued by the server's client
+    /// CA, e.g. admin.crt from `candor tls gen-dev-certs` for `candor cluster`).
+    #[arg(long, global = true, env = "CANDOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key.
+    #[arg(long, global = true, env = "CANDOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// The client TLS settings; `None` for plaintext (no `--tls-ca`).
+    pub fn config(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        match &self.tls_ca {
+            Some(ca) => {
+                admin_client_tls(ca, self.tls_cert.as_deref(), self.tls_key.as_deref()).map(Some)
+            }
+            None if self.tls_cert.is_some() || self.tls_key.is_some() => bail!(
+                "--tls-cert/--tls-key need --tls-ca (the CA that issued the server's certificate)"
+            ),
+            None => Ok(None),
+        }
+    }
+}
+
 /// `candor tls ...`.
 #[derive(Debug, Args)]
 pub struct TlsArgs {
