@@ -604,6 +604,66 @@ fn forwarded_reply(group: GroupId, from: NodeId, bytes: &[u8]) -> Result<Option<
     }
 }
 
+/// What one forwarded write attempt came to.
+enum Forwarded {
+    /// Applied by the target (the leader): its response.
+    Applied(Vec<u8>),
+    /// Not proposed; try again. `hint`: the leader the target named (not itself).
+    Retry {
+        hint: Option<(NodeId, Option<String>)>,
+        why: String,
+    },
+}
+
+/// Sends one forwarded write ([`RpcKind::ClientWrite`], `payload` already encoded) to
+/// node `id` at `addr` and reads what came of it. Errors are final: `Indeterminate`
+/// when the request may have been applied, `TooLarge`.
+async fn forward_once(
+    node: &RaftNode,
+    group: GroupId,
+    id: NodeId,
+    addr: &str,
+    payload: Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Result<Forwarded, Error> {
+    let send = node
+        .inner
+        .transport
+        .send(id, addr, group, RpcKind::ClientWrite, payload);
+    match tokio::time::timeout_at(deadline, send).await {
+        Err(_) => Err(Error::Indeterminate {
+            group,
+            detail: format!("no reply from node {id} before the forward deadline"),
+        }),
+        Ok(Ok(bytes)) => match forwarded_reply(group, id, &bytes)? {
+            Some(r) => Ok(Forwarded::Applied(r)),
+            None => Ok(Forwarded::Retry {
+                hint: match decode(&bytes) {
+                    Ok(ClientWriteReply::NotLeader {
+                        leader,
+                        leader_addr,
+                    }) => leader.filter(|&l| l != id).map(|l| (l, leader_addr)),
+                    _ => None,
+                },
+                why: format!("node {id} is not the leader"),
+            }),
+        },
+        // Never delivered to the group: safe to try again.
+        Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
+            Ok(Forwarded::Retry {
+                hint: None,
+                why: format!("node {id}: {m}"),
+            })
+        }
+        Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
+            Err(Error::Indeterminate {
+                group,
+                detail: format!("forward to node {id}: {e}"),
+            })
+        }
+    }
+}
+
 /// A group this node does **not** host, written to through the replicas that do (a
 /// shared-state member whose placement leaves a shard to other members): writes go to
 /// the group's leader over the transport ([`RpcKind::ClientWrite`]), found by asking
@@ -692,50 +752,20 @@ impl RemoteGroup {
                     t
                 }
             };
-            let send = self.node.inner.transport.send(
-                id,
-                &addr,
-                self.group,
-                RpcKind::ClientWrite,
-                payload.clone(),
-            );
             let mut redirected = false;
-            match tokio::time::timeout_at(deadline, send).await {
-                Err(_) => {
-                    return Err(Error::Indeterminate {
-                        group: self.group,
-                        detail: format!("no reply from node {id} before the forward deadline"),
-                    });
+            match forward_once(&self.node, self.group, id, &addr, payload.clone(), deadline).await?
+            {
+                Forwarded::Applied(r) => {
+                    self.remember(Some((id, addr)));
+                    return Ok(r);
                 }
-                Ok(Ok(bytes)) => match forwarded_reply(self.group, id, &bytes)? {
-                    Some(r) => {
-                        self.remember(Some((id, addr)));
-                        return Ok(r);
-                    }
-                    None => {
-                        last = format!("node {id} is not the leader");
-                        if let Ok(ClientWriteReply::NotLeader {
-                            leader: Some(l),
-                            leader_addr: Some(a),
-                        }) = decode(&bytes)
-                            && l != id
-                        {
-                            hint = Some((l, a));
-                            redirected = true;
-                        }
-                        self.remember(None);
-                    }
-                },
-                // Never delivered to the group: safe to try another replica.
-                Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
-                    last = format!("node {id}: {m}");
+                Forwarded::Retry { hint: h, why } => {
+                    last = why;
                     self.remember(None);
-                }
-                Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
-                    return Err(Error::Indeterminate {
-                        group: self.group,
-                        detail: format!("forward to node {id}: {e}"),
-                    });
+                    if let Some((l, Some(a))) = h {
+                        hint = Some((l, a));
+                        redirected = true;
+                    }
                 }
             }
             let now = tokio::time::Instant::now();
@@ -1006,44 +1036,12 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                             p
                         }
                     };
-                    let send = self.node.inner.transport.send(
-                        id,
-                        &addr,
-                        self.group,
-                        RpcKind::ClientWrite,
-                        payload,
-                    );
-                    match tokio::time::timeout_at(deadline, send).await {
-                        Err(_) => {
-                            return Err(Error::Indeterminate {
-                                group: self.group,
-                                detail: format!(
-                                    "no reply from leader {id} before the forward deadline"
-                                ),
-                            });
-                        }
-                        Ok(Ok(bytes)) => match forwarded_reply(self.group, id, &bytes)? {
-                            Some(r) => return Ok(r),
-                            None => {
-                                last = format!("node {id} is not the leader");
-                                if let Ok(ClientWriteReply::NotLeader {
-                                    leader,
-                                    leader_addr,
-                                }) = decode(&bytes)
-                                {
-                                    hint = leader.filter(|&l| l != id).map(|l| (l, leader_addr));
-                                }
-                            }
-                        },
-                        // Never delivered to the group: safe to try again.
-                        Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
-                            last = format!("leader {id}: {m}");
-                        }
-                        Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
-                            return Err(Error::Indeterminate {
-                                group: self.group,
-                                detail: format!("forward to leader {id}: {e}"),
-                            });
+                    match forward_once(&self.node, self.group, id, &addr, payload, deadline).await?
+                    {
+                        Forwarded::Applied(r) => return Ok(r),
+                        Forwarded::Retry { hint: h, why } => {
+                            last = why;
+                            hint = h;
                         }
                     }
                 }
