@@ -177,23 +177,29 @@ pub fn cluster_raft_tuning() -> RaftTuning {
     }
 }
 
+/// The forwarding client of `--role api` towards `cluster.upstreams` (`what` names
+/// them in the error when there are none).
+pub fn upstream_proxy(config: &Config, what: &str) -> anyhow::Result<candor_api::ApiProxy> {
+    if config.cluster.upstreams.is_empty() {
+        anyhow::bail!(
+            "--role api needs {what}: --upstream http://HOST:PORT (repeat for each) or \
+             cluster.upstreams"
+        );
+    }
+    Ok(candor_api::ApiProxy::new(candor_api::ProxyOptions {
+        upstreams: config.cluster.upstreams.clone(),
+        max_message_bytes: config.api.limits.max_message_bytes as usize,
+        tls: crate::tls::upstream_tls(config)?,
+        ..candor_api::ProxyOptions::default()
+    })?)
+}
+
 /// `candor serve --role api`: the stateless front door. Forwards every call to
 /// the `cluster.upstreams` members; keeps no state, holds no key.
 pub async fn run_api_proxy(config: Config) -> anyhow::Result<()> {
     let upstreams = config.cluster.upstreams.clone();
-    if upstreams.is_empty() {
-        anyhow::bail!(
-            "--role api needs the members' API addresses: --upstream http://HOST:PORT \
-             (repeat for each member) or cluster.upstreams"
-        );
-    }
+    let proxy = upstream_proxy(&config, "the members' API addresses")?;
     let server_tls = crate::tls::api_server_tls(&config)?;
-    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
-        upstreams: upstreams.clone(),
-        max_message_bytes: config.api.limits.max_message_bytes as usize,
-        tls: crate::tls::upstream_tls(&config)?,
-        ..candor_api::ProxyOptions::default()
-    })?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

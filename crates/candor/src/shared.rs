@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use candor_api::{ApiOptions, ApiProxy, Backend, KtService, ProxyOptions};
+use candor_api::{ApiOptions, Backend, KtService};
 use candor_node::{NoShards, StoreReader};
 use candor_store::Store;
 use tokio::net::TcpListener;
@@ -146,12 +146,8 @@ fn parse_shard_set(spec: &str, count: u32) -> anyhow::Result<std::collections::B
 /// `candor serve --role api` on a shared store: reads from the store, writes forwarded.
 pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
     let upstreams = config.cluster.upstreams.clone();
-    if upstreams.is_empty() {
-        bail!(
-            "--role api needs the shard members' API addresses for writes: --upstream \
-             http://HOST:PORT (repeat for each) or cluster.upstreams"
-        );
-    }
+    let proxy =
+        crate::serve::upstream_proxy(&config, "the shard members' API addresses for writes")?;
     let keys_dir = config
         .cluster
         .keys_dir
@@ -159,12 +155,6 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::keys::keys_dir(&config.data_dir));
     let vrf = crate::keys::load_vrf(&keys_dir)?;
     let server_tls = crate::tls::api_server_tls(&config)?;
-    let proxy = ApiProxy::new(ProxyOptions {
-        upstreams: upstreams.clone(),
-        max_message_bytes: config.api.limits.max_message_bytes as usize,
-        tls: crate::tls::upstream_tls(&config)?,
-        ..ProxyOptions::default()
-    })?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
