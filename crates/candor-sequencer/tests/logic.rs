@@ -1,5 +1,8 @@
 //! Sequencer state machine tests without a runtime. Seeded (`CANDOR_TEST_SEED`).
 
+mod common;
+use common::{log_id, seed};
+
 use std::sync::Arc;
 
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
@@ -8,8 +11,7 @@ use candor_core::reference::ReferenceMap;
 use candor_core::signed::{PublicConfig, SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_core::{Index, ZERO};
-use candor_raft::openraft::impls::leader_id_adv::LeaderId;
-use candor_raft::{ApplyBatch, CommittedEntry, LogId, StateMachineLogic};
+use candor_raft::{ApplyBatch, CommittedEntry, StateMachineLogic};
 use candor_sequencer::{
     SequencerCommand, SequencerLogic, SequencerResponse, ShardRoot, moved_shards,
 };
@@ -22,25 +24,6 @@ const BITS: u8 = 3;
 
 /// A leaf with its opening, as `ShardTree::apply` takes it.
 type Staged = (Leaf, Option<([u8; 32], Vec<u8>)>);
-
-fn seed(default: u64) -> u64 {
-    let s = std::env::var("CANDOR_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    eprintln!("seed: {s} (replay with CANDOR_TEST_SEED={s})");
-    s
-}
-
-fn log_id(index: u64) -> LogId {
-    LogId {
-        leader_id: LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    }
-}
 
 struct Env {
     store: Arc<dyn Store>,

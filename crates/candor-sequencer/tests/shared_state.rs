@@ -5,12 +5,12 @@
 //! and the same bookkeeping; every epoch gets exactly one head.
 //! Seeded (`CANDOR_TEST_SEED`, printed; `CANDOR_TEST_CASES` for more cases).
 
+mod common;
+use common::{key, log_id, public, seed};
+
 use std::sync::Arc;
 
-use candor_core::signed::{PublicConfig, SigningKeyPair};
-use candor_core::vrf::VrfSecretKey;
-use candor_raft::openraft::impls::leader_id_adv::LeaderId;
-use candor_raft::{ApplyBatch, CommittedEntry, LogId, StateMachineLogic};
+use candor_raft::{ApplyBatch, CommittedEntry, StateMachineLogic};
 use candor_sequencer::{SequencerCommand, SequencerLogic, SequencerResponse, ShardRoot};
 use candor_store::{Direction, KeyRange, MemStore, Space, Store, scan_pages};
 use candor_tree::EpochLogStore;
@@ -19,46 +19,11 @@ use rand::{RngExt, SeedableRng};
 
 const BITS: u8 = 2;
 
-fn seed(default: u64) -> u64 {
-    let s = std::env::var("CANDOR_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    eprintln!("seed: {s} (replay with CANDOR_TEST_SEED={s})");
-    s
-}
-
 fn cases(default: u64) -> u64 {
     std::env::var("CANDOR_TEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn log_id(index: u64) -> LogId {
-    LogId {
-        leader_id: LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    }
-}
-
-fn key() -> Arc<SigningKeyPair> {
-    Arc::new(SigningKeyPair::from_seed(&[5; 32]))
-}
-
-fn public() -> PublicConfig {
-    PublicConfig {
-        namespace: "test.candor".into(),
-        vrf_key: VrfSecretKey::from_bytes(&[9; 32]).public_key(),
-        head_key: key().public_key(),
-        smt_key: SigningKeyPair::from_seed(&[6; 32]).public_key(),
-        shard_bits: BITS,
-        epoch_interval_ms: 1000,
-        max_merge_delay_ms: 10_000,
-    }
 }
 
 /// A random committed log: epochs moving random shards forward (sometimes with stale
@@ -127,12 +92,12 @@ fn apply(logic: &mut SequencerLogic, log: &[Vec<u8>], from: u64, to: u64) -> Vec
 
 fn open_single(store: &Arc<dyn Store>) -> SequencerLogic {
     let epochs = Arc::new(EpochLogStore::open(Arc::clone(store)).unwrap());
-    SequencerLogic::open(Arc::clone(store), epochs, public(), key()).unwrap()
+    SequencerLogic::open(Arc::clone(store), epochs, public(BITS), key()).unwrap()
 }
 
 fn open_shared(store: &Arc<dyn Store>, replica: u64) -> SequencerLogic {
     let epochs = Arc::new(EpochLogStore::open(Arc::clone(store)).unwrap());
-    SequencerLogic::open_shared(Arc::clone(store), epochs, public(), key(), replica).unwrap()
+    SequencerLogic::open_shared(Arc::clone(store), epochs, public(BITS), key(), replica).unwrap()
 }
 
 /// Every record of the sequencer and its epoch log, without Raft markers (per replica).

@@ -6,17 +6,18 @@
 //! apply until a full install succeeds; B's old heads stay readable throughout.
 //! Seeded (`CANDOR_TEST_SEED`, printed).
 
+mod common;
+use common::{key, log_id, public, seed};
+
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
-use candor_core::signed::{PublicConfig, SignedHead, SigningKeyPair};
-use candor_core::vrf::VrfSecretKey;
-use candor_raft::openraft::impls::leader_id_adv::LeaderId;
+use candor_core::signed::SignedHead;
 use candor_raft::store_snapshot::{RecordStream, Section};
-use candor_raft::{ApplyBatch, CommittedEntry, CrashStore, LogId, StateMachineLogic};
+use candor_raft::{ApplyBatch, CommittedEntry, CrashStore, StateMachineLogic};
 use candor_sequencer::{SequencerCommand, SequencerLogic, SequencerResponse, ShardRoot};
 use candor_store::{
     Direction, Durability, KeyRange, KeyValue, Limits, MemStore, ReadView, Space, Store,
@@ -28,43 +29,8 @@ use rand::{RngExt, SeedableRng};
 
 const BITS: u8 = 3;
 
-fn seed(default: u64) -> u64 {
-    let s = std::env::var("CANDOR_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    eprintln!("seed: {s} (replay with CANDOR_TEST_SEED={s})");
-    s
-}
-
-fn log_id(index: u64) -> LogId {
-    LogId {
-        leader_id: LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    }
-}
-
 fn marker(index: u64) -> Vec<u8> {
     format!("marker-{index}").into_bytes()
-}
-
-fn key() -> Arc<SigningKeyPair> {
-    Arc::new(SigningKeyPair::from_seed(&[5; 32]))
-}
-
-fn public() -> PublicConfig {
-    PublicConfig {
-        namespace: "test.candor".into(),
-        vrf_key: VrfSecretKey::from_bytes(&[9; 32]).public_key(),
-        head_key: key().public_key(),
-        smt_key: SigningKeyPair::from_seed(&[6; 32]).public_key(),
-        shard_bits: BITS,
-        epoch_interval_ms: 1000,
-        max_merge_delay_ms: 10_000,
-    }
 }
 
 /// A store that fails every write after the first `left` (as a process whose disk
@@ -152,7 +118,8 @@ impl Proc {
     fn over(store: Arc<dyn Store>) -> Self {
         let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store)).unwrap());
         let logic =
-            SequencerLogic::open(Arc::clone(&store), Arc::clone(&epochs), public(), key()).unwrap();
+            SequencerLogic::open(Arc::clone(&store), Arc::clone(&epochs), public(BITS), key())
+                .unwrap();
         Self {
             store,
             epochs,
