@@ -8,7 +8,7 @@
 //!   opaque byte [`Request`]s and [`Response`]s).
 //! * [`GroupLogStore`] (via [`LogDb`]): openraft `RaftLogStorage` (storage API v2) over a
 //!   `candor_store::Store` (space `RaftLog`), keys prefixed by group id. Entries are
-//!   postcard-encoded. [`CrashStore`] is an in-memory store that models power loss.
+//!   postcard-encoded.
 //!   An append is one store batch; it is acknowledged to openraft only after a sync, and one
 //!   background syncer turns concurrent appends (of every group) into one fsync
 //!   (group commit). See [`log_store`] for the exact durability argument.
@@ -20,6 +20,8 @@
 //!   installed with a crash-safe protocol (see the `state_machine` docs on
 //!   [`StateMachine`]). [`store_snapshot`] is the record-stream format for logics whose
 //!   state lives in a `candor_store::Store`.
+//! * Test doubles, behind the `test-util` feature: `CrashStore` (an in-memory store
+//!   that models power loss) and `testing::AppendLog` (a minimal state machine).
 //! * [`RaftTransport`]: the byte-level seam for RPCs (`send(target, addr, group, kind,
 //!   bytes)`); [`RaftNode::handle_rpc`] / [`RaftNode::serve_rpc`] is the server side.
 //!   [`InProcessNetwork`] implements it for tests and `candor dev`, with seeded fault
@@ -169,11 +171,13 @@ mod error;
 mod group;
 pub mod grpc;
 mod in_process;
+#[cfg(feature = "test-util")]
 pub mod kv;
 pub mod log_store;
 mod network;
 mod state_machine;
 pub mod store_snapshot;
+#[cfg(feature = "test-util")]
 pub mod testing;
 pub mod tls;
 mod types;
@@ -185,6 +189,7 @@ pub use group::{
 };
 pub use grpc::{GrpcConfig, GrpcRaftServer, GrpcTransport};
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};
+#[cfg(feature = "test-util")]
 pub use kv::{CrashStore, crash_store};
 pub use log_store::{GroupLogStore, LogDb};
 pub use network::{

@@ -89,6 +89,7 @@
 
 mod embedded;
 mod error;
+#[cfg(feature = "test-util")]
 mod mem;
 mod store;
 mod types;
@@ -98,6 +99,7 @@ pub mod conformance;
 
 pub use embedded::{DiskUsage, FjallConfig, FjallStore};
 pub use error::{Result, SizeKind, StoreError};
+#[cfg(feature = "test-util")]
 pub use mem::MemStore;
 pub use store::{ReadView, ScanPages, Store, scan_pages};
 pub use types::{
