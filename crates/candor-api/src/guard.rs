@@ -449,6 +449,7 @@ where
             limit,
             read: 0,
             method: parts.uri.path().rsplit('/').next().unwrap_or("").to_owned(),
+            header: Vec::with_capacity(5),
             total: shared.total.clone(),
             tenant: tenant_budget,
             held: Vec::new(),
@@ -469,6 +470,9 @@ struct LimitedBody {
     limit: usize,
     read: usize,
     method: String,
+    /// The first gRPC frame header (flag, u32be length), collected until 5 bytes:
+    /// a declared length over the limit is refused before any of it arrives.
+    header: Vec<u8>,
     total: Arc<Semaphore>,
     tenant: Option<Arc<Semaphore>>,
     held: Vec<OwnedSemaphorePermit>,
@@ -476,14 +480,36 @@ struct LimitedBody {
 }
 
 impl LimitedBody {
-    fn take(&mut self, n: usize) -> Result<(), Status> {
+    fn too_large(&self) -> Status {
+        self.stats
+            .requests_too_large
+            .fetch_add(1, Ordering::Relaxed);
+        Status::resource_exhausted(format!(
+            "{} request exceeds its limit of {} bytes",
+            self.method, self.limit
+        ))
+    }
+
+    fn take(&mut self, data: &[u8]) -> Result<(), Status> {
+        let n = data.len();
+        if self.header.len() < 5 {
+            let k = (5 - self.header.len()).min(n);
+            self.header.extend_from_slice(&data[..k]);
+            if self.header.len() == 5 {
+                let declared = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]);
+                if declared as usize + 5 > self.limit {
+                    return Err(self.too_large());
+                }
+            }
+        }
         self.read += n;
         if self.read > self.limit {
-            self.stats.requests_too_large.fetch_add(1, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
-                "{} request exceeds its limit of {} bytes",
-                self.method, self.limit
-            )));
+            return Err(self.too_large());
         }
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
         let over = |which: &str, stats: &GuardStats| {
@@ -524,7 +550,7 @@ impl HttpBody for LimitedBody {
         Poll::Ready(match frame {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref()
-                    && let Err(s) = self.take(d.len())
+                    && let Err(s) = self.take(d)
                 {
                     return Poll::Ready(Some(Err(s)));
                 }

@@ -32,10 +32,10 @@
 mod auth;
 mod error;
 mod guard;
-mod rate;
 mod limits;
 mod proxy;
 mod publisher;
+mod rate;
 mod server;
 mod service;
 

@@ -134,7 +134,9 @@ impl Limits {
 
     /// The largest request of any method (tonic's decoding limit).
     pub fn max_request_bytes(&self) -> usize {
-        (self.max_batch_request_bytes.max(self.max_read_request_bytes) as u64)
+        (self
+            .max_batch_request_bytes
+            .max(self.max_read_request_bytes) as u64)
             .max(self.max_publish_request_bytes()) as usize
     }
 

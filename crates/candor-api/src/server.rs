@@ -26,7 +26,9 @@ pub(crate) fn public_router(
     auth: WriteAuth,
     stats: Arc<GuardStats>,
     tls: Option<ServerTlsConfig>,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
 ) -> Result<GuardedRouter, tonic::transport::Error> {
     let mut builder = Server::builder();
     if let Some(tls) = tls {

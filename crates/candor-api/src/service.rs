@@ -184,7 +184,9 @@ impl KtService {
         self,
     ) -> candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer<KtService> {
         let max = self.inner.limits.max_message_bytes as usize;
-        let max_request = self.inner.limits.max_request_bytes();
+        // The guard refuses oversized bodies first (RESOURCE_EXHAUSTED, per method);
+        // tonic's own limit is only the backstop.
+        let max_request = self.inner.limits.max_request_bytes() + (1 << 20);
         candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer::new(self)
             .max_decoding_message_size(max_request)
             .max_encoding_message_size(max)
