@@ -11,7 +11,7 @@ use candor_node::{DevNode, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, StoreBackend, parse_hex32};
-use crate::keys;
+use candor_node::keys;
 
 /// The pinned configuration file `candor dev` writes (canonical encoding).
 pub const CONFIG_FILE: &str = "config.bin";
@@ -63,7 +63,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             Mode::Dev => &data_dir,
             Mode::Cluster => &shared_dir,
         };
-        let (token, _) = keys::load_or_generate_token(token_dir)?;
+        let (token, _) = keys::load_or_generate_token(token_dir, candor_api::generate_token)?;
         tenants.push(Tenant {
             name: "dev".into(),
             token_hash: hash_token(&token),
@@ -106,7 +106,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             None,
         ),
         Mode::Cluster => {
-            node_config.raft = crate::serve::cluster_raft_tuning();
+            node_config.raft = candor_node::member::cluster_raft_tuning();
             let (node, server) = match config.store.backend {
                 StoreBackend::Embedded => crate::serve::start_member(&config, node_config).await?,
                 StoreBackend::Fdb => {
