@@ -205,13 +205,18 @@ fn print_banner(
     s.push_str(&format!("  namespace:     {}\n", public.namespace));
     s.push_str(&format!("  config digest: {digest}\n"));
     s.push_str(&format!("  pinned config: {dir}/{CONFIG_FILE}\n"));
-    if let Some(t) = token {
+    // The token itself is a secret: never printed or logged, only its file named.
+    if token.is_some() {
         s.push_str(&format!(
-            "  dev token:     {t}   (saved in {dir}/dev-token)\n"
+            "  dev token:     in {dir}/dev-token (mode 0600)\n"
         ));
     }
     s.push_str("\nTry (every answer is verified against the pinned configuration):\n");
-    let tok = token.unwrap_or("<TOKEN>");
+    let tok = if token.is_some() {
+        format!("\"$(cat {dir}/dev-token)\"")
+    } else {
+        "<TOKEN>".to_owned()
+    };
     // Over TLS the commands also need the CA that issued the API certificate.
     let target = &if target.starts_with("https://") {
         format!("{target} --tls-ca <CA.crt>")

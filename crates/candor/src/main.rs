@@ -183,12 +183,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         #[cfg(feature = "bench")]
         Command::Bench(args) => {
             init_tracing("warn");
+            let max_ratio = args.options.max_error_ratio;
             let report = runtime
                 .block_on(candor_bench::run(args.options))
                 .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
             println!("{report}");
             // A proof that failed to verify is a security event, not a sample.
             match report.security_events() {
+                0 if report.error_ratio() > max_ratio => Err(Failure::transport(format!(
+                    "{} operation(s) failed ({:.1} %), above --max-error-ratio {max_ratio}",
+                    report.error_total(),
+                    report.error_ratio() * 100.0
+                ))),
                 0 => Ok(()),
                 n => Err(Failure::verification(format!(
                     "{n} operation(s) failed verification during the benchmark (see errors above)"
