@@ -134,7 +134,12 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     } else {
         let pin = pin_of(&opts)?;
         let target = opts.target_or_default().to_string();
-        run_against(&opts, &target, &target, pin, opts.token.clone()).await?
+        // Like the client commands: the dev token `candor dev` saved, if no --token.
+        let token = opts.token.clone().or_else(|| {
+            let t = std::fs::read_to_string("candor-data/dev-token").ok()?;
+            Some(t.trim().to_owned()).filter(|t| !t.is_empty())
+        });
+        run_against(&opts, &target, &target, pin, token).await?
     };
     if let Some(path) = &opts.json {
         let json = report.to_json()?;

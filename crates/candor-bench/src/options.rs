@@ -21,7 +21,8 @@ pub struct BenchOptions {
     /// Service endpoint [default: http://127.0.0.1:8700].
     #[arg(long, env = "CANDOR_TARGET")]
     pub target: Option<String>,
-    /// Bearer token for publishes.
+    /// Bearer token for publishes [default: the token in ./candor-data/dev-token, as
+    /// the client commands].
     #[arg(long, env = "CANDOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Pin: the configuration digest (64 hex) printed by `candor dev`.

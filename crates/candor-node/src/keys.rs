@@ -37,6 +37,22 @@ pub struct Keys {
 
 const KEY_FILES: [&str; 3] = ["vrf.key", "head.key", "smt.key"];
 
+/// The pinned configuration file a member writes in its data directory (the public
+/// configuration's canonical encoding: what clients pin).
+pub const CONFIG_FILE: &str = "config.bin";
+
+/// Writes `data_dir/config.bin` (public; what clients pin), atomically.
+pub fn write_public_config(
+    data_dir: &Path,
+    public: &candor_core::signed::PublicConfig,
+) -> Result<()> {
+    let path = data_dir.join(CONFIG_FILE);
+    let tmp = data_dir.join("config.bin.tmp");
+    fs::write(&tmp, public.encode()).map_err(io("cannot write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+    Ok(())
+}
+
 /// Directory of the key files.
 pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")

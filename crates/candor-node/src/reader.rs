@@ -203,6 +203,31 @@ impl StoreReader {
         }
     }
 
+    /// [`StoreReader::stored_public_config`], waiting (polling every second, up to
+    /// `timeout`) for the first member to record it.
+    pub async fn wait_for_public_config(
+        store: &dyn Store,
+        timeout: std::time::Duration,
+    ) -> Result<PublicConfig, NodeError> {
+        let step = std::time::Duration::from_secs(1);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            if let Some(p) = Self::stored_public_config(store)? {
+                return Ok(p);
+            }
+            if waited.is_zero() {
+                tracing::warn!("no member has started on this store yet: waiting");
+            }
+            if waited > timeout {
+                return Err(NodeError::Config(format!(
+                    "no member recorded its configuration in the store within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+    }
+
     /// The store (the API keeps auditor cosignatures in it).
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)

@@ -123,7 +123,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 mod snapshot;
 
@@ -856,7 +856,7 @@ pub fn spawn_epoch_ticker(
                 r = propose_epoch(&group, &forest).instrument(span) => r,
             };
             match r {
-                Ok(e) => info!(epoch = e, "epoch committed"),
+                Ok(e) => debug!(epoch = e, "epoch committed"),
                 Err(e) => warn!(error = %e, "epoch proposal failed"),
             }
         }

@@ -25,7 +25,7 @@ impl Failure {
     pub fn usage(e: anyhow::Error) -> Failure {
         Failure {
             code: 1,
-            message: format!("error: {e:#}"),
+            message: format!("error: {}", join_chain(e.chain())),
         }
     }
 
@@ -51,6 +51,20 @@ impl Failure {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The failure as one JSON object, for `--json`.
+    pub fn to_json(&self) -> Value {
+        let kind = match self.code {
+            2 => "transport",
+            3 => "verification",
+            _ => "usage",
+        };
+        let message = self
+            .message
+            .strip_prefix("error: ")
+            .unwrap_or(&self.message);
+        json!({ "error": { "kind": kind, "exit_code": self.code, "message": message } })
     }
 }
 
@@ -82,14 +96,45 @@ impl From<ClientError> for Failure {
 
 /// An error with its sources, `a: b: c`.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+    join_chain(std::iter::successors(Some(e), |e| e.source()))
+}
+
+/// Joins an error chain with `: `, each message once: many errors print their source
+/// in their own message too (`transport: {0}` with `#[source]`, tonic's own errors),
+/// so a source already contained in the text so far is skipped.
+fn join_chain<E: ToString>(chain: impl Iterator<Item = E>) -> String {
+    let mut s = String::new();
+    for e in chain {
+        let m = e.to_string();
+        if s.contains(&m) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&m);
     }
     s
+}
+
+#[test]
+fn an_error_chain_prints_each_message_once() {
+    let e = anyhow::anyhow!("tcp connect error").context("transport error: tcp connect error");
+    let e = e.context("transport");
+    assert_eq!(
+        join_chain(e.chain()),
+        "transport: transport error: tcp connect error"
+    );
+    assert_eq!(
+        chain(e.as_ref()),
+        "transport: transport error: tcp connect error"
+    );
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 UTC time.
+fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
@@ -279,17 +324,18 @@ async fn publish(a: PublishArgs) -> Result<()> {
         "leaf_hash": hex::encode(p.leaf_hash),
         "timestamp_ms": p.smt.smt.timestamp_ms,
         "merge_deadline_ms": p.merge_deadline_ms(),
+        "merge_deadline": rfc3339_ms(p.merge_deadline_ms()),
         "idempotency_key": p.idempotency_key,
         "smt": hex::encode(p.smt.encode()),
     });
     let mut human = format!(
         "published {:?} version {} (SMT verified: signature, VRF index, commitment, leaf)\n  \
-         index {}  shard {}\n  merge deadline {} ms since epoch\n  smt {}",
+         index {}  shard {}\n  merge deadline {}\n  smt {}",
         a.label,
         p.version,
         hex::encode(p.index),
         p.smt.smt.shard,
-        p.merge_deadline_ms(),
+        rfc3339_ms(p.merge_deadline_ms()),
         hex::encode(p.smt.encode())
     );
     if a.wait {

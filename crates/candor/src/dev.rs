@@ -13,8 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, StoreBackend, parse_hex32};
 use candor_node::keys;
 
-/// The pinned configuration file `candor dev` writes (canonical encoding).
-pub const CONFIG_FILE: &str = "config.bin";
+pub use candor_node::keys::{CONFIG_FILE, write_public_config};
 
 /// Which process to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,19 +171,6 @@ pub fn auditor_keys(config: &Config) -> anyhow::Result<Vec<PublicKey>> {
         .iter()
         .map(|k| parse_hex32(k).map(PublicKey))
         .collect()
-}
-
-/// Writes `data_dir/config.bin` (public; what clients pin).
-pub fn write_public_config(
-    data_dir: &std::path::Path,
-    public: &PublicConfig,
-) -> anyhow::Result<()> {
-    let path = data_dir.join(CONFIG_FILE);
-    let tmp = data_dir.join("config.bin.tmp");
-    std::fs::write(&tmp, public.encode())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn print_banner(

@@ -46,8 +46,14 @@ fn main() -> ExitCode {
             };
         }
     };
+    // `--json` is a global flag of the client and cluster commands.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(f) if json => {
+            println!("{}", f.to_json());
+            ExitCode::from(f.code())
+        }
         Err(f) => {
             eprintln!("{}", f.message());
             ExitCode::from(f.code())
@@ -218,8 +224,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        // openraft's vote-change WARNs and the LSM engine's INFO lines are routine.
+        .unwrap_or_else(|_| EnvFilter::new(format!("openraft=error,lsm_tree=warn,{default}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

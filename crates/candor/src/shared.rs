@@ -112,20 +112,7 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
 
     let store = open_shared_store(&config).await?;
     // The members record the public configuration when they start; wait for the first.
-    let mut waited = Duration::ZERO;
-    let public = loop {
-        if let Some(p) = StoreReader::stored_public_config(&*store)? {
-            break p;
-        }
-        if waited.is_zero() {
-            tracing::warn!("no member has started on this store yet: waiting");
-        }
-        if waited > Duration::from_secs(300) {
-            bail!("no member recorded its configuration in the store within 5 minutes");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        waited += Duration::from_secs(1);
-    };
+    let public = StoreReader::wait_for_public_config(&*store, Duration::from_secs(300)).await?;
     if public.namespace != config.namespace {
         bail!(
             "the store belongs to namespace {:?}, this configuration says {:?}",
