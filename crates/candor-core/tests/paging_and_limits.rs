@@ -330,8 +330,8 @@ fn ed25519_key_and_signature_rules() {
     ];
     let mut s_plus_l = signed.clone();
     let mut carry = 0u16;
-    for i in 0..32 {
-        let v = u16::from(s_plus_l.signature[32 + i]) + u16::from(L[i]) + carry;
+    for (i, lb) in L.iter().enumerate() {
+        let v = u16::from(s_plus_l.signature[32 + i]) + u16::from(*lb) + carry;
         s_plus_l.signature[32 + i] = v as u8;
         carry = v >> 8;
     }
