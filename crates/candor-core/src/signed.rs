@@ -195,7 +195,23 @@ impl PublicConfig {
     pub fn digest(&self) -> Digest {
         Domain::Config.hash(&self.encode())
     }
+
+    /// The oldest a head served as the latest may be (docs/protocol.md
+    /// §9.4): [`HEAD_AGE_EPOCHS`] epoch intervals plus `allowance_ms` for
+    /// clock skew and sequencer failover.
+    pub fn max_head_age_ms(&self, allowance_ms: u64) -> u64 {
+        self.epoch_interval_ms
+            .saturating_mul(HEAD_AGE_EPOCHS)
+            .saturating_add(allowance_ms)
+    }
 }
+
+/// Freshness (docs/protocol.md §9.4): a head served as the latest may be at
+/// most this many epoch intervals old, plus an allowance.
+pub const HEAD_AGE_EPOCHS: u64 = 10;
+/// The default allowance for clock skew and failover added to the maximum
+/// head age, and the most a head may be ahead of the local clock.
+pub const HEAD_AGE_ALLOWANCE_MS: u64 = 60_000;
 
 /// The head of one epoch: the map root and the epoch log after appending it.
 /// Epochs are numbered from 1; the head of epoch `e` has `log_size == e`.
