@@ -9,6 +9,7 @@ use std::time::Instant;
 use candor_core::log::HeadExtensionProof;
 use candor_core::map::{Index, shard_of};
 use candor_core::proof::Opening;
+use candor_core::proof::history::PageBody;
 use candor_core::signed::{Cosignature, PublicConfig, PublicKey, SignedHead};
 use candor_core::vrf::{VrfProof, VrfSecretKey};
 use candor_proto::candor::v1 as pb;
@@ -403,6 +404,62 @@ impl Inner {
         Ok(v)
     }
 
+    /// One page of a label's history (docs/protocol.md §6.4.2). A page
+    /// holds at most 2 MiB of openings (and always one version), so it fits
+    /// the default 4 MiB gRPC decode limit with its convenience copies
+    /// unless a single value is larger.
+    fn history_page(
+        &self,
+        head: &SignedHead,
+        view: &MapView,
+        index: &Index,
+        vrf_proof: VrfProof,
+        req: pb::HistoryPageRequest,
+    ) -> Result<pb::HistoryResponse> {
+        let budget = (self.limits.max_message_bytes as usize / 2).min(2 << 20);
+        let page = view
+            .history_page(
+                index,
+                vrf_proof,
+                req.last_version,
+                req.max_versions as usize,
+                budget,
+            )?
+            .ok_or_else(|| {
+                ApiError::InvalidArgument(format!(
+                    "page.last_version {} is beyond the label's latest version at epoch {}",
+                    req.last_version, head.head.epoch
+                ))
+            })?;
+        let bytes = page.encode();
+        self.check_size("history page", bytes.len())?;
+        let (entries, next) = match &page.body {
+            PageBody::Absent { .. } => (Vec::new(), 0),
+            PageBody::Versions {
+                first, openings, ..
+            } => (
+                openings
+                    .iter()
+                    .zip(*first..)
+                    .map(|(o, version)| pb::HistoryEntry {
+                        version,
+                        value: o.value().map(<[u8]>::to_vec).unwrap_or_default(),
+                        forgotten: o.value().is_none(),
+                    })
+                    .collect(),
+                first - 1,
+            ),
+        };
+        Ok(pb::HistoryResponse {
+            epoch: head.head.epoch,
+            proof: Vec::new(),
+            signed_head: head.encode(),
+            entries,
+            page: bytes,
+            next_last_version: next,
+        })
+    }
+
     fn check_size(&self, what: &str, len: usize) -> Result<()> {
         // Leave room for the head and framing beside the proof.
         let max = self.limits.max_message_bytes as usize;
@@ -670,6 +727,9 @@ impl KeyTransparency for KtService {
                 let view = me.view(&head)?;
                 let (index, vrf_proof) = me.vrf(&msg.label);
                 Span::current().record("index", index_prefix(&index));
+                if let Some(page) = msg.page {
+                    return me.history_page(&head, &view, &index, vrf_proof, page);
+                }
                 let proof = view.history_proof(&index, vrf_proof)?;
                 let bytes = proof.encode();
                 me.check_size("history proof", bytes.len())?;
@@ -695,6 +755,8 @@ impl KeyTransparency for KtService {
                     proof: bytes,
                     signed_head: head.encode(),
                     entries,
+                    page: Vec::new(),
+                    next_last_version: 0,
                 })
             })
             .await

@@ -422,6 +422,7 @@ async fn bad_inputs_get_documented_statuses_and_change_nothing() {
         .history(pb::HistoryRequest {
             label: vec![b'a'; 2000],
             epoch: None,
+            page: None,
         })
         .await
         .unwrap_err();

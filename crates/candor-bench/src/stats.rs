@@ -194,11 +194,12 @@ impl ErrorCounts {
 }
 
 /// Kinds that [`ClientError::is_security_event`] flags.
-pub const SECURITY_KINDS: [&str; 4] = [
+pub const SECURITY_KINDS: [&str; 5] = [
     "verification_failed",
     "pin_mismatch",
     "equivocation",
     "broken_promise",
+    "stale_head",
 ];
 
 /// The error kind used as the key of [`ErrorCounts`].
@@ -210,6 +211,7 @@ pub fn error_kind(e: &ClientError) -> &'static str {
         ClientError::PinMismatch { .. } => "pin_mismatch",
         ClientError::Equivocation(_) => "equivocation",
         ClientError::BrokenPromise(_) => "broken_promise",
+        ClientError::StaleHead(_) => "stale_head",
         ClientError::InvalidArgument(_) => "invalid_argument_local",
         ClientError::State(_) => "client_state",
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candor_core::log::HeadExtensionProof;
+use candor_core::proof::history::{PageAnchor, VerifiedHistory as CoreHistory};
 use candor_core::signed::{Cosignature, PublicConfig, SignedHead, SignedMutationTimestamp};
 use candor_proto::candor::v1 as pb;
 use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
@@ -57,6 +58,8 @@ pub struct ClientOptions {
     pub max_clock_skew_ms: u64,
     /// Connect timeout used by [`Client::connect`] and [`Client::connect_tofu`].
     pub connect_timeout: Duration,
+    /// The freshness rule for heads served as the latest.
+    pub freshness: Freshness,
 }
 
 impl Default for ClientOptions {
@@ -65,7 +68,41 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             max_clock_skew_ms: 5 * 60 * 1000,
             connect_timeout: Duration::from_secs(10),
+            freshness: Freshness::default(),
         }
+    }
+}
+
+/// How old a head served as the latest may be (docs/protocol.md §9.4).
+///
+/// Every call that asks for the latest epoch (`latest_head`, `lookup(label,
+/// None)`, `history`) refuses with [`ClientError::StaleHead`] a head older
+/// than the last head this client verified before the call, older than the
+/// maximum head age, or dated more than `allowance_ms` ahead of the local
+/// clock. Calls for an explicit epoch are not subject to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// The maximum head age in milliseconds; `None` derives it from the
+    /// pinned configuration: `10 × epoch_interval_ms + allowance_ms`.
+    pub max_head_age_ms: Option<u64>,
+    /// Clock skew and failover allowance (default 60 s).
+    pub allowance_ms: u64,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self {
+            max_head_age_ms: None,
+            allowance_ms: candor_core::signed::HEAD_AGE_ALLOWANCE_MS,
+        }
+    }
+}
+
+impl Freshness {
+    /// The maximum head age under `config`.
+    pub fn max_age_ms(&self, config: &PublicConfig) -> u64 {
+        self.max_head_age_ms
+            .unwrap_or_else(|| config.max_head_age_ms(self.allowance_ms))
     }
 }
 
@@ -443,12 +480,32 @@ impl Client {
 
     /// The latest signed head, verified and checked against the tracker.
     pub async fn latest_head(&self) -> Result<SignedHead> {
+        let seen = self.seen_epoch().await;
         let resp = self
             .call(|mut c| async move { c.get_latest_epoch(pb::GetLatestEpochRequest {}).await })
             .await?;
         let head = verify::head(&self.config, &resp.signed_head)?;
+        self.check_fresh(&head, seen)?;
         self.observe_head(&head).await?;
         Ok(head)
+    }
+
+    /// The epoch of the newest head verified so far, if any.
+    async fn seen_epoch(&self) -> Option<u64> {
+        self.tracker.lock().await.latest().map(|h| h.head.epoch)
+    }
+
+    /// The freshness rule for a head served as the latest, `seen` being the
+    /// newest epoch verified before the request was sent.
+    fn check_fresh(&self, head: &SignedHead, seen: Option<u64>) -> Result<()> {
+        let f = &self.options.freshness;
+        verify::freshness(
+            head,
+            seen,
+            now_ms(),
+            f.max_age_ms(&self.config),
+            f.allowance_ms,
+        )
     }
 
     /// The signed head of `epoch`, verified and checked against the tracker.
@@ -466,6 +523,7 @@ impl Client {
     /// Looks `label` up at `epoch` (`None`: the latest signed epoch) and
     /// verifies the answer ([`verify::lookup`]) and its head's consistency.
     pub async fn lookup(&self, label: &[u8], epoch: Option<u64>) -> Result<VerifiedLookup> {
+        let seen = self.seen_epoch().await;
         let req = pb::LookupRequest {
             label: label.to_vec(),
             epoch,
@@ -480,6 +538,9 @@ impl Client {
             let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
             verify::lookup_cached(&mut cache, &self.config, label, epoch, &resp)?
         };
+        if epoch.is_none() {
+            self.check_fresh(&v.head, seen)?;
+        }
         self.observe_head(&v.head).await?;
         Ok(v)
     }
@@ -489,9 +550,92 @@ impl Client {
         self.history_at(label, None).await
     }
 
-    /// Every version of `label` up to `epoch`, verified.
+    /// Every version of `label` up to `epoch` (`None`: the latest signed
+    /// epoch), verified. Fetched page by page (docs/protocol.md §6.4.2), so
+    /// a history of any length stays within the message limit; against a
+    /// server that does not page, the whole history in one proof.
     pub async fn history_at(&self, label: &[u8], epoch: Option<u64>) -> Result<VerifiedHistory> {
-        Ok(self.history_with_proof(label, epoch).await?.0)
+        self.history_paged(label, epoch, 0).await
+    }
+
+    /// As [`history_at`](Self::history_at), asking for at most
+    /// `max_versions` versions a page (0: the server's choice).
+    pub async fn history_paged(
+        &self,
+        label: &[u8],
+        epoch: Option<u64>,
+        max_versions: u32,
+    ) -> Result<VerifiedHistory> {
+        let seen = self.seen_epoch().await;
+        let page_req = |epoch: Option<u64>, last_version: u64| pb::HistoryRequest {
+            label: label.to_vec(),
+            epoch,
+            page: Some(pb::HistoryPageRequest {
+                last_version,
+                max_versions,
+            }),
+        };
+        let req = page_req(epoch, 0);
+        let resp = self
+            .call(|mut c| {
+                let r = req.clone();
+                async move { c.history(r).await }
+            })
+            .await?;
+        let v = if resp.page.is_empty() && !resp.proof.is_empty() {
+            // A server without paging answered with the whole history.
+            verify::history(&self.config, label, epoch, &resp)?
+        } else {
+            let (head, first) = verify::history_page(&self.config, label, epoch, &resp, None)?;
+            // The latest version is authenticated (it is inside the leaf
+            // proven in the map); bounding it bounds the number of pages.
+            if first.latest > candor_core::proof::MAX_LABEL_VERSIONS as u64 {
+                return Err(crate::error::malformed(
+                    "history page",
+                    format!(
+                        "{} versions exceed the limit {}",
+                        first.latest,
+                        candor_core::proof::MAX_LABEL_VERSIONS
+                    ),
+                ));
+            }
+            let index = first.index;
+            let mut chunks = vec![first.versions];
+            let mut next = first.next;
+            while let Some(anchor) = next {
+                let PageAnchor::Leaf { version, .. } = anchor else {
+                    break;
+                };
+                let req = page_req(Some(head.head.epoch), version);
+                let resp = self
+                    .call(|mut c| {
+                        let r = req.clone();
+                        async move { c.history(r).await }
+                    })
+                    .await?;
+                let (_, page) = verify::history_page(
+                    &self.config,
+                    label,
+                    Some(head.head.epoch),
+                    &resp,
+                    Some((&head, &anchor)),
+                )?;
+                chunks.push(page.versions);
+                next = page.next;
+            }
+            VerifiedHistory {
+                head,
+                history: CoreHistory {
+                    index,
+                    versions: chunks.into_iter().rev().flatten().collect(),
+                },
+            }
+        };
+        if epoch.is_none() {
+            self.check_fresh(&v.head, seen)?;
+        }
+        self.observe_head(&v.head).await?;
+        Ok(v)
     }
 
     async fn history_with_proof(
@@ -502,6 +646,7 @@ impl Client {
         let req = pb::HistoryRequest {
             label: label.to_vec(),
             epoch,
+            page: None,
         };
         let resp = self
             .call(|mut c| {

@@ -66,6 +66,14 @@ pub enum ClientError {
     )]
     BrokenPromise(Box<BrokenPromiseEvidence>),
 
+    /// A head served as the latest is not fresh (docs/protocol.md §9.4):
+    /// older than the last head this client saw, older than the maximum head
+    /// age, or dated ahead of the local clock. The service is replaying an
+    /// old state (or a proxy is), or it stopped signing epochs. Either way
+    /// the answer must not be shown as current.
+    #[error("stale head: {0}")]
+    StaleHead(StaleHead),
+
     /// The caller passed something unusable (empty label, bad token, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -86,6 +94,7 @@ impl ClientError {
                 | ClientError::PinMismatch { .. }
                 | ClientError::Equivocation(_)
                 | ClientError::BrokenPromise(_)
+                | ClientError::StaleHead(_)
         )
     }
 
@@ -118,6 +127,36 @@ pub(crate) fn malformed(what: &'static str, why: impl Into<String>) -> ClientErr
             why: why.into(),
         },
     }
+}
+
+/// Why a head served as the latest was refused ([`ClientError::StaleHead`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StaleHead {
+    /// The served head is older than one this client already verified.
+    #[error(
+        "the service served epoch {served_epoch} as the latest, but this client already saw epoch {seen_epoch}"
+    )]
+    OlderThanSeen { served_epoch: u64, seen_epoch: u64 },
+    /// The served head's timestamp is more than the maximum head age ago.
+    #[error(
+        "the latest head served (epoch {epoch}, timestamp {timestamp_ms} ms) is {age_ms} ms old, more than the maximum head age of {max_age_ms} ms"
+    )]
+    TooOld {
+        epoch: u64,
+        timestamp_ms: u64,
+        age_ms: u64,
+        max_age_ms: u64,
+    },
+    /// The served head's timestamp is ahead of the local clock by more than
+    /// the allowance (a post-dated head would stay "fresh" for longer).
+    #[error(
+        "the latest head served (epoch {epoch}) is dated {ahead_ms} ms ahead of the local clock, more than the allowance of {allowance_ms} ms"
+    )]
+    FromTheFuture {
+        epoch: u64,
+        ahead_ms: u64,
+        allowance_ms: u64,
+    },
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

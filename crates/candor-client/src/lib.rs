@@ -42,6 +42,11 @@
 //! * **History** ([`verify::history`]): every version from 1 on, each leaf
 //!   recomputed and linked to the previous one, the last one proven in the
 //!   map. No version can be hidden from the owner.
+//! * **Freshness** ([`Freshness`], [`verify::freshness`]): a head served as
+//!   the latest is refused ([`ClientError::StaleHead`]) when it is older
+//!   than the last head the client saw (persist the [`HeadTracker`] to keep
+//!   that memory across sessions) or older than the maximum head age derived
+//!   from the epoch interval (docs/protocol.md §9.4).
 //! * **Head tracking** ([`HeadTracker`], [`Client::observe_head`]): every head
 //!   seen, whatever the call, must be on the same append-only epoch log as
 //!   the last verified head (consistency proof, timestamps never going
@@ -81,10 +86,10 @@ pub mod verify;
 
 pub use auditor::{AuditEvent, Auditor, AuditorOptions, EpochReport, SmtStatus};
 pub use client::{
-    Client, ClientOptions, MergeEvidence, PublishItem, RetryPolicy, new_idempotency_key,
+    Client, ClientOptions, Freshness, MergeEvidence, PublishItem, RetryPolicy, new_idempotency_key,
 };
 pub use contact::contact_code;
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, StaleHead};
 pub use evidence::{BrokenPromiseEvidence, EquivocationEvidence, HeadWithHistory};
 pub use monitor::{Monitor, MonitorEvent, MonitorState};
 pub use pin::PinnedConfig;

@@ -13,7 +13,10 @@
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
 use candor_core::map::{Index, Leaf, commit};
 use candor_core::proof::audit::{AuditProof, VerifiedChange};
-use candor_core::proof::history::{HistoryProof, VerifiedHistory as CoreHistory, VerifiedVersion};
+use candor_core::proof::history::{
+    HistoryPage, HistoryProof, PageAnchor, VerifiedHistory as CoreHistory, VerifiedPage,
+    VerifiedVersion,
+};
 use candor_core::proof::lookup::{LookupProof, VerifiedEntry};
 use candor_core::signed::{
     Cosignature, EpochHead, PublicConfig, SignedHead, SignedMutationTimestamp,
@@ -22,7 +25,7 @@ use candor_core::vrf::VrfProof;
 use candor_core::{CoreError, Digest, ZERO};
 use candor_proto::candor::v1 as pb;
 
-use crate::error::{ClientError, Result, malformed, vfail};
+use crate::error::{ClientError, Result, StaleHead, malformed, vfail};
 use crate::evidence::EquivocationEvidence;
 use crate::pin::PinnedConfig;
 
@@ -444,4 +447,77 @@ pub fn cosignature(head: &EpochHead, bytes: &[u8]) -> Result<Cosignature> {
     let c = Cosignature::decode(bytes).map_err(vfail("cosignature"))?;
     c.verify(head).map_err(vfail("cosignature"))?;
     Ok(c)
+}
+
+/// The freshness rule (docs/protocol.md §9.4) for a head served as the
+/// latest: its epoch is at least `seen_epoch` (the newest epoch this client
+/// had verified before it asked), its timestamp is at most `max_age_ms`
+/// before `now_ms`, and at most `allowance_ms` after it.
+pub fn freshness(
+    head: &SignedHead,
+    seen_epoch: Option<u64>,
+    now_ms: u64,
+    max_age_ms: u64,
+    allowance_ms: u64,
+) -> Result<()> {
+    let h = &head.head;
+    if let Some(seen) = seen_epoch
+        && h.epoch < seen
+    {
+        return Err(ClientError::StaleHead(StaleHead::OlderThanSeen {
+            served_epoch: h.epoch,
+            seen_epoch: seen,
+        }));
+    }
+    let age = now_ms.saturating_sub(h.timestamp_ms);
+    if age > max_age_ms {
+        return Err(ClientError::StaleHead(StaleHead::TooOld {
+            epoch: h.epoch,
+            timestamp_ms: h.timestamp_ms,
+            age_ms: age,
+            max_age_ms,
+        }));
+    }
+    let ahead = h.timestamp_ms.saturating_sub(now_ms);
+    if ahead > allowance_ms {
+        return Err(ClientError::StaleHead(StaleHead::FromTheFuture {
+            epoch: h.epoch,
+            ahead_ms: ahead,
+            allowance_ms,
+        }));
+    }
+    Ok(())
+}
+
+/// Verifies a paged `HistoryResponse` for `label` (docs/protocol.md
+/// §6.4.2): the signed head (and, when `requested_epoch` is set, that it is
+/// that epoch), then the page against `anchor`: `None` for the first page
+/// (the head's map root), else the [`VerifiedPage::next`] anchor of the
+/// page before it. Later pages must come with the first page's head
+/// (`first_head`): a different head for that epoch is equivocation.
+pub fn history_page(
+    config: &PublicConfig,
+    label: &[u8],
+    requested_epoch: Option<u64>,
+    resp: &pb::HistoryResponse,
+    anchor: Option<(&SignedHead, &PageAnchor)>,
+) -> Result<(SignedHead, VerifiedPage)> {
+    let head = head_at(config, &resp.signed_head, requested_epoch)?;
+    let page = HistoryPage::decode(&resp.page).map_err(vfail("history page"))?;
+    let anchor = match anchor {
+        None => PageAnchor::MapRoot(head.head.map_root),
+        Some((first, a)) => {
+            if head != *first {
+                return Err(ClientError::Equivocation(Box::new(EquivocationEvidence {
+                    first: first.clone(),
+                    second: head,
+                })));
+            }
+            *a
+        }
+    };
+    let v = page
+        .verify(&config.vrf_key, label, &anchor)
+        .map_err(vfail("history page"))?;
+    Ok((head, v))
 }

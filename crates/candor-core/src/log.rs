@@ -142,10 +142,19 @@ fn encode_path(w: &mut Writer, path: &[Digest]) {
     }
 }
 
-fn decode_path(r: &mut Reader<'_>) -> Result<Vec<Digest>> {
+/// Most hashes in an inclusion path: one per level of a log of < 2^64 leaves.
+pub const MAX_INCLUSION_PATH: usize = 64;
+/// Most hashes in a consistency path: the inclusion bound plus the one
+/// subtree root that starts the proof when `first` is not a power of two.
+pub const MAX_CONSISTENCY_PATH: usize = 65;
+
+fn decode_path(r: &mut Reader<'_>, what: &'static str, max: usize) -> Result<Vec<Digest>> {
     let n = r.u8()? as usize;
-    if n > 128 {
-        return Err(decode_err("log proof", format!("path of {n} hashes")));
+    if n > max {
+        return Err(decode_err(
+            what,
+            format!("path of {n} hashes exceeds the limit {max}"),
+        ));
     }
     (0..n).map(|_| r.array()).collect()
 }
@@ -179,7 +188,7 @@ impl InclusionProof {
         let p = InclusionProof {
             leaf_index: r.u64()?,
             tree_size: r.u64()?,
-            path: decode_path(&mut r)?,
+            path: decode_path(&mut r, "inclusion proof", MAX_INCLUSION_PATH)?,
         };
         r.finish()?;
         Ok(p)
@@ -249,7 +258,7 @@ impl ConsistencyProof {
         let p = ConsistencyProof {
             first: r.u64()?,
             second: r.u64()?,
-            path: decode_path(&mut r)?,
+            path: decode_path(&mut r, "consistency proof", MAX_CONSISTENCY_PATH)?,
         };
         r.finish()?;
         Ok(p)
@@ -352,12 +361,12 @@ impl HeadExtensionProof {
         let consistency = ConsistencyProof {
             first: r.u64()?,
             second: r.u64()?,
-            path: decode_path(&mut r)?,
+            path: decode_path(&mut r, "head extension proof", MAX_CONSISTENCY_PATH)?,
         };
         let inclusion = InclusionProof {
             leaf_index: r.u64()?,
             tree_size: r.u64()?,
-            path: decode_path(&mut r)?,
+            path: decode_path(&mut r, "head extension proof", MAX_INCLUSION_PATH)?,
         };
         r.finish()?;
         Ok(HeadExtensionProof {
@@ -369,8 +378,10 @@ impl HeadExtensionProof {
 
 /// Checks that `new` extends `old`: same namespace, timestamps never go back,
 /// `old`'s log is a prefix of `new`'s and `old`'s entry is in `new`'s log. Two
-/// different heads for one epoch are equivocation. Both heads' signatures must
-/// already be verified.
+/// different heads for one epoch are equivocation; two identical heads need
+/// the same proof shape (sizes `(e, e)` and `(e - 1, e)`), which then shows
+/// that the head's own entry is the last leaf of its log. Both heads'
+/// signatures must already be verified.
 pub fn verify_head_extension(
     old: &SignedHead,
     new: &SignedHead,
@@ -385,14 +396,14 @@ pub fn verify_head_extension(
             "new head is older than the old one".into(),
         ));
     }
-    if n.epoch == o.epoch {
-        if o != n {
-            return Err(CoreError::Inconsistent(format!(
-                "two different signed heads for epoch {}",
-                o.epoch
-            )));
-        }
-        return Ok(());
+    // Equal epochs: the heads must be identical, and the proof is checked
+    // like any other (an empty consistency path between equal sizes, and the
+    // head's own entry as the last leaf of its log).
+    if n.epoch == o.epoch && o != n {
+        return Err(CoreError::Inconsistent(format!(
+            "two different signed heads for epoch {}",
+            o.epoch
+        )));
     }
     if n.timestamp_ms < o.timestamp_ms {
         return Err(CoreError::Inconsistent(format!(

@@ -9,7 +9,7 @@ use crate::hash::{Digest, ZERO, map_node};
 use crate::map::{Index, Leaf, Subtree, bit, commit, random_nonce};
 use crate::proof::Opening;
 use crate::proof::audit::{AuditProof, LabelChange, PrunedNode};
-use crate::proof::history::HistoryProof;
+use crate::proof::history::{HistoryPage, HistoryProof, PageBody};
 use crate::proof::lookup::{LookupProof, Terminal};
 use crate::vrf::{VrfProof, VrfSecretKey};
 
@@ -165,6 +165,47 @@ impl ReferenceMap {
             versions,
             absence,
             siblings,
+        }
+    }
+
+    /// One page of the label's history (§6.4.2): the versions ending at
+    /// `last` (`None`: the latest version), at most `max_versions` of them.
+    /// `last` must be a version the label has.
+    pub fn history_page(
+        &self,
+        vrf: &VrfSecretKey,
+        label: &[u8],
+        last: Option<u64>,
+        max_versions: usize,
+    ) -> HistoryPage {
+        let (output, vrf_proof): (_, VrfProof) = vrf.evaluate(label);
+        let index = output.index();
+        let (siblings, end) = self.path(&index);
+        let all = self.versions(&index);
+        let latest = all.len() as u64;
+        if latest == 0 {
+            let absence = match end {
+                Some(leaf) => Terminal::AbsentLeaf(leaf),
+                None => Terminal::AbsentEmpty,
+            };
+            return HistoryPage {
+                vrf_proof,
+                latest,
+                body: PageBody::Absent { absence, siblings },
+            };
+        }
+        let last = last.unwrap_or(latest).clamp(1, latest);
+        let first = last.saturating_sub(max_versions.max(1) as u64 - 1).max(1);
+        let range = &all[first as usize - 1..last as usize];
+        HistoryPage {
+            vrf_proof,
+            latest,
+            body: PageBody::Versions {
+                first,
+                openings: range.iter().map(opening_of).collect(),
+                prev: range[0].leaf.prev,
+                siblings: if last == latest { siblings } else { Vec::new() },
+            },
         }
     }
 

@@ -6,6 +6,7 @@
 //! be replayed as another. Three separate Ed25519 keys sign heads, SMTs and
 //! cosignatures. Verification is `verify_strict`.
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
@@ -37,7 +38,8 @@ fn read_context(r: &mut Reader<'_>, purpose: &[u8]) -> Result<String> {
     String::from_utf8(ns.to_vec()).map_err(|_| decode_err("namespace", "not UTF-8"))
 }
 
-/// Checks a namespace: 1..=255 bytes of printable ASCII.
+/// Checks a namespace: 1..=255 bytes, each in `0x21..=0x7E` (printable
+/// ASCII without the space).
 pub fn validate_namespace(ns: &str) -> Result<()> {
     if ns.is_empty() || ns.len() > MAX_NAMESPACE_LEN || !ns.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CoreError::InvalidArgument(format!(
@@ -90,8 +92,26 @@ impl std::fmt::Debug for SigningKeyPair {
 pub struct PublicKey(pub [u8; 32]);
 
 impl PublicKey {
+    /// The key rules of docs/protocol.md §9: the 32 bytes must be the
+    /// canonical encoding of a curve point (decompress, re-compress, compare:
+    /// this rejects `y ≥ p` and a set sign bit with `x = 0`) that is not of
+    /// small order. `ed25519-dalek` alone accepts non-canonical encodings,
+    /// which would give one key two encodings (and two digests).
+    pub fn validate(&self, what: &'static str) -> Result<VerifyingKey> {
+        let point = CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or(CoreError::PublicKey(what))?;
+        if point.compress().0 != self.0 || point.is_small_order() {
+            return Err(CoreError::PublicKey(what));
+        }
+        VerifyingKey::from_bytes(&self.0).map_err(|_| CoreError::PublicKey(what))
+    }
+
+    /// Strict Ed25519 verification (§9): the key passes [`Self::validate`];
+    /// `S < L`; `R` is a canonical encoding of a point not of small order;
+    /// and `[S]B = R + [k]A` (cofactorless) with `k = SHA-512(R || A || M)`.
     fn verify(&self, what: &'static str, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> Result<()> {
-        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| CoreError::PublicKey(what))?;
+        let vk = self.validate(what)?;
         vk.verify_strict(msg, &Signature::from_bytes(sig))
             .map_err(|_| CoreError::Signature(what))
     }
@@ -151,6 +171,12 @@ impl PublicConfig {
 
     pub fn validate(&self) -> Result<()> {
         validate_namespace(&self.namespace)?;
+        // The VRF key was checked when it was built (`VrfPublicKey` cannot
+        // hold a bad key); the two Ed25519 keys are checked here so that a
+        // configuration with an unusable key is refused when it is decoded,
+        // not at the first signature.
+        self.head_key.validate("head key")?;
+        self.smt_key.validate("SMT key")?;
         if self.shard_bits > 16 {
             return Err(CoreError::InvalidArgument(format!(
                 "shard_bits {} > 16",
@@ -169,7 +195,23 @@ impl PublicConfig {
     pub fn digest(&self) -> Digest {
         Domain::Config.hash(&self.encode())
     }
+
+    /// The oldest a head served as the latest may be (docs/protocol.md
+    /// §9.4): [`HEAD_AGE_EPOCHS`] epoch intervals plus `allowance_ms` for
+    /// clock skew and sequencer failover.
+    pub fn max_head_age_ms(&self, allowance_ms: u64) -> u64 {
+        self.epoch_interval_ms
+            .saturating_mul(HEAD_AGE_EPOCHS)
+            .saturating_add(allowance_ms)
+    }
 }
+
+/// Freshness (docs/protocol.md §9.4): a head served as the latest may be at
+/// most this many epoch intervals old, plus an allowance.
+pub const HEAD_AGE_EPOCHS: u64 = 10;
+/// The default allowance for clock skew and failover added to the maximum
+/// head age, and the most a head may be ahead of the local clock.
+pub const HEAD_AGE_ALLOWANCE_MS: u64 = 60_000;
 
 /// The head of one epoch: the map root and the epoch log after appending it.
 /// Epochs are numbered from 1; the head of epoch `e` has `log_size == e`.

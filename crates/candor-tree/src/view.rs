@@ -7,7 +7,7 @@ use candor_core::Digest;
 use candor_core::map::{Index, Subtree};
 use candor_core::proof::Opening;
 use candor_core::proof::audit::{AuditProof, LabelChange, PrunedNode};
-use candor_core::proof::history::HistoryProof;
+use candor_core::proof::history::{HistoryPage, HistoryProof, MAX_PAGE_VERSIONS, PageBody};
 use candor_core::proof::lookup::{LookupProof, Terminal};
 use candor_core::vrf::VrfProof;
 use candor_store::{Space, Store};
@@ -272,6 +272,87 @@ impl MapView {
             absence,
             siblings,
         })
+    }
+
+    /// One page of the label's history (docs/protocol.md §6.4.2): versions
+    /// ending at `last_version` (0: the latest), at most `max_versions` of
+    /// them (capped at the protocol's 1024) and, beyond the first, no more
+    /// than fit in `max_bytes` of openings. `None` when `last_version` is
+    /// beyond the label's latest version.
+    pub fn history_page(
+        &self,
+        index: &Index,
+        vrf_proof: VrfProof,
+        last_version: u64,
+        max_versions: usize,
+        max_bytes: usize,
+    ) -> Result<Option<HistoryPage>> {
+        let (siblings, end) = self.path(index)?;
+        let l = match end.single() {
+            Some(l) if l.index == *index => l,
+            _ => {
+                return Ok(Some(HistoryPage {
+                    vrf_proof,
+                    latest: 0,
+                    body: PageBody::Absent {
+                        absence: self.absence(&end)?,
+                        siblings,
+                    },
+                }));
+            }
+        };
+        let latest = l.version;
+        let last = if last_version == 0 {
+            latest
+        } else {
+            last_version
+        };
+        if last > latest {
+            return Ok(None);
+        }
+        let count = max_versions.clamp(1, MAX_PAGE_VERSIONS) as u64;
+        let first = last.saturating_sub(count - 1).max(1);
+        let leaves = self.forest.leaf_range_with_openings(index, first, last)?;
+        if leaves.len() as u64 != last - first + 1 {
+            return Err(corrupt("missing versions in a label's history"));
+        }
+        if last == latest && leaves.last().map(|x| x.0.hash()) != Some(l.hash) {
+            return Err(corrupt("leaf history does not end in the tree's leaf"));
+        }
+        // Keep the newest versions that fit in the byte budget (at least one).
+        let mut used = 0usize;
+        let mut keep = 0usize;
+        for (_, opening) in leaves.iter().rev() {
+            let size = opening.as_ref().map_or(33, |(_, v)| 37 + v.len());
+            if keep > 0 && used + size > max_bytes {
+                break;
+            }
+            used += size;
+            keep += 1;
+        }
+        let leaves = &leaves[leaves.len() - keep..];
+        let openings = leaves
+            .iter()
+            .map(|(leaf, opening)| match opening {
+                Some((nonce, value)) => Opening::Open {
+                    nonce: *nonce,
+                    value: value.clone(),
+                },
+                None => Opening::Redacted {
+                    commitment: leaf.commitment,
+                },
+            })
+            .collect();
+        Ok(Some(HistoryPage {
+            vrf_proof,
+            latest,
+            body: PageBody::Versions {
+                first: leaves[0].0.version,
+                openings,
+                prev: leaves[0].0.prev,
+                siblings: if last == latest { siblings } else { Vec::new() },
+            },
+        }))
     }
 
     /// The label's leaf in this view, `None` if absent.

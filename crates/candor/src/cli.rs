@@ -282,6 +282,15 @@ pub struct ConnectArgs {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where the last verified head of each deployment is kept between runs
+    /// (the freshness rule: an older head served as the latest is refused)
+    /// [default: $XDG_STATE_HOME/candor, else ~/.local/state/candor].
+    #[arg(long, global = true, env = "CANDOR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The oldest a head served as the latest may be, e.g. 90s [default: 10
+    /// epoch intervals + 60s].
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub max_head_age: Option<Duration>,
     #[command(flatten)]
     pub tls: crate::tls::ClientTlsArgs,
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use candor_client::{AuditEvent, Auditor, Client, ClientError, PinnedConfig, verify};
+use candor_client::{AuditEvent, Auditor, Client, ClientError, HeadTracker, PinnedConfig, verify};
 use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp, SigningKeyPair};
 use serde_json::{Value, json};
 
@@ -70,6 +70,12 @@ impl Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
+        if let ClientError::StaleHead(_) = &e {
+            return Failure::verification(format!(
+                "{e}\n  the service (or something between it and you) is serving an old state \
+                 as the latest, or it stopped signing epochs; nothing it says is shown as current"
+            ));
+        }
         if e.is_security_event() {
             return Failure::verification(&e);
         }
@@ -193,7 +199,107 @@ fn client_tls(c: &ConnectArgs) -> Result<Option<tonic::transport::ClientTlsConfi
     Ok(tls)
 }
 
+/// Connects, then applies the freshness settings and the remembered head
+/// of this deployment (see [`HeadState`]).
 async fn connect(c: &ConnectArgs) -> Result<Client> {
+    let client = connect_only(c).await?;
+    let mut options = candor_client::ClientOptions::default();
+    if let Some(age) = c.max_head_age {
+        options.freshness.max_head_age_ms =
+            Some(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+    }
+    let client = client.with_options(options);
+    match HeadState::of(c, client.config()) {
+        Some(state) => {
+            let tracker = state.load(client.config())?;
+            Ok(client.with_tracker(tracker))
+        }
+        None => Ok(client),
+    }
+}
+
+/// The last verified head of one deployment (by configuration digest),
+/// kept in the state directory between runs: the CLI's memory for the
+/// freshness rule (docs/protocol.md §9.4).
+struct HeadState {
+    path: std::path::PathBuf,
+}
+
+impl HeadState {
+    /// `None` when no state directory can be found (no `--state-dir`, no
+    /// `XDG_STATE_HOME`, no `HOME`): then only the head age is checked.
+    fn of(c: &ConnectArgs, config: &PublicConfig) -> Option<HeadState> {
+        let dir = c.state_dir.clone().or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(|v| Path::new(&v).join("candor"))
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|h| Path::new(&h).join(".local/state/candor"))
+                })
+        })?;
+        Some(HeadState {
+            path: dir.join(format!("heads-{}.bin", hex::encode(config.digest()))),
+        })
+    }
+
+    fn load(&self, config: &PublicConfig) -> Result<HeadTracker> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => HeadTracker::from_bytes(&bytes, config).map_err(|e| {
+                usage(format!(
+                    "the head state {} is unusable ({e}); remove it to start afresh",
+                    self.path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HeadTracker::new()),
+            Err(e) => Err(usage(format!(
+                "cannot read the head state {}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Stores the client's newest head, unless the file already holds a
+    /// newer one (another run may have advanced it meanwhile).
+    async fn save(&self, client: &Client) -> Result<()> {
+        let tracker = client.tracker().await;
+        let Some(latest) = tracker.latest() else {
+            return Ok(());
+        };
+        if let Ok(stored) = self.load(client.config())
+            && stored
+                .latest()
+                .is_some_and(|h| h.head.epoch > latest.head.epoch)
+        {
+            return Ok(());
+        }
+        let fail = |e: std::io::Error| {
+            usage(format!(
+                "cannot write the head state {}: {e}",
+                self.path.display()
+            ))
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, tracker.to_bytes()).map_err(fail)?;
+        std::fs::rename(&tmp, &self.path).map_err(fail)
+    }
+}
+
+/// Remembers the newest head `client` verified (see [`HeadState`]).
+async fn remember(c: &ConnectArgs, client: &Client) -> Result<()> {
+    match HeadState::of(c, client.config()) {
+        Some(s) => s.save(client).await,
+        None => Ok(()),
+    }
+}
+
+async fn connect_only(c: &ConnectArgs) -> Result<Client> {
     let tls = client_tls(c)?;
     match (pin(c)?, tls) {
         (Some(p), Some(tls)) => Ok(Client::connect_tls(c.target.clone(), tls, p).await?),
@@ -340,6 +446,7 @@ async fn publish(a: PublishArgs) -> Result<()> {
     );
     if a.wait {
         let e = wait_merged(&client, label, &p.smt).await?;
+        remember(&a.connect, &client).await?;
         out["merged_epoch"] = json!(e);
         human.push_str(&format!(
             "\n  merged into signed epoch {e} (history verified, before the deadline)"
@@ -367,6 +474,7 @@ async fn wait_merged(client: &Client, label: &[u8], smt: &SignedMutationTimestam
 async fn lookup(a: LookupArgs) -> Result<()> {
     let client = connect(&a.connect).await?;
     let v = client.lookup(a.label.as_bytes(), a.epoch).await?;
+    remember(&a.connect, &client).await?;
     let (value, value_hex) = value_json(v.value());
     let out = json!({
         "label": a.label,
@@ -403,6 +511,7 @@ async fn lookup(a: LookupArgs) -> Result<()> {
 async fn history(a: HistoryArgs) -> Result<()> {
     let client = connect(&a.connect).await?;
     let h = client.history_at(a.label.as_bytes(), a.epoch).await?;
+    remember(&a.connect, &client).await?;
     let versions: Vec<Value> = h
         .versions()
         .iter()
@@ -445,6 +554,7 @@ async fn history(a: HistoryArgs) -> Result<()> {
 async fn audit(a: AuditArgs) -> Result<()> {
     let client = connect(&a.connect).await?;
     let latest = client.latest_head().await?;
+    remember(&a.connect, &client).await?;
     let to = a.to.unwrap_or(latest.head.epoch);
     let from = a.from.unwrap_or(1);
     if from == 0 || from > to {
@@ -604,7 +714,18 @@ async fn verify_cmd(a: VerifyArgs) -> Result<()> {
                 m.merge_deadline_ms
             );
             if let (Some(label), Some(client)) = (label, &client) {
+                // The SMT must be for this label: its index is the label's
+                // VRF index (checked with a verified lookup).
+                let v = client.lookup(label.as_bytes(), None).await?;
+                if v.index != m.index {
+                    return Err(Failure::verification(format!(
+                        "the SMT is not for {label:?}: it promises index {}, the label's VRF index is {}",
+                        hex::encode(m.index),
+                        hex::encode(v.index)
+                    )));
+                }
                 let e = wait_merged(client, label.as_bytes(), &smt).await?;
+                remember(c, client).await?;
                 out["merged_epoch"] = json!(e);
                 human.push_str(&format!(
                     "\n  promise kept: {label:?} holds this leaf in signed epoch {e}"
@@ -634,6 +755,7 @@ async fn verify_cmd(a: VerifyArgs) -> Result<()> {
                     ));
                 }
                 let latest = client.latest_head().await?;
+                remember(c, client).await?;
                 out["consistent_with_epoch"] = json!(latest.head.epoch);
                 human.push_str(&format!(
                     "\n  in the server's log, consistent up to epoch {}",

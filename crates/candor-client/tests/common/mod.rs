@@ -19,6 +19,14 @@ use candor_proto::candor::v1 as pb;
 
 pub const NAMESPACE: &str = "client-test";
 pub const START_MS: u64 = 1_700_000_000_000;
+
+/// The local clock rounded down to a second (never before [`START_MS`]).
+pub fn start_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (now - now % 1000).max(START_MS)
+}
 pub const EPOCH_MS: u64 = 1_000;
 pub const MMD_MS: u64 = 10_000;
 
@@ -63,7 +71,10 @@ impl World {
             epochs: Vec::new(),
             heads: Vec::new(),
             log: MemoryLog::new(),
-            clock_ms: START_MS,
+            // The service's clock starts at the local clock, so that heads
+            // served as the latest pass the SDK's freshness rule (its
+            // epochs then run ahead of real time, one interval per step).
+            clock_ms: start_ms(),
         }
     }
 
@@ -235,6 +246,32 @@ impl World {
             proof: proof.encode(),
             signed_head: self.head(e).encode(),
             entries: Vec::new(),
+            page: Vec::new(),
+            next_last_version: 0,
+        }
+    }
+
+    /// A history page at epoch `e` ending at `last` (0: the latest).
+    pub fn history_page_response(
+        &self,
+        label: &[u8],
+        e: u64,
+        last: u64,
+        size: usize,
+    ) -> pb::HistoryResponse {
+        let map = &self.epochs[e as usize - 1];
+        let page = map.history_page(&self.vrf, label, (last > 0).then_some(last), size);
+        let next = match &page.body {
+            candor_core::proof::history::PageBody::Versions { first, .. } => first - 1,
+            _ => 0,
+        };
+        pb::HistoryResponse {
+            epoch: e,
+            proof: Vec::new(),
+            signed_head: self.head(e).encode(),
+            entries: Vec::new(),
+            page: page.encode(),
+            next_last_version: next,
         }
     }
 

@@ -30,6 +30,11 @@ pub struct Fake {
     pub publish_calls: AtomicU32,
     idem: Mutex<HashMap<String, Remembered>>,
     pub cosignatures: Mutex<BTreeMap<u64, Vec<Vec<u8>>>>,
+    /// When set, "the latest epoch" is answered with this older epoch (a
+    /// replaying service, for the freshness rule).
+    pub replay_latest: Mutex<Option<u64>>,
+    /// Versions per history page (0: 2); pages are served only when asked.
+    pub page_versions: AtomicU32,
 }
 
 impl Fake {
@@ -41,6 +46,8 @@ impl Fake {
             publish_calls: AtomicU32::new(0),
             idem: Mutex::new(HashMap::new()),
             cosignatures: Mutex::new(BTreeMap::new()),
+            replay_latest: Mutex::new(None),
+            page_versions: AtomicU32::new(0),
         })
     }
 
@@ -71,7 +78,11 @@ impl Fake {
             Some(e) if e >= 1 && e <= w.latest_epoch() => Ok(e),
             Some(e) => Err(Status::not_found(format!("epoch {e} is not signed"))),
             None if w.latest_epoch() == 0 => Err(Status::failed_precondition("no epoch yet")),
-            None => Ok(w.latest_epoch()),
+            None => Ok(self
+                .replay_latest
+                .lock()
+                .expect("replay lock")
+                .unwrap_or(w.latest_epoch())),
         }
     }
 
@@ -149,7 +160,26 @@ impl KeyTransparency for Svc {
         let r = req.into_inner();
         let w = self.0.world();
         let e = self.0.signed_epoch(&w, r.epoch)?;
-        Ok(Response::new(w.history_response(&r.label, Some(e))))
+        match r.page {
+            Some(p) => {
+                let size = match self.0.page_versions.load(Ordering::SeqCst) {
+                    0 => 2,
+                    n => n,
+                };
+                let size = if p.max_versions == 0 {
+                    size
+                } else {
+                    size.min(p.max_versions)
+                };
+                Ok(Response::new(w.history_page_response(
+                    &r.label,
+                    e,
+                    p.last_version,
+                    size as usize,
+                )))
+            }
+            None => Ok(Response::new(w.history_response(&r.label, Some(e)))),
+        }
     }
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Res<pb::GetConfigResponse> {

@@ -19,6 +19,7 @@ use crate::codec::{Reader, Writer};
 use crate::error::{CoreError, Result, decode_err};
 use crate::hash::{Digest, ZERO, map_node};
 use crate::map::{Index, Leaf, MAX_DEPTH, bit, common_prefix_len};
+use crate::proof::MAX_LABEL_VERSIONS;
 
 /// A node of the pruned old tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +61,12 @@ impl VerifiedChange {
     }
 }
 
-/// Upper bound on changed labels in one proof (decoder sanity limit).
+/// Upper bound on changed labels in one proof (decoder limit, docs/protocol.md
+/// §6.6).
 pub const MAX_AUDIT_CHANGES: usize = 1 << 24;
+
+/// Smallest encoding of a change: index, count, one commitment.
+const MIN_CHANGE_LEN: usize = 32 + 4 + 32;
 
 impl AuditProof {
     pub fn encode(&self) -> Vec<u8> {
@@ -78,18 +83,37 @@ impl AuditProof {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes, "audit proof");
+        const WHAT: &str = "audit proof";
+        let mut r = Reader::new(bytes, WHAT);
         let old_tree = decode_node(&mut r, 0)?;
         let n = r.u32()? as usize;
-        if n > MAX_AUDIT_CHANGES || n * 36 > r.remaining() {
-            return Err(decode_err("audit proof", format!("{n} changes do not fit")));
+        if n > MAX_AUDIT_CHANGES {
+            return Err(decode_err(
+                WHAT,
+                format!("{n} changes exceed the limit {MAX_AUDIT_CHANGES}"),
+            ));
+        }
+        if n.saturating_mul(MIN_CHANGE_LEN) > r.remaining() {
+            return Err(decode_err(
+                WHAT,
+                format!("{n} changes do not fit in {} bytes", r.remaining()),
+            ));
         }
         let mut changes = Vec::with_capacity(n);
         for _ in 0..n {
             let index = r.array()?;
             let m = r.u32()? as usize;
-            if m == 0 || m * 32 > r.remaining() {
-                return Err(decode_err("audit proof", "bad version count"));
+            if m == 0 || m > MAX_LABEL_VERSIONS {
+                return Err(decode_err(
+                    WHAT,
+                    format!("{m} new versions of one label: must be 1..={MAX_LABEL_VERSIONS}"),
+                ));
+            }
+            if m.saturating_mul(32) > r.remaining() {
+                return Err(decode_err(
+                    WHAT,
+                    format!("{m} commitments do not fit in {} bytes", r.remaining()),
+                ));
             }
             let commitments = (0..m).map(|_| r.array()).collect::<Result<Vec<_>>>()?;
             changes.push(LabelChange { index, commitments });

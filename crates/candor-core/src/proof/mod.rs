@@ -15,6 +15,16 @@ use crate::map::{Index, MAX_DEPTH, bit};
 /// Largest value a proof may carry (the service's limit is lower).
 pub const MAX_VALUE_LEN: usize = 1 << 20;
 
+/// Most versions one label may have in any proof: the count of a history
+/// proof, and the new versions of one label in an audit proof (§5 of
+/// docs/protocol.md, "Decoder limits").
+pub const MAX_LABEL_VERSIONS: usize = 1 << 20;
+
+/// Smallest encoding of an [`Opening`]: tag and commitment (33 bytes); an
+/// open value takes at least 37. Decoders reject a count that cannot fit in
+/// the bytes left before allocating anything.
+pub(crate) const MIN_OPENING_LEN: usize = 33;
+
 /// Siblings from the root down: `siblings[i]` is the sibling of the path node
 /// at depth `i + 1`. Encoded as `u16 count || count × 32 bytes`.
 pub(crate) fn encode_siblings(w: &mut Writer, siblings: &[Digest]) {

@@ -1,0 +1,282 @@
+//! The freshness rule through the CLI (docs/protocol.md §9.4): a replaying
+//! service that answers "latest" with an older, validly signed lookup is
+//! refused with exit 3 once the CLI has seen a newer head; and `verify smt
+//! --label OTHER` is a verification failure (exit 3). Never asserts timing:
+//! every wait is a bounded poll.
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use candor_proto::candor::v1 as pb;
+use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
+use candor_proto::candor::v1::key_transparency_server::{KeyTransparency, KeyTransparencyServer};
+use tonic::{Request, Response, Status};
+
+const BIN: &str = env!("CARGO_BIN_EXE_candor");
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cli(args: &[&str], state: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("CANDOR_STATE_DIR", state)
+        .env_remove("CANDOR_TOKEN")
+        .env_remove("CANDOR_CONFIG_DIGEST")
+        .env_remove("CANDOR_TARGET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A test double of the service that replays what it captured: the real
+/// configuration, and one old (validly signed) lookup answer as the latest.
+struct Replay {
+    config: pb::GetConfigResponse,
+    lookup: pb::LookupResponse,
+}
+
+type Res<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl KeyTransparency for Replay {
+    async fn publish(&self, _: Request<pb::PublishRequest>) -> Res<pb::PublishResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn publish_batch(
+        &self,
+        _: Request<pb::PublishBatchRequest>,
+    ) -> Res<pb::PublishBatchResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn lookup(&self, _: Request<pb::LookupRequest>) -> Res<pb::LookupResponse> {
+        Ok(Response::new(self.lookup.clone()))
+    }
+    async fn history(&self, _: Request<pb::HistoryRequest>) -> Res<pb::HistoryResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Res<pb::GetConfigResponse> {
+        Ok(Response::new(self.config.clone()))
+    }
+    async fn get_epoch(&self, _: Request<pb::GetEpochRequest>) -> Res<pb::SignedHeadResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn get_latest_epoch(
+        &self,
+        _: Request<pb::GetLatestEpochRequest>,
+    ) -> Res<pb::SignedHeadResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    type WatchEpochsStream =
+        tonic::codegen::tokio_stream::Empty<Result<pb::SignedHeadResponse, Status>>;
+    async fn watch_epochs(
+        &self,
+        _: Request<pb::WatchEpochsRequest>,
+    ) -> Res<Self::WatchEpochsStream> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn consistency(
+        &self,
+        _: Request<pb::ConsistencyRequest>,
+    ) -> Res<pb::ConsistencyResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn audit(&self, _: Request<pb::AuditRequest>) -> Res<pb::AuditResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn submit_cosignature(&self, _: Request<pb::CosignRequest>) -> Res<pb::CosignResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+    async fn get_cosignatures(
+        &self,
+        _: Request<pb::GetCosignaturesRequest>,
+    ) -> Res<pb::GetCosignaturesResponse> {
+        Err(Status::unimplemented("replay"))
+    }
+}
+
+async fn connect(url: &str) -> KeyTransparencyClient<tonic::transport::Channel> {
+    for _ in 0..600 {
+        if let Ok(c) = KeyTransparencyClient::connect(url.to_owned()).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never accepted a connection");
+}
+
+/// Polls until the service answers a lookup at an epoch above `above`.
+async fn lookup_after(
+    raw: &mut KeyTransparencyClient<tonic::transport::Channel>,
+    label: &[u8],
+    above: u64,
+) -> pb::LookupResponse {
+    for _ in 0..1200 {
+        if let Ok(r) = raw
+            .lookup(pb::LookupRequest {
+                label: label.to_vec(),
+                epoch: None,
+            })
+            .await
+            && r.get_ref().epoch > above
+        {
+            return r.into_inner();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no epoch above {above}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_head_replayed_as_latest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
+    let _dev = Kill(
+        Command::new(BIN)
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--epoch-interval", "200ms", "--shards", "2"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut raw = connect(&url).await;
+    let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
+    let config = raw
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
+
+    let data_s = data.to_str().unwrap();
+    // The honest service: the CLI sees (and remembers) a newer epoch.
+    let (code, out, err) = cli(
+        &[
+            "lookup",
+            "--target",
+            &url,
+            "--data-dir",
+            data_s,
+            "--json",
+            "alice@example.com",
+        ],
+        &state,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(seen["epoch"].as_u64().unwrap() > old.epoch);
+
+    // The replaying double: epoch `old.epoch` as the latest.
+    let rport = free_port();
+    let rurl = format!("http://127.0.0.1:{rport}");
+    let replay = Replay {
+        config,
+        lookup: old.clone(),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyTransparencyServer::new(replay))
+            .serve(format!("127.0.0.1:{rport}").parse().unwrap()),
+    );
+    connect(&rurl).await;
+    let (code, out, err) = cli(
+        &[
+            "lookup",
+            "--target",
+            &rurl,
+            "--data-dir",
+            data_s,
+            "alice@example.com",
+        ],
+        &state,
+    );
+    assert_eq!(code, 3, "a replayed head must be refused: {out}{err}");
+    assert!(err.contains("stale head"), "{err}");
+    assert!(err.contains("already saw epoch"), "{err}");
+    assert!(out.is_empty(), "nothing is shown as current: {out}");
+
+    // A client without memory is protected by the head age only: with a
+    // maximum age below the replayed head's age it is refused too.
+    let fresh = dir.path().join("fresh-state");
+    let (code, _, err) = cli(
+        &[
+            "lookup",
+            "--target",
+            &rurl,
+            "--data-dir",
+            data_s,
+            "--max-head-age",
+            "1ms",
+            "alice@example.com",
+        ],
+        &fresh,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("maximum head age"), "{err}");
+
+    // `verify smt --label OTHER`: an SMT for another label is a
+    // verification failure (exit 3), not a usage error.
+    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
+    let (code, out, err) = cli(
+        &[
+            "publish",
+            "--target",
+            &url,
+            "--data-dir",
+            data_s,
+            "--token",
+            token.trim(),
+            "--json",
+            "bob@example.com",
+            "bob key",
+        ],
+        &state,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let p: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let smt = p["smt"].as_str().unwrap();
+    let (code, _, err) = cli(
+        &[
+            "verify",
+            "--target",
+            &url,
+            "--data-dir",
+            data_s,
+            "smt",
+            smt,
+            "--label",
+            "carol@example.com",
+        ],
+        &state,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not for \"carol@example.com\""), "{err}");
+}
