@@ -387,9 +387,12 @@ mod tests {
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let m = crate::Metrics::new(&provider.meter(crate::METER_NAME));
         m.record_smt_latency(0, Duration::from_millis(3));
-        m.record_merge_delay(Duration::from_secs(2));
+        m.smt_signed(1, 1_000);
+        m.smt_signed(1, 2_000);
+        m.smt_signed(1, 9_000);
+        m.epoch_signed_at(3_000);
         m.record_epoch_signed(7);
-        m.shard_state(1, 5, 9);
+        m.shard_sealed(1, 9);
         m.auth_failure("bad_token");
         m.limit_rejected("rate");
         m.raft_election("meta");
@@ -456,5 +459,20 @@ mod tests {
                 .any(|l| l.contains("group=\"meta\"") && l.ends_with(" 1"))
         );
         assert!(text.contains("le=\"0.005\""), "latency buckets in seconds");
+        // Two SMTs at or before the epoch: merged after 2 s and 1 s; one still pending.
+        assert!(
+            text.contains("candor_merge_delay_seconds_count{otel_scope_name=\"candor\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_merge_delay_seconds_sum{otel_scope_name=\"candor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "candor_shard_pending_mutations{shard=\"1\",otel_scope_name=\"candor\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

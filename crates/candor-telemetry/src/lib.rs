@@ -25,7 +25,10 @@ pub mod http;
 #[cfg(feature = "export")]
 mod logging;
 
-pub use metrics::{CacheSample, LATENCY_BUCKETS, METER_NAME, Metrics, RaftGroupSample, metrics};
+pub use metrics::{
+    CacheSample, LATENCY_BUCKETS, METER_NAME, Metrics, RaftGroupSample, STALL_THRESHOLD,
+    StoreWriteTimer, metrics,
+};
 pub use propagation::{GrpcServerLayer, extract, inject};
 
 #[cfg(feature = "export")]

@@ -97,9 +97,9 @@ pub struct Metrics {
     // --- Shards ---
     /// `candor.smt.latency` (s): request accepted → SMT signed, by `shard`.
     pub smt_latency: Histogram<f64>,
-    /// `candor.shard.pending_mutations`, by `shard` (set directly).
+    /// `candor.shard.pending_mutations`, by `shard`: SMTs signed here not yet in a signed epoch.
     pub shard_pending: Gauge<u64>,
-    /// `candor.shard.sealed_revision`, by `shard` (set directly).
+    /// `candor.shard.sealed_revision`, by `shard`: the revision the last signed epoch sealed.
     pub shard_sealed_revision: Gauge<u64>,
 
     // --- Sequencer ---
@@ -120,10 +120,11 @@ pub struct Metrics {
     // --- Store ---
     /// `candor.store.write.duration` (s): one write batch, by `store`.
     pub store_write_duration: Histogram<f64>,
-    /// `candor.store.write.stalls`: writes that waited on the engine (back-pressure), by `store`.
+    /// `candor.store.write.stalls`: write batches taking [`STALL_THRESHOLD`] or more, by `store`.
     pub store_write_stalls: Counter<u64>,
 
     sources: Arc<Sources>,
+    merge: Mutex<MergeTracker>,
     // Observable instruments stay registered while their handles live.
     _observables: Observables,
 }
@@ -142,6 +143,34 @@ struct Observables {
     cache_ratio: ObservableGauge<f64>,
     cache_requests: ObservableCounter<u64>,
     process: crate::process::ProcessInstruments,
+}
+
+/// A write batch this slow counts as a stall (`candor.store.write.stalls`): the
+/// engine throttling writes (L0 back-pressure, a full journal) or a slow disk sync.
+pub const STALL_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// See [`Metrics::store_write_timer`].
+pub struct StoreWriteTimer {
+    metrics: &'static Metrics,
+    store: &'static str,
+    start: std::time::Instant,
+}
+
+impl Drop for StoreWriteTimer {
+    fn drop(&mut self) {
+        self.metrics.store_write(self.store, self.start.elapsed());
+    }
+}
+
+/// Bound on SMTs tracked per shard for merge delay: when epochs stop for long
+/// under load the tracker stops growing (the alert on epochs fires first).
+const MAX_TRACKED_PER_SHARD: usize = 1 << 20;
+
+/// SMT timestamps (ms) signed here and not yet in a signed epoch, per shard, in
+/// signing order.
+#[derive(Default)]
+struct MergeTracker {
+    pending: BTreeMap<u32, std::collections::VecDeque<u64>>,
 }
 
 static METRICS: LazyLock<Metrics> =
@@ -410,9 +439,10 @@ impl Metrics {
             ),
             store_write_stalls: meter
                 .u64_counter("candor.store.write.stalls")
-                .with_description("Store writes that waited on engine back-pressure, by store")
+                .with_description("Store write batches that took 100 ms or more (engine back-pressure or a slow sync), by store")
                 .build(),
             sources,
+            merge: Mutex::new(MergeTracker::default()),
             _observables: observables,
         }
     }
@@ -445,11 +475,52 @@ impl Metrics {
         self.merge_delay.record(delay.as_secs_f64(), &[]);
     }
 
-    /// Sets a shard's pending mutations and last sealed revision.
-    pub fn shard_state(&self, shard: u32, pending: u64, sealed_revision: u64) {
-        let attrs = [KeyValue::new("shard", i64::from(shard))];
-        self.shard_pending.record(pending, &attrs);
-        self.shard_sealed_revision.record(sealed_revision, &attrs);
+    /// Sets a shard's last sealed revision (from a signed epoch).
+    pub fn shard_sealed(&self, shard: u32, sealed_revision: u64) {
+        self.shard_sealed_revision
+            .record(sealed_revision, &[KeyValue::new("shard", i64::from(shard))]);
+    }
+
+    /// Notes an SMT this node signed (shard, its timestamp). The SMT counts as
+    /// pending in `candor.shard.pending_mutations` until [`Metrics::epoch_signed_at`]
+    /// reports an epoch at or after its timestamp, which records its merge delay.
+    pub fn smt_signed(&self, shard: u32, timestamp_ms: u64) {
+        if let Ok(mut t) = self.merge.lock() {
+            let q = t.pending.entry(shard).or_default();
+            if q.len() < MAX_TRACKED_PER_SHARD {
+                q.push_back(timestamp_ms);
+                self.shard_pending
+                    .record(q.len() as u64, &[KeyValue::new("shard", i64::from(shard))]);
+            }
+        }
+    }
+
+    /// An epoch with timestamp `epoch_ms` was signed: every SMT this node
+    /// signed at or before that time is in it (SMTs are signed after their
+    /// mutation is applied, and an epoch seals the roots read after its
+    /// timestamp is taken). Records their merge delays and the pending counts.
+    /// Across machines this relies on the members' clocks agreeing to within
+    /// the histogram's resolution.
+    pub fn epoch_signed_at(&self, epoch_ms: u64) {
+        let Ok(mut t) = self.merge.lock() else {
+            return;
+        };
+        for (shard, q) in t.pending.iter_mut() {
+            let mut any = false;
+            while let Some(&ts) = q.front() {
+                if ts > epoch_ms {
+                    break;
+                }
+                q.pop_front();
+                any = true;
+                self.merge_delay
+                    .record(epoch_ms.saturating_sub(ts) as f64 / 1000.0, &[]);
+            }
+            if any {
+                self.shard_pending
+                    .record(q.len() as u64, &[KeyValue::new("shard", i64::from(*shard))]);
+            }
+        }
     }
 
     /// Records one authentication failure.
@@ -481,10 +552,24 @@ impl Metrics {
         );
     }
 
-    /// Records one store write batch.
+    /// Records one store write batch; one taking [`STALL_THRESHOLD`] or more also
+    /// counts as a write stall.
     pub fn store_write(&self, store: &'static str, took: Duration) {
-        self.store_write_duration
-            .record(took.as_secs_f64(), &[KeyValue::new("store", store)]);
+        let attrs = [KeyValue::new("store", store)];
+        self.store_write_duration.record(took.as_secs_f64(), &attrs);
+        if took >= STALL_THRESHOLD {
+            self.store_write_stalls.add(1, &attrs);
+        }
+    }
+
+    /// A guard that records a store write batch's duration when dropped (every
+    /// return path of a write function).
+    pub fn store_write_timer(&'static self, store: &'static str) -> StoreWriteTimer {
+        StoreWriteTimer {
+            metrics: self,
+            store,
+            start: std::time::Instant::now(),
+        }
     }
 
     /// Registers (or replaces) the source of a Raft group's gauges.
