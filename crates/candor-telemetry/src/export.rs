@@ -409,7 +409,7 @@ mod tests {
             })
         });
         m.register_raft_group("shard-0", || Some(crate::RaftGroupSample::default()));
-        m.register_disk_usage("embedded", || Some(4096));
+        m.register_disk_usage("embedded", Some(std::env::temp_dir()), || Some(4096));
         m.register_cache("vrf", || crate::CacheSample {
             bytes: 100,
             hits: 3,
@@ -438,6 +438,8 @@ mod tests {
             "candor_raft_replication_lag{",
             "candor_store_write_duration_seconds_bucket{",
             "candor_store_disk_usage_bytes{",
+            "candor_store_filesystem_available_bytes{",
+            "candor_store_filesystem_capacity_bytes{",
             "candor_cache_size_bytes{",
             "candor_cache_hit_ratio{",
             "candor_cache_requests_total{",

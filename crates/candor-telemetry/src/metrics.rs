@@ -66,7 +66,10 @@ pub struct CacheSample {
 }
 
 type RaftSource = Arc<dyn Fn() -> Option<RaftGroupSample> + Send + Sync>;
-type BytesSource = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+type BytesSource = (
+    Option<std::path::PathBuf>,
+    Arc<dyn Fn() -> Option<u64> + Send + Sync>,
+);
 type CacheSource = Arc<dyn Fn() -> CacheSample + Send + Sync>;
 
 /// Sources read at collection time.
@@ -139,6 +142,8 @@ struct Observables {
     raft_applied: ObservableGauge<u64>,
     raft_lag: ObservableGauge<u64>,
     disk: ObservableGauge<u64>,
+    fs_available: ObservableGauge<u64>,
+    fs_capacity: ObservableGauge<u64>,
     cache_bytes: ObservableGauge<u64>,
     cache_ratio: ObservableGauge<f64>,
     cache_requests: ObservableCounter<u64>,
@@ -179,6 +184,15 @@ static METRICS: LazyLock<Metrics> =
 /// The process-wide instrument set (built on first use from the global meter provider).
 pub fn metrics() -> &'static Metrics {
     &METRICS
+}
+
+/// (bytes available to unprivileged users, filesystem size) of the filesystem holding `path`.
+pub fn filesystem_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 fn now_unix_ms() -> u64 {
@@ -273,7 +287,7 @@ impl Metrics {
                 .with_unit("By")
                 .with_description("Bytes the store occupies on disk, by store")
                 .with_callback(move |obs| {
-                    for (store, source) in snapshot(&s.disk) {
+                    for (store, (_, source)) in snapshot(&s.disk) {
                         if let Some(bytes) = source() {
                             obs.observe(bytes, &[KeyValue::new("store", store)]);
                         }
@@ -281,6 +295,32 @@ impl Metrics {
                 })
                 .build()
         };
+        let fs_gauge =
+            |name: &'static str, description: &'static str, pick: fn((u64, u64)) -> u64| {
+                let s = sources.clone();
+                meter
+                    .u64_observable_gauge(name)
+                    .with_unit("By")
+                    .with_description(description)
+                    .with_callback(move |obs| {
+                        for (store, (path, _)) in snapshot(&s.disk) {
+                            if let Some(space) = path.as_deref().and_then(filesystem_space) {
+                                obs.observe(pick(space), &[KeyValue::new("store", store)]);
+                            }
+                        }
+                    })
+                    .build()
+            };
+        let fs_available = fs_gauge(
+            "candor.store.filesystem.available",
+            "Bytes available to the service on the store's filesystem, by store",
+            |(available, _)| available,
+        );
+        let fs_capacity = fs_gauge(
+            "candor.store.filesystem.capacity",
+            "Size of the store's filesystem, by store",
+            |(_, capacity)| capacity,
+        );
 
         let cache_bytes = {
             let s = sources.clone();
@@ -381,6 +421,8 @@ impl Metrics {
             ),
             raft_lag,
             disk,
+            fs_available,
+            fs_capacity,
             cache_bytes,
             cache_ratio,
             cache_requests,
@@ -590,14 +632,16 @@ impl Metrics {
         }
     }
 
-    /// Registers (or replaces) the source of a store's on-disk size.
+    /// Registers (or replaces) the source of a store's on-disk size; with
+    /// `path` (its data directory) also the free space and size of that filesystem.
     pub fn register_disk_usage(
         &self,
         store: impl Into<String>,
+        path: Option<std::path::PathBuf>,
         source: impl Fn() -> Option<u64> + Send + Sync + 'static,
     ) {
         if let Ok(mut m) = self.sources.disk.lock() {
-            m.insert(store.into(), Arc::new(source));
+            m.insert(store.into(), (path, Arc::new(source)));
         }
     }
 
