@@ -395,20 +395,24 @@ mod tests {
         m.shard_sealed(1, 9);
         m.auth_failure("bad_token");
         m.limit_rejected("rate");
-        m.raft_election("meta");
         m.raft_snapshot("shard-0", "build", Duration::from_millis(40));
         m.store_write("embedded", Duration::from_micros(300));
-        m.register_raft_group("meta", || {
-            Some(crate::RaftGroupSample {
-                is_leader: true,
-                term: 3,
-                last_log_index: 10,
-                committed_index: 9,
-                applied_index: 8,
-                follower_lag: vec![("2".into(), 4)],
-            })
+        m.register_raft("node", || {
+            vec![
+                (
+                    "meta".to_string(),
+                    crate::RaftGroupSample {
+                        is_leader: true,
+                        term: 3,
+                        last_log_index: 10,
+                        committed_index: 9,
+                        applied_index: 8,
+                        follower_lag: vec![("2".into(), 4)],
+                    },
+                ),
+                ("shard-0".to_string(), crate::RaftGroupSample::default()),
+            ]
         });
-        m.register_raft_group("shard-0", || Some(crate::RaftGroupSample::default()));
         m.register_disk_usage("embedded", Some(std::env::temp_dir()), || Some(4096));
         m.register_cache("vrf", || crate::CacheSample {
             bytes: 100,

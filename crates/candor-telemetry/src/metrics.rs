@@ -13,7 +13,7 @@
 //! anything records; in a library test with no provider every instrument is a
 //! no-op. Gauges that are cheaper to read at collection time than to keep
 //! current (Raft state, disk usage, caches, the process) are observable: the
-//! owner registers a source closure with [`Metrics::register_raft_group`] and
+//! owner registers a source closure with [`Metrics::register_raft`] and
 //! friends, and the closure runs only when a reader collects.
 
 use std::collections::BTreeMap;
@@ -65,7 +65,7 @@ pub struct CacheSample {
     pub misses: u64,
 }
 
-type RaftSource = Arc<dyn Fn() -> Option<RaftGroupSample> + Send + Sync>;
+type RaftSource = Arc<dyn Fn() -> Vec<(String, RaftGroupSample)> + Send + Sync>;
 type BytesSource = (
     Option<std::path::PathBuf>,
     Arc<dyn Fn() -> Option<u64> + Send + Sync>,
@@ -115,8 +115,6 @@ pub struct Metrics {
     last_epoch_unix_ms: Arc<AtomicU64>,
 
     // --- Raft ---
-    /// `candor.raft.elections`: leader changes observed, by `group`.
-    pub raft_elections: Counter<u64>,
     /// `candor.raft.snapshot.duration` (s), by `group` and `kind` (`build` | `install`).
     pub raft_snapshot_duration: Histogram<f64>,
 
@@ -141,6 +139,7 @@ struct Observables {
     raft_committed: ObservableGauge<u64>,
     raft_applied: ObservableGauge<u64>,
     raft_lag: ObservableGauge<u64>,
+    raft_elections: ObservableCounter<u64>,
     disk: ObservableGauge<u64>,
     fs_available: ObservableGauge<u64>,
     fs_capacity: ObservableGauge<u64>,
@@ -213,8 +212,8 @@ fn raft_gauge(
         .u64_observable_gauge(name)
         .with_description(description)
         .with_callback(move |obs| {
-            for (group, source) in snapshot(&s.raft) {
-                if let Some(sample) = source() {
+            for (_, source) in snapshot(&s.raft) {
+                for (group, sample) in source() {
                     obs.observe(pick(&sample), &[KeyValue::new("group", group)]);
                 }
             }
@@ -263,8 +262,8 @@ impl Metrics {
                     "On the leader: entries a follower is behind the leader's last log index",
                 )
                 .with_callback(move |obs| {
-                    for (group, source) in snapshot(&s.raft) {
-                        if let Some(sample) = source() {
+                    for (_, source) in snapshot(&s.raft) {
+                        for (group, sample) in source() {
                             for (follower, lag) in sample.follower_lag {
                                 obs.observe(
                                     lag,
@@ -280,6 +279,33 @@ impl Metrics {
                 .build()
         };
 
+        // Every election moves the term on, so elections seen by this node are
+        // its term's growth since it first reported the group (exact whatever
+        // the collection interval).
+        let raft_elections = {
+            let s = sources.clone();
+            let first_term: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+            meter
+                .u64_observable_counter("candor.raft.elections")
+                .with_description(
+                    "Elections (term changes) seen by this node since start, by group",
+                )
+                .with_callback(move |obs| {
+                    let Ok(mut first) = first_term.lock() else {
+                        return;
+                    };
+                    for (_, source) in snapshot(&s.raft) {
+                        for (group, sample) in source() {
+                            let base = *first.entry(group.clone()).or_insert(sample.term);
+                            obs.observe(
+                                sample.term.saturating_sub(base),
+                                &[KeyValue::new("group", group)],
+                            );
+                        }
+                    }
+                })
+                .build()
+        };
         let disk = {
             let s = sources.clone();
             meter
@@ -420,6 +446,7 @@ impl Metrics {
                 |s| s.applied_index,
             ),
             raft_lag,
+            raft_elections,
             disk,
             fs_available,
             fs_capacity,
@@ -467,10 +494,6 @@ impl Metrics {
                 .with_description("The latest signed epoch number this node knows")
                 .build(),
             last_epoch_unix_ms,
-            raft_elections: meter
-                .u64_counter("candor.raft.elections")
-                .with_description("Leader changes observed, by group")
-                .build(),
             raft_snapshot_duration: hist(
                 "candor.raft.snapshot.duration",
                 "Time to build or install a Raft snapshot, by group and kind (build | install)",
@@ -577,12 +600,6 @@ impl Metrics {
             .add(1, &[KeyValue::new("limit", limit)]);
     }
 
-    /// Records one leader change in `group`.
-    pub fn raft_election(&self, group: &str) {
-        self.raft_elections
-            .add(1, &[KeyValue::new("group", group.to_string())]);
-    }
-
     /// Records a snapshot built (`kind = "build"`) or installed (`"install"`).
     pub fn raft_snapshot(&self, group: &str, kind: &'static str, took: Duration) {
         self.raft_snapshot_duration.record(
@@ -614,21 +631,16 @@ impl Metrics {
         }
     }
 
-    /// Registers (or replaces) the source of a Raft group's gauges.
-    pub fn register_raft_group(
+    /// Registers (or replaces, under `name`) a source of Raft group states:
+    /// (group label, sample) for every group running on this node, read at
+    /// each collection, so groups that come and go are reported as they do.
+    pub fn register_raft(
         &self,
-        group: impl Into<String>,
-        source: impl Fn() -> Option<RaftGroupSample> + Send + Sync + 'static,
+        name: impl Into<String>,
+        source: impl Fn() -> Vec<(String, RaftGroupSample)> + Send + Sync + 'static,
     ) {
         if let Ok(mut m) = self.sources.raft.lock() {
-            m.insert(group.into(), Arc::new(source));
-        }
-    }
-
-    /// Stops reporting a Raft group (it left this node).
-    pub fn unregister_raft_group(&self, group: &str) {
-        if let Ok(mut m) = self.sources.raft.lock() {
-            m.remove(group);
+            m.insert(name.into(), Arc::new(source));
         }
     }
 

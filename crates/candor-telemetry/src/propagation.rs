@@ -76,13 +76,37 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
 }
 
 /// Tower layer for `tonic::transport::Server::builder().layer(..)`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcServerLayer;
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcServerLayer {
+    root_spans: bool,
+}
+
+impl Default for GrpcServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GrpcServerLayer {
+    /// Every call is a span (a new trace when the caller sent none): the public API.
+    pub fn new() -> Self {
+        GrpcServerLayer { root_spans: true }
+    }
+
+    /// Only calls that carry a caller's trace context get a span: the cluster
+    /// transport, whose heartbeats and replication must not each start a trace.
+    pub fn continue_only() -> Self {
+        GrpcServerLayer { root_spans: false }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcServerLayer {
     type Service = GrpcServerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcServerService { inner }
+        GrpcServerService {
+            inner,
+            root_spans: self.root_spans,
+        }
     }
 }
 
@@ -90,6 +114,7 @@ impl<S> tower::Layer<S> for GrpcServerLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcServerService<S> {
     inner: S,
+    root_spans: bool,
 }
 
 /// The gRPC status of a response whose headers are in: trailers-only
@@ -129,20 +154,24 @@ where
     fn call(&mut self, request: http::Request<ReqB>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
         let (service, method) = (service.to_string(), method.to_string());
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %request.uri().path(),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
         let parent = extract(request.headers());
-        if opentelemetry::trace::TraceContextExt::span(&parent)
+        let has_parent = opentelemetry::trace::TraceContextExt::span(&parent)
             .span_context()
-            .is_valid()
-        {
+            .is_valid();
+        let span = if has_parent || self.root_spans {
+            tracing::info_span!(
+                "grpc.server",
+                otel.name = %request.uri().path(),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        if has_parent {
             // Err only when no OpenTelemetry layer is installed: nothing to link.
             let _ = span.set_parent(parent);
         }
