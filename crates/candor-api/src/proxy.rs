@@ -198,6 +198,8 @@ fn forwarded_metadata(from: &MetadataMap) -> MetadataMap {
 fn upstream_request<T>(md: &MetadataMap, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     *r.metadata_mut() = md.clone();
+    // The member continues this call's trace.
+    candor_telemetry::inject(r.metadata_mut());
     r
 }
 
@@ -518,7 +520,7 @@ pub async fn serve_proxy_tls(
     builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(proxy.into_server())
+        .add_service(candor_telemetry::traced(proxy.into_server()))
         .serve_with_incoming_shutdown(incoming, drain)
         .await
 }

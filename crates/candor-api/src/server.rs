@@ -86,7 +86,7 @@ pub async fn serve_tls(
     builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(server)
+        .add_service(candor_telemetry::traced(server))
         .serve_with_incoming_shutdown(incoming, drain)
         .await
 }

@@ -207,6 +207,7 @@ impl KtService {
                 }
                 Err(e) => {
                     let code = e.code();
+                    record_refusal(&e);
                     if code != tonic::Code::Internal {
                         tracing::info!(micros, ?code, error = %e, "rejected");
                     }
@@ -220,6 +221,30 @@ impl KtService {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Counts authentication failures (by reason) and limit refusals (by limit).
+fn record_refusal(e: &ApiError) {
+    const LIMITS: [&str; 4] = [
+        "max_label_bytes",
+        "max_value_bytes",
+        "max_idempotency_key_bytes",
+        "max_batch_items",
+    ];
+    let metrics = candor_telemetry::metrics();
+    match e {
+        ApiError::Unauthenticated(reason) => metrics.auth_failure(reason),
+        ApiError::InvalidArgument(m) => {
+            if let Some(limit) = LIMITS.iter().find(|l| m.contains(&format!("limits.{l} "))) {
+                metrics.limit_rejected(limit);
+            }
+        }
+        ApiError::ResourceExhausted(m) if m.contains("maximum message size") => {
+            metrics.limit_rejected("max_message_bytes")
+        }
+        ApiError::ResourceExhausted(_) => metrics.limit_rejected("resource_exhausted"),
+        _ => {}
     }
 }
 

@@ -249,6 +249,8 @@ impl ShardPublisher {
             return Err(ShardError::Unavailable("shutting down".into()));
         }
         let n = items.len();
+        // SMT latency runs from here (request accepted) to each SMT signed.
+        let accepted = std::time::Instant::now();
         // A per-process request number ties the publish span to its shard writes.
         let request = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = info_span!("publish", request, items = n);
@@ -300,10 +302,16 @@ impl ShardPublisher {
                         positions.iter().map(|_| Err(e.clone())).collect()
                     }
                 };
+                let metrics = candor_telemetry::metrics();
                 for (pos, r) in positions.into_iter().zip(results) {
-                    out[pos] = Some(r.and_then(|(o, index, nonce)| {
+                    let r = r.and_then(|(o, index, nonce)| {
                         receipt(&inner.config, &inner.smt_key, shard, o, index, nonce)
-                    }));
+                    });
+                    if let Ok(receipt) = &r {
+                        metrics.record_smt_latency(shard, accepted.elapsed());
+                        metrics.smt_signed(shard, receipt.smt.smt.timestamp_ms);
+                    }
+                    out[pos] = Some(r);
                 }
             }
             Ok(out

@@ -29,7 +29,9 @@ pub use metrics::{
     CacheSample, LATENCY_BUCKETS, METER_NAME, Metrics, RaftGroupSample, STALL_THRESHOLD,
     StoreWriteTimer, metrics,
 };
-pub use propagation::{GrpcServerLayer, extract, inject};
+pub use propagation::{
+    GrpcServerLayer, GrpcServerService, extract, inject, traced, traced_continue_only,
+};
 
 #[cfg(feature = "export")]
 pub use export::{LogFormat, OtlpProtocol, Telemetry, TelemetryConfig, init};

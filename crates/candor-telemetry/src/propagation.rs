@@ -110,11 +110,32 @@ impl<S> tower::Layer<S> for GrpcServerLayer {
     }
 }
 
-/// See [`GrpcServerLayer`].
+/// See [`GrpcServerLayer`]. Also usable per service (`add_service(traced(svc))`):
+/// it keeps the wrapped service's gRPC name.
 #[derive(Clone, Debug)]
 pub struct GrpcServerService<S> {
     inner: S,
     root_spans: bool,
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcServerService<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// `svc` with a span per call (continuing the caller's trace) and the call metric.
+pub fn traced<S>(svc: S) -> GrpcServerService<S> {
+    GrpcServerService {
+        inner: svc,
+        root_spans: true,
+    }
+}
+
+/// `svc` with the call metric, and a span only for calls that carry a trace context.
+pub fn traced_continue_only<S>(svc: S) -> GrpcServerService<S> {
+    GrpcServerService {
+        inner: svc,
+        root_spans: false,
+    }
 }
 
 /// The gRPC status of a response whose headers are in: trailers-only
