@@ -137,8 +137,25 @@ impl KtService {
             views: quick_cache::sync::Cache::new(options.view_cache_epochs.max(1)),
             shutdown,
         };
+        let inner = Arc::new(inner);
+        // Read at collection time; the weak handle ends with the service.
+        let weak = Arc::downgrade(&inner);
+        candor_telemetry::metrics().register_cache("vrf", move || {
+            weak.upgrade()
+                .map(|i| {
+                    let c = &i.vrf_cache;
+                    candor_telemetry::CacheSample {
+                        // Entries are fixed-size: count times the entry size.
+                        bytes: c.weight()
+                            * std::mem::size_of::<([u8; 32], (Index, VrfProof))>() as u64,
+                        hits: c.hits(),
+                        misses: c.misses(),
+                    }
+                })
+                .unwrap_or_default()
+        });
         Ok(KtService {
-            inner: Arc::new(inner),
+            inner,
             shutdown_tx: Arc::new(shutdown_tx),
         })
     }

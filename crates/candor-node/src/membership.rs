@@ -810,7 +810,8 @@ pub(crate) fn spawn_epoch_ticker(
                 r = crate::propose_epoch(&group, &forest).instrument(span) => r,
             };
             match r {
-                Ok(e) => info!(epoch = e, "epoch committed"),
+                // Quiet steady state: no line per epoch at INFO.
+                Ok(e) => tracing::debug!(epoch = e, "epoch committed"),
                 Err(e) => tracing::warn!(error = %e, "epoch proposal failed"),
             }
         }

@@ -262,6 +262,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
             tls: TlsSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }

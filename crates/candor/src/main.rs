@@ -23,6 +23,7 @@ mod dev;
 mod keys;
 mod serve;
 mod shared;
+mod telemetry;
 mod tls;
 
 use std::process::ExitCode;
@@ -140,18 +141,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dev(args) => {
             let config = config::Config::load(args.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
-            init_tracing(&config.log);
-            runtime
+            {
+                let _rt = runtime.enter();
+                telemetry::start(&config, "dev", "dev".into()).map_err(Failure::usage)?;
+            }
+            let out = runtime
                 .block_on(dev::run(config, dev::Mode::Dev))
-                .map_err(Failure::usage)
+                .map_err(Failure::usage);
+            telemetry::shutdown();
+            out
         }
         Command::Serve(args) => {
             let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
-            init_tracing(&config.log);
+            {
+                let _rt = runtime.enter();
+                let instance = match args.role {
+                    cli::Role::Api => format!("api@{}", config.listen),
+                    _ => config.cluster.node_id.to_string(),
+                };
+                telemetry::start(&config, &args.role.to_string(), instance)
+                    .map_err(Failure::usage)?;
+            }
             let shared = config.store.backend == config::StoreBackend::Fdb;
-            match args.role {
+            let out = match args.role {
                 cli::Role::Api if shared => runtime
                     .block_on(shared::run_api_reader(config))
                     .map_err(Failure::usage),
@@ -161,7 +175,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 _ => runtime
                     .block_on(dev::run(config, dev::Mode::Cluster))
                     .map_err(Failure::usage),
-            }
+            };
+            telemetry::shutdown();
+            out
         }
         Command::Keygen(args) => {
             let keys = keys::generate_in(&args.dir).map_err(Failure::usage)?;

@@ -145,6 +145,7 @@ fn parse_shard_set(spec: &str, count: u32) -> anyhow::Result<std::collections::B
 
 /// `candor serve --role api` on a shared store: reads from the store, writes forwarded.
 pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::serve_metrics(&config, std::sync::Arc::new(|| Ok(()))).await?;
     let upstreams = config.cluster.upstreams.clone();
     let proxy =
         crate::serve::upstream_proxy(&config, "the shard members' API addresses for writes")?;
