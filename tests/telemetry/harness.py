@@ -150,8 +150,12 @@ class Dev:
              "--epoch-interval", "200ms", *extra_args],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: http_get(f"http://127.0.0.1:{self.metrics_port}/readyz")[0] == 200,
-                   60, "candor dev ready")
+        try:
+            wait_until(lambda: http_get(f"http://127.0.0.1:{self.metrics_port}/readyz")[0] == 200,
+                       60, "candor dev ready")
+        except BaseException:
+            self.stop()
+            raise
 
     def client(self, *args):
         return ["--target", self.target, "--data-dir", str(self.dir), *args]
@@ -174,11 +178,19 @@ class Cluster:
         self.env = env
         run(["keygen", "--dir", str(tmp / "keys")])
         self.members = []
+        self.procs = []
         for i in range(1, members + 1):
             ip = f"127.0.0.{i}"
             self.members.append(dict(id=i, ip=ip, api=free_port(ip), raft=free_port(ip),
                                      metrics=free_port(ip)))
         self.procs = []
+        try:
+            self._start(tmp, members)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, tmp, members):
         member_args = []
         for m in self.members:
             member_args += ["--member", f"{m['id']}={m['ip']}:{m['raft']}"]

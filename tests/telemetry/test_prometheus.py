@@ -88,7 +88,7 @@ def test_prometheus_scrapes_cluster(tmp_path):
             served |= {re.sub(r"_(bucket|count|sum)$", "", n) for n in served}
             want = referenced_metrics() - EVENT_ONLY
             gone = sorted(want - served)
-            return gone if not gone else "ok"
+            return "ok" if not gone else gone
         result = wait_until(lambda: missing() == "ok" or None, 30,
                             f"every referenced metric served (missing: {missing()})")
         assert result

@@ -465,6 +465,7 @@ pub async fn serve_proxy_tls(
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     let limits = proxy.limits.clone();
     let stats = Arc::new(crate::guard::GuardStats::default());
+    crate::guard::export_stats("front_door", &stats);
     let router = crate::server::public_router(
         &limits,
         crate::guard::WriteAuth::PresenceOnly,

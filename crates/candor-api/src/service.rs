@@ -148,6 +148,7 @@ impl KtService {
             guard_stats: Arc::new(crate::guard::GuardStats::default()),
         };
         let inner = Arc::new(inner);
+        crate::guard::export_stats("api", &inner.guard_stats);
         // Read at collection time; the weak handle ends with the service.
         let weak = Arc::downgrade(&inner);
         candor_telemetry::metrics().register_cache("vrf", move || {

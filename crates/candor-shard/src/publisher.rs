@@ -68,6 +68,8 @@ type ItemResult = Result<(ItemOutcome, Index, [u8; 32]), ShardError>;
 struct Job {
     items: Vec<Item>,
     reply: oneshot::Sender<Vec<ItemResult>>,
+    /// The caller's span: the batch's write continues the first caller's trace.
+    span: tracing::Span,
 }
 
 struct Inner {
@@ -287,7 +289,11 @@ impl ShardPublisher {
                 }
                 let (tx, rx) = oneshot::channel();
                 inner.queues[s]
-                    .send(Job { items, reply: tx })
+                    .send(Job {
+                        items,
+                        reply: tx,
+                        span: tracing::Span::current(),
+                    })
                     .await
                     .map_err(|_| ShardError::Unavailable("shard publisher stopped".into()))?;
                 waits.push((s as u32, positions, rx));
@@ -423,8 +429,10 @@ impl Batcher {
         // Entries of owned items, each item tagged with its (job, position).
         let mut entries: Vec<(Tags, Vec<Item>)> = Vec::new();
         let (mut tags, mut cur, mut cur_bytes) = (Vec::new(), Vec::new(), 16usize);
+        let mut callers = Vec::with_capacity(jobs.len());
         for (ji, job) in jobs.into_iter().enumerate() {
             replies.push(job.reply);
+            callers.push(job.span);
             let mut res: Vec<Option<ItemResult>> = Vec::with_capacity(job.items.len());
             for (ii, item) in job.items.into_iter().enumerate() {
                 let sz = item_size(&item);
@@ -450,7 +458,15 @@ impl Batcher {
         if !cur.is_empty() {
             entries.push((tags, cur));
         }
-        let span = info_span!("shard_write", shard = self.shard, entries = entries.len());
+        let span = match callers.first() {
+            Some(parent) => {
+                info_span!(parent: parent, "shard_write", shard = self.shard, entries = entries.len())
+            }
+            None => info_span!("shard_write", shard = self.shard, entries = entries.len()),
+        };
+        for other in callers.iter().skip(1) {
+            span.follows_from(other);
+        }
         let writes = entries.into_iter().map(|(tags, items)| {
             let keys: Vec<(Index, [u8; 32])> = items.iter().map(|i| (i.index, i.nonce)).collect();
             async move { (tags, keys, self.propose(items).await) }

@@ -172,6 +172,7 @@ pub(crate) fn install(
     let fmt_layer = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_filter(RateLimit::new(WARN_EVERY))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

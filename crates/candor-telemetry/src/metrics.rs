@@ -71,6 +71,7 @@ type BytesSource = (
     Arc<dyn Fn() -> Option<u64> + Send + Sync>,
 );
 type CacheSource = Arc<dyn Fn() -> CacheSample + Send + Sync>;
+type GuardSource = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 
 /// Sources read at collection time.
 #[derive(Default)]
@@ -78,6 +79,7 @@ struct Sources {
     raft: Mutex<BTreeMap<String, RaftSource>>,
     disk: Mutex<BTreeMap<String, BytesSource>>,
     caches: Mutex<BTreeMap<String, CacheSource>>,
+    guards: Mutex<BTreeMap<String, GuardSource>>,
 }
 
 fn snapshot<V: Clone>(m: &Mutex<BTreeMap<String, V>>) -> Vec<(String, V)> {
@@ -140,6 +142,7 @@ struct Observables {
     raft_applied: ObservableGauge<u64>,
     raft_lag: ObservableGauge<u64>,
     raft_elections: ObservableCounter<u64>,
+    guard_refused: ObservableCounter<u64>,
     disk: ObservableGauge<u64>,
     fs_available: ObservableGauge<u64>,
     fs_capacity: ObservableGauge<u64>,
@@ -306,6 +309,28 @@ impl Metrics {
                 })
                 .build()
         };
+        let guard_refused = {
+            let s = sources.clone();
+            meter
+                .u64_observable_counter("candor.guard.refused")
+                .with_description(
+                    "Connections and requests the API port's admission guard refused, by port and reason",
+                )
+                .with_callback(move |obs| {
+                    for (port, source) in snapshot(&s.guards) {
+                        for (reason, n) in source() {
+                            obs.observe(
+                                n,
+                                &[
+                                    KeyValue::new("port", port.clone()),
+                                    KeyValue::new("reason", reason),
+                                ],
+                            );
+                        }
+                    }
+                })
+                .build()
+        };
         let disk = {
             let s = sources.clone();
             meter
@@ -447,6 +472,7 @@ impl Metrics {
             ),
             raft_lag,
             raft_elections,
+            guard_refused,
             disk,
             fs_available,
             fs_capacity,
@@ -665,6 +691,18 @@ impl Metrics {
     ) {
         if let Ok(mut m) = self.sources.caches.lock() {
             m.insert(cache.into(), Arc::new(source));
+        }
+    }
+
+    /// Registers (or replaces) the admission-guard counters of an API port
+    /// (`name`: `api` or `front_door`): (reason, count since start).
+    pub fn register_guard(
+        &self,
+        name: impl Into<String>,
+        source: impl Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+    ) {
+        if let Ok(mut m) = self.sources.guards.lock() {
+            m.insert(name.into(), Arc::new(source));
         }
     }
 }
