@@ -198,7 +198,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         #[cfg(feature = "bench")]
         Command::Bench(args) => {
-            init_tracing("warn");
+            // With OTEL_EXPORTER_OTLP_ENDPOINT set, an `--embedded` node exports
+            // like a server (OTLP traces and metrics, plus the Prometheus reader):
+            // how the export overhead is measured.
+            let export = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
+            let _telemetry = if export {
+                let _rt = runtime.enter();
+                let t = candor_telemetry::init(&candor_telemetry::TelemetryConfig {
+                    log_filter: "warn".into(),
+                    prometheus: true,
+                    instance_id: Some("bench".into()),
+                    role: Some("bench".into()),
+                    ..Default::default()
+                })
+                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+                Some(t)
+            } else {
+                init_tracing("warn");
+                None
+            };
             let max_ratio = args.options.max_error_ratio;
             let report = runtime
                 .block_on(candor_bench::run(args.options))
