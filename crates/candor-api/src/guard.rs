@@ -569,30 +569,6 @@ impl HttpBody for LimitedBody {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_classified() {
-        assert_eq!(kind("/candor.v1.KeyTransparency/Publish"), Kind::Publish);
-        assert_eq!(
-            kind("/candor.v1.KeyTransparency/PublishBatch"),
-            Kind::PublishBatch
-        );
-        assert_eq!(kind("/candor.v1.KeyTransparency/Lookup"), Kind::Read);
-        assert_eq!(kind("/grpc.health.v1.Health/Check"), Kind::Read);
-        assert_eq!(kind("/candor.v1.KeyTransparency/PublishX"), Kind::Read);
-    }
-
-    #[test]
-    fn throttle_allows_one_per_period() {
-        let t = Throttle::new(Duration::from_secs(3600));
-        assert!(t.ready());
-        assert!(!t.ready());
-    }
-}
-
 /// Exports `stats` as `candor.guard.refused{port, reason}` (read at collection time).
 pub(crate) fn export_stats(port: &'static str, stats: &Arc<GuardStats>) {
     let weak = Arc::downgrade(stats);
@@ -623,4 +599,28 @@ pub(crate) fn export_stats(port: &'static str, stats: &Arc<GuardStats>) {
             ),
         ]
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_classified() {
+        assert_eq!(kind("/candor.v1.KeyTransparency/Publish"), Kind::Publish);
+        assert_eq!(
+            kind("/candor.v1.KeyTransparency/PublishBatch"),
+            Kind::PublishBatch
+        );
+        assert_eq!(kind("/candor.v1.KeyTransparency/Lookup"), Kind::Read);
+        assert_eq!(kind("/grpc.health.v1.Health/Check"), Kind::Read);
+        assert_eq!(kind("/candor.v1.KeyTransparency/PublishX"), Kind::Read);
+    }
+
+    #[test]
+    fn throttle_allows_one_per_period() {
+        let t = Throttle::new(Duration::from_secs(3600));
+        assert!(t.ready());
+        assert!(!t.ready());
+    }
 }
