@@ -205,7 +205,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let _telemetry = if export {
                 let _rt = runtime.enter();
                 let t = candor_telemetry::init(&candor_telemetry::TelemetryConfig {
-                    log_filter: "warn".into(),
+                    // info: the RPC spans exist (steady-state INFO logging is quiet).
+                    log_filter: "info".into(),
                     prometheus: true,
                     instance_id: Some("bench".into()),
                     role: Some("bench".into()),
