@@ -40,7 +40,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use crate::auth::Authenticator;
 use crate::limits::Limits;
 
-/// Counters of what the guards refused (exported as metrics by the node).
+/// Counters of what the guards refused (exported as `candor_guard_refused_total`).
 #[derive(Debug, Default)]
 pub struct GuardStats {
     /// Connections closed at accept because `max_connections` were open.
@@ -567,6 +567,38 @@ impl HttpBody for LimitedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Exports `stats` as `candor.guard.refused{port, reason}` (read at collection time).
+pub(crate) fn export_stats(port: &'static str, stats: &Arc<GuardStats>) {
+    let weak = Arc::downgrade(stats);
+    candor_telemetry::metrics().register_guard(port, move || {
+        let Some(s) = weak.upgrade() else {
+            return Vec::new();
+        };
+        vec![
+            (
+                "max_connections",
+                s.connections_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "idle_timeout",
+                s.connections_idle_closed.load(Ordering::Relaxed),
+            ),
+            (
+                "request_too_large",
+                s.requests_too_large.load(Ordering::Relaxed),
+            ),
+            (
+                "over_budget",
+                s.requests_over_budget.load(Ordering::Relaxed),
+            ),
+            (
+                "unauthenticated_write",
+                s.unauthenticated_writes.load(Ordering::Relaxed),
+            ),
+        ]
+    });
 }
 
 #[cfg(test)]

@@ -202,6 +202,8 @@ fn forwarded_metadata(from: &MetadataMap) -> MetadataMap {
 fn upstream_request<T>(md: &MetadataMap, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     *r.metadata_mut() = md.clone();
+    // The member continues this call's trace.
+    candor_telemetry::inject(r.metadata_mut());
     r
 }
 
@@ -463,6 +465,7 @@ pub async fn serve_proxy_tls(
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     let limits = proxy.limits.clone();
     let stats = Arc::new(crate::guard::GuardStats::default());
+    crate::guard::export_stats("front_door", &stats);
     let router = crate::server::public_router(
         &limits,
         crate::guard::WriteAuth::PresenceOnly,
@@ -518,7 +521,7 @@ pub async fn serve_proxy_tls(
     };
     let incoming = crate::guard::guarded_incoming(listener, &limits, stats);
     router
-        .add_service(proxy.into_server())
+        .add_service(candor_telemetry::traced(proxy.into_server()))
         .serve_with_incoming_shutdown(incoming, drain)
         .await
 }

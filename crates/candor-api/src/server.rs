@@ -124,7 +124,7 @@ pub async fn serve_tls(
     // keepalive are set per accepted connection by the guard.
     let incoming = guarded_incoming(listener, &limits, stats);
     router
-        .add_service(server)
+        .add_service(candor_telemetry::traced(server))
         .serve_with_incoming_shutdown(incoming, drain)
         .await
 }

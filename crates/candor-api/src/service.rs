@@ -148,8 +148,26 @@ impl KtService {
             rate: crate::rate::TenantRate::new(&options.limits),
             guard_stats: Arc::new(crate::guard::GuardStats::default()),
         };
+        let inner = Arc::new(inner);
+        crate::guard::export_stats("api", &inner.guard_stats);
+        // Read at collection time; the weak handle ends with the service.
+        let weak = Arc::downgrade(&inner);
+        candor_telemetry::metrics().register_cache("vrf", move || {
+            weak.upgrade()
+                .map(|i| {
+                    let c = &i.vrf_cache;
+                    candor_telemetry::CacheSample {
+                        // Entries are fixed-size: count times the entry size.
+                        bytes: c.weight()
+                            * std::mem::size_of::<([u8; 32], (Index, VrfProof))>() as u64,
+                        hits: c.hits(),
+                        misses: c.misses(),
+                    }
+                })
+                .unwrap_or_default()
+        });
         Ok(KtService {
-            inner: Arc::new(inner),
+            inner,
             shutdown_tx: Arc::new(shutdown_tx),
         })
     }
@@ -231,6 +249,7 @@ impl KtService {
                 }
                 Err(e) => {
                     let code = e.code();
+                    record_refusal(&e);
                     if code != tonic::Code::Internal {
                         tracing::info!(micros, ?code, error = %e, "rejected");
                     }
@@ -244,6 +263,30 @@ impl KtService {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Counts authentication failures (by reason) and limit refusals (by limit).
+fn record_refusal(e: &ApiError) {
+    const LIMITS: [&str; 4] = [
+        "max_label_bytes",
+        "max_value_bytes",
+        "max_idempotency_key_bytes",
+        "max_batch_items",
+    ];
+    let metrics = candor_telemetry::metrics();
+    match e {
+        ApiError::Unauthenticated(reason) => metrics.auth_failure(reason),
+        ApiError::InvalidArgument(m) => {
+            if let Some(limit) = LIMITS.iter().find(|l| m.contains(&format!("limits.{l} "))) {
+                metrics.limit_rejected(limit);
+            }
+        }
+        ApiError::ResourceExhausted(m) if m.contains("maximum message size") => {
+            metrics.limit_rejected("max_message_bytes")
+        }
+        ApiError::ResourceExhausted(_) => metrics.limit_rejected("resource_exhausted"),
+        _ => {}
     }
 }
 

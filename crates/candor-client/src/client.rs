@@ -339,6 +339,8 @@ impl Client {
         if let Some(t) = &self.token {
             r.metadata_mut().insert("authorization", t.clone());
         }
+        #[cfg(feature = "otel")]
+        candor_telemetry::inject(r.metadata_mut());
         r
     }
 

@@ -161,8 +161,12 @@ async fn start_raft_member(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let mut builder = builder;
             let router = builder
-                .add_service(candor_raft::grpc::raft_service(raft, &grpc))
-                .add_service(admin.into_service(grpc.max_message_bytes));
+                .add_service(candor_telemetry::traced_continue_only(
+                    candor_raft::grpc::raft_service(raft, &grpc),
+                ))
+                .add_service(candor_telemetry::traced(
+                    admin.into_service(grpc.max_message_bytes),
+                ));
             *server = Some(tokio::spawn(router.serve_with_incoming_shutdown(
                 incoming,
                 async {

@@ -810,6 +810,7 @@ pub(crate) fn spawn_epoch_ticker(
                 r = crate::propose_epoch(&group, &forest).instrument(span) => r,
             };
             match r {
+                // Quiet steady state: no line per epoch at INFO.
                 Ok(e) => tracing::debug!(epoch = e, "epoch committed"),
                 Err(e) => tracing::warn!(error = %e, "epoch proposal failed"),
             }

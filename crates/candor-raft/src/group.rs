@@ -877,6 +877,9 @@ pub struct GroupMetrics {
     pub purged: Option<LogId>,
     /// Voters in the current membership.
     pub voters: BTreeSet<NodeId>,
+    /// On the leader: the highest log index known replicated to each node
+    /// (itself included); empty on followers.
+    pub replication: BTreeMap<NodeId, u64>,
 }
 
 /// A handle on one group running on this node. Cloning is cheap.
@@ -1195,5 +1198,14 @@ fn metrics_of<L: StateMachineLogic>(
         snapshot: m.snapshot,
         purged: m.purged,
         voters: m.membership_config.membership().voter_ids().collect(),
+        replication: m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index())))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }

@@ -257,6 +257,8 @@ impl RaftTransport for GrpcTransport {
             });
             // Tells the server when to give up; the client enforces it below.
             request.set_timeout(timeout);
+            // A forwarded write continues the caller's trace (heartbeats carry none).
+            candor_telemetry::inject(request.metadata_mut());
             match tokio::time::timeout(timeout, client.call(request)).await {
                 Err(_) => Err(TransportError::Timeout),
                 Ok(Ok(resp)) => Ok(resp.into_inner().payload),
@@ -425,7 +427,7 @@ pub fn serve(
     let server = server_builder(config);
     async move {
         server?
-            .add_service(service)
+            .add_service(candor_telemetry::traced_continue_only(service))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }

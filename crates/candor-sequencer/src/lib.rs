@@ -702,7 +702,11 @@ impl SequencerLogic {
         self.require_state(&mut b);
         self.write_state_batch(&b)?;
         self.state = st;
+        let metrics = candor_telemetry::metrics();
+        metrics.record_epoch_signed(epoch);
+        metrics.epoch_signed_at(head.head.timestamp_ms);
         for (s, r) in changed {
+            metrics.shard_sealed(s, r.revision);
             self.revisions[s as usize] = r.revision;
             self.roots[s as usize] = Subtree {
                 hash: r.hash,

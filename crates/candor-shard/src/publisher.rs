@@ -68,6 +68,8 @@ type ItemResult = Result<(ItemOutcome, Index, [u8; 32]), ShardError>;
 struct Job {
     items: Vec<Item>,
     reply: oneshot::Sender<Vec<ItemResult>>,
+    /// The caller's span: the batch's write continues the first caller's trace.
+    span: tracing::Span,
 }
 
 struct Inner {
@@ -249,6 +251,8 @@ impl ShardPublisher {
             return Err(ShardError::Unavailable("shutting down".into()));
         }
         let n = items.len();
+        // SMT latency runs from here (request accepted) to each SMT signed.
+        let accepted = std::time::Instant::now();
         // A per-process request number ties the publish span to its shard writes.
         let request = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = info_span!("publish", request, items = n);
@@ -285,7 +289,11 @@ impl ShardPublisher {
                 }
                 let (tx, rx) = oneshot::channel();
                 inner.queues[s]
-                    .send(Job { items, reply: tx })
+                    .send(Job {
+                        items,
+                        reply: tx,
+                        span: tracing::Span::current(),
+                    })
                     .await
                     .map_err(|_| ShardError::Unavailable("shard publisher stopped".into()))?;
                 waits.push((s as u32, positions, rx));
@@ -300,10 +308,16 @@ impl ShardPublisher {
                         positions.iter().map(|_| Err(e.clone())).collect()
                     }
                 };
+                let metrics = candor_telemetry::metrics();
                 for (pos, r) in positions.into_iter().zip(results) {
-                    out[pos] = Some(r.and_then(|(o, index, nonce)| {
+                    let r = r.and_then(|(o, index, nonce)| {
                         receipt(&inner.config, &inner.smt_key, shard, o, index, nonce)
-                    }));
+                    });
+                    if let Ok(receipt) = &r {
+                        metrics.record_smt_latency(shard, accepted.elapsed());
+                        metrics.smt_signed(shard, receipt.smt.smt.timestamp_ms);
+                    }
+                    out[pos] = Some(r);
                 }
             }
             Ok(out
@@ -415,8 +429,10 @@ impl Batcher {
         // Entries of owned items, each item tagged with its (job, position).
         let mut entries: Vec<(Tags, Vec<Item>)> = Vec::new();
         let (mut tags, mut cur, mut cur_bytes) = (Vec::new(), Vec::new(), 16usize);
+        let mut callers = Vec::with_capacity(jobs.len());
         for (ji, job) in jobs.into_iter().enumerate() {
             replies.push(job.reply);
+            callers.push(job.span);
             let mut res: Vec<Option<ItemResult>> = Vec::with_capacity(job.items.len());
             for (ii, item) in job.items.into_iter().enumerate() {
                 let sz = item_size(&item);
@@ -442,7 +458,15 @@ impl Batcher {
         if !cur.is_empty() {
             entries.push((tags, cur));
         }
-        let span = info_span!("shard_write", shard = self.shard, entries = entries.len());
+        let span = match callers.first() {
+            Some(parent) => {
+                info_span!(parent: parent, "shard_write", shard = self.shard, entries = entries.len())
+            }
+            None => info_span!("shard_write", shard = self.shard, entries = entries.len()),
+        };
+        for other in callers.iter().skip(1) {
+            span.follows_from(other);
+        }
         let writes = entries.into_iter().map(|(tags, items)| {
             let keys: Vec<(Index, [u8; 32])> = items.iter().map(|i| (i.index, i.nonce)).collect();
             async move { (tags, keys, self.propose(items).await) }

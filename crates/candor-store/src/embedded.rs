@@ -466,6 +466,7 @@ impl Store for FjallStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let _timer = candor_telemetry::metrics().store_write_timer("embedded");
         // A poisoned mutex only says another writer panicked; it guards no data.
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Every write holds the lock, so nothing changes between this check and the commit.

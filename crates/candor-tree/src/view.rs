@@ -70,6 +70,12 @@ impl Forest {
         })
     }
 
+    /// The node cache: (bytes held, hits, misses since open), for telemetry.
+    pub fn cache_stats(&self) -> (u64, u64, u64) {
+        let c = &self.inner.cache;
+        (c.weight(), c.hits(), c.misses())
+    }
+
     /// Stride loads from the store so far: (loads, entries scanned, seeks).
     /// For benchmarks.
     #[doc(hidden)]

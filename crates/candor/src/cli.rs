@@ -74,6 +74,13 @@ pub struct DevArgs {
     /// Deployment namespace [default: candor-dev].
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address
+    /// (`telemetry.metrics_listen`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format (`telemetry.log_format`) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
 }
 
 impl DevArgs {
@@ -88,6 +95,10 @@ impl DevArgs {
             shards: self.shards,
             store: Default::default(),
             cluster: Default::default(),
+            telemetry: crate::config::TelemetryOverrides {
+                metrics_listen: self.metrics_listen,
+                log_format: self.log_format,
+            },
         }
     }
 }

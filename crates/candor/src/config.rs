@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "store",
     "cluster",
     "tls",
+    "telemetry",
 ];
 
 /// The whole server configuration. Every field has a default.
@@ -56,6 +57,41 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// TLS for the cluster port and the public API (off by default).
     pub tls: TlsSettings,
+    /// Metrics, traces and log format.
+    pub telemetry: TelemetrySettings,
+}
+
+/// `telemetry.*`: the Prometheus/probe listener, OTLP export (the standard
+/// `OTEL_*` variables fill what is unset here) and the log format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// HTTP listener for `/metrics`, `/healthz` and `/readyz` (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `text` or `json` (JSON lines carry trace_id and span_id).
+    pub log_format: LogFormat,
+    /// OTLP collector, e.g. `http://collector:4317` (else `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (else `OTEL_EXPORTER_OTLP_PROTOCOL`, else http/protobuf).
+    pub otlp_protocol: Option<OtlpProtocol>,
+}
+
+/// `telemetry.log_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `telemetry.otlp_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// `[tls]`: certificate files (PEM) and where TLS is on. The files are loaded and
@@ -226,6 +262,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
             tls: TlsSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -330,6 +367,23 @@ pub struct Overrides {
     pub store: StoreOverrides,
     #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
     pub cluster: ClusterOverrides,
+    #[serde(skip_serializing_if = "TelemetryOverrides::is_empty")]
+    pub telemetry: TelemetryOverrides,
+}
+
+/// `--metrics-listen` and `--log-format`.
+#[derive(Debug, Default, Serialize)]
+pub struct TelemetryOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl TelemetryOverrides {
+    fn is_empty(&self) -> bool {
+        self.metrics_listen.is_none() && self.log_format.is_none()
+    }
 }
 
 /// `candor serve` flags that override `store.*`.

@@ -117,6 +117,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     };
     let public: PublicConfig = node.config().clone();
     write_public_config(&data_dir, &public)?;
+    crate::telemetry::register_node(&node, &data_dir);
+    crate::telemetry::serve_metrics(&config, crate::telemetry::node_ready(&node)).await?;
 
     let backend = Backend {
         publisher: node.publisher(),

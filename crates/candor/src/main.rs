@@ -21,6 +21,7 @@ mod config;
 mod dev;
 mod serve;
 mod shared;
+mod telemetry;
 mod tls;
 
 use std::process::ExitCode;
@@ -144,18 +145,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dev(args) => {
             let config = config::Config::load(args.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
-            init_tracing(&config.log);
-            runtime
+            {
+                let _rt = runtime.enter();
+                telemetry::start(&config, "dev", "dev".into()).map_err(Failure::usage)?;
+            }
+            let out = runtime
                 .block_on(dev::run(config, dev::Mode::Dev))
-                .map_err(Failure::usage)
+                .map_err(Failure::usage);
+            telemetry::shutdown();
+            out
         }
         Command::Serve(args) => {
             let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
-            init_tracing(&config.log);
+            {
+                let _rt = runtime.enter();
+                let instance = match args.role {
+                    cli::Role::Api => format!("api@{}", config.listen),
+                    _ => config.cluster.node_id.to_string(),
+                };
+                telemetry::start(&config, &args.role.to_string(), instance)
+                    .map_err(Failure::usage)?;
+            }
             let shared = config.store.backend == config::StoreBackend::Fdb;
-            match args.role {
+            let out = match args.role {
                 cli::Role::Api if shared => runtime
                     .block_on(shared::run_api_reader(config))
                     .map_err(Failure::usage),
@@ -165,7 +179,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 _ => runtime
                     .block_on(dev::run(config, dev::Mode::Cluster))
                     .map_err(Failure::usage),
-            }
+            };
+            telemetry::shutdown();
+            out
         }
         Command::Keygen(args) => {
             let keys =
@@ -188,7 +204,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         #[cfg(feature = "bench")]
         Command::Bench(args) => {
-            init_tracing("warn");
+            // With OTEL_EXPORTER_OTLP_ENDPOINT set, an `--embedded` node exports
+            // like a server (OTLP traces and metrics, plus the Prometheus reader):
+            // how the export overhead is measured.
+            let export = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
+            let _telemetry = if export {
+                let _rt = runtime.enter();
+                let t = candor_telemetry::init(&candor_telemetry::TelemetryConfig {
+                    // info: the RPC spans exist (steady-state INFO logging is quiet).
+                    log_filter: "info".into(),
+                    prometheus: true,
+                    instance_id: Some("bench".into()),
+                    role: Some("bench".into()),
+                    ..Default::default()
+                })
+                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+                Some(t)
+            } else {
+                init_tracing("warn");
+                None
+            };
             let max_ratio = args.options.max_error_ratio;
             let report = runtime
                 .block_on(candor_bench::run(args.options))

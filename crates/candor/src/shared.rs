@@ -95,6 +95,7 @@ pub fn placement(config: &Config) -> anyhow::Result<BTreeMap<u32, Vec<u64>>> {
 
 /// `candor serve --role api` on a shared store: reads from the store, writes forwarded.
 pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::serve_metrics(&config, std::sync::Arc::new(|| Ok(()))).await?;
     let upstreams = config.cluster.upstreams.clone();
     let proxy =
         crate::serve::upstream_proxy(&config, "the shard members' API addresses for writes")?;
