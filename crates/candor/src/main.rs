@@ -23,6 +23,7 @@ mod dev;
 mod keys;
 mod serve;
 mod shared;
+mod statefulset;
 mod tls;
 
 use std::process::ExitCode;
@@ -146,10 +147,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::usage)
         }
         Command::Serve(args) => {
-            let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+            let mut config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+                .map_err(Failure::usage)?;
+            statefulset::apply(&args.statefulset, args.role, &mut config)
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
             init_tracing(&config.log);
+            statefulset::spawn_join(&runtime, &args.statefulset, &config)
+                .map_err(Failure::usage)?;
             let shared = config.store.backend == config::StoreBackend::Fdb;
             match args.role {
                 cli::Role::Api if shared => runtime
@@ -198,6 +203,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(cluster_cmd::run(args))
         }
         Command::Tls(args) => tls::run(args).map_err(Failure::usage),
+        Command::Statefulset(args) => {
+            init_tracing("warn");
+            runtime.block_on(statefulset::run(args))
+        }
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
             Ok(())
