@@ -168,3 +168,19 @@ affinity:
 {{- define "candor.tlsEnabled" -}}
 {{- if or .Values.tls.enabled .Values.tls.certManager.enabled -}}true{{- end -}}
 {{- end -}}
+
+{{/*
+checkov skips, each with its reason, rendered only when the setting that causes them
+is in effect: (dict "ctx" $ "extra" (list "CKV_..=reason") "images" (list image...)).
+*/}}
+{{- define "candor.checkovSkips" -}}
+{{- $skips := list -}}
+{{- $undigested := not .ctx.Values.image.digest -}}
+{{- range .images }}{{ if not (contains "@sha256:" .) }}{{ $undigested = true }}{{ end }}{{ end -}}
+{{- if $undigested }}{{ $skips = append $skips "CKV_K8S_43=this profile runs images by tag (image.digest / keys.generate.kubectlImage without a digest); the production profile pins digests" }}{{ end -}}
+{{- if ne .ctx.Values.image.pullPolicy "Always" }}{{ $skips = append $skips (printf "CKV_K8S_15=image.pullPolicy is %s in this profile (images loaded into the nodes for trials); the default and production use Always" .ctx.Values.image.pullPolicy) }}{{ end -}}
+{{- range .extra }}{{ $skips = append $skips . }}{{ end -}}
+{{- range $i, $s := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
+{{- end -}}
+{{- end -}}
