@@ -12,16 +12,33 @@
 # the memory volume /run/candor/keys), scratch in /tmp (mount an emptyDir there).
 # The helm chart (helm/candor) and tests/k8s run exactly these paths.
 
+# checkov:skip=CKV_DOCKER_2: Kubernetes probes (gRPC health on 8700, see helm/candor) replace HEALTHCHECK; the image carries no health client
 ARG RUST_VERSION=1.90
 ARG DEBIAN=bookworm
+ARG FDB_VERSION=7.3.63
+
+# The FoundationDB client package, fetched only for the fdb variants; checked against
+# FDB_SHA256 (from the release page) when given.
+FROM debian:${DEBIAN}-slim AS fdb-client
+ARG FDB_VERSION
+ARG FDB_SHA256=""
+ARG TARGETARCH=amd64
+ARG FEATURES=""
+RUN mkdir /out && if [ -n "$FEATURES" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends curl ca-certificates \
+      && curl -fsSLo /out/fdb-clients.deb \
+         "https://github.com/apple/foundationdb/releases/download/${FDB_VERSION}/foundationdb-clients_${FDB_VERSION}-1_${TARGETARCH}.deb" \
+      && if [ -n "$FDB_SHA256" ]; then echo "$FDB_SHA256  /out/fdb-clients.deb" | sha256sum -c -; fi; \
+    fi
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS build
 ARG FEATURES=""
-# The foundationdb crate generates its bindings with bindgen (libclang).
+# With FEATURES=fdb: bindgen needs libclang, and linking needs libfdb_c.
+COPY --from=fdb-client /out /tmp/fdb
 RUN if [ -n "$FEATURES" ]; then \
       apt-get update && apt-get install -y --no-install-recommends libclang-dev clang \
-      && rm -rf /var/lib/apt/lists/*; \
-    fi
+      && dpkg -i /tmp/fdb/fdb-clients.deb && rm -rf /var/lib/apt/lists/*; \
+    fi && rm -rf /tmp/fdb
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
@@ -52,11 +69,10 @@ ENTRYPOINT ["/usr/local/bin/candor"]
 CMD ["--help"]
 
 # With FoundationDB: the 7.3 client library (libfdb_c), the version the cluster runs.
+# Build it with --build-arg FEATURES=fdb (the fdb-client stage fetches the package).
 FROM runtime AS runtime-fdb
-ARG FDB_VERSION=7.3.63
-ARG TARGETARCH=amd64
 USER root
-ADD https://github.com/apple/foundationdb/releases/download/${FDB_VERSION}/foundationdb-clients_${FDB_VERSION}-1_${TARGETARCH}.deb /tmp/fdb-clients.deb
-RUN dpkg -i /tmp/fdb-clients.deb && rm /tmp/fdb-clients.deb \
+COPY --from=fdb-client /out /tmp/fdb
+RUN dpkg -i /tmp/fdb/fdb-clients.deb && rm -rf /tmp/fdb \
     && install -d -o 10001 -g 10001 -m 0700 /var/run/fdb
 USER 10001:10001
