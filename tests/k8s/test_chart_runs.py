@@ -341,8 +341,11 @@ def test_chart_runs(cluster):
     for pod in fronts:
         c.start_pod(pod, api["spec"]["template"], cm, secrets, [])
 
-    pin = c.pods[members[0]]["vols"]["data"] / "config.bin"
-    wait_for("config.bin on member 0", lambda: pin.exists(), 60)
+    member_pin = c.pods[members[0]]["vols"]["data"] / "config.bin"
+    wait_for("config.bin on member 0", lambda: member_pin.exists(), 60)
+    # What a client pins (copied out, as NOTES.txt says).
+    pin = c.work / "config.bin"
+    shutil.copy(member_pin, pin)
     target = f"http://{svc['metadata']['name']}.{NS}.svc.cluster.local:{svc['spec']['ports'][0]['port']}"
     other = f"http://{c.pods[fronts[1]]['ip']}:8700"
     admin = f"{members[0]}.{domain}:8701"
@@ -438,6 +441,21 @@ def test_chart_runs(cluster):
     wait_for(f"node {leader} voting after its restart", lambda: voter_everywhere(leader), 60)
     publish("after-scale-down@example.com", "v3")
     published["after-scale-down@example.com"] = "v3"
+
+    # Pod 0 comes back on an empty volume (a lost disk): it must not bootstrap a new
+    # deployment; it rejoins and catches up from its peers.
+    admin = f"{members[1]}.{domain}:8701"
+    c.kill(members[0])
+    data0 = c.pods[members[0]]["vols"]["data"]
+    for entry in data0.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    c.restart_main(members[0])
+    wait_for("node 1 voting again", lambda: voter_everywhere(1), 90)
+    member0 = f"http://{c.pods[members[0]]['ip']}:8700"
+    for label, value in published.items():
+        wait_for(f"lookup {label} on the rebuilt member 0", lambda: lookup(label, member0) == value, 60)
+    assert "not bootstrapping" in c.pods[members[0]]["log"].read_text()
+    print("member 0 rebuilt from an empty volume without bootstrapping")
     check_all(published)
     r = cli("audit", "--target", target, "--pin", str(pin))
     assert r.returncode == 0, r.stderr

@@ -153,6 +153,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
             init_tracing(&config.log);
+            runtime
+                .block_on(statefulset::check_bootstrap(&args.statefulset, &mut config))
+                .map_err(Failure::usage)?;
             statefulset::spawn_join(&runtime, &args.statefulset, &config)
                 .map_err(Failure::usage)?;
             let shared = config.store.backend == config::StoreBackend::Fdb;

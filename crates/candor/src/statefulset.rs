@@ -8,7 +8,9 @@
 //! * `--advertise-raft-addr HOST:PORT`: this member's Raft address as peers dial it (the
 //!   pod's stable headless-Service name), added to `cluster.members` when the rendered
 //!   list does not name this node (a pod added by scaling up);
-//! * `--bootstrap-ordinal-zero`: only ordinal 0 bootstraps a brand-new deployment;
+//! * `--bootstrap-ordinal-zero`: only ordinal 0 bootstraps a brand-new deployment, and
+//!   only when none of the `--join` members answers that it is already in the groups
+//!   (pod 0 restarted on an empty volume rejoins instead of initializing anew);
 //! * `--join HOST:PORT` (repeat): once started, the member asks these members' admin
 //!   service to add it to every group (idempotent: `unchanged` when it already votes),
 //!   retrying with backoff until one accepts. Restarts of existing members are no-ops.
@@ -150,6 +152,48 @@ async fn connect(
         .await
         .with_context(|| format!("cannot reach {addr}"))?;
     Ok(ClusterAdminClient::new(channel))
+}
+
+/// With `bootstrap` set and `--join` members: asks each (its own view, 3 s each)
+/// whether it is in any group already. If one is, the deployment exists: this member
+/// must not initialize groups (pod 0 restarted with an empty volume) and joins instead.
+pub async fn check_bootstrap(args: &StatefulSetArgs, config: &mut Config) -> anyhow::Result<()> {
+    if !config.cluster.bootstrap || args.join.is_empty() {
+        return Ok(());
+    }
+    let own = config
+        .cluster
+        .members
+        .iter()
+        .find(|m| m.id == config.cluster.node_id)
+        .map(|m| m.raft_addr.clone())
+        .unwrap_or_default();
+    let tls = crate::tls::cluster_tls(config)?.map(|t| t.client_tls());
+    for peer in args.join.iter().filter(|a| **a != own) {
+        let asked = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut client = connect(peer, tls.clone()).await?;
+            let r = client
+                .status(pb::StatusRequest { local_only: true })
+                .await
+                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            anyhow::Ok(r.groups.iter().any(|g| !g.members.is_empty()))
+        })
+        .await;
+        match asked {
+            Ok(Ok(true)) => {
+                tracing::warn!(via = %peer, "the deployment exists already: not bootstrapping, joining it");
+                config.cluster.bootstrap = false;
+                return Ok(());
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(via = %peer, error = %format!("{e:#}"), "bootstrap check: peer not answering")
+            }
+            Err(_) => tracing::info!(via = %peer, "bootstrap check: peer did not answer in time"),
+        }
+    }
+    Ok(())
 }
 
 /// Starts the `--join` task: asks the `--join` members in turn to add this member to
