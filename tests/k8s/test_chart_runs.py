@@ -140,6 +140,21 @@ class Cluster:
                     os.chmod(f, mode | 0o440)
                 os.chmod(d, 0o755)
                 vols[name] = d
+            elif "projected" in v:
+                d = self.work / "pods" / pod / f"projected-{name}"
+                d.mkdir(parents=True, exist_ok=True)
+                mode = v["projected"].get("defaultMode", 0o644)
+                for src in v["projected"]["sources"]:
+                    data = secrets[src["secret"]["name"]]
+                    for it in src["secret"]["items"]:
+                        f = d / it["path"]
+                        f.parent.mkdir(parents=True, exist_ok=True)
+                        os.chmod(f.parent, 0o755)
+                        f.write_bytes(data[it["key"]])
+                        os.chown(f, 0, fs_group)
+                        os.chmod(f, mode | 0o440)
+                os.chmod(d, 0o755)
+                vols[name] = d
             elif "emptyDir" in v:
                 vols[name] = self.volume_dir(pod, f"empty-{name}", fs_group)
             else:
@@ -281,7 +296,7 @@ def wait_for(what, fn, timeout):
     raise AssertionError(f"timed out waiting for {what} (last: {last})")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster():
     why = preconditions()
     if why:
@@ -477,3 +492,85 @@ def test_chart_runs(cluster):
             wait_for(f"lookup {label} on {pod} after the restore", lambda: lookup(label, via) == value, 90)
     publish("after-restore@example.com", "v5")
     print("restored from member 0's volume: every member serves every label")
+
+
+def test_chart_runs_with_tls(cluster):
+    """tls.enabled with existing Secrets: mutual TLS between the members (node ids in
+    the certificates), TLS on the API and from the front doors to the members, the
+    membership Job with its admin certificate."""
+    c = cluster
+    values = {**VALUES, "tls": {"enabled": True, "memberSecretPrefix": "tls-", "apiSecret": "tls-api",
+                                "adminSecret": "tls-admin"}}
+    objects, _ = chart.render(values, namespace=NS, upgrade=True)
+    cm = {o["metadata"]["name"]: o["data"] for o in chart.find(objects, "ConfigMap")}
+    (sts,) = chart.find(objects, "StatefulSet")
+    (api,) = chart.find(objects, "Deployment")
+    (shrink,) = [j for j in chart.find(objects, "Job") if j["metadata"]["annotations"].get("helm.sh/hook") == "pre-upgrade"]
+    domain = f"candor-headless.{NS}.svc.cluster.local"
+    members = [f"candor-{i}" for i in range(3)]
+    fronts = ["candor-api-0", "candor-api-1"]
+    service = f"candor.{NS}.svc.cluster.local"
+    for pod in members + ["client", "shrink"] + fronts:
+        c.hosts[f"{pod}.{domain}"] = c.add_netns(pod)
+    c.hosts[service] = c.pods[fronts[0]]["ip"]
+    c.write_hosts()
+
+    # Certificates: every member's names its node id; the front doors' (node 99's,
+    # used only as a server and client certificate) names the Service.
+    certs = c.work / "certs"
+    hosts = [a for h in [f"{p}.{domain}" for p in members] + [service] for a in ("--host", h)]
+    r = sh(str(c.bin / "candor"), "tls", "gen-dev-certs", "--dir", str(certs), "--nodes", "1,2,3,99", *hosts)
+    ca = (certs / "ca.crt").read_bytes()
+    secrets = {}
+    for i, pod in enumerate(members):
+        secrets[f"tls-{pod}"] = {"tls.crt": (certs / f"node-{i + 1}.crt").read_bytes(),
+                                 "tls.key": (certs / f"node-{i + 1}.key").read_bytes(), "ca.crt": ca}
+    secrets["tls-api"] = {"tls.crt": (certs / "node-99.crt").read_bytes(),
+                          "tls.key": (certs / "node-99.key").read_bytes(), "ca.crt": ca}
+    secrets["tls-admin"] = {"tls.crt": (certs / "admin.crt").read_bytes(),
+                            "tls.key": (certs / "admin.key").read_bytes(), "ca.crt": ca}
+    keys = c.work / "keys"
+    sh(str(c.bin / "candor"), "keygen", "--dir", str(keys))
+    secrets["candor-keys"] = {f.name: f.read_bytes() for f in keys.iterdir()}
+    token = secrets["candor-keys"]["dev-token"].decode().strip()
+
+    pvcs = [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]]
+    for pod in members:
+        c.start_pod(pod, sts["spec"]["template"], cm, secrets, pvcs)
+    for pod in fronts:
+        c.start_pod(pod, api["spec"]["template"], cm, secrets, [])
+    member_pin = c.pods[members[0]]["vols"]["data"] / "config.bin"
+    wait_for("config.bin on member 0", lambda: member_pin.exists(), 60)
+    pin = c.work / "config.bin"
+    shutil.copy(member_pin, pin)
+    tls = ["--tls-ca", str(certs / "ca.crt")]
+
+    def cli(*args):
+        return c.exec("client", [str(c.bin / "candor"), *args])
+
+    def publish(label, value):
+        def once():
+            r = cli("publish", "--target", f"https://{service}:8700", "--pin", str(pin), *tls,
+                    "--token", token, "--idempotency-key", f"tls-{label}", "--wait", label, value)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr.strip()[-300:])
+            return True
+        wait_for(f"publish {label} over TLS", once, 90)
+
+    publish("tls@example.com", "over-tls")
+    r = cli("lookup", "--target", f"https://{service}:8700", "--pin", str(pin), *tls, "--json", "tls@example.com")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] == "over-tls"
+    # Plaintext to a TLS API fails.
+    r = cli("lookup", "--target", f"http://{service}:8700", "--pin", str(pin), "tls@example.com")
+    assert r.returncode != 0
+    # Raft admin port: mutual TLS; the operator's certificate may read the status.
+    r = cli("cluster", "status", "--json", "--admin", f"{members[0]}.{domain}:8701", *tls,
+            "--tls-cert", str(certs / "admin.crt"), "--tls-key", str(certs / "admin.key"))
+    assert r.returncode == 0, r.stderr
+    groups = json.loads(r.stdout)["groups"]
+    assert groups and all(sorted(g["voters"]) == [1, 2, 3] for g in groups), groups
+    # The membership Job speaks mutual TLS with its admin certificate.
+    c.start_pod("shrink", shrink["spec"]["template"], cm, secrets, [], wait_main=True)
+    assert "nothing to remove" in (c.work / "logs" / "shrink-shrink.log").read_text()
+    print("TLS: publish and lookup over TLS through the front door, mTLS between members and for the Job")
