@@ -19,7 +19,7 @@ if [ "$(id -u)" = 0 ] && ! command -v ip >/dev/null; then
   apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
 fi
 VENV=${K8S_TEST_VENV:-$TARGET/k8s-venv}
-if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml, pytest' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml, pytest, grpc_health' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -r tests/k8s/requirements.txt
 fi

@@ -263,6 +263,20 @@ class Cluster:
             capture_output=True, text=True, timeout=timeout,
         )
 
+    def probe(self, pod, kind):
+        """The pod's rendered readiness or liveness probe, run once as the kubelet would
+        (from the pod's network namespace)."""
+        import sys
+
+        (main,) = self.pods[pod]["template"]["spec"]["containers"]
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.pods[pod]["ns"], sys.executable,
+             str(pathlib.Path(__file__).with_name("probe.py")),
+             json.dumps(main[kind]), json.dumps(main.get("ports", []))],
+            capture_output=True, text=True, timeout=30,
+        )
+        return r.returncode == 0, r.stdout.strip()
+
     def cleanup(self):
         for proc in self.procs:
             if proc.poll() is None:
@@ -404,6 +418,11 @@ def test_chart_runs(cluster):
         published[label] = value
     check_all(published)
     print(f"published and verified {len(published)} labels through both front doors")
+    # The rendered probes pass on every pod (ports and health service as rendered).
+    for pod in members + fronts:
+        for kind in ("readinessProbe", "livenessProbe"):
+            ok, seen = wait_for(f"{kind} of {pod}", lambda: (lambda r: r if r[0] else None)(c.probe(pod, kind)), 30)
+            print(f"{pod} {kind}: {seen}")
 
     # Kill the pod leading shard 0 (SIGKILL, as a node loss); the service goes on.
     st = wait_for("a shard 0 leader", lambda: [g for g in status()["groups"] if g["group"] == 0 and g["leader"]], 30)
@@ -436,6 +455,7 @@ def test_chart_runs(cluster):
         return groups and all(node in g["voters"] for g in groups)
 
     wait_for("node 4 to vote in every group", lambda: voter_everywhere(4), 120)
+    wait_for("candor-3 ready", lambda: c.probe("candor-3", "readinessProbe")[0], 60)
     publish("after-scale-up@example.com", "v4")
     published["after-scale-up@example.com"] = "v4"
     print("node 4 (candor-3) joined every group by itself")
@@ -465,6 +485,9 @@ def test_chart_runs(cluster):
     for entry in data0.iterdir():
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     c.restart_main(members[0])
+    # Alive (liveness) while not ready: an empty member is not SERVING until it holds
+    # a signed epoch of its own replicas.
+    wait_for("candor-0 alive", lambda: c.probe(members[0], "livenessProbe")[0], 30)
     wait_for("node 1 voting again", lambda: voter_everywhere(1), 90)
     member0 = f"http://{c.pods[members[0]]['ip']}:8700"
     for label, value in published.items():
