@@ -154,7 +154,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             check_role(&config, args.role).map_err(Failure::usage)?;
             init_tracing(&config.log);
             runtime
-                .block_on(statefulset::check_bootstrap(&args.statefulset, &mut config))
+                .block_on(statefulset::prepare(&args.statefulset, &mut config))
                 .map_err(Failure::usage)?;
             statefulset::spawn_join(&runtime, &args.statefulset, &config)
                 .map_err(Failure::usage)?;

@@ -11,6 +11,8 @@
 //! * `--bootstrap-ordinal-zero`: only ordinal 0 bootstraps a brand-new deployment, and
 //!   only when none of the `--join` members answers that it is already in the groups
 //!   (pod 0 restarted on an empty volume rejoins instead of initializing anew);
+//! * a member that starts on an empty volume while the groups still count it (a lost
+//!   disk) is first removed from every group, then rejoins as a new member ([`prepare`]);
 //! * `--join HOST:PORT` (repeat): once started, the member asks these members' admin
 //!   service to add it to every group (idempotent: `unchanged` when it already votes),
 //!   retrying with backoff until one accepts. Restarts of existing members are no-ops.
@@ -154,22 +156,33 @@ async fn connect(
     Ok(ClusterAdminClient::new(channel))
 }
 
-/// With `bootstrap` set and `--join` members: asks each (its own view, 3 s each)
-/// whether it is in any group already. If one is, the deployment exists: this member
-/// must not initialize groups (pod 0 restarted with an empty volume) and joins instead.
-pub async fn check_bootstrap(args: &StatefulSetArgs, config: &mut Config) -> anyhow::Result<()> {
-    if !config.cluster.bootstrap || args.join.is_empty() {
+/// Before the node starts, with `--join` members: asks each for its own view (3 s
+/// each) until one answers.
+///
+/// * If the deployment exists (the peer is in a group), a `bootstrap` member does not
+///   bootstrap (pod 0 restarted with an empty volume joins instead).
+/// * If this member's store is new (an empty volume) but running groups (with a
+///   leader) still count it as a member, it lost its log: it is removed from every
+///   group first, so that it rejoins as a new learner rather than as a voter that
+///   forgot what it accepted (which Raft does not allow; openraft's leader stops the
+///   group on seeing it).
+pub async fn prepare(args: &StatefulSetArgs, config: &mut Config) -> anyhow::Result<()> {
+    if args.join.is_empty() {
         return Ok(());
     }
+    let node_id = config.cluster.node_id;
+    let fresh = !config.data_dir.join("store").exists();
     let own = config
         .cluster
         .members
         .iter()
-        .find(|m| m.id == config.cluster.node_id)
+        .find(|m| m.id == node_id)
         .map(|m| m.raft_addr.clone())
         .unwrap_or_default();
     let tls = crate::tls::cluster_tls(config)?.map(|t| t.client_tls());
-    for peer in args.join.iter().filter(|a| **a != own) {
+    let peers: Vec<&String> = args.join.iter().filter(|a| **a != own).collect();
+    let mut view = None;
+    for peer in &peers {
         let asked = tokio::time::timeout(Duration::from_secs(3), async {
             let mut client = connect(peer, tls.clone()).await?;
             let r = client
@@ -177,21 +190,79 @@ pub async fn check_bootstrap(args: &StatefulSetArgs, config: &mut Config) -> any
                 .await
                 .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
                 .into_inner();
-            anyhow::Ok(r.groups.iter().any(|g| !g.members.is_empty()))
+            let exists = r.groups.iter().any(|g| !g.members.is_empty());
+            // Only a running leader remembers how far this member's log went; with no
+            // leader (a whole deployment restarting, a restore) a new one starts afresh.
+            let member = r
+                .groups
+                .iter()
+                .any(|g| g.leader != 0 && g.members.iter().any(|m| m.node_id == node_id));
+            anyhow::Ok((exists, member))
         })
         .await;
         match asked {
-            Ok(Ok(true)) => {
-                tracing::warn!(via = %peer, "the deployment exists already: not bootstrapping, joining it");
-                config.cluster.bootstrap = false;
-                return Ok(());
+            Ok(Ok((true, member))) => {
+                view = Some((peer.to_string(), member));
+                break;
             }
-            Ok(Ok(false)) => {}
+            Ok(Ok((false, _))) => {}
             Ok(Err(e)) => {
-                tracing::info!(via = %peer, error = %format!("{e:#}"), "bootstrap check: peer not answering")
+                tracing::info!(via = %peer, error = %format!("{e:#}"), "peer not answering")
             }
-            Err(_) => tracing::info!(via = %peer, "bootstrap check: peer did not answer in time"),
+            Err(_) => tracing::info!(via = %peer, "peer did not answer in time"),
         }
+    }
+    let Some((via, member)) = view else {
+        return Ok(());
+    };
+    if config.cluster.bootstrap {
+        tracing::warn!(via = %via, "the deployment exists already: not bootstrapping, joining it");
+        config.cluster.bootstrap = false;
+    }
+    if fresh && member {
+        tracing::warn!(
+            node = node_id,
+            "this member's store is empty but the groups still count it: removing it \
+             from every group before it rejoins"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut delay = Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            for peer in &peers {
+                let removed = tokio::time::timeout(Duration::from_secs(20), async {
+                    let mut client = connect(peer, tls.clone()).await?;
+                    match client
+                        .remove_member(pb::RemoveMemberRequest {
+                            node_id,
+                            groups: Vec::new(),
+                            forwarded: false,
+                        })
+                        .await
+                    {
+                        Ok(_) => anyhow::Ok(()),
+                        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+                        Err(s) => Err(anyhow::anyhow!("{:?}: {}", s.code(), s.message())),
+                    }
+                })
+                .await;
+                match removed {
+                    Ok(Ok(())) => {
+                        tracing::info!(node = node_id, via = %peer, "removed from every group; rejoining");
+                        return Ok(());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(via = %peer, error = %format!("{e:#}"), "removal failed, retrying")
+                    }
+                    Err(_) => tracing::warn!(via = %peer, "removal timed out, retrying"),
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        tracing::error!(
+            node = node_id,
+            "could not remove this member before it rejoins (no quorum?): starting anyway"
+        );
     }
     Ok(())
 }
