@@ -29,11 +29,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("candor_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
     )?;
+    // What the public API port reflects: only `candor.v1` (the Raft and admin
+    // services live on the cluster port).
+    let mut public = compiler.file_descriptor_set();
+    public.file.retain(|f| f.package() == "candor.v1");
+    fs::write(
+        out_dir.join("candor_public_descriptor.bin"),
+        prost::Message::encode_to_vec(&public),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .emit_rerun_if_changed(false)
+        // A malformed request is the caller's fault: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::StrictCodec")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

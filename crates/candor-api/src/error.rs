@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Rate limit, queue full, or a response above the message limit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The tenant's publish rate (`limits.tenant_items_per_second`) is spent.
+    #[error("tenant publish rate exceeded; retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
     /// A dependency cannot be reached now, or the server is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -57,7 +60,9 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
-            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ApiError::ResourceExhausted(_) | ApiError::RateLimited { .. } => {
+                Code::ResourceExhausted
+            }
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
             ApiError::Tree(e) => match e {
@@ -74,6 +79,7 @@ impl ApiError {
                 | PublishError::Unavailable(_)
                 | PublishError::Indeterminate(_) => Code::Unavailable,
                 PublishError::IdempotencyConflict => Code::AlreadyExists,
+                PublishError::PermissionDenied => Code::PermissionDenied,
                 PublishError::InvalidArgument(_) => Code::InvalidArgument,
                 _ => Code::Internal,
             },
@@ -93,7 +99,13 @@ impl From<ApiError> for Status {
             tracing::error!(error = %e, "internal error");
             return Status::new(code, "internal error; see the server log");
         }
-        Status::new(code, e.to_string())
+        let mut s = Status::new(code, e.to_string());
+        if let ApiError::RateLimited { retry_after_ms } = e {
+            let v = tonic::metadata::MetadataValue::from(retry_after_ms);
+            s.metadata_mut().insert("retry-after-ms", v.clone());
+            s.metadata_mut().insert("grpc-retry-pushback-ms", v);
+        }
+        s
     }
 }
 

@@ -31,9 +31,11 @@
 
 mod auth;
 mod error;
+mod guard;
 mod limits;
 mod proxy;
 mod publisher;
+mod rate;
 mod server;
 mod service;
 
@@ -42,6 +44,7 @@ pub mod testing;
 
 pub use auth::{Authenticator, Tenant, generate_token, hash_token};
 pub use error::{ApiError, Result};
+pub use guard::{GuardStats, effective_max_connections};
 pub use limits::Limits;
 pub use proxy::{ApiProxy, ProxyOptions, serve_proxy, serve_proxy_tls};
 pub use publisher::{PublishError, PublishReceipt, PublishRequest, Publisher};

@@ -45,8 +45,7 @@ use candor_proto::candor::v1::key_transparency_server::{KeyTransparency, KeyTran
 use futures_util::Stream;
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Server, ServerTlsConfig};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
@@ -67,6 +66,8 @@ pub struct ProxyOptions {
     /// TLS towards the upstreams (CA to verify them, optional client identity);
     /// `None`: plaintext.
     pub tls: Option<ClientTlsConfig>,
+    /// Admission limits of the proxy's own port (request sizes, connections).
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for ProxyOptions {
@@ -77,6 +78,7 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(2),
             max_message_bytes: 64 << 20,
             tls: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -93,6 +95,7 @@ struct Inner {
 pub struct ApiProxy {
     inner: Arc<Inner>,
     max_message_bytes: usize,
+    limits: crate::limits::Limits,
     /// Answers reads here instead of forwarding them (writes are always forwarded).
     reads: Option<KtService>,
 }
@@ -159,6 +162,7 @@ impl ApiProxy {
                 call_timeout: options.call_timeout,
             }),
             max_message_bytes: options.max_message_bytes,
+            limits: options.limits,
             reads: None,
         })
     }
@@ -455,12 +459,17 @@ pub async fn serve_proxy_tls(
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
     let (reporter, health) = tonic_health::server::health_reporter();
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
+    let limits = proxy.limits.clone();
+    let stats = Arc::new(crate::guard::GuardStats::default());
+    let router = crate::server::public_router(
+        &limits,
+        crate::guard::WriteAuth::PresenceOnly,
+        stats.clone(),
+        tls,
+        health,
+    )?;
     let probe = proxy.clone();
     let r = reporter.clone();
     let local = proxy.reads.clone();
@@ -492,11 +501,6 @@ pub async fn serve_proxy_tls(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(candor_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid");
     let local = proxy.reads.clone();
     let drain = async move {
         shutdown.await;
@@ -512,12 +516,8 @@ pub async fn serve_proxy_tls(
             .set_service_status(kt, ServingStatus::NotServing)
             .await;
     };
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
-    builder
-        .add_service(health)
-        .add_service(reflection)
+    let incoming = crate::guard::guarded_incoming(listener, &limits, stats);
+    router
         .add_service(proxy.into_server())
         .serve_with_incoming_shutdown(incoming, drain)
         .await

@@ -2,13 +2,60 @@
 
 use std::future::Future;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::Router;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::guard::{GuardLayer, GuardStats, WriteAuth, guarded_incoming};
+
+use crate::limits::Limits;
 use crate::service::KtService;
+
+type GuardedRouter = Router<tower_layer::Stack<GuardLayer, tower_layer::Identity>>;
+
+/// The public port's server: the admission guards of [`crate::guard`], HTTP/2
+/// keepalive (a dead or silent peer is found), a per-connection stream cap, TLS if
+/// given, health and reflection (v1 and v1alpha, listing only what this port serves).
+pub(crate) fn public_router(
+    limits: &Limits,
+    auth: WriteAuth,
+    stats: Arc<GuardStats>,
+    tls: Option<ServerTlsConfig>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<GuardedRouter, tonic::transport::Error> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(candor_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(candor_proto::KEY_TRANSPARENCY_SERVICE)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let v1 = reflection()
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid");
+    Ok(builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(GuardLayer::new(limits, auth, stats))
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha))
+}
 
 /// Serves `service` on `listener` with `grpc.health.v1` and reflection
 /// until `shutdown` completes, then drains: open `WatchEpochs` streams end
@@ -34,10 +81,6 @@ pub async fn serve_tls(
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
     let (reporter, health) = tonic_health::server::health_reporter();
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     reporter
@@ -57,11 +100,10 @@ pub async fn serve_tls(
         }
     });
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(candor_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid");
+    let limits = service.limits().clone();
+    let auth = service.write_auth();
+    let stats = service.guard_stats();
+    let router = public_router(&limits, auth, stats.clone(), tls, health)?;
 
     let svc = service.clone();
     let drain = async move {
@@ -78,14 +120,10 @@ pub async fn serve_tls(
     };
 
     let server: KeyTransparencyServer<KtService> = service.into_server();
-    // Without TCP_NODELAY small responses wait for the peer's delayed ACK
-    // (~40 ms per call); keepalive finds dead clients of long streams.
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(std::time::Duration::from_secs(60)));
-    builder
-        .add_service(health)
-        .add_service(reflection)
+    // TCP_NODELAY (small responses would wait for the peer's delayed ACK) and TCP
+    // keepalive are set per accepted connection by the guard.
+    let incoming = guarded_incoming(listener, &limits, stats);
+    router
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, drain)
         .await

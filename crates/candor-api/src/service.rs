@@ -30,6 +30,10 @@ use crate::publisher::{PublishReceipt, PublishRequest, Publisher};
 /// `prefix | epoch_be64 | auditor key(32)` → canonical cosignature.
 const COSIG_PREFIX: &[u8] = b"candor-api/cosig/";
 
+/// How far beyond its latest epoch a request may ask and be waited for (a client
+/// may learn of an epoch from one member and ask another that has not applied it).
+const CATCH_UP_EPOCHS: u64 = 2;
+
 /// What the service reads and writes through.
 #[derive(Clone)]
 pub struct Backend {
@@ -87,6 +91,10 @@ struct Inner {
     vrf_cache: quick_cache::sync::Cache<[u8; 32], (Index, VrfProof)>,
     views: quick_cache::sync::Cache<u64, MapView>,
     shutdown: watch::Receiver<bool>,
+    /// Per-tenant publish rate (items per second).
+    rate: crate::rate::TenantRate,
+    /// What the port's admission guards refused.
+    guard_stats: Arc<crate::guard::GuardStats>,
 }
 
 /// The `KeyTransparency` implementation. Cheap to clone.
@@ -131,11 +139,13 @@ impl KtService {
             config: backend.config,
             vrf,
             auth: Authenticator::new(options.tenants),
-            limits: options.limits,
+            limits: options.limits.clone(),
             auditor_keys: options.auditor_keys.iter().map(|k| k.0).collect(),
             vrf_cache: quick_cache::sync::Cache::new(options.vrf_cache_entries.max(1)),
             views: quick_cache::sync::Cache::new(options.view_cache_epochs.max(1)),
             shutdown,
+            rate: crate::rate::TenantRate::new(&options.limits),
+            guard_stats: Arc::new(crate::guard::GuardStats::default()),
         };
         Ok(KtService {
             inner: Arc::new(inner),
@@ -146,6 +156,16 @@ impl KtService {
     /// The configured limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// How the port's guard checks writes before their body: against the tenants.
+    pub(crate) fn write_auth(&self) -> crate::guard::WriteAuth {
+        crate::guard::WriteAuth::Tenants(self.inner.auth.clone())
+    }
+
+    /// Counters of what the API port's admission guards refused.
+    pub fn guard_stats(&self) -> Arc<crate::guard::GuardStats> {
+        self.inner.guard_stats.clone()
     }
 
     /// The latest-head receiver (for health reporting).
@@ -164,8 +184,11 @@ impl KtService {
         self,
     ) -> candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer<KtService> {
         let max = self.inner.limits.max_message_bytes as usize;
+        // The guard refuses oversized bodies first (RESOURCE_EXHAUSTED, per method);
+        // tonic's own limit is only the backstop.
+        let max_request = self.inner.limits.max_request_bytes() + (1 << 20);
         candor_proto::candor::v1::key_transparency_server::KeyTransparencyServer::new(self)
-            .max_decoding_message_size(max)
+            .max_decoding_message_size(max_request)
             .max_encoding_message_size(max)
     }
 
@@ -224,7 +247,7 @@ impl KtService {
 }
 
 /// The caller's `x-request-id` if it is short printable ASCII, else a fresh one.
-fn request_id(md: &MetadataMap) -> String {
+pub(crate) fn request_id(md: &MetadataMap) -> String {
     if let Some(v) = md.get("x-request-id").and_then(|v| v.to_str().ok())
         && !v.is_empty()
         && v.len() <= 64
@@ -310,7 +333,10 @@ impl Inner {
     /// from one member and ask another that has not applied it yet. Returns at once
     /// otherwise; the caller then answers as usual (NOT_FOUND if it never came).
     async fn catch_up_to(&self, epoch: u64) {
-        if epoch <= self.latest_epoch() {
+        let latest = self.latest_epoch();
+        // Only an epoch about to be served is worth waiting for: one far beyond the
+        // latest (2^64-1, say) is NOT_FOUND at once instead of holding the call.
+        if epoch <= latest || epoch > latest.saturating_add(CATCH_UP_EPOCHS) {
             return;
         }
         let wait = std::time::Duration::from_millis(
@@ -513,6 +539,7 @@ fn relabel(e: ApiError, item: usize) -> ApiError {
         tonic::Code::Unavailable => ApiError::Unavailable(msg),
         tonic::Code::AlreadyExists => ApiError::AlreadyExists(msg),
         tonic::Code::InvalidArgument => ApiError::InvalidArgument(msg),
+        tonic::Code::PermissionDenied => ApiError::PermissionDenied(msg),
         _ => e,
     }
 }
@@ -538,6 +565,7 @@ impl KeyTransparency for KtService {
             let tenant = inner.auth.authenticate(&md)?.to_owned();
             Span::current().record("tenant", tenant.as_str());
             inner.check_publish(&msg, None)?;
+            inner.rate.admit(&tenant, 1)?;
             let mut out = inner.publish_items(tenant, vec![msg]).await?;
             out.pop()
                 .ok_or_else(|| ApiError::Internal("empty publish result".into()))
@@ -578,6 +606,7 @@ impl KeyTransparency for KtService {
                     )));
                 }
             }
+            inner.rate.admit(&tenant, items.len() as u32)?;
             let results = inner.publish_items(tenant, items).await?;
             Ok(pb::PublishBatchResponse { results })
         })

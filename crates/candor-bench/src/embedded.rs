@@ -92,6 +92,11 @@ impl EmbeddedService {
                 name: "bench".into(),
                 token_hash: hash_token(&token),
             }],
+            // One tenant at full speed is the point of the benchmark.
+            limits: candor_api::Limits {
+                tenant_items_per_second: 0,
+                ..candor_api::Limits::default()
+            },
             ..ApiOptions::default()
         };
         let service = KtService::new(backend, vrf, options)

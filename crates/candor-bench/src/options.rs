@@ -88,6 +88,10 @@ pub struct BenchOptions {
     /// Attempts per gRPC call (1 = no retry, so every failure is counted).
     #[arg(long, default_value_t = 1)]
     pub attempts: u32,
+    /// Exit non-zero (2) when more than this fraction of operations failed
+    /// (0.01 = 1 %); failed verifications always fail the command.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
     /// Write the JSON summary to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -120,6 +124,7 @@ impl Default for BenchOptions {
             preload: None,
             merge_sample: 10,
             attempts: 1,
+            max_error_ratio: 0.01,
             json: None,
             quiet: false,
         }

@@ -211,6 +211,17 @@ impl BenchReport {
         self.errors.values().sum()
     }
 
+    /// Failed operations as a fraction of all attempted (0 when nothing ran).
+    pub fn error_ratio(&self) -> f64 {
+        let errors = self.error_total() as f64;
+        let ok = (self.counts.publish_calls + self.counts.lookups) as f64;
+        if errors + ok == 0.0 {
+            0.0
+        } else {
+            errors / (errors + ok)
+        }
+    }
+
     /// Failures that mean the service misbehaved (failed verification, pin mismatch,
     /// equivocation, broken promise). Any such failure should fail the command.
     pub fn security_events(&self) -> u64 {

@@ -188,7 +188,12 @@ pub(crate) async fn worker(
     let mut rng = Rng::seeded();
     let client = shared.clients[id % shared.clients.len()].clone();
     let mut c = Collected::default();
+    // Consecutive failed calls of this worker: each waits 10 ms × 2^k (at most 1 s)
+    // before the next call, so a server that is down is not hammered (millions of
+    // errors a minute) and the run's error count stays meaningful.
+    let mut failing = 0u32;
     loop {
+        let errors_before = c.errors.total();
         match shared.mix.pick_call(rng.next_u64(), shared.batch) {
             OpKind::Lookup => {
                 if shared.reserve(1) == 0 {
@@ -206,8 +211,19 @@ pub(crate) async fn worker(
                 shared.live.done_ops.fetch_add(k as u64, Ordering::Relaxed);
             }
         }
+        if c.errors.total() > errors_before {
+            failing = failing.saturating_add(1);
+            tokio::time::sleep(backoff(failing)).await;
+        } else {
+            failing = 0;
+        }
     }
     c
+}
+
+/// The pause after the `k`-th consecutive failure: 10 ms doubling, capped at 1 s.
+fn backoff(k: u32) -> Duration {
+    Duration::from_millis((10u64 << k.saturating_sub(1).min(7)).min(1000))
 }
 
 async fn publish_once(

@@ -48,6 +48,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod dev_certs;
+pub mod keys;
+pub mod member;
 pub mod membership;
 pub mod reader;
 
@@ -92,6 +96,18 @@ pub enum NodeError {
     /// The configuration is invalid or does not match the store.
     #[error("configuration: {0}")]
     Config(String),
+    /// A key or token file is missing, malformed or readable by others ([`keys`]).
+    #[error("{0}")]
+    Keys(String),
+    /// A key or token file could not be read or written ([`keys`]).
+    #[error("{what}")]
+    KeyFile {
+        /// What failed, naming the file.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store failed to open or read.
     #[error("storage: {0}")]
     Storage(String),

@@ -77,6 +77,13 @@ pub mod admin {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/candor_descriptor.bin"));
 
+/// Encoded `FileDescriptorSet` of `candor/v1/candor.proto` alone: what the public API
+/// port's reflection serves (it does not serve the Raft or admin services).
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/candor_public_descriptor.bin"));
+
+pub mod codec;
+
 /// Full gRPC service name of the public service, `candor.v1.KeyTransparency`
 /// (the name health checks and reflection use).
 pub const KEY_TRANSPARENCY_SERVICE: &str = "candor.v1.KeyTransparency";

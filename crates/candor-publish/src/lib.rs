@@ -67,6 +67,10 @@ pub enum PublishError {
     /// The idempotency key was already used by this tenant for another label or value.
     #[error("idempotency key already used with a different label or value")]
     IdempotencyConflict,
+    /// The label belongs to another tenant (labels are owned by the tenant that first
+    /// published them). Nothing changed.
+    #[error("the label belongs to another tenant")]
+    PermissionDenied,
     /// The request is malformed (wrong shard, too large, ...). Nothing changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -82,6 +82,9 @@ pub enum ItemOutcome {
     Conflict,
     /// The item was refused (e.g. index outside the shard). Nothing changed.
     Invalid(String),
+    /// The label belongs to another tenant (the one that first published it).
+    /// Nothing changed.
+    Forbidden,
 }
 
 /// The response of one applied entry.

@@ -24,6 +24,10 @@ pub enum ShardError {
     /// The idempotency key was already used by this tenant for another label or value.
     #[error("idempotency key already used with a different label or value")]
     IdempotencyConflict,
+    /// The label belongs to another tenant: labels are owned by the tenant that first
+    /// published them. Nothing changed.
+    #[error("the label belongs to another tenant")]
+    PermissionDenied,
     /// The request is malformed (wrong shard, too large, ...). Nothing changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -90,6 +94,7 @@ impl From<ShardError> for candor_publish::PublishError {
             ShardError::Unavailable(m) => P::Unavailable(m),
             ShardError::Indeterminate(m) => P::Indeterminate(m),
             ShardError::IdempotencyConflict => P::IdempotencyConflict,
+            ShardError::PermissionDenied => P::PermissionDenied,
             ShardError::InvalidArgument(m) => P::InvalidArgument(m),
             ShardError::Internal(m) => P::Internal(m),
             other @ (ShardError::Storage(_) | ShardError::StaleReplica(_)) => {

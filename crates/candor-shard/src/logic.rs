@@ -11,6 +11,7 @@
 //! | `k ‖ H(tenant, key)` | idempotency record: sequence, time, H(label, index, value), version, nonce |
 //! | `q ‖ seq u64be` | `H(tenant, key) ‖ time u64be`: idempotency records in arrival order |
 //! | `r ‖ log index u64be` | compact response of the entry (for re-application) |
+//! | `o ‖ index` | the label's owner: `H(tenant)` (16 bytes) of the tenant that first published it |
 //!
 //! Leaves and openings are staged into the tree (`candor-tree`) in the same batch.
 //!
@@ -92,6 +93,13 @@
 //! marker back. `tests/shared_state.rs` runs three replicas concurrently on one store
 //! (memory and fjall) and requires the single-replica result byte for byte.
 //!
+//! # Label ownership
+//!
+//! A label belongs to the tenant that first published it (`o ‖ index`); another
+//! tenant's write to it is [`ItemOutcome::Forbidden`] (PERMISSION_DENIED at the API)
+//! and changes nothing. Labels published before ownership existed have no record:
+//! the next tenant to publish them claims them.
+//!
 //! # Idempotency retention
 //!
 //! Records are kept per shard, evicted oldest first once there are more than
@@ -123,6 +131,7 @@ const TAG_PENDING: u8 = b'p';
 const TAG_KEY: u8 = b'k';
 const TAG_QUEUE: u8 = b'q';
 const TAG_RESPONSE: u8 = b'r';
+const TAG_OWNER: u8 = b'o';
 
 mod snapshot;
 
@@ -195,6 +204,7 @@ enum StoredOutcome {
     Duplicate(u64, [u8; 32]),
     Conflict,
     Invalid(String),
+    Forbidden,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> ShardError {
@@ -217,6 +227,14 @@ pub fn idempotency_key_hash(tenant: &str, key: &str) -> Digest {
     h.update(&(key.len() as u64).to_be_bytes());
     h.update(key.as_bytes());
     *h.finalize().as_bytes()
+}
+
+/// `H(tenant)` truncated to 128 bits: a label's owner record.
+fn owner_digest(tenant: &str) -> [u8; 16] {
+    let h = blake3::derive_key("candor-shard 2026 label owner", tenant.as_bytes());
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&h[..16]);
+    d
 }
 
 /// `H(label, index, value)` truncated to 128 bits: what a retry must match.
@@ -497,6 +515,17 @@ impl ShardLogic {
         }
     }
 
+    fn read_owner(&self, index: &Index) -> Result<Option<[u8; 16]>, ShardError> {
+        match self.store.get(SPACE, &self.key(TAG_OWNER, index))? {
+            Some(v) => Ok(Some(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("owner record length"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     fn read_leaf(&self, index: &Index, version: u64) -> Result<Leaf, ShardError> {
         self.tree
             .leaf(index, version)?
@@ -626,6 +655,7 @@ impl ShardLogic {
                         }
                         StoredOutcome::Conflict => ItemOutcome::Conflict,
                         StoredOutcome::Invalid(m) => ItemOutcome::Invalid(m),
+                        StoredOutcome::Forbidden => ItemOutcome::Forbidden,
                     });
                 }
                 ShardResponse::Published(v)
@@ -670,6 +700,7 @@ impl ShardLogic {
         let mut keys: HashMap<Digest, IdemRecord> = HashMap::new();
         let mut new_pending: Vec<u8> = Vec::new();
         let mut seen: HashSet<Index> = HashSet::new();
+        let mut owners: HashMap<Index, [u8; 16]> = HashMap::new();
         let mut outs = Vec::with_capacity(items.len());
         let mut stored = Vec::with_capacity(items.len());
         for item in items {
@@ -706,6 +737,23 @@ impl ShardLogic {
                     });
                     stored.push(StoredOutcome::Duplicate(rec.version, rec.nonce));
                     continue;
+                }
+            }
+            let owner = owner_digest(&item.tenant);
+            let recorded = match owners.get(&item.index) {
+                Some(o) => Some(*o),
+                None => self.read_owner(&item.index)?,
+            };
+            match recorded {
+                Some(o) if o != owner => {
+                    outs.push(ItemOutcome::Forbidden);
+                    stored.push(StoredOutcome::Forbidden);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    b.put(SPACE, self.key(TAG_OWNER, &item.index), owner.to_vec());
+                    owners.insert(item.index, owner);
                 }
             }
             let prev = match latest

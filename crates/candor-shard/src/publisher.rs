@@ -338,6 +338,7 @@ fn receipt(
         } => (version, commitment, prev, nonce),
         ItemOutcome::Conflict => return Err(ShardError::IdempotencyConflict),
         ItemOutcome::Invalid(m) => return Err(ShardError::InvalidArgument(m)),
+        ItemOutcome::Forbidden => return Err(ShardError::PermissionDenied),
     };
     let leaf = Leaf {
         index,

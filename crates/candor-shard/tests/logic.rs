@@ -268,13 +268,19 @@ fn idempotent_retry_and_conflict() {
             nonce: [4; 32]
         }
     );
-    // Another tenant has its own key space.
+    // Another tenant has its own key space (its "req-1" is not t1's), but the label
+    // belongs to t1: refused, nothing recorded.
     let mut other = item(idx, "alice", "k3", Some("req-1"), [6; 32]);
     other.tenant = "t2".into();
-    let r = h.apply(&mut logic, &[publish(vec![other])]);
+    let r = h.apply(&mut logic, &[publish(vec![other.clone()])]);
+    assert_eq!(outcomes(&r[0])[0], ItemOutcome::Forbidden);
+    // Its own label, with the same key: applied.
+    let mut own = item(index_in(shard, 2), "bob", "k3", Some("req-1"), [7; 32]);
+    own.tenant = "t2".into();
+    let r = h.apply(&mut logic, &[publish(vec![own])]);
     assert!(matches!(
         outcomes(&r[0])[0],
-        ItemOutcome::Applied { version: 3, .. }
+        ItemOutcome::Applied { version: 1, .. }
     ));
     // Survives a reopen (records are in the store).
     let mut logic = h.logic(shard, ShardLogicConfig::default());

@@ -87,6 +87,7 @@ enum Expect {
     Applied(u64),
     Duplicate(u64),
     Conflict,
+    Forbidden,
 }
 
 proptest! {
@@ -100,6 +101,8 @@ proptest! {
 
         let mut versions: HashMap<Index, u64> = HashMap::new();
         let mut keys: HashMap<(u8, u8), ((u8, u8), u64)> = HashMap::new();
+        // A label belongs to the first tenant that published it.
+        let mut owners: HashMap<Index, u8> = HashMap::new();
         let mut reference = ReferenceMap::new();
         let mut nonce_ctr = 0u64;
         let mut cmds = Vec::new();
@@ -128,6 +131,9 @@ proptest! {
                         let e = match key.and_then(|k| keys.get(&(tenant, k))) {
                             Some((lv, v)) if *lv == (label, value) => Expect::Duplicate(*v),
                             Some(_) => Expect::Conflict,
+                            None if *owners.entry(index).or_insert(tenant) != tenant => {
+                                Expect::Forbidden
+                            }
                             None => {
                                 let v = versions.entry(index).or_insert(0);
                                 *v += 1;
@@ -163,6 +169,7 @@ proptest! {
                             ItemOutcome::Applied { version, .. } => Expect::Applied(*version),
                             ItemOutcome::Duplicate { version, .. } => Expect::Duplicate(*version),
                             ItemOutcome::Conflict => Expect::Conflict,
+                            ItemOutcome::Forbidden => Expect::Forbidden,
                             ItemOutcome::Invalid(m) => panic!("invalid: {m}"),
                         };
                         prop_assert_eq!(&got, e);

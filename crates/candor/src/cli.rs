@@ -40,6 +40,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Load generator: drives a service (or an embedded one) and prints a summary,
     /// optionally writing a JSON report. Every proof is verified.
+    #[cfg(feature = "bench")]
     Bench(BenchArgs),
     /// Print the hash of a bearer token, for `api.tenants[].token_hash`.
     HashToken(HashTokenArgs),
@@ -240,6 +241,7 @@ pub struct KeygenArgs {
     pub dir: PathBuf,
 }
 
+#[cfg(feature = "bench")]
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]

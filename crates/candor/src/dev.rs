@@ -11,7 +11,7 @@ use candor_node::{DevNode, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, StoreBackend, parse_hex32};
-use crate::keys;
+use candor_node::keys;
 
 /// The pinned configuration file `candor dev` writes (canonical encoding).
 pub const CONFIG_FILE: &str = "config.bin";
@@ -63,7 +63,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             Mode::Dev => &data_dir,
             Mode::Cluster => &shared_dir,
         };
-        let (token, _) = keys::load_or_generate_token(token_dir)?;
+        let (token, _) = keys::load_or_generate_token(token_dir, candor_api::generate_token)?;
         tenants.push(Tenant {
             name: "dev".into(),
             token_hash: hash_token(&token),
@@ -106,7 +106,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             None,
         ),
         Mode::Cluster => {
-            node_config.raft = crate::serve::cluster_raft_tuning();
+            node_config.raft = candor_node::member::cluster_raft_tuning();
             let (node, server) = match config.store.backend {
                 StoreBackend::Embedded => crate::serve::start_member(&config, node_config).await?,
                 StoreBackend::Fdb => {
@@ -205,13 +205,18 @@ fn print_banner(
     s.push_str(&format!("  namespace:     {}\n", public.namespace));
     s.push_str(&format!("  config digest: {digest}\n"));
     s.push_str(&format!("  pinned config: {dir}/{CONFIG_FILE}\n"));
-    if let Some(t) = token {
+    // The token itself is a secret: never printed or logged, only its file named.
+    if token.is_some() {
         s.push_str(&format!(
-            "  dev token:     {t}   (saved in {dir}/dev-token)\n"
+            "  dev token:     in {dir}/dev-token (mode 0600)\n"
         ));
     }
     s.push_str("\nTry (every answer is verified against the pinned configuration):\n");
-    let tok = token.unwrap_or("<TOKEN>");
+    let tok = if token.is_some() {
+        format!("\"$(cat {dir}/dev-token)\"")
+    } else {
+        "<TOKEN>".to_owned()
+    };
     // Over TLS the commands also need the CA that issued the API certificate.
     let target = &if target.starts_with("https://") {
         format!("{target} --tls-ca <CA.crt>")

@@ -14,13 +14,11 @@
 //! failure or an error status from the server; 3 verification failure (the
 //! server sent something an honest server would not).
 
-mod admin;
 mod cli;
 mod cluster_cmd;
 mod cmds;
 mod config;
 mod dev;
-mod keys;
 mod serve;
 mod shared;
 mod statefulset;
@@ -172,8 +170,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Keygen(args) => {
-            let keys = keys::generate_in(&args.dir).map_err(Failure::usage)?;
-            let (_, _) = keys::load_or_generate_token(&args.dir).map_err(Failure::usage)?;
+            let keys =
+                candor_node::keys::generate_in(&args.dir).map_err(|e| Failure::usage(e.into()))?;
+            let (_, _) =
+                candor_node::keys::load_or_generate_token(&args.dir, candor_api::generate_token)
+                    .map_err(|e| Failure::usage(e.into()))?;
             println!(
                 "wrote vrf.key, head.key, smt.key and dev-token to {} (mode 0600); \
                  copy the directory to every member and pass --keys-dir",
@@ -187,14 +188,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("smt public key:  {}", hex::encode(keys.smt.public_key().0));
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             init_tracing("warn");
+            let max_ratio = args.options.max_error_ratio;
             let report = runtime
                 .block_on(candor_bench::run(args.options))
                 .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
             println!("{report}");
             // A proof that failed to verify is a security event, not a sample.
             match report.security_events() {
+                0 if report.error_ratio() > max_ratio => Err(Failure::transport(format!(
+                    "{} operation(s) failed ({:.1} %), above --max-error-ratio {max_ratio}",
+                    report.error_total(),
+                    report.error_ratio() * 100.0
+                ))),
                 0 => Ok(()),
                 n => Err(Failure::verification(format!(
                     "{n} operation(s) failed verification during the benchmark (see errors above)"

@@ -84,63 +84,13 @@ pub fn member_sets(config: &Config) -> (BTreeMap<u64, String>, BTreeMap<u64, Str
     (shards, sequencer)
 }
 
-/// The shard placement from `cluster.members[].shards`: the members hosting each shard
-/// (an empty map when every shard member hosts every shard). Every shard must be placed.
+/// The shard placement from `cluster.members[].shards` ([`candor_node::member::placement`]).
 pub fn placement(config: &Config) -> anyhow::Result<BTreeMap<u32, Vec<u64>>> {
-    let count = config.shards;
-    let members: Vec<_> = config
-        .cluster
-        .members
-        .iter()
+    let members: Vec<(u64, Option<&str>)> = (config.cluster.members.iter())
         .filter(|m| matches!(m.role, MemberRole::All | MemberRole::Shard))
+        .map(|m| (m.id, m.shards.as_deref()))
         .collect();
-    if members.iter().all(|m| m.shards.is_none()) {
-        return Ok(BTreeMap::new());
-    }
-    let mut sets = Vec::new();
-    for m in &members {
-        let set = match &m.shards {
-            None => (0..count).collect(),
-            Some(spec) => parse_shard_set(spec, count)
-                .with_context(|| format!("cluster member {}: shards = {spec:?}", m.id))?,
-        };
-        sets.push((m.id, set));
-    }
-    let mut out = BTreeMap::new();
-    for s in 0..count {
-        let ids: Vec<u64> = sets
-            .iter()
-            .filter(|(_, set)| set.contains(&s))
-            .map(|(id, _)| *id)
-            .collect();
-        if ids.is_empty() {
-            bail!("shard {s} is placed on no member (cluster.members[].shards)");
-        }
-        out.insert(s, ids);
-    }
-    Ok(out)
-}
-
-/// `"0-7,12"` → {0..=7, 12}, each below `count`.
-fn parse_shard_set(spec: &str, count: u32) -> anyhow::Result<std::collections::BTreeSet<u32>> {
-    let mut out = std::collections::BTreeSet::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let parse = |x: &str| -> anyhow::Result<u32> {
-            x.trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{x:?} is not a shard number"))
-        };
-        let (a, b) = (parse(a)?, parse(b)?);
-        if a > b || b >= count {
-            bail!("{part:?} is not a range of shards below {count}");
-        }
-        out.extend(a..=b);
-    }
-    if out.is_empty() {
-        bail!("no shard listed");
-    }
-    Ok(out)
+    Ok(candor_node::member::placement(config.shards, &members)?)
 }
 
 /// `candor serve --role api` on a shared store: reads from the store, writes forwarded.
@@ -152,8 +102,8 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         .cluster
         .keys_dir
         .clone()
-        .unwrap_or_else(|| crate::keys::keys_dir(&config.data_dir));
-    let vrf = crate::keys::load_vrf(&keys_dir)?;
+        .unwrap_or_else(|| candor_node::keys::keys_dir(&config.data_dir));
+    let vrf = candor_node::keys::load_vrf(&keys_dir)?;
     let server_tls = crate::tls::api_server_tls(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -227,18 +177,4 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
     served.context("gRPC server failed")?;
     tracing::info!("candor api stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_shard_set;
-
-    #[test]
-    fn shard_sets() {
-        let s = parse_shard_set("0-3, 7,9-9", 16).unwrap();
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 7, 9]);
-        for bad in ["", "3-1", "0-16", "x", "1-"] {
-            assert!(parse_shard_set(bad, 16).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,23 +1,17 @@
 //! TLS for the binary: the `[tls]` files loaded and checked at start-up (each error
 //! names the config key and the file), the client settings of `candor cluster`, and
-//! `candor tls gen-dev-certs` (a throw-away CA and node certificates for tests and
-//! trials, made with rcgen).
+//! `candor tls gen-dev-certs` (made by `candor_node::dev_certs`).
 //!
 //! Identity convention (see `candor_raft::tls`): a member's certificate names its
 //! node id as the SAN URI `candor-node://<id>`, plus the DNS names / IPs its peers
 //! and clients dial.
 
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use candor_raft::tls::{self as rtls, TlsConfig};
 use clap::{Args, Subcommand};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::config::Config;
@@ -229,7 +223,7 @@ pub fn run(args: TlsArgs) -> anyhow::Result<()> {
             } else {
                 hosts
             };
-            let written = gen_dev_certs(&dir, &nodes, &hosts)?;
+            let written = candor_node::dev_certs::generate(&dir, &nodes, &hosts)?;
             for p in written {
                 println!("wrote {}", p.display());
             }
@@ -243,104 +237,10 @@ pub fn run(args: TlsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn write_pem(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
-    if private {
-        crate::keys::write_private(path, text.as_bytes())
-    } else {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-    }
-}
-
-fn san(host: &str) -> anyhow::Result<SanType> {
-    Ok(match host.parse::<IpAddr>() {
-        Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(
-            host.try_into()
-                .map_err(|e| anyhow!("--host {host:?} is not a DNS name or IP: {e}"))?,
-        ),
-    })
-}
-
-/// Writes the CA (unless present), a certificate per node and an admin certificate;
-/// returns the files written.
-pub fn gen_dev_certs(dir: &Path, nodes: &[u64], hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    if nodes.contains(&0) {
-        bail!("--nodes: node ids must be > 0");
-    }
-    crate::keys::ensure_private_dir(dir)?;
-    let mut written = Vec::new();
-    let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    let issuer = if ca_crt.exists() && ca_key.exists() {
-        let key = KeyPair::from_pem(&String::from_utf8_lossy(&read(&ca_key, "ca.key")?))
-            .with_context(|| format!("{}: not a usable key", ca_key.display()))?;
-        Issuer::from_ca_cert_pem(&String::from_utf8_lossy(&read(&ca_crt, "ca.crt")?), key)
-            .with_context(|| format!("{}: not a usable CA certificate", ca_crt.display()))?
-    } else if ca_crt.exists() || ca_key.exists() {
-        bail!(
-            "{} holds only one of ca.crt and ca.key; remove it or choose another --dir",
-            dir.display()
-        );
-    } else {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "candor dev CA");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate()?;
-        let cert = params.self_signed(&key)?;
-        write_pem(&ca_key, &key.serialize_pem(), true)?;
-        write_pem(&ca_crt, &cert.pem(), false)?;
-        written.extend([ca_crt.clone(), ca_key.clone()]);
-        Issuer::new(params, key)
-    };
-    let mut leaf = |name: &str, cn: &str, sans: Vec<SanType>| -> anyhow::Result<()> {
-        let (crt, key) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        match (crt.exists(), key.exists()) {
-            (true, true) => return Ok(()),
-            (false, false) => {}
-            _ => bail!(
-                "{} holds only one of {name}.crt and {name}.key; remove it",
-                dir.display()
-            ),
-        }
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.subject_alt_names = sans;
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let k = KeyPair::generate()?;
-        let cert = params.signed_by(&k, &issuer)?;
-        write_pem(&key, &k.serialize_pem(), true)?;
-        write_pem(&crt, &cert.pem(), false)?;
-        written.extend([crt, key]);
-        Ok(())
-    };
-    for &id in nodes {
-        let mut sans = vec![SanType::URI(
-            rtls::node_uri(id)
-                .as_str()
-                .try_into()
-                .map_err(|e| anyhow!("node uri: {e}"))?,
-        )];
-        for h in hosts {
-            sans.push(san(h)?);
-        }
-        leaf(&format!("node-{id}"), &format!("candor node {id}"), sans)?;
-    }
-    leaf("admin", "candor admin", Vec::new())?;
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candor_node::dev_certs::generate as gen_dev_certs;
 
     #[test]
     fn dev_certs_load_as_node_identities() {

@@ -2,7 +2,7 @@
 //! and status, served on the member's Raft port.
 //!
 //! The member that receives a change runs it for every group it leads
-//! ([`candor_node::membership`]) and forwards it, one group per call and marked
+//! ([`crate::membership`]) and forwards it, one group per call and marked
 //! `forwarded`, to the leader of every other group over this same service (the
 //! leader's address comes from the group's membership). A forwarded call that reaches
 //! a non-leader is refused with `FAILED_PRECONDITION` and the metadata key
@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use candor_node::membership::{CatchUp, DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_MAX_LAG, GroupView};
-use candor_node::{Membership, NodeError};
+use crate::membership::{CatchUp, DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_MAX_LAG, GroupView};
+use crate::{Membership, NodeError};
 use candor_proto::admin::v1 as pb;
 use candor_raft::tls::TlsConfig;
 use candor_raft::{GroupId, NodeId};
@@ -116,7 +116,7 @@ impl Op {
         &self,
         m: &Membership,
         group: GroupId,
-    ) -> Result<candor_node::membership::GroupChange, NodeError> {
+    ) -> Result<crate::membership::GroupChange, NodeError> {
         match self {
             Op::Add {
                 node,
@@ -260,7 +260,7 @@ fn not_leader_hint(s: &Status) -> Option<Option<(NodeId, String)>> {
     }))
 }
 
-fn to_pb_change(c: candor_node::membership::GroupChange) -> pb::GroupChange {
+fn to_pb_change(c: crate::membership::GroupChange) -> pb::GroupChange {
     pb::GroupChange {
         group: c.group.0,
         changed: c.changed,

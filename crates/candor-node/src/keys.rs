@@ -1,4 +1,4 @@
-//! Secret files in the data directory: the VRF, epoch-head and SMT keys and
+//! Secret files of a member (its data or keys directory): the VRF, epoch-head and SMT keys and
 //! the dev bearer token. Created with mode 0600 on first start; refused when
 //! readable by group or others.
 
@@ -7,15 +7,31 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use candor_core::signed::SigningKeyPair;
 use candor_core::vrf::VrfSecretKey;
 use zeroize::Zeroizing;
 
+use crate::NodeError;
+
+type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+/// An I/O failure on `path`, described as `what` (e.g. "cannot read").
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = format!("{what} {}", path.display());
+    move |source| NodeError::KeyFile { what, source }
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(NodeError::Keys(format!($($t)*))) };
+}
+
 /// The deployment's secret keys.
 pub struct Keys {
+    /// The VRF secret (label → index).
     pub vrf: VrfSecretKey,
+    /// Signs epoch heads.
     pub head: SigningKeyPair,
+    /// Signs SMTs.
     pub smt: SigningKeyPair,
 }
 
@@ -27,8 +43,8 @@ pub fn keys_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// Refuses a secret file that group or others may read or write.
-pub fn check_private(path: &Path) -> anyhow::Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn check_private(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(io("cannot read", path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -43,30 +59,34 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Creates `path` with mode 0600 holding `contents`; fails if it exists.
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
+        .map_err(io("cannot create", path))?;
+    f.write_all(contents).map_err(io("cannot write", path))?;
+    f.sync_all().map_err(io("cannot write", path))?;
     Ok(())
 }
 
 /// Reads a private file after checking its permissions.
-pub fn read_private(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+pub fn read_private(path: &Path) -> Result<Zeroizing<String>> {
     check_private(path)?;
-    let s = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let s = fs::read_to_string(path).map_err(io("cannot read", path))?;
     Ok(Zeroizing::new(s))
 }
 
-fn read_seed(path: &Path) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+fn read_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
     let text = read_private(path)?;
     let mut seed = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text.trim(), seed.as_mut())
-        .map_err(|e| anyhow::anyhow!("{}: expected 64 hex characters: {e}", path.display()))?;
+    hex::decode_to_slice(text.trim(), seed.as_mut()).map_err(|e| {
+        NodeError::Keys(format!(
+            "{}: expected 64 hex characters: {e}",
+            path.display()
+        ))
+    })?;
     Ok(seed)
 }
 
@@ -77,22 +97,23 @@ fn hex_line(b: &[u8; 32]) -> Zeroizing<Vec<u8>> {
 }
 
 /// Creates a directory (and parents) with mode 0700 if missing.
-pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io("cannot set the permissions of", dir))?;
     }
     Ok(())
 }
 
 /// Loads the keys from `data_dir/keys`, generating all three on first start.
 /// Returns the keys and whether they were just generated.
-pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Keys, bool)> {
+pub fn load_or_generate(data_dir: &Path) -> Result<(Keys, bool)> {
     load_or_generate_in(&keys_dir(data_dir))
 }
 
 /// `candor keygen`: creates the three key files in `dir`; refuses existing ones.
-pub fn generate_in(dir: &Path) -> anyhow::Result<Keys> {
+pub fn generate_in(dir: &Path) -> Result<Keys> {
     if KEY_FILES.iter().any(|f| dir.join(f).exists()) {
         bail!(
             "{} already holds key files; refusing to overwrite a deployment's keys",
@@ -104,7 +125,7 @@ pub fn generate_in(dir: &Path) -> anyhow::Result<Keys> {
 
 /// Loads the keys from `dir`; all three files must exist (a cluster member never
 /// generates keys: every member must hold the same ones).
-pub fn load_existing(dir: &Path) -> anyhow::Result<Keys> {
+pub fn load_existing(dir: &Path) -> Result<Keys> {
     let missing: Vec<String> = KEY_FILES
         .iter()
         .map(|f| dir.join(f))
@@ -122,7 +143,7 @@ pub fn load_existing(dir: &Path) -> anyhow::Result<Keys> {
 
 /// Loads only the VRF secret from `dir` (an API node of a shared-state deployment needs
 /// no signing key: give it `vrf.key` alone).
-pub fn load_vrf(dir: &Path) -> anyhow::Result<VrfSecretKey> {
+pub fn load_vrf(dir: &Path) -> Result<VrfSecretKey> {
     let path = dir.join(KEY_FILES[0]);
     if !path.exists() {
         bail!(
@@ -134,7 +155,7 @@ pub fn load_vrf(dir: &Path) -> anyhow::Result<VrfSecretKey> {
     Ok(VrfSecretKey::from_bytes(&*read_seed(&path)?))
 }
 
-fn load_or_generate_in(dir: &Path) -> anyhow::Result<(Keys, bool)> {
+fn load_or_generate_in(dir: &Path) -> Result<(Keys, bool)> {
     let dir = dir.to_path_buf();
     ensure_private_dir(&dir)?;
     let paths: Vec<PathBuf> = KEY_FILES.iter().map(|f| dir.join(f)).collect();
@@ -172,8 +193,11 @@ fn load_or_generate_in(dir: &Path) -> anyhow::Result<(Keys, bool)> {
     Ok((keys, generated))
 }
 
-/// Loads the dev bearer token, generating it on first start.
-pub fn load_or_generate_token(data_dir: &Path) -> anyhow::Result<(Zeroizing<String>, bool)> {
+/// Loads the dev bearer token, generating it with `generate` on first start.
+pub fn load_or_generate_token(
+    data_dir: &Path,
+    generate: impl FnOnce() -> String,
+) -> Result<(Zeroizing<String>, bool)> {
     let path = data_dir.join("dev-token");
     if path.exists() {
         let t = read_private(&path)?;
@@ -186,7 +210,7 @@ pub fn load_or_generate_token(data_dir: &Path) -> anyhow::Result<(Zeroizing<Stri
         }
         return Ok((token, false));
     }
-    let token = Zeroizing::new(candor_api::generate_token());
+    let token = Zeroizing::new(generate());
     let mut line = token.as_bytes().to_vec();
     line.push(b'\n');
     write_private(&path, &line)?;
@@ -220,8 +244,8 @@ mod tests {
         let e = load_or_generate(dir.path()).err().unwrap().to_string();
         assert!(e.contains("missing"), "{e}");
 
-        let (t1, g1) = load_or_generate_token(dir.path()).unwrap();
-        let (t2, g2) = load_or_generate_token(dir.path()).unwrap();
+        let (t1, g1) = load_or_generate_token(dir.path(), || "t0k3n".into()).unwrap();
+        let (t2, g2) = load_or_generate_token(dir.path(), || "t0k3n".into()).unwrap();
         assert!(g1 && !g2);
         assert_eq!(*t1, *t2);
     }
