@@ -270,3 +270,13 @@ def test_production_config_is_read_by_the_binary(tmp_path):
         pytest.skip("SKIPPED LOUDLY: the production profile enables metrics (telemetry.metrics_listen), "
                     "which this binary does not have yet")
     assert "--upstream" in r.stderr, r.stderr
+
+
+def test_values_schema_is_generated():
+    """values.schema.json is written by tests/k8s/tools/gen_values_schema.py."""
+    import sys
+
+    gen = HERE / "tools" / "gen_values_schema.py"
+    out = subprocess.run([sys.executable, str(gen)], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == json.loads((chart.CHART / "values.schema.json").read_text()), \
+        "regenerate: python3 tests/k8s/tools/gen_values_schema.py > helm/candor/values.schema.json"
