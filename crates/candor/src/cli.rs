@@ -48,6 +48,8 @@ pub enum Command {
     Cluster(crate::cluster_cmd::ClusterArgs),
     /// TLS helpers: `gen-dev-certs` (a throw-away CA and node certificates).
     Tls(crate::tls::TlsArgs),
+    /// Membership of members run by a Kubernetes StatefulSet: `shrink` (scale down).
+    Statefulset(crate::statefulset::StatefulSetCmd),
 }
 
 /// `candor dev`. Settings come from defaults, then `--config FILE` (TOML),
@@ -164,6 +166,9 @@ pub struct ServeArgs {
     /// FoundationDB cluster file (`store.fdb_cluster_file`).
     #[arg(long)]
     pub fdb_cluster_file: Option<PathBuf>,
+    /// Members run by a StatefulSet: node id from the pod name, --join.
+    #[command(flatten)]
+    pub statefulset: crate::statefulset::StatefulSetArgs,
 }
 
 /// `--store`.

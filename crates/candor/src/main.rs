@@ -21,6 +21,7 @@ mod config;
 mod dev;
 mod serve;
 mod shared;
+mod statefulset;
 mod telemetry;
 mod tls;
 
@@ -156,7 +157,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out
         }
         Command::Serve(args) => {
-            let config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+            let mut config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+                .map_err(Failure::usage)?;
+            statefulset::apply(&args.statefulset, args.role, &mut config)
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
             {
@@ -168,6 +171,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 telemetry::start(&config, &args.role.to_string(), instance)
                     .map_err(Failure::usage)?;
             }
+            runtime
+                .block_on(statefulset::prepare(&args.statefulset, &mut config))
+                .map_err(Failure::usage)?;
+            statefulset::spawn_join(&runtime, &args.statefulset, &config)
+                .map_err(Failure::usage)?;
             let shared = config.store.backend == config::StoreBackend::Fdb;
             let out = match args.role {
                 cli::Role::Api if shared => runtime
@@ -247,6 +255,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(cluster_cmd::run(args))
         }
         Command::Tls(args) => tls::run(args).map_err(Failure::usage),
+        Command::Statefulset(args) => {
+            init_tracing("warn");
+            runtime.block_on(statefulset::run(args))
+        }
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
             Ok(())
