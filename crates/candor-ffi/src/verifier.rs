@@ -154,7 +154,6 @@ impl Verifier {
 
     /// A lookup response for `label` (`requested_epoch`: the epoch asked for,
     /// `None` for latest): the head, then the proof against its map root.
-    #[uniffi::method(default(requested_epoch = None))]
     pub fn verify_lookup(
         &self,
         label: Vec<u8>,
@@ -174,7 +173,6 @@ impl Verifier {
     }
 
     /// A history response for `label`, as `verify_lookup`.
-    #[uniffi::method(default(requested_epoch = None))]
     pub fn verify_history(
         &self,
         label: Vec<u8>,

@@ -1,0 +1,106 @@
+"""The Python results equal the plain Rust SDK's for the same calls, and
+verified lookups per second from Python next to the Rust SDK, in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import candor
+
+LABELS = ["alice@example.com", "bob@example.com", "carol@example.com", "absent@example.com"]
+
+
+def _hex(b):
+    return None if b is None else b.hex()
+
+
+def test_lookup_and_history_equal_the_rust_sdk(service, published, probe):
+    c = service.client()
+    epoch = c.latest_head().epoch
+    rust = {r["label"]: r for r in probe.lookup(epoch, LABELS)}
+    for label in LABELS:
+        py = c.lookup(label, epoch=epoch)
+        assert {
+            "label": label,
+            "epoch": py.head.epoch,
+            "map_root": py.head.map_root.hex(),
+            "index": py.index.hex(),
+            "found": py.found,
+            "version": py.version,
+            "value": _hex(py.value),
+            "leaf_hash": _hex(py.leaf_hash),
+            "commitment": _hex(py.commitment),
+        } == rust[label]
+
+    rust = {r["label"]: r for r in probe.history(epoch, LABELS)}
+    for label in LABELS:
+        py = c.history(label, epoch=epoch)
+        assert {
+            "label": label,
+            "epoch": py.head.epoch,
+            "index": py.index.hex(),
+            "latest_version": py.latest_version,
+            "versions": [
+                {
+                    "version": v.version,
+                    "value": _hex(v.value),
+                    "leaf_hash": v.leaf_hash.hex(),
+                    "commitment": v.commitment.hex(),
+                }
+                for v in py.versions
+            ],
+        } == rust[label]
+    # And what was published is what both see.
+    alice = rust["alice@example.com"]
+    assert [v["value"] for v in alice["versions"]] == [b"alice key v1".hex(), b"alice key v2".hex()]
+    assert alice["versions"][1]["leaf_hash"] == published["alice@example.com"][1].leaf_hash.hex()
+
+
+def test_contact_codes_equal_the_rust_sdk(probe):
+    for args in [
+        ("alice", "key-a", "bob", "key-b"),
+        ("alice@example.com", "alice key v2", "bob@example.com", "bob key v1"),
+        ("x", "", "y", "z"),
+    ]:
+        assert candor.contact_code(*args) == probe.contact_code(*args)
+
+
+def test_verified_lookups_per_second(service, published, probe, capsys):
+    """Sequential verified lookups at the latest epoch, same labels, same
+    service, same duration: Python (through the bindings) then the Rust SDK.
+    Reports; asserts only that both did work (never wall-clock figures)."""
+    seconds = float(os.environ.get("CANDOR_FFI_BENCH_SECONDS", "3"))
+    labels = LABELS[:3]
+    c = service.client()
+    for label in labels:  # warm up: connection, head tracking
+        c.lookup(label)
+    done = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        r = c.lookup(labels[done % len(labels)])
+        assert r.found
+        done += 1
+    elapsed = time.perf_counter() - start
+    python = {"lookups": done, "seconds": elapsed, "per_second": done / elapsed}
+    rust = probe.bench(seconds, labels)
+    assert python["lookups"] > 0 and rust["lookups"] > 0
+    report = {
+        "python": python,
+        "rust_sdk": rust,
+        "python_over_rust": python["per_second"] / rust["per_second"],
+        "labels": labels,
+        "note": "sequential verified lookups at the latest epoch, one client each, same candor dev",
+    }
+    out = os.environ.get("CANDOR_FFI_BENCH_OUT")
+    if out:
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
+    with capsys.disabled():
+        print(
+            f"\nverified lookups/s: python {python['per_second']:.0f} "
+            f"({python['lookups']} in {python['seconds']:.1f}s), "
+            f"rust sdk {rust['per_second']:.0f} ({rust['lookups']} in {rust['seconds']:.1f}s), "
+            f"ratio {report['python_over_rust']:.2f}"
+        )
