@@ -135,6 +135,9 @@ class Probe:
     def bench(self, seconds: float, labels: List[str]):
         return self.run("bench", str(seconds), *labels)
 
+    def verify_bench(self, seconds: float, label: str, epoch: int, head: bytes, proof: bytes):
+        return self.run("verify-bench", str(seconds), label, str(epoch), head.hex(), proof.hex())
+
 
 @pytest.fixture(scope="session")
 def probe(service):

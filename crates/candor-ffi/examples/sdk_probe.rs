@@ -7,7 +7,11 @@
 //! sdk_probe TARGET CONFIG_BIN history EPOCH LABEL...
 //! sdk_probe TARGET CONFIG_BIN bench SECONDS LABEL...
 //! sdk_probe - - contact-code LABEL_A KEY_A LABEL_B KEY_B
+//! sdk_probe - CONFIG_BIN verify-bench SECONDS LABEL EPOCH HEAD_HEX PROOF_HEX
 //! ```
+//!
+//! `verify-bench` verifies one raw lookup response (signed head and proof
+//! bytes) over and over, no network: the client-side cost alone.
 //!
 //! Labels and keys are UTF-8 arguments; bytes are printed as hex.
 
@@ -53,6 +57,30 @@ async fn main() -> Result<(), Error> {
                 lb.as_bytes(),
                 kb.as_bytes()
             ))
+        }
+        "verify-bench" => {
+            let [secs, label, epoch, head, proof] = rest else {
+                bail!("verify-bench SECONDS LABEL EPOCH HEAD_HEX PROOF_HEX");
+            };
+            let config = match PinnedConfig::from_config_bytes(&std::fs::read(config)?)? {
+                PinnedConfig::Config(c) => *c,
+                PinnedConfig::Digest(_) => bail!("verify-bench needs the configuration"),
+            };
+            let resp = candor_proto::candor::v1::LookupResponse {
+                signed_head: hex::decode(head)?,
+                proof: hex::decode(proof)?,
+                ..Default::default()
+            };
+            let epoch: u64 = epoch.parse()?;
+            let budget = Duration::from_secs_f64(secs.parse()?);
+            let start = Instant::now();
+            let mut done: u64 = 0;
+            while start.elapsed() < budget {
+                candor_client::verify::lookup(&config, label.as_bytes(), Some(epoch), &resp)?;
+                done += 1;
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            json!({"verifications": done, "seconds": elapsed, "per_second": done as f64 / elapsed})
         }
         "lookup" | "history" | "bench" => {
             let Some((n, labels)) = rest.split_first() else {
