@@ -5,7 +5,7 @@ use candor_store::StoreError;
 use candor_tree::TreeError;
 use tonic::{Code, Status};
 
-use crate::publisher::ShardError;
+use crate::publisher::PublishError;
 
 /// Every way an RPC can fail. [`From<ApiError> for Status`] is the only
 /// mapping to gRPC codes; messages never contain a label.
@@ -44,7 +44,7 @@ pub enum ApiError {
     Tree(#[from] TreeError),
     /// The shard layer refused or failed a write.
     #[error(transparent)]
-    Shard(#[from] ShardError),
+    Publish(#[from] PublishError),
 }
 
 impl ApiError {
@@ -67,14 +67,14 @@ impl ApiError {
                 TreeError::Pruned { .. } => Code::NotFound,
                 _ => Code::Internal,
             },
-            ApiError::Shard(e) => match e {
+            ApiError::Publish(e) => match e {
                 // Indeterminate: the outcome is unknown; the documented
                 // remedy (retry with the same idempotency key) is UNAVAILABLE's.
-                ShardError::NotLeader { .. }
-                | ShardError::Unavailable(_)
-                | ShardError::Indeterminate(_) => Code::Unavailable,
-                ShardError::IdempotencyConflict => Code::AlreadyExists,
-                ShardError::InvalidArgument(_) => Code::InvalidArgument,
+                PublishError::NotLeader { .. }
+                | PublishError::Unavailable(_)
+                | PublishError::Indeterminate(_) => Code::Unavailable,
+                PublishError::IdempotencyConflict => Code::AlreadyExists,
+                PublishError::InvalidArgument(_) => Code::InvalidArgument,
                 _ => Code::Internal,
             },
         }

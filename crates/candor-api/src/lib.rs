@@ -44,6 +44,6 @@ pub use auth::{Authenticator, Tenant, generate_token, hash_token};
 pub use error::{ApiError, Result};
 pub use limits::Limits;
 pub use proxy::{ApiProxy, ProxyOptions, serve_proxy, serve_proxy_tls};
-pub use publisher::{PublishReceipt, PublishRequest, Publisher, ShardError};
+pub use publisher::{PublishError, PublishReceipt, PublishRequest, Publisher};
 pub use server::{serve, serve_tls};
 pub use service::{ApiOptions, Backend, KtService};

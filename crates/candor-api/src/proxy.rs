@@ -24,7 +24,14 @@
 //!   `https://` upstreams are refused. [`serve_proxy_tls`] serves the proxy itself over
 //!   TLS.
 //!
-//! Health is SERVING while at least one upstream reports SERVING.
+//! * **Local reads** ([`ApiProxy::with_local_reads`]): the API role of a shared-state
+//!   deployment answers reads from its own [`KtService`] over the shared store and
+//!   still forwards every write. Writes therefore take one route in every deployment:
+//!   front door (this proxy) → member ([`KtService`] and its `Publisher`) → shard
+//!   leader.
+//!
+//! Health is SERVING while at least one upstream reports SERVING (with local reads:
+//! once the first epoch is readable, as [`crate::serve`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +51,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
 use crate::error::ApiError;
+use crate::service::KtService;
 
 /// Settings of an [`ApiProxy`].
 #[derive(Clone, Debug)]
@@ -85,6 +93,8 @@ struct Inner {
 pub struct ApiProxy {
     inner: Arc<Inner>,
     max_message_bytes: usize,
+    /// Answers reads here instead of forwarding them (writes are always forwarded).
+    reads: Option<KtService>,
 }
 
 impl std::fmt::Debug for ApiProxy {
@@ -149,7 +159,20 @@ impl ApiProxy {
                 call_timeout: options.call_timeout,
             }),
             max_message_bytes: options.max_message_bytes,
+            reads: None,
         })
+    }
+
+    /// Answer reads (everything but `Publish` and `PublishBatch`) with `reads`, a
+    /// service over a store this process can read (the shared store), and forward only
+    /// the writes: the API role of a shared-state deployment, which holds no shard
+    /// group and no SMT key. The members authenticate and check the writes; what they
+    /// answer is returned as is (clients verify the SMTs against the pinned
+    /// configuration).
+    #[must_use]
+    pub fn with_local_reads(mut self, reads: KtService) -> Self {
+        self.reads = Some(reads);
+        self
     }
 
     /// The tonic service with this proxy's message limits.
@@ -232,6 +255,16 @@ macro_rules! forward {
     }};
 }
 
+/// A read: answered by the local service if there is one, else forwarded.
+macro_rules! read {
+    ($self:ident, $request:ident, $method:ident, $what:literal) => {{
+        match &$self.reads {
+            Some(local) => local.$method($request).await,
+            None => forward!($self, $request, $method, $what, always),
+        }
+    }};
+}
+
 fn always<T>(_: &T) -> bool {
     true
 }
@@ -270,35 +303,35 @@ impl KeyTransparency for ApiProxy {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        forward!(self, request, lookup, "Lookup", always)
+        read!(self, request, lookup, "Lookup")
     }
 
     async fn history(
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        forward!(self, request, history, "History", always)
+        read!(self, request, history, "History")
     }
 
     async fn get_config(
         &self,
         request: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
-        forward!(self, request, get_config, "GetConfig", always)
+        read!(self, request, get_config, "GetConfig")
     }
 
     async fn get_epoch(
         &self,
         request: Request<pb::GetEpochRequest>,
     ) -> Result<Response<pb::SignedHeadResponse>, Status> {
-        forward!(self, request, get_epoch, "GetEpoch", always)
+        read!(self, request, get_epoch, "GetEpoch")
     }
 
     async fn get_latest_epoch(
         &self,
         request: Request<pb::GetLatestEpochRequest>,
     ) -> Result<Response<pb::SignedHeadResponse>, Status> {
-        forward!(self, request, get_latest_epoch, "GetLatestEpoch", always)
+        read!(self, request, get_latest_epoch, "GetLatestEpoch")
     }
 
     type WatchEpochsStream = HeadStream;
@@ -307,6 +340,9 @@ impl KeyTransparency for ApiProxy {
         &self,
         request: Request<pb::WatchEpochsRequest>,
     ) -> Result<Response<Self::WatchEpochsStream>, Status> {
+        if let Some(local) = &self.reads {
+            return local.watch_epochs(request).await;
+        }
         let md = forwarded_metadata(request.metadata());
         let first = request.into_inner().from_epoch;
         // Open the first stream now so that a bad request fails the call itself.
@@ -323,14 +359,14 @@ impl KeyTransparency for ApiProxy {
         &self,
         request: Request<pb::ConsistencyRequest>,
     ) -> Result<Response<pb::ConsistencyResponse>, Status> {
-        forward!(self, request, consistency, "Consistency", always)
+        read!(self, request, consistency, "Consistency")
     }
 
     async fn audit(
         &self,
         request: Request<pb::AuditRequest>,
     ) -> Result<Response<pb::AuditResponse>, Status> {
-        forward!(self, request, audit, "Audit", always)
+        read!(self, request, audit, "Audit")
     }
 
     async fn submit_cosignature(
@@ -338,20 +374,14 @@ impl KeyTransparency for ApiProxy {
         request: Request<pb::CosignRequest>,
     ) -> Result<Response<pb::CosignResponse>, Status> {
         // Storing the same cosignature twice is harmless.
-        forward!(
-            self,
-            request,
-            submit_cosignature,
-            "SubmitCosignature",
-            always
-        )
+        read!(self, request, submit_cosignature, "SubmitCosignature")
     }
 
     async fn get_cosignatures(
         &self,
         request: Request<pb::GetCosignaturesRequest>,
     ) -> Result<Response<pb::GetCosignaturesResponse>, Status> {
-        forward!(self, request, get_cosignatures, "GetCosignatures", always)
+        read!(self, request, get_cosignatures, "GetCosignatures")
     }
 }
 
@@ -433,7 +463,19 @@ pub async fn serve_proxy_tls(
     let kt = candor_proto::KEY_TRANSPARENCY_SERVICE;
     let probe = proxy.clone();
     let r = reporter.clone();
+    let local = proxy.reads.clone();
     let health_task = tokio::spawn(async move {
+        if let Some(local) = local {
+            // Local reads: serving once the first epoch is readable here.
+            r.set_service_status("", ServingStatus::NotServing).await;
+            r.set_service_status(kt, ServingStatus::NotServing).await;
+            if local.heads().wait_for(|h| h.is_some()).await.is_ok() {
+                r.set_service_status("", ServingStatus::Serving).await;
+                r.set_service_status(kt, ServingStatus::Serving).await;
+                tracing::info!("first epoch readable: health SERVING");
+            }
+            return;
+        }
         let mut current = None;
         loop {
             let serving = probe.any_upstream_serving().await;
@@ -455,9 +497,14 @@ pub async fn serve_proxy_tls(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
+    let local = proxy.reads.clone();
     let drain = async move {
         shutdown.await;
         health_task.abort();
+        if let Some(local) = local {
+            // End open local `WatchEpochs` streams, which would hold the drain forever.
+            local.begin_shutdown();
+        }
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;

@@ -1,6 +1,6 @@
-//! The write seam between the API and the shard layer (see
-//! `notes/SERVICE_SEAM.md`): the API validates, authenticates and computes
-//! the VRF index; a [`Publisher`] orders the mutation in its shard and signs
-//! the SMT. The types are the shard crate's.
+//! The write seam between the API and the shard layer: the API validates,
+//! authenticates and computes the VRF index; a [`Publisher`] orders the mutation in
+//! its shard and signs the SMT. The types are `candor-publish`'s, so that the API
+//! depends on neither the shard crate nor Raft.
 
-pub use candor_shard::{PublishReceipt, PublishRequest, Publisher, ShardError};
+pub use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};

@@ -94,10 +94,6 @@ struct Inner {
 pub struct KtService {
     inner: Arc<Inner>,
     shutdown_tx: Arc<watch::Sender<bool>>,
-    /// Writes go to these members instead of `Backend::publisher` (an API node of a
-    /// shared-state deployment: it reads the store itself, the shard members order
-    /// and sign the writes).
-    forward_writes: Option<crate::proxy::ApiProxy>,
 }
 
 impl std::fmt::Debug for KtService {
@@ -144,19 +140,7 @@ impl KtService {
         Ok(KtService {
             inner: Arc::new(inner),
             shutdown_tx: Arc::new(shutdown_tx),
-            forward_writes: None,
         })
-    }
-
-    /// Serve reads from the backend but send `Publish` and `PublishBatch` to `writes`
-    /// (shard members' APIs, with the caller's `authorization` and `x-request-id`): the
-    /// API role of a shared-state deployment, which holds no shard group and no SMT key.
-    /// The members authenticate and check the writes; what they answer is returned
-    /// as is (clients verify the SMTs against the pinned configuration).
-    #[must_use]
-    pub fn forward_writes_to(mut self, writes: crate::proxy::ApiProxy) -> Self {
-        self.forward_writes = Some(writes);
-        self
     }
 
     /// The configured limits.
@@ -494,7 +478,7 @@ impl Inner {
             match r {
                 Ok(receipt) => out.push(self.publish_response(&receipt, index, proof)?),
                 Err(e) => {
-                    let e = ApiError::Shard(e);
+                    let e = ApiError::Publish(e);
                     return Err(if n == 1 {
                         e
                     } else {
@@ -550,9 +534,6 @@ impl KeyTransparency for KtService {
         &self,
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        if let Some(w) = &self.forward_writes {
-            return w.publish(request).await;
-        }
         self.rpc("Publish", request, |inner, md, msg| async move {
             let tenant = inner.auth.authenticate(&md)?.to_owned();
             Span::current().record("tenant", tenant.as_str());
@@ -568,9 +549,6 @@ impl KeyTransparency for KtService {
         &self,
         request: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
-        if let Some(w) = &self.forward_writes {
-            return w.publish_batch(request).await;
-        }
         self.rpc("PublishBatch", request, |inner, md, msg| async move {
             let tenant = inner.auth.authenticate(&md)?.to_owned();
             Span::current().record("tenant", tenant.as_str());

@@ -18,7 +18,7 @@ use candor_store::{MemStore, Store};
 use candor_tree::{EpochLogStore, Forest, TreeConfig, TreeError};
 use tokio::sync::watch;
 
-use crate::publisher::{PublishReceipt, PublishRequest, Publisher, ShardError};
+use crate::publisher::{PublishError, PublishReceipt, PublishRequest, Publisher};
 use crate::service::Backend;
 
 fn now_ms() -> u64 {
@@ -184,7 +184,7 @@ impl LocalNode {
         &self,
         idem: &mut IdemMap,
         r: PublishRequest,
-    ) -> Result<PublishReceipt, ShardError> {
+    ) -> Result<PublishReceipt, PublishError> {
         let idem_key = r.idempotency_key.clone().map(|k| (r.tenant.clone(), k));
         if let Some(k) = &idem_key
             && let Some((label, value, receipt)) = idem.get(k)
@@ -192,10 +192,10 @@ impl LocalNode {
             return if *label == r.label && *value == r.value {
                 Ok(receipt.clone())
             } else {
-                Err(ShardError::IdempotencyConflict)
+                Err(PublishError::IdempotencyConflict)
             };
         }
-        let internal = |e: TreeError| ShardError::Internal(e.to_string());
+        let internal = |e: TreeError| PublishError::Internal(e.to_string());
         let shard = self.forest.shard_for(&r.index).map_err(internal)?;
         let prev = shard.latest_leaf(&r.index).map_err(internal)?;
         let version = prev.map_or(1, |l| l.version + 1);
@@ -232,7 +232,7 @@ impl Publisher for LocalNode {
     async fn publish(
         &self,
         items: Vec<PublishRequest>,
-    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError> {
+    ) -> Result<Vec<Result<PublishReceipt, PublishError>>, PublishError> {
         let mut idem = self.write.lock().unwrap_or_else(|e| e.into_inner());
         Ok(items
             .into_iter()

@@ -71,8 +71,8 @@ use tracing::info;
 pub use candor_raft::{RaftNode, RaftTransport};
 pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch};
 pub use candor_shard::{
-    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError, ShardLogic,
-    ShardLogicConfig, ShardPublisher, ShardRoute,
+    PublishError, PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError,
+    ShardLogic, ShardLogicConfig, ShardPublisher, ShardRoute,
 };
 pub use membership::Membership;
 pub use reader::StoreReader;
@@ -506,8 +506,8 @@ impl Publisher for NoShards {
     async fn publish(
         &self,
         _items: Vec<PublishRequest>,
-    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError> {
-        Err(ShardError::Unavailable(
+    ) -> Result<Vec<Result<PublishReceipt, PublishError>>, PublishError> {
+        Err(PublishError::Unavailable(
             "this member hosts no shard group (role sequencer): send writes to a shard member"
                 .into(),
         ))

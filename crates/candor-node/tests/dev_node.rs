@@ -11,7 +11,7 @@ use candor_core::map::commit;
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{
-    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, ShardError,
+    DevNode, NodeConfig, NodeKeys, PublishError, PublishReceipt, PublishRequest, Publisher,
 };
 use candor_raft::openraft::async_runtime::watch::WatchReceiver;
 use candor_tree::OpeningPolicy;
@@ -88,7 +88,7 @@ async fn publish_all(
                     out.push((req.clone(), r?));
                 }
             }
-            Ok::<_, ShardError>(out)
+            Ok::<_, PublishError>(out)
         }));
     }
     let mut all = Vec::new();
@@ -186,7 +186,7 @@ async fn publish_seal_epoch_restart() -> Result<()> {
     conflicting.value = b"other".to_vec();
     let res = node.publisher().publish(vec![conflicting]).await?;
     ensure!(
-        matches!(res[0], Err(ShardError::IdempotencyConflict)),
+        matches!(res[0], Err(PublishError::IdempotencyConflict)),
         "{:?}",
         res[0]
     );
@@ -276,13 +276,13 @@ async fn bad_items_fail_alone() -> Result<()> {
         .publish(vec![huge, ok.clone(), empty_label])
         .await?;
     ensure!(
-        matches!(res[0], Err(ShardError::InvalidArgument(_))),
+        matches!(res[0], Err(PublishError::InvalidArgument(_))),
         "{:?}",
         res[0]
     );
     check_receipt(&node, &ok, res[1].as_ref().map_err(Clone::clone)?, 1)?;
     ensure!(
-        matches!(res[2], Err(ShardError::InvalidArgument(_))),
+        matches!(res[2], Err(PublishError::InvalidArgument(_))),
         "{:?}",
         res[2]
     );

@@ -79,3 +79,22 @@ impl From<candor_tree::TreeError> for ShardError {
         }
     }
 }
+
+/// What a caller of the publish seam sees: the same cases, with the state machine's
+/// internal ones (`Storage`, `StaleReplica`) as `Internal`.
+impl From<ShardError> for candor_publish::PublishError {
+    fn from(e: ShardError) -> Self {
+        use candor_publish::PublishError as P;
+        match e {
+            ShardError::NotLeader { leader } => P::NotLeader { leader },
+            ShardError::Unavailable(m) => P::Unavailable(m),
+            ShardError::Indeterminate(m) => P::Indeterminate(m),
+            ShardError::IdempotencyConflict => P::IdempotencyConflict,
+            ShardError::InvalidArgument(m) => P::InvalidArgument(m),
+            ShardError::Internal(m) => P::Internal(m),
+            other @ (ShardError::Storage(_) | ShardError::StaleReplica(_)) => {
+                P::Internal(other.to_string())
+            }
+        }
+    }
+}

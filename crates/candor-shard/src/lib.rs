@@ -39,10 +39,9 @@ pub mod logic;
 mod publisher;
 mod sealer;
 
+pub use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
 pub use command::{Item, ItemOutcome, ShardCommand, ShardResponse};
 pub use error::ShardError;
 pub use logic::{ShardLogic, ShardLogicConfig, ShardState, idempotency_key_hash};
-pub use publisher::{
-    PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardPublisher, ShardRoute, now_ms,
-};
+pub use publisher::{PublisherConfig, ShardPublisher, ShardRoute, now_ms};
 pub use sealer::spawn_sealer;

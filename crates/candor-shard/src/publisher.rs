@@ -1,4 +1,5 @@
-//! The publish path: [`Publisher`] (the seam the API calls) and [`ShardPublisher`], which
+//! The publish path: [`ShardPublisher`], the shard layer's [`Publisher`] (the seam the
+//! API calls, defined in `candor-publish`), which
 //! routes items to their shard, groups concurrent requests into one Raft entry per shard,
 //! and signs an SMT for each applied item.
 //!
@@ -20,49 +21,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
+use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
+
 use crate::command::{Item, ItemOutcome, ShardCommand, ShardResponse};
 use crate::error::ShardError;
 use crate::logic::ShardLogic;
-
-/// One mutation to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublishRequest {
-    /// Authenticated tenant (the bearer token owner).
-    pub tenant: String,
-    /// Scoped per tenant: a retry with the same key lands once.
-    pub idempotency_key: Option<String>,
-    /// The label (the commitment covers it).
-    pub label: Vec<u8>,
-    /// VRF index of the label, computed by the API (which holds the VRF key).
-    pub index: Index,
-    /// The new value.
-    pub value: Vec<u8>,
-}
-
-/// What a successful publish returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublishReceipt {
-    /// The Signed Mutation Timestamp: the promise of inclusion by its deadline.
-    pub smt: SignedMutationTimestamp,
-    /// The new leaf (index, version, commitment, prev).
-    pub leaf: Leaf,
-    /// The opening of the commitment, returned to the publisher only.
-    pub nonce: [u8; 32],
-}
-
-/// The write seam between the API and the shards.
-#[async_trait::async_trait]
-pub trait Publisher: Send + Sync + 'static {
-    /// Routes each item to its shard (`shard_of(index, shard_bits)`); the items of one
-    /// shard go into one Raft entry (or a few, if they exceed an entry). Returns only
-    /// after each item's entry is committed and applied, with a freshly signed SMT.
-    /// The outer error fails the whole call (nothing was proposed); inner errors are
-    /// per item, in request order.
-    async fn publish(
-        &self,
-        items: Vec<PublishRequest>,
-    ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError>;
-}
 
 /// Tuning of [`ShardPublisher`].
 #[derive(Clone, Debug)]
@@ -264,6 +227,20 @@ fn sign_smt(
 #[async_trait::async_trait]
 impl Publisher for ShardPublisher {
     async fn publish(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<PublishReceipt, PublishError>>, PublishError> {
+        Ok(self
+            .publish_items(items)
+            .await?
+            .into_iter()
+            .map(|r| r.map_err(PublishError::from))
+            .collect())
+    }
+}
+
+impl ShardPublisher {
+    async fn publish_items(
         &self,
         items: Vec<PublishRequest>,
     ) -> Result<Vec<Result<PublishReceipt, ShardError>>, ShardError> {

@@ -204,8 +204,9 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         ..ApiOptions::default()
     };
     let service = KtService::new(backend, vrf, options)
-        .context("the VRF key does not belong to the configuration in the store")?
-        .forward_writes_to(proxy);
+        .context("the VRF key does not belong to the configuration in the store")?;
+    // Reads from the shared store here; writes forwarded to the shard members.
+    let front = proxy.with_local_reads(service);
     crate::dev::write_public_config(&config.data_dir, &public)?;
     let scheme = if server_tls.is_some() {
         "https"
@@ -220,7 +221,8 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         hex::encode(public.digest())
     );
     let served =
-        candor_api::serve_tls(listener, service, server_tls, crate::dev::shutdown_signal()).await;
+        candor_api::serve_proxy_tls(listener, front, server_tls, crate::dev::shutdown_signal())
+            .await;
     reader.shutdown().await;
     served.context("gRPC server failed")?;
     tracing::info!("candor api stopped");

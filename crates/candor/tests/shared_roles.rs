@@ -81,6 +81,17 @@ impl Served {
         Ok(Served { url, stop, task })
     }
 
+    /// An API node: reads answered locally, writes forwarded to the members.
+    async fn start_front_door(proxy: ApiProxy, port: u16) -> Result<Served> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(candor_api::serve_proxy(listener, proxy, async {
+            let _ = stopped.await;
+        }));
+        Ok(Served { url, stop, task })
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
@@ -194,8 +205,8 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
         call_timeout: Duration::from_secs(10),
         ..ProxyOptions::default()
     })?;
-    let api = KtService::new(backend, vrf(), options())?.forward_writes_to(proxy);
-    let api = Served::start(api, 0).await?;
+    let api = proxy.with_local_reads(KtService::new(backend, vrf(), options())?);
+    let api = Served::start_front_door(api, 0).await?;
 
     // Ready once the first epoch is readable from the store (health turns SERVING then).
     tokio::time::timeout(
