@@ -91,7 +91,18 @@ def service():
         config = config_path.read_bytes()
         token = (data / "dev-token").read_text().strip()
         target = f"http://127.0.0.1:{port}"
-        digest = candor.Client(target, pin=config).config_digest
+        probe_client = candor.Client(target, pin=config)
+        digest = probe_client.config_digest
+        # Reads fail with FAILED_PRECONDITION until the first epoch is signed.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe_client.latest_head()
+                break
+            except candor.ServerStatusError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         yield Service(target, data, config_path, config, token, digest, interval)
     finally:
         proc.terminate()

@@ -50,9 +50,14 @@ VPY="$WORK/venv/bin/python"
 
 step "build: candor binary and the Rust SDK probe ($PROFILE)"
 cargo_ build "${CARGO_PROFILE[@]}" -p candor -p candor-ffi --example sdk_probe
-# Private copies: the shared target dir may be rebuilt by someone else.
-cp "$CARGO_TARGET_DIR/$PROFILE/candor" "$WORK/candor"
-cp "$CARGO_TARGET_DIR/$PROFILE/examples/sdk_probe" "$WORK/sdk_probe"
+# Private copies: the shared target dir may be rebuilt by someone else. Hard
+# links where possible (cargo replaces files rather than rewriting them, so
+# the linked inode stays as built; no extra disk space).
+for f in "$PROFILE/candor:candor" "$PROFILE/examples/sdk_probe:sdk_probe"; do
+  rm -f "$WORK/${f#*:}"
+  ln "$CARGO_TARGET_DIR/${f%%:*}" "$WORK/${f#*:}" 2>/dev/null \
+    || cp "$CARGO_TARGET_DIR/${f%%:*}" "$WORK/${f#*:}"
+done
 
 step "build: the wheel (maturin, uniffi bindings, $PROFILE)"
 rm -rf "$WORK/wheels"

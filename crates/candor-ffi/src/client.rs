@@ -160,17 +160,25 @@ impl Client {
             } else {
                 poll_ms
             });
-            let waited = tokio::time::timeout(
-                Duration::from_millis(timeout_ms),
-                self.inner.wait_merged(&label, &smt, poll),
-            )
-            .await
-            .map_err(|_| CandorError::Timeout {
-                detail: format!(
-                    "version {} not shown merged within {timeout_ms} ms (deadline {})",
-                    smt.smt.version, smt.smt.merge_deadline_ms
-                ),
-            })??;
+            // A service that has not signed its first epoch yet answers
+            // FAILED_PRECONDITION: keep waiting for it, within the timeout.
+            let wait = async {
+                loop {
+                    match self.inner.wait_merged(&label, &smt, poll).await {
+                        Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {}
+                        other => return other,
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+            };
+            let waited = tokio::time::timeout(Duration::from_millis(timeout_ms), wait)
+                .await
+                .map_err(|_| CandorError::Timeout {
+                    detail: format!(
+                        "version {} not shown merged within {timeout_ms} ms (deadline {})",
+                        smt.smt.version, smt.smt.merge_deadline_ms
+                    ),
+                })??;
             let history = history_result(&label, &waited.history, true);
             let mut verified = history.verified.clone();
             verified.push(
