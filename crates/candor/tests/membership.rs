@@ -199,8 +199,14 @@ impl Cluster {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-        (out.status.code().unwrap_or(-1), json, stderr)
+        let json: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        // With --json a failure is a JSON object on stdout: keep both streams.
+        let err = if json.get("error").is_some() {
+            format!("{stderr}{stdout}")
+        } else {
+            stderr
+        };
+        (out.status.code().unwrap_or(-1), json, err)
     }
 
     /// `candor cluster ARGS --admin (member admin_of)`, human output: exit code, stdout.
