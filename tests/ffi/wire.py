@@ -107,7 +107,7 @@ TARGETS: Dict[str, Dict[str, List[int]]] = {
     "proof": {
         "Publish": [5],  # vrf_proof
         "Lookup": [2],
-        "History": [2],
+        "History": [2, 5],  # proof (whole history) or page (paged)
         "GetEpoch": [2],  # signed_head (no proof in this response)
         "GetLatestEpoch": [2],
         "Consistency": [1],
