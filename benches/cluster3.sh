@@ -14,7 +14,7 @@ for i in 1 2 3; do
   if [ "$1" = mtls ]; then
     export CANDOR_TLS__CLUSTER=true CANDOR_TLS__CA=$W/certs/ca.crt CANDOR_TLS__CERT=$W/certs/node-$i.crt CANDOR_TLS__KEY=$W/certs/node-$i.key
   fi
-  CANDOR_LOG=warn $B serve --node-id $i --data-dir n$i --keys-dir keys --listen 127.0.0.1:980$i --raft-listen 127.0.0.1:981$i $M $([ $i = 1 ] && echo --bootstrap) > n$i.log 2>&1 &
+  CANDOR_LOG=warn $B serve --dev-token --node-id $i --data-dir n$i --keys-dir keys --listen 127.0.0.1:980$i --raft-listen 127.0.0.1:981$i $M $([ $i = 1 ] && echo --bootstrap) > n$i.log 2>&1 &
   echo $! >> pids
 done
 unset CANDOR_TLS__CLUSTER CANDOR_TLS__CA CANDOR_TLS__CERT CANDOR_TLS__KEY

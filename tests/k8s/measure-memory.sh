@@ -17,7 +17,7 @@ trap cleanup EXIT
 M="--member 1=127.0.0.1:18711 --member 2=127.0.0.1:18712 --member 3=127.0.0.1:18713"
 for i in 1 2 3; do
   boot=""; [ "$i" = 1 ] && boot="--bootstrap"
-  "$BIN" serve --role all --node-id "$i" $boot --keys-dir "$WORK/keys" --data-dir "$WORK/m$i" \
+  "$BIN" serve --role all --dev-token --node-id "$i" $boot --keys-dir "$WORK/keys" --data-dir "$WORK/m$i" \
     --listen "127.0.0.1:1870$i" --raft-listen "127.0.0.1:1871$i" --shards "$SHARDS" $M \
     >"$WORK/m$i.log" 2>&1 &
   PIDS+=($!)

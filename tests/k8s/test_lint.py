@@ -264,8 +264,17 @@ def test_production_config_is_read_by_the_binary(tmp_path):
     cm = {o["metadata"]["name"]: o["data"] for o in chart.find(objs, "ConfigMap")}
     cfg = tmp_path / "candor.toml"
     cfg.write_text(cm["candor-config"]["candor.toml"])
+    # The front door's environment as the pod gets it (TLS on: the binary refuses a
+    # plaintext API on 0.0.0.0 otherwise; the files are read only later).
+    front = [d for d in chart.find(objs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    assert front, "production renders a front-door Deployment"
+    pod_env = {e["name"]: e["value"] for e in front[0]["spec"]["template"]["spec"]["containers"][0].get("env", [])
+               if "value" in e}
+    assert pod_env.get("CANDOR_TLS__API") == "true", pod_env
+    env = dict(os.environ, **pod_env)
     # Without upstreams a front door stops right after reading the configuration.
-    r = subprocess.run([exe, "serve", "--role=api", f"--config={cfg}"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([exe, "serve", "--role=api", f"--config={cfg}"], capture_output=True, text=True,
+                       timeout=60, env=env)
     if "telemetry" in r.stderr and "unknown field" in r.stderr:
         pytest.skip("SKIPPED LOUDLY: the production profile enables metrics (telemetry.metrics_listen), "
                     "which this binary does not have yet")

@@ -195,7 +195,7 @@ class Cluster:
         for m in self.members:
             member_args += ["--member", f"{m['id']}={m['ip']}:{m['raft']}"]
         for m in self.members:
-            args = ["serve", "--role", "all", "--data-dir", str(tmp / f"data{m['id']}"),
+            args = ["serve", "--role", "all", "--dev-token", "--data-dir", str(tmp / f"data{m['id']}"),
                     "--keys-dir", str(tmp / "keys"), "--node-id", str(m["id"]),
                     "--listen", f"{m['ip']}:{m['api']}", "--raft-listen", f"{m['ip']}:{m['raft']}",
                     "--metrics-listen", f"{m['ip']}:{m['metrics']}",

@@ -101,6 +101,7 @@ impl DevArgs {
                 metrics_listen: self.metrics_listen,
                 log_format: self.log_format,
             },
+            api: Default::default(),
         }
     }
 }
@@ -166,6 +167,14 @@ pub struct ServeArgs {
     /// FoundationDB cluster file (`store.fdb_cluster_file`).
     #[arg(long)]
     pub fdb_cluster_file: Option<PathBuf>,
+    /// Accept the bearer token of tenant `dev` from the keys directory
+    /// (`api.dev_token`; off by default for `serve`: configure `api.tenants`).
+    #[arg(long)]
+    pub dev_token: bool,
+    /// Serve the public API in clear on a non-loopback address (`api.insecure`):
+    /// only behind a TLS-terminating proxy or on a trusted network.
+    #[arg(long)]
+    pub insecure: bool,
     /// Members run by a StatefulSet: node id from the pod name, --join.
     #[command(flatten)]
     pub statefulset: crate::statefulset::StatefulSetArgs,
@@ -197,6 +206,10 @@ impl ServeArgs {
                 StoreArg::Fdb => crate::config::StoreBackend::Fdb,
             }),
             fdb_cluster_file: self.fdb_cluster_file.clone(),
+        };
+        o.api = crate::config::ApiOverrides {
+            dev_token: self.dev_token.then_some(true),
+            insecure: self.insecure.then_some(true),
         };
         o
     }

@@ -275,9 +275,17 @@ pub struct ApiConfig {
     /// Tenants allowed to write, each with the hash of its bearer token
     /// (`candor hash-token TOKEN`).
     pub tenants: Vec<TenantConfig>,
-    /// `candor dev` generates a bearer token for tenant `dev` on first start
-    /// (saved in `data_dir/dev-token`).
-    pub dev_token: bool,
+    /// Accept the bearer token of tenant `dev` (generated on first start into
+    /// `data_dir/dev-token`, or read from the keys directory of a cluster).
+    /// Unset: on for `candor dev`, off for `candor serve` (a production member
+    /// accepts no dev token unless asked: `--dev-token` or `dev_token = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_token: Option<bool>,
+    /// `candor serve` refuses to serve the public API in clear on an address
+    /// other than loopback (bearer tokens would cross the network unprotected)
+    /// unless `tls.api` is on or this is set (`--insecure`): TLS terminated in
+    /// front of Candor, or a trusted network.
+    pub insecure: bool,
     /// Auditor Ed25519 public keys (64 hex) whose cosignatures are stored.
     pub auditor_keys: Vec<String>,
     /// Cached VRF evaluations (entries).
@@ -291,7 +299,8 @@ impl Default for ApiConfig {
         ApiConfig {
             limits: Limits::default(),
             tenants: Vec::new(),
-            dev_token: true,
+            dev_token: None,
+            insecure: false,
             auditor_keys: Vec::new(),
             vrf_cache_entries: 65_536,
             view_cache_epochs: 8,
@@ -369,6 +378,23 @@ pub struct Overrides {
     pub cluster: ClusterOverrides,
     #[serde(skip_serializing_if = "TelemetryOverrides::is_empty")]
     pub telemetry: TelemetryOverrides,
+    #[serde(skip_serializing_if = "ApiOverrides::is_empty")]
+    pub api: ApiOverrides,
+}
+
+/// `candor serve --dev-token` and `--insecure`.
+#[derive(Debug, Default, Serialize)]
+pub struct ApiOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_token: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+}
+
+impl ApiOverrides {
+    fn is_empty(&self) -> bool {
+        self.dev_token.is_none() && self.insecure.is_none()
+    }
 }
 
 /// `--metrics-listen` and `--log-format`.
@@ -452,6 +478,21 @@ impl Config {
             .map_err(|e| anyhow::anyhow!(describe(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `candor serve`: the public API in clear on a non-loopback address needs
+    /// `api.insecure` (`--insecure`); `tls.api` is the production answer.
+    pub fn check_plaintext_api(&self) -> anyhow::Result<()> {
+        if self.tls.api || self.api.insecure || self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        bail!(
+            "listen = {} is not a loopback address and tls.api is off: bearer tokens and \
+             lookups would cross the network in clear. Turn on TLS (tls.api = true with \
+             tls.cert and tls.key, or CANDOR_TLS__API=true; docs/operations.md), or pass \
+             --insecure (api.insecure = true) when TLS ends in front of Candor",
+            self.listen
+        )
     }
 
     /// `log2(shards)`.

@@ -57,7 +57,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             token_hash: parse_hex32(&t.token_hash)?,
         });
     }
-    let token = if config.api.dev_token {
+    // A production member accepts no dev token unless asked.
+    let token = if config.api.dev_token.unwrap_or(mode == Mode::Dev) {
         let token_dir = match mode {
             Mode::Dev => &data_dir,
             Mode::Cluster => &shared_dir,

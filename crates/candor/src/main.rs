@@ -162,6 +162,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             statefulset::apply(&args.statefulset, args.role, &mut config)
                 .map_err(Failure::usage)?;
             check_role(&config, args.role).map_err(Failure::usage)?;
+            config.check_plaintext_api().map_err(Failure::usage)?;
             {
                 let _rt = runtime.enter();
                 let instance = match args.role {

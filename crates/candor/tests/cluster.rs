@@ -94,7 +94,7 @@ impl Cluster {
             .unwrap()
         };
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--role", "all", "--data-dir"])
+        cmd.args(["serve", "--role", "all", "--dev-token", "--data-dir"])
             .arg(self.dir.join(format!("data{}", m.id)))
             .arg("--keys-dir")
             .arg(self.dir.join("keys"))

@@ -559,3 +559,76 @@ async fn hardening_bench_backs_off_and_fails_on_errors() {
     assert!(errors > 0, "{report}");
     assert!(errors < 1000, "no backoff: {errors} errors\n{report}");
 }
+
+/// `candor serve` defaults: a plaintext public API on a non-loopback address is
+/// refused unless `--insecure` (and nothing is created); a member accepts the dev
+/// token only with `--dev-token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_serve_safe_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let keys = dir.join("keys");
+    let out = Command::new(BIN)
+        .args(["keygen", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dev_token = std::fs::read_to_string(keys.join("dev-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (port, raft) = (free_port(), free_port());
+    let serve = |listen: String, extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--role", "all", "--node-id", "1", "--bootstrap"])
+            .arg("--keys-dir")
+            .arg(&keys)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--listen", &listen])
+            .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
+            .args(["--member", &format!("1=127.0.0.1:{raft}")])
+            .args(["--epoch-interval", "300ms", "--shards", "4"])
+            .args(extra)
+            .env("CANDOR_LOG", "info,openraft=warn")
+            .env_remove("RUST_LOG")
+            .env_remove("CANDOR_API__DEV_TOKEN")
+            .env_remove("CANDOR_API__INSECURE")
+            .stdin(Stdio::null());
+        cmd
+    };
+
+    // 1. Every interface, no TLS, no --insecure: refused at start, usage exit 1.
+    let out = serve(format!("0.0.0.0:{port}"), &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(!dir.join("data").exists(), "a refused start created state");
+
+    // 2. With --insecure it serves; without --dev-token the dev token is refused.
+    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = serve(format!("0.0.0.0:{port}"), &["--insecure"])
+        .stdout(log("stdout"))
+        .stderr(log("stderr"))
+        .spawn()
+        .unwrap();
+    let mut member = Dev {
+        child,
+        dir: dir.to_path_buf(),
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+    };
+    member.wait_serving().await;
+    let mut c = member.client().await;
+    let e = c
+        .publish(authed(item(b"alice", b"k"), Some(&dev_token)))
+        .await
+        .expect_err("the dev token was accepted without --dev-token");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let logs = member.logs();
+    assert!(!logs.contains(&dev_token), "the dev token in the logs");
+}

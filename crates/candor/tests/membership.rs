@@ -89,7 +89,7 @@ impl Cluster {
         };
         let m = self.m(id);
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--role", "all", "--data-dir"])
+        cmd.args(["serve", "--role", "all", "--dev-token", "--data-dir"])
             .arg(self.dir.join(format!("data{id}")))
             .arg("--keys-dir")
             .arg(self.dir.join("keys"))

@@ -131,7 +131,7 @@ async fn three_members_over_mutual_tls() {
     let mut procs = Vec::new();
     for m in &members {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--role", "all", "--data-dir"])
+        cmd.args(["serve", "--role", "all", "--dev-token", "--data-dir"])
             .arg(dir.join(format!("data{}", m.id)))
             .arg("--keys-dir")
             .arg(dir.join("keys"))

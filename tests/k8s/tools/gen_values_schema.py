@@ -49,6 +49,7 @@ schema = {
         "log": s(minLength=1),
         "api": obj({
             "devToken": b("Tenant dev with the token in the keys Secret."),
+            "insecure": b("Without tls.enabled: serve the API in clear on the pod network (api.insecure); the binary refuses a plaintext non-loopback API otherwise."),
             "tenants": {"type": "array", "items": obj({"name": s(minLength=1), "tokenHash": hex64}, ["name", "tokenHash"])},
             "auditorKeys": {"type": "array", "items": hex64},
             "vrfCacheEntries": i(minimum=1),
