@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Telemetry export overhead (issue 12): `candor bench --embedded` with OTLP
+export off and on, alternated in one run against a real OTLP/gRPC receiver
+(the suite's), so both sides see the same machine state.
+
+    python3 tests/telemetry/overhead.py [--bin target/release/candor]
+        [--rounds 3] [--duration 20s] [--concurrency 64]
+
+Export on = OTEL_EXPORTER_OTLP_ENDPOINT set: traces and metrics go to the
+receiver, and the Prometheus reader is on too (the server's configuration).
+Prints each run's mutations/s and lookups/s, then the ratio of the medians.
+A measurement, not a test: it asserts nothing about time.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Receiver  # noqa: E402
+
+
+def run(bin_path, export_endpoint, duration, concurrency, tmp, name):
+    out = os.path.join(tmp, f"{name}.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if export_endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = export_endpoint
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
+        env["OTEL_SERVICE_NAME"] = "candor-bench"
+    cmd = [bin_path, "bench", "--embedded", "--duration", duration,
+           "--concurrency", str(concurrency), "--json", out, "--quiet"]
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        r = json.load(f)
+    return r["mutations_per_s"], r["lookups_per_s"], sum(r["errors"].values())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/candor")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", default="20s")
+    ap.add_argument("--concurrency", type=int, default=64)
+    a = ap.parse_args()
+    rx = Receiver()
+    rows = {"off": [], "on": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(a.rounds):
+                # Alternate which side goes first, so drift hits both.
+                order = ["off", "on"] if i % 2 == 0 else ["on", "off"]
+                for side in order:
+                    ep = rx.endpoint if side == "on" else None
+                    m, l, e = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}")
+                    rows[side].append((m, l))
+                    print(f"round {i + 1} export {side:3}: {m:9.0f} mutations/s "
+                          f"{l:9.0f} lookups/s  errors {e}", flush=True)
+    finally:
+        spans = len(rx.span_list())
+        rx.stop()
+    med = {s: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+           for s, v in rows.items()}
+    print(f"receiver got {spans} spans while export was on")
+    for k, name in ((0, "mutations/s"), (1, "lookups/s")):
+        on, off = med["on"][k], med["off"][k]
+        print(f"median {name}: off {off:.0f}, on {on:.0f}, on/off = {on / off:.3f} "
+              f"(cost {100 * (1 - on / off):+.1f} %)")
+    if spans == 0:
+        print("the receiver got no span: export did not happen", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
