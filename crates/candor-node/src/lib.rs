@@ -868,6 +868,12 @@ impl DevNode {
 
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
+        // What the epoch ticker seals first when this node becomes sequencer leader.
+        let local_shards: Vec<membership::LocalShard> = shards
+            .iter()
+            .zip(&counters)
+            .map(|(g, (s, c))| (*s, g.clone(), Arc::clone(c)))
+            .collect();
         for (g, (s, c)) in shards.iter().zip(counters) {
             tasks.push(candor_shard::spawn_sealer(
                 node_id,
@@ -884,6 +890,7 @@ impl DevNode {
                 seq.clone(),
                 forest.clone(),
                 membership.clone(),
+                local_shards,
                 config.epoch_interval,
                 cancel.child_token(),
             ));

@@ -778,6 +778,7 @@ pub(crate) fn spawn_epoch_ticker(
     group: RaftGroup<crate::SequencerLogic>,
     forest: candor_tree::Forest,
     membership: Membership,
+    local_shards: Vec<LocalShard>,
     interval: Duration,
     cancel: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -786,13 +787,25 @@ pub(crate) fn spawn_epoch_ticker(
         let node = membership.node_id();
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leading = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
             if group.leader() != Some(node) {
+                leading = false;
                 continue;
+            }
+            if !leading {
+                // Newly the sequencer leader (a restart included): seal what the local
+                // shards hold pending before the first epoch, so that epoch merges
+                // every mutation acknowledged before (on one node: all of them).
+                leading = true;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = seal_local_shards(node, &local_shards, interval) => {}
+                }
             }
             if !membership.replicates_every_shard()
                 && let Some(to) = membership.sequencer_handoff_target()
@@ -816,6 +829,35 @@ pub(crate) fn spawn_epoch_ticker(
             }
         }
     })
+}
+
+/// A shard group hosted here, with its pending-label counter.
+pub(crate) type LocalShard = (
+    u32,
+    RaftGroup<candor_shard::ShardLogic>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
+/// Seals every local shard that has pending labels and is led here, waiting up to
+/// `bound` for a shard group that has no leader yet (groups elect independently
+/// after a restart). Shards led elsewhere are sealed by their own leaders.
+async fn seal_local_shards(node: NodeId, shards: &[LocalShard], bound: Duration) {
+    use std::sync::atomic::Ordering;
+    let deadline = tokio::time::Instant::now() + bound.max(Duration::from_secs(1));
+    for (shard, group, pending) in shards {
+        if pending.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        while group.leader().is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if candor_shard::seal_pending(node, *shard, group, pending)
+            .await
+            .is_some()
+        {
+            tracing::debug!(shard, "sealed before the first epoch as leader");
+        }
+    }
 }
 
 #[cfg(test)]

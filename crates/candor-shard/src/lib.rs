@@ -44,4 +44,4 @@ pub use command::{Item, ItemOutcome, ShardCommand, ShardResponse};
 pub use error::ShardError;
 pub use logic::{ShardLogic, ShardLogicConfig, ShardState, idempotency_key_hash};
 pub use publisher::{PublisherConfig, ShardPublisher, ShardRoute, now_ms};
-pub use sealer::spawn_sealer;
+pub use sealer::{seal_pending, spawn_sealer};

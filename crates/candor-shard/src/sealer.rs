@@ -30,21 +30,46 @@ pub fn spawn_sealer(
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if pending.load(Ordering::Relaxed) == 0 || group.leader() != Some(node) {
-                continue;
-            }
-            let span = info_span!("seal", shard);
-            let res = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = group.client_write(ShardCommand::Seal.encode()).instrument(span) => r,
-            };
-            match res.map(|r| ShardResponse::decode(&r)) {
-                Ok(Ok(ShardResponse::Sealed { revision, changed })) => {
-                    debug!(shard, revision, changed, "seal committed");
-                }
-                Ok(other) => warn!(shard, ?other, "unexpected seal response"),
-                Err(e) => warn!(shard, error = %e, "seal failed"),
+                _ = seal_pending(node, shard, &group, &pending) => {}
             }
         }
     })
+}
+
+/// Seal `group`'s pending labels now, if this node leads it and any are pending:
+/// one tick of the sealer. Returns the sealed revision when a seal committed. The
+/// epoch ticker also calls it for every local shard when its node becomes the
+/// sequencer leader (a restart included), so the first epoch it signs merges every
+/// mutation acknowledged before (issue #16: recovery after a single-node restart).
+pub async fn seal_pending(
+    node: NodeId,
+    shard: u32,
+    group: &RaftGroup<ShardLogic>,
+    pending: &AtomicUsize,
+) -> Option<u64> {
+    if pending.load(Ordering::Relaxed) == 0 || group.leader() != Some(node) {
+        return None;
+    }
+    let span = info_span!("seal", shard);
+    match group
+        .client_write(ShardCommand::Seal.encode())
+        .instrument(span)
+        .await
+        .map(|r| ShardResponse::decode(&r))
+    {
+        Ok(Ok(ShardResponse::Sealed { revision, changed })) => {
+            debug!(shard, revision, changed, "seal committed");
+            Some(revision)
+        }
+        Ok(other) => {
+            warn!(shard, ?other, "unexpected seal response");
+            None
+        }
+        Err(e) => {
+            warn!(shard, error = %e, "seal failed");
+            None
+        }
+    }
 }

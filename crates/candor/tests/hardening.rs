@@ -36,12 +36,16 @@ impl Dev {
     /// `candor dev` with tenant `b` beside the dev tenant and `limits` (TOML lines
     /// of `[api.limits]`).
     fn start(dir: &Path, limits: &str, epoch_interval: &str) -> Dev {
-        let port = free_port();
+        Dev::start_with(dir, "", limits, epoch_interval, free_port())
+    }
+
+    /// As [`Dev::start`], with top-level TOML lines `top` and a given port.
+    fn start_with(dir: &Path, top: &str, limits: &str, epoch_interval: &str, port: u16) -> Dev {
         let config = dir.join("candor.toml");
         std::fs::write(
             &config,
             format!(
-                "[api.limits]\n{limits}\n[[api.tenants]]\nname = \"b\"\ntoken_hash = \"{}\"\n",
+                "{top}\n[api.limits]\n{limits}\n[[api.tenants]]\nname = \"b\"\ntoken_hash = \"{}\"\n",
                 hex::encode(candor_api::hash_token(TOKEN_B))
             ),
         )
@@ -635,4 +639,85 @@ async fn hardening_serve_safe_defaults() {
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     let logs = member.logs();
     assert!(!logs.contains(&dev_token), "the dev token in the logs");
+}
+
+/// Single node past a restart: mutations acknowledged but not yet sealed when the
+/// process died are all merged in the first epoch the restarted process signs. The
+/// sealer is slowed to once a minute so that nothing is sealed before the kill,
+/// and after the restart only the epoch ticker's seal-on-leadership can merge them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_single_node_restart_merges_pending_in_first_epoch() {
+    use candor_client::{Client, PinnedConfig, PublishItem};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let top = "seal_interval_ms = 60000\nmax_merge_delay_ms = 120000";
+    let mut dev = Dev::start_with(tmp.path(), top, "", "500ms", port);
+    dev.wait_serving().await;
+    let config = std::fs::read(tmp.path().join("data/config.bin")).unwrap();
+    let connect = || async {
+        Client::connect(
+            dev_url(port),
+            PinnedConfig::from_config_bytes(&config).unwrap(),
+        )
+        .await
+        .unwrap()
+    };
+    let token = dev.dev_token();
+    let c = connect().await.with_token(&token).unwrap();
+    let items: Vec<PublishItem> = (0..40u32)
+        .map(|i| PublishItem::new(format!("restart-{i}"), format!("key-{i}")))
+        .collect();
+    let acked = c.publish_batch(&items).await.expect("acknowledged");
+    let before = c.latest_head().await.unwrap().head.epoch;
+
+    // Power off: SIGKILL, nothing flushed beyond what was acknowledged.
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    drop(dev);
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut dev = Dev::start_with(tmp.path(), top, "", "500ms", port);
+    dev.wait_serving().await;
+    let c = connect().await;
+
+    // The first head signed after the restart (timestamp at or after it).
+    let mut first = None;
+    for _ in 0..600 {
+        let latest = c.latest_head().await.unwrap().head.epoch;
+        for e in before + 1..=latest {
+            let h = c.head(e).await.unwrap();
+            if h.head.timestamp_ms >= restarted_at {
+                println!(
+                    "restart: killed, started again, epoch {e} signed {} ms after the restart",
+                    h.head.timestamp_ms - restarted_at
+                );
+                first = Some(e);
+                break;
+            }
+        }
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.expect("an epoch signed after the restart");
+    for (item, p) in items.iter().zip(&acked) {
+        let l = c.lookup(&item.label, Some(first)).await.unwrap();
+        let entry = l.entry.unwrap_or_else(|| {
+            panic!(
+                "{} (acknowledged before the kill) is not in epoch {first}, the first after \
+                 the restart\n{}",
+                String::from_utf8_lossy(&item.label),
+                dev.logs()
+            )
+        });
+        assert_eq!(entry.version, p.version);
+        assert_eq!(entry.leaf_hash, p.leaf_hash);
+    }
+}
+
+fn dev_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
 }
