@@ -4,7 +4,7 @@ export off and on, alternated in one run against a real OTLP/gRPC receiver
 (the suite's), so both sides see the same machine state.
 
     python3 tests/telemetry/overhead.py [--bin target/release/candor]
-        [--rounds 3] [--duration 20s] [--concurrency 64]
+        [--rounds 3] [--duration 20s] [--concurrency 64] [--sample-ratio 0.1]
 
 Export on = OTEL_EXPORTER_OTLP_ENDPOINT set: traces and metrics go to the
 receiver, and the Prometheus reader is on too (the server's configuration).
@@ -24,16 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Receiver  # noqa: E402
 
 
-def run(bin_path, export_endpoint, duration, concurrency, tmp, name):
+def run(bin_path, export_endpoint, duration, concurrency, tmp, name, sampler=None):
     out = os.path.join(tmp, f"{name}.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     if export_endpoint:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = export_endpoint
         env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
         env["OTEL_SERVICE_NAME"] = "candor-bench"
+        if sampler:
+            env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"] = sampler
     cmd = [bin_path, "bench", "--embedded", "--duration", duration,
            "--concurrency", str(concurrency), "--json", out, "--quiet"]
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out) as f:
         r = json.load(f)
     return r["mutations_per_s"], r["lookups_per_s"], sum(r["errors"].values())
@@ -45,6 +47,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", default="20s")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--sample-ratio", type=float, default=None,
+                    help="OTEL_TRACES_SAMPLER=parentbased_traceidratio with this ratio "
+                         "(default: the SDK's default, every trace)")
     a = ap.parse_args()
     rx = Receiver()
     rows = {"off": [], "on": []}
@@ -55,7 +60,9 @@ def main():
                 order = ["off", "on"] if i % 2 == 0 else ["on", "off"]
                 for side in order:
                     ep = rx.endpoint if side == "on" else None
-                    m, l, e = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}")
+                    sampler = (None if a.sample_ratio is None
+                               else ("parentbased_traceidratio", str(a.sample_ratio)))
+                    m, l, e = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}", sampler)
                     rows[side].append((m, l))
                     print(f"round {i + 1} export {side:3}: {m:9.0f} mutations/s "
                           f"{l:9.0f} lookups/s  errors {e}", flush=True)

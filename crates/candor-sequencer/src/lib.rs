@@ -1,7 +1,7 @@
 //! # candor-sequencer: epochs, the global root and signed heads
 //!
 //! The sequencer is one openraft group ([`SEQUENCER_GROUP`]). Every `epoch_interval` its
-//! leader ([`spawn_epoch_ticker`]) reads each shard's latest sealed revision and root and
+//! leader (the epoch ticker of `candor-node`, calling [`propose_epoch`]) reads each shard's latest sealed revision and root and
 //! proposes a [`SequencerCommand::Epoch`] listing the shards that moved. Applying it
 //! ([`SequencerLogic`], deterministic):
 //!
@@ -116,14 +116,12 @@ use candor_core::Digest;
 use candor_core::log::EpochEntry;
 use candor_core::map::{Subtree, combine_shard_roots};
 use candor_core::signed::{EpochHead, PublicConfig, SignedHead, SigningKeyPair};
-use candor_raft::{ApplyBatch, NodeId, RaftGroup, StateMachineLogic};
+use candor_raft::{ApplyBatch, RaftGroup, StateMachineLogic};
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 use candor_tree::{EpochLogStore, Forest};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{debug, info_span, warn};
 
 mod snapshot;
 
@@ -832,37 +830,4 @@ pub async fn propose_epoch(
             "unexpected response {other:?}"
         ))),
     }
-}
-
-/// Start the epoch ticker: every `interval`, if this node leads the sequencer group,
-/// propose the next epoch. Stops when `cancel` fires.
-pub fn spawn_epoch_ticker(
-    node: NodeId,
-    group: RaftGroup<SequencerLogic>,
-    forest: Forest,
-    interval: Duration,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if group.leader() != Some(node) {
-                continue;
-            }
-            let span = info_span!("epoch");
-            let r = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = propose_epoch(&group, &forest).instrument(span) => r,
-            };
-            match r {
-                Ok(e) => debug!(epoch = e, "epoch committed"),
-                Err(e) => warn!(error = %e, "epoch proposal failed"),
-            }
-        }
-    })
 }

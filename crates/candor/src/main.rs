@@ -213,25 +213,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         #[cfg(feature = "bench")]
         Command::Bench(args) => {
-            // With OTEL_EXPORTER_OTLP_ENDPOINT set, an `--embedded` node exports
-            // like a server (OTLP traces and metrics, plus the Prometheus reader):
-            // how the export overhead is measured.
-            let export = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
-            let _telemetry = if export {
+            // Telemetry as a server has it by default (the same log filter, so the
+            // same spans exist; no Prometheus listener). With
+            // OTEL_EXPORTER_OTLP_ENDPOINT set, an `--embedded` node also exports OTLP
+            // traces and metrics: export on vs off is then the only difference
+            // (tests/telemetry/overhead.py measures it).
+            let _telemetry = {
                 let _rt = runtime.enter();
-                let t = candor_telemetry::init(&candor_telemetry::TelemetryConfig {
-                    // info: the RPC spans exist (steady-state INFO logging is quiet).
-                    log_filter: "info".into(),
-                    prometheus: true,
+                let filter = std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "info,openraft=warn,lsm_tree=warn".into());
+                candor_telemetry::init(&candor_telemetry::TelemetryConfig {
+                    log_filter: filter,
                     instance_id: Some("bench".into()),
                     role: Some("bench".into()),
                     ..Default::default()
                 })
-                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-                Some(t)
-            } else {
-                init_tracing("warn");
-                None
+                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?
             };
             let max_ratio = args.options.max_error_ratio;
             let report = runtime
