@@ -15,6 +15,8 @@ A measurement, not a test: it asserts nothing about time.
 import argparse
 import json
 import os
+import resource
+import time
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,10 @@ def main():
     a = ap.parse_args()
     rx = Receiver()
     rows = {"off": [], "on": []}
+    # The receiver shares this machine's cores with the bench: its CPU time is
+    # reported so the cost can be split between Candor and the collector.
+    rx_cpu = {"off": 0.0, "on": 0.0}
+    wall = {"off": 0.0, "on": 0.0}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(a.rounds):
@@ -62,7 +68,12 @@ def main():
                     ep = rx.endpoint if side == "on" else None
                     sampler = (None if a.sample_ratio is None
                                else ("parentbased_traceidratio", str(a.sample_ratio)))
+                    r0 = resource.getrusage(resource.RUSAGE_SELF)
+                    t0 = time.monotonic()
                     m, l, e = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}", sampler)
+                    r1 = resource.getrusage(resource.RUSAGE_SELF)
+                    wall[side] += time.monotonic() - t0
+                    rx_cpu[side] += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                     rows[side].append((m, l))
                     print(f"round {i + 1} export {side:3}: {m:9.0f} mutations/s "
                           f"{l:9.0f} lookups/s  errors {e}", flush=True)
@@ -72,6 +83,10 @@ def main():
     med = {s: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
            for s, v in rows.items()}
     print(f"receiver got {spans} spans while export was on")
+    cores = os.cpu_count() or 1
+    print(f"receiver (this Python process) used {rx_cpu['on']:.1f} CPU-s in {wall['on']:.0f} s "
+          f"of export on = {100 * rx_cpu['on'] / (wall['on'] * cores):.1f} % of the {cores} cores "
+          f"the bench runs on (export off: {rx_cpu['off']:.1f} CPU-s)")
     for k, name in ((0, "mutations/s"), (1, "lookups/s")):
         on, off = med["on"][k], med["off"][k]
         print(f"median {name}: off {off:.0f}, on {on:.0f}, on/off = {on / off:.3f} "
