@@ -96,6 +96,75 @@ class Receiver:
             return list(self.spans)
 
 
+class HttpReceiver:
+    """OTLP/HTTP (protobuf) receiver: POST /v1/traces and /v1/metrics, holding
+    everything it got, in the same shape as `Receiver`."""
+
+    def __init__(self):
+        import http.server
+
+        self.lock = threading.Lock()
+        self.spans = []
+        self.metrics = []
+        self.paths = []
+        rx = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ctype = self.headers.get("Content-Type", "")
+                with rx.lock:
+                    rx.paths.append((self.path, ctype))
+                if ctype != "application/x-protobuf":
+                    self.send_response(415)
+                    self.end_headers()
+                    return
+                if self.path == "/v1/traces":
+                    req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    with rx.lock:
+                        for rs in req.resource_spans:
+                            res = attrs(rs.resource.attributes)
+                            for ss in rs.scope_spans:
+                                rx.spans.extend((res, sp) for sp in ss.spans)
+                    out = trace_service_pb2.ExportTraceServiceResponse()
+                elif self.path == "/v1/metrics":
+                    req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+                    with rx.lock:
+                        for rm in req.resource_metrics:
+                            res = attrs(rm.resource.attributes)
+                            for sm in rm.scope_metrics:
+                                rx.metrics.extend((res, m) for m in sm.metrics)
+                    out = metrics_service_pb2.ExportMetricsServiceResponse()
+                else:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = out.SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    latest_histogram_count = Receiver.latest_histogram_count
+    span_list = Receiver.span_list
+
+
 def wait_until(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -5,7 +5,7 @@ Timing is printed, never asserted."""
 import statistics
 import time
 
-from harness import Cluster, Dev, Receiver, attrs, base_env, run, wait_until
+from harness import Cluster, Dev, HttpReceiver, Receiver, attrs, base_env, run, wait_until
 
 
 def test_otlp_dev_spans_and_metrics(tmp_path):
@@ -46,6 +46,31 @@ def test_otlp_dev_spans_and_metrics(tmp_path):
         assert servers and span.parent_span_id == servers[0].span_id
         sattrs = attrs(servers[0].attributes)
         assert sattrs.get("rpc.system") == "grpc" and sattrs.get("rpc.grpc.status_code") == 0
+    finally:
+        dev.stop()
+        rx.stop()
+
+
+def test_otlp_http_protobuf_export(tmp_path):
+    """OTLP over HTTP/protobuf (the OTLP default protocol): spans and metrics
+    reach /v1/traces and /v1/metrics of a real HTTP receiver."""
+    rx = HttpReceiver()
+    env = base_env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint,
+                   OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    dev = Dev(tmp_path, env)
+    try:
+        publishes = 2
+        for i in range(publishes):
+            run(["publish", *dev.client(f"http-label-{i}", f"value-{i}")])
+        wait_until(lambda: rx.latest_histogram_count("candor.smt.latency") == publishes,
+                   30, f"candor.smt.latency count == {publishes} over HTTP")
+        wait_until(lambda: any(s.name == "rpc" and attrs(s.attributes).get("method") == "Publish"
+                               for _, s in rx.span_list()), 30, "a Publish span over HTTP")
+        res = next(r for r, _ in rx.span_list())
+        assert res.get("service.name") == "candor", res
+        with rx.lock:
+            paths = {p for p, _ in rx.paths}
+        assert {"/v1/traces", "/v1/metrics"} <= paths, paths
     finally:
         dev.stop()
         rx.stop()

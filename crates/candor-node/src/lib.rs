@@ -1039,3 +1039,16 @@ impl DevNode {
         info!("candor node stopped");
     }
 }
+
+#[cfg(test)]
+mod label_tests {
+    /// Metrics label the sequencer group by its id, which candor-telemetry keeps a copy of.
+    #[test]
+    fn telemetry_knows_the_sequencer_group() {
+        assert_eq!(
+            candor_telemetry::group_label(super::SEQUENCER_GROUP),
+            "sequencer"
+        );
+        assert_eq!(candor_telemetry::group_label(3), "shard-3");
+    }
+}

@@ -341,6 +341,8 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
             }
             None => false,
         };
+        // Timed only when a snapshot is really installed (not the stored one on restart).
+        let started = (!is_current).then(std::time::Instant::now);
         if !is_current {
             let source = snapshot.clone();
             save_snapshot(
@@ -359,7 +361,15 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
             g.applied = applied;
             Ok(())
         })
-        .await
+        .await?;
+        if let Some(t) = started {
+            candor_telemetry::metrics().raft_snapshot(
+                self.shared.store.group_id().0,
+                "install",
+                t.elapsed(),
+            );
+        }
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<RaftSnapshot>, io::Error> {
@@ -379,6 +389,7 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<RaftSnapshot, io::Error> {
+        let started = std::time::Instant::now();
         let shared = Arc::clone(&self.shared);
         let (meta, source) = blocking(move || {
             let g = shared.lock();
@@ -397,6 +408,11 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
             source,
         )
         .await?;
+        candor_telemetry::metrics().raft_snapshot(
+            self.shared.store.group_id().0,
+            "build",
+            started.elapsed(),
+        );
         let store = self.shared.store.clone();
         // The stored one: ours, or a newer one installed meanwhile.
         blocking(move || load_snapshot(&store))

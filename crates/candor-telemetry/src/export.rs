@@ -395,7 +395,7 @@ mod tests {
         m.shard_sealed(1, 9);
         m.auth_failure("bad_token");
         m.limit_rejected("rate");
-        m.raft_snapshot("shard-0", "build", Duration::from_millis(40));
+        m.raft_snapshot(0, "build", Duration::from_millis(40));
         m.store_write("embedded", Duration::from_micros(300));
         m.register_raft("node", || {
             vec![

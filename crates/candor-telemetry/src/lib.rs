@@ -27,7 +27,7 @@ mod logging;
 
 pub use metrics::{
     CacheSample, LATENCY_BUCKETS, METER_NAME, Metrics, RaftGroupSample, STALL_THRESHOLD,
-    StoreWriteTimer, metrics,
+    StoreWriteTimer, group_label, metrics,
 };
 pub use propagation::{
     GrpcServerLayer, GrpcServerService, extract, inject, traced, traced_continue_only,

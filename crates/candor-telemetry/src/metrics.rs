@@ -626,12 +626,13 @@ impl Metrics {
             .add(1, &[KeyValue::new("limit", limit)]);
     }
 
-    /// Records a snapshot built (`kind = "build"`) or installed (`"install"`).
-    pub fn raft_snapshot(&self, group: &str, kind: &'static str, took: Duration) {
+    /// Records a snapshot built (`kind = "build"`) or installed (`"install"`) by
+    /// Raft group `group` (its id; labelled with [`group_label`]).
+    pub fn raft_snapshot(&self, group: u64, kind: &'static str, took: Duration) {
         self.raft_snapshot_duration.record(
             took.as_secs_f64(),
             &[
-                KeyValue::new("group", group.to_string()),
+                KeyValue::new("group", group_label(group)),
                 KeyValue::new("kind", kind),
             ],
         );
@@ -704,5 +705,21 @@ impl Metrics {
         if let Ok(mut m) = self.sources.guards.lock() {
             m.insert(name.into(), Arc::new(source));
         }
+    }
+}
+
+/// Id of the sequencer's Raft group (`candor_sequencer::SEQUENCER_GROUP`; a test in
+/// `candor-node` keeps the two equal). Shard groups use their shard number.
+const SEQUENCER_GROUP_ID: u64 = 1 << 32;
+
+/// The `group` label of a Raft group in every metric: `shard-N` for shard N,
+/// `sequencer`, or `gID` for anything else.
+pub fn group_label(group: u64) -> String {
+    if group == SEQUENCER_GROUP_ID {
+        "sequencer".into()
+    } else if group < (1 << 16) {
+        format!("shard-{group}")
+    } else {
+        format!("g{group}")
     }
 }

@@ -71,13 +71,7 @@ pub async fn serve_metrics(config: &Config, ready: ReadyCheck) -> anyhow::Result
 
 /// The label of a Raft group: `sequencer`, `shard-N`, or `gN`.
 fn group_label(g: candor_raft::GroupId) -> String {
-    if g.0 == candor_node::SEQUENCER_GROUP {
-        "sequencer".into()
-    } else if g.0 < (1 << 16) {
-        format!("shard-{}", g.0)
-    } else {
-        g.to_string()
-    }
+    candor_telemetry::group_label(g.0)
 }
 
 fn sample(m: &candor_raft::GroupMetrics) -> RaftGroupSample {
