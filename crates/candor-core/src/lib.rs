@@ -30,6 +30,8 @@
 
 pub mod codec;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod log;
 pub mod map;
