@@ -37,6 +37,7 @@ pub mod log;
 pub mod map;
 pub mod proof;
 pub mod reference;
+pub mod rotation;
 pub mod signed;
 pub mod vrf;
 

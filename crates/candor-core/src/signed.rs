@@ -27,11 +27,11 @@ const PURPOSE_HEAD: &[u8] = b"epoch-head";
 const PURPOSE_SMT: &[u8] = b"mutation-timestamp";
 const PURPOSE_COSIGN: &[u8] = b"auditor-cosignature";
 
-fn write_context(w: &mut Writer, purpose: &[u8], namespace: &str) {
+pub(crate) fn write_context(w: &mut Writer, purpose: &[u8], namespace: &str) {
     w.str8(SUITE).str8(purpose).str8(namespace.as_bytes());
 }
 
-fn read_context(r: &mut Reader<'_>, purpose: &[u8]) -> Result<String> {
+pub(crate) fn read_context(r: &mut Reader<'_>, purpose: &[u8]) -> Result<String> {
     r.expect_str8(SUITE)?;
     r.expect_str8(purpose)?;
     let ns = r.str8()?;
@@ -72,7 +72,7 @@ impl SigningKeyPair {
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.key.verifying_key().to_bytes())
     }
-    fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
+    pub(crate) fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.key.sign(msg).to_bytes()
     }
 }
@@ -110,7 +110,12 @@ impl PublicKey {
     /// Strict Ed25519 verification (§9): the key passes [`Self::validate`];
     /// `S < L`; `R` is a canonical encoding of a point not of small order;
     /// and `[S]B = R + [k]A` (cofactorless) with `k = SHA-512(R || A || M)`.
-    fn verify(&self, what: &'static str, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> Result<()> {
+    pub(crate) fn verify(
+        &self,
+        what: &'static str,
+        msg: &[u8],
+        sig: &[u8; SIGNATURE_LEN],
+    ) -> Result<()> {
         let vk = self.validate(what)?;
         vk.verify_strict(msg, &Signature::from_bytes(sig))
             .map_err(|_| CoreError::Signature(what))
