@@ -83,7 +83,6 @@ struct Inner {
     heads: watch::Receiver<Option<SignedHead>>,
     config: PublicConfig,
     config_bytes: Vec<u8>,
-    config_digest: [u8; 32],
     vrf: VrfSecretKey,
     auth: Authenticator,
     limits: Limits,
@@ -136,7 +135,6 @@ impl KtService {
             epochs: backend.epochs,
             heads: backend.heads,
             config_bytes: backend.config.encode(),
-            config_digest: backend.config.digest(),
             config: backend.config,
             vrf,
             auth: Authenticator::new(options.tenants),
@@ -812,9 +810,29 @@ impl KeyTransparency for KtService {
         request: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
         self.rpc("GetConfig", request, |inner, _md, _msg| async move {
-            let c = &inner.config;
+            let me = inner.clone();
+            let history = blocking(move || Ok(me.epochs.configs()?)).await?;
+            // After a rotation the newest configuration is the one served; the chain
+            // links it to every earlier one (docs/protocol.md §8.1).
+            let (current, config_bytes, history) = if history.len() > 1 {
+                let last = history[history.len() - 1].config.clone();
+                let c = PublicConfig::decode(&last)
+                    .map_err(|e| ApiError::Internal(format!("stored configuration: {e}")))?;
+                let h = history
+                    .into_iter()
+                    .map(|v| pb::ConfigVersion {
+                        config: v.config,
+                        rotation: v.rotation,
+                    })
+                    .collect();
+                (c, last, h)
+            } else {
+                (inner.config.clone(), inner.config_bytes.clone(), Vec::new())
+            };
+            let c = &current;
             Ok(pb::GetConfigResponse {
-                config: inner.config_bytes.clone(),
+                config: config_bytes,
+                history,
                 namespace: c.namespace.clone(),
                 suite: String::from_utf8_lossy(candor_core::signed::SUITE).into_owned(),
                 vrf_public_key: c.vrf_key.to_bytes().to_vec(),
@@ -823,7 +841,7 @@ impl KeyTransparency for KtService {
                 epoch_interval_ms: c.epoch_interval_ms,
                 max_merge_delay_ms: c.max_merge_delay_ms,
                 shard_bits: u32::from(c.shard_bits),
-                config_digest: inner.config_digest.to_vec(),
+                config_digest: c.digest().to_vec(),
                 limits: Some(inner.limits.to_proto()),
             })
         })

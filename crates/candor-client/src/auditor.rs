@@ -50,6 +50,7 @@ use std::collections::VecDeque;
 use candor_core::codec::{Reader, Writer};
 use candor_core::log::{EpochEntry, MemoryLog};
 use candor_core::map::Index;
+use candor_core::rotation::{ConfigChain, Configs};
 use candor_core::signed::{
     Cosignature, PublicConfig, SignedHead, SignedMutationTimestamp, SigningKeyPair,
 };
@@ -194,7 +195,8 @@ struct RecentEpoch {
 /// The auditor (see the module docs).
 #[derive(Debug)]
 pub struct Auditor {
-    config: PublicConfig,
+    /// The configurations heads are verified under (key rotations, §8.1).
+    config: ConfigChain,
     key: SigningKeyPair,
     options: AuditorOptions,
     last_head: Option<SignedHead>,
@@ -209,9 +211,9 @@ pub struct Auditor {
 
 impl Auditor {
     /// A new auditor starting at epoch 1, cosigning with `key`.
-    pub fn new(config: PublicConfig, key: SigningKeyPair) -> Self {
+    pub fn new(config: impl Into<ConfigChain>, key: SigningKeyPair) -> Self {
         Self {
-            config,
+            config: config.into(),
             key,
             options: AuditorOptions::default(),
             last_head: None,
@@ -232,14 +234,18 @@ impl Auditor {
     /// Restores an auditor from [`state_bytes`](Self::state_bytes). The
     /// stored head is verified under `config` and the rebuilt log must match
     /// it ([`ClientError::State`] otherwise).
-    pub fn resume(config: PublicConfig, key: SigningKeyPair, state: &[u8]) -> Result<Self> {
+    pub fn resume(
+        config: impl Into<ConfigChain>,
+        key: SigningKeyPair,
+        state: &[u8],
+    ) -> Result<Self> {
         let mut a = Self::new(config, key);
         let decode = |a: &mut Self| -> candor_core::Result<()> {
             let mut r = Reader::new(state, "auditor state");
             r.expect_str8(STATE_TAG)?;
             let last_head = match r.u8()? {
                 0 => None,
-                1 => Some(SignedHead::decode_verified(r.bytes32(1 << 16)?, &a.config)?),
+                1 => Some(a.config.decode_head(r.bytes32(1 << 16)?)?),
                 t => return Err(state_err(format!("bad presence flag {t}"))),
             };
             let n = r.u64()?;
@@ -254,7 +260,7 @@ impl Auditor {
             let p = r.u32()?;
             for _ in 0..p {
                 let smt = SignedMutationTimestamp::decode(r.bytes32(1 << 16)?)?;
-                smt.verify(&a.config)?;
+                a.config.verify_smt(&smt)?;
                 a.pending.push(smt);
             }
             r.finish()?;
@@ -295,7 +301,15 @@ impl Auditor {
     }
 
     pub fn config(&self) -> &PublicConfig {
-        &self.config
+        self.config.current()
+    }
+
+    /// Adopts `chain` when it extends the configurations known so far (the service
+    /// rotated its keys); otherwise keeps them.
+    pub fn learn_configs(&mut self, chain: &ConfigChain) {
+        if chain.len() > self.config.len() && chain.extends(&self.config) {
+            self.config = chain.clone();
+        }
     }
 
     /// The auditor's cosigning public key.
@@ -326,7 +340,7 @@ impl Auditor {
     fn retain_ms(&self) -> u64 {
         self.options
             .retain_changes_ms
-            .unwrap_or(self.config.max_merge_delay_ms.saturating_add(60_000))
+            .unwrap_or(self.config.base().max_merge_delay_ms.saturating_add(60_000))
     }
 
     /// Shows the auditor an SMT. Fails if the SMT itself does not verify
@@ -334,7 +348,7 @@ impl Auditor {
     /// from the epochs audited so far, or remembers it until a head past its
     /// deadline is processed.
     pub fn check_smt(&mut self, smt: &SignedMutationTimestamp) -> Result<SmtStatus> {
-        smt.verify(&self.config).map_err(vfail("SMT"))?;
+        self.config.verify_smt(smt).map_err(vfail("SMT"))?;
         let m = &smt.smt;
         for e in &self.recent {
             if e.leaves
@@ -521,6 +535,8 @@ impl Auditor {
         max_epochs: Option<u64>,
     ) -> Result<Vec<EpochReport>> {
         let latest = client.latest_head().await?.head.epoch;
+        // Verifying the latest head refreshed the client's configurations.
+        self.learn_configs(&client.chain());
         let mut reports = Vec::new();
         let mut done = 0u64;
         while self.next_epoch() <= latest && max_epochs.is_none_or(|m| done < m) {

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use candor_core::CoreError;
 use candor_core::log::HeadExtensionProof;
+use candor_core::rotation::ConfigChain;
 use candor_core::proof::history::{PageAnchor, VerifiedHistory as CoreHistory};
 use candor_core::signed::{Cosignature, PublicConfig, SignedHead, SignedMutationTimestamp};
 use candor_proto::candor::v1 as pb;
@@ -176,7 +178,11 @@ fn jitter(backoff: Duration) -> Duration {
 #[derive(Clone)]
 pub struct Client {
     rpc: KeyTransparencyClient<Channel>,
+    /// The pinned configuration.
     config: Arc<PublicConfig>,
+    /// Every configuration verified from the pin (key rotations, docs/protocol.md
+    /// §8.1); extended when the service shows a newer one.
+    chain: Arc<std::sync::RwLock<Arc<ConfigChain>>>,
     limits: Option<pb::ServiceLimits>,
     token: Option<MetadataValue<Ascii>>,
     tracker: Arc<Mutex<HeadTracker>>,
@@ -240,8 +246,12 @@ impl Client {
     /// As [`connect`](Self::connect) over an existing channel.
     pub async fn from_channel(channel: Channel, pinned: PinnedConfig) -> Result<Client> {
         let (rpc, served) = fetch_config(channel).await?;
-        let config = verify::config(&pinned, &served.config)?;
-        Ok(Client::assemble(rpc, config, served.limits))
+        let chain = verify::config_chain(&pinned, &served)?;
+        let config = chain
+            .get(&pinned.digest())
+            .cloned()
+            .ok_or_else(|| vfail("configuration chain")(CoreError::Context("pin not in chain".into())))?;
+        Ok(Client::assemble(rpc, config, chain, served.limits))
     }
 
     /// **Trust on first use.** Connects and accepts whatever configuration
@@ -257,12 +267,17 @@ impl Client {
         let channel = endpoint_of(endpoint.into(), &options)?.connect().await?;
         let (rpc, served) = fetch_config(channel).await?;
         let config = PublicConfig::decode(&served.config).map_err(vfail("public configuration"))?;
-        Ok((Client::assemble(rpc, config.clone(), served.limits), config))
+        let chain = verify::config_chain(&PinnedConfig::Digest(config.digest()), &served)?;
+        Ok((
+            Client::assemble(rpc, config.clone(), chain, served.limits),
+            config,
+        ))
     }
 
     fn assemble(
         rpc: KeyTransparencyClient<Channel>,
         config: PublicConfig,
+        chain: ConfigChain,
         limits: Option<pb::ServiceLimits>,
     ) -> Self {
         let max = limits
@@ -274,6 +289,7 @@ impl Client {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             config: Arc::new(config),
+            chain: Arc::new(std::sync::RwLock::new(Arc::new(chain))),
             limits,
             token: None,
             tracker: Arc::new(Mutex::new(HeadTracker::new())),
@@ -307,6 +323,46 @@ impl Client {
     /// The verified, pinned configuration.
     pub fn config(&self) -> &PublicConfig {
         &self.config
+    }
+
+    /// Every configuration verified from the pin, oldest first: after a key
+    /// rotation heads and SMTs verify under the configuration in force for them
+    /// (docs/protocol.md §8.1).
+    pub fn chain(&self) -> Arc<ConfigChain> {
+        Arc::clone(&self.chain.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `f` against the chain. When it fails verification, asks the service for
+    /// its configurations once (it may have rotated its keys since) and, if the chain
+    /// grew from the pin, runs `f` again.
+    async fn verified<T>(&self, mut f: impl FnMut(&ConfigChain) -> Result<T>) -> Result<T> {
+        let chain = self.chain();
+        match f(&chain) {
+            Err(e @ ClientError::Verification { .. }) => match self.refresh_chain(&chain).await {
+                Ok(true) => f(&self.chain()),
+                Err(r @ ClientError::Verification { .. }) => Err(r),
+                _ => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    /// Fetches and verifies the service's chain; adopts it when it extends `seen`.
+    async fn refresh_chain(&self, seen: &ConfigChain) -> Result<bool> {
+        let served = self
+            .call(|mut c| async move { c.get_config(pb::GetConfigRequest {}).await })
+            .await?;
+        let chain = verify::config_chain(&PinnedConfig::Digest(self.config.digest()), &served)?;
+        if chain.len() <= seen.len() {
+            return Ok(false);
+        }
+        if !chain.extends(seen) {
+            return Err(vfail("configuration chain")(CoreError::Inconsistent(
+                "the served configurations do not extend those verified before".into(),
+            )));
+        }
+        *self.chain.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(chain);
+        Ok(true)
     }
 
     /// The server's advertised (unauthenticated) operational limits.
@@ -377,7 +433,9 @@ impl Client {
                 async move { c.publish(r).await }
             })
             .await?;
-        let p = verify::publish(&self.config, label, value, key, &resp)?;
+        let p = self
+            .verified(|c| verify::publish(c, label, value, key, &resp))
+            .await?;
         verify::smt_timestamp(&p.smt, now_ms(), self.options.max_clock_skew_ms)?;
         Ok(p)
     }
@@ -422,16 +480,20 @@ impl Client {
             ));
         }
         let now = now_ms();
-        items
-            .iter()
-            .zip(&keys)
-            .zip(&resp.results)
-            .map(|((i, k), r)| {
-                let p = verify::publish(&self.config, &i.label, &i.value, k, r)?;
-                verify::smt_timestamp(&p.smt, now, self.options.max_clock_skew_ms)?;
-                Ok(p)
+        let verified = self
+            .verified(|c| {
+                items
+                    .iter()
+                    .zip(&keys)
+                    .zip(&resp.results)
+                    .map(|((i, k), r)| verify::publish(c, &i.label, &i.value, k, r))
+                    .collect::<Result<Vec<_>>>()
             })
-            .collect()
+            .await?;
+        for p in &verified {
+            verify::smt_timestamp(&p.smt, now, self.options.max_clock_skew_ms)?;
+        }
+        Ok(verified)
     }
 
     // ----------------------------------------------------------------- heads
@@ -477,7 +539,8 @@ impl Client {
                 .await
             })
             .await?;
-        verify::consistency(&self.config, &resp, older, newer)
+        self.verified(|c| verify::consistency(c, &resp, older, newer))
+            .await
     }
 
     /// The latest signed head, verified and checked against the tracker.
@@ -486,7 +549,9 @@ impl Client {
         let resp = self
             .call(|mut c| async move { c.get_latest_epoch(pb::GetLatestEpochRequest {}).await })
             .await?;
-        let head = verify::head(&self.config, &resp.signed_head)?;
+        let head = self
+            .verified(|c| verify::head(c, &resp.signed_head))
+            .await?;
         self.check_fresh(&head, seen)?;
         self.observe_head(&head).await?;
         Ok(head)
@@ -515,7 +580,9 @@ impl Client {
         let resp = self
             .call(|mut c| async move { c.get_epoch(pb::GetEpochRequest { epoch }).await })
             .await?;
-        let head = verify::head_at(&self.config, &resp.signed_head, Some(epoch))?;
+        let head = self
+            .verified(|c| verify::head_at(c, &resp.signed_head, Some(epoch)))
+            .await?;
         self.observe_head(&head).await?;
         Ok(head)
     }
@@ -536,10 +603,12 @@ impl Client {
                 async move { c.lookup(r).await }
             })
             .await?;
-        let v = {
-            let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-            verify::lookup_cached(&mut cache, &self.config, label, epoch, &resp)?
-        };
+        let v = self
+            .verified(|c| {
+                let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+                verify::lookup_cached(&mut cache, c, label, epoch, &resp)
+            })
+            .await?;
         if epoch.is_none() {
             self.check_fresh(&v.head, seen)?;
         }
@@ -586,9 +655,12 @@ impl Client {
             .await?;
         let v = if resp.page.is_empty() && !resp.proof.is_empty() {
             // A server without paging answered with the whole history.
-            verify::history(&self.config, label, epoch, &resp)?
+            self.verified(|c| verify::history(c, label, epoch, &resp))
+                .await?
         } else {
-            let (head, first) = verify::history_page(&self.config, label, epoch, &resp, None)?;
+            let (head, first) = self
+                .verified(|c| verify::history_page(c, label, epoch, &resp, None))
+                .await?;
             // The latest version is authenticated (it is inside the leaf
             // proven in the map); bounding it bounds the number of pages.
             if first.latest > candor_core::proof::MAX_LABEL_VERSIONS as u64 {
@@ -616,7 +688,7 @@ impl Client {
                     })
                     .await?;
                 let (_, page) = verify::history_page(
-                    &self.config,
+                    &*self.chain(),
                     label,
                     Some(head.head.epoch),
                     &resp,
@@ -656,7 +728,9 @@ impl Client {
                 async move { c.history(r).await }
             })
             .await?;
-        let v = verify::history(&self.config, label, epoch, &resp)?;
+        let v = self
+            .verified(|c| verify::history(c, label, epoch, &resp))
+            .await?;
         self.observe_head(&v.head).await?;
         Ok((v, resp.proof))
     }
@@ -683,7 +757,8 @@ impl Client {
         smt: &SignedMutationTimestamp,
         poll: Duration,
     ) -> Result<MergeEvidence> {
-        smt.verify(&self.config).map_err(vfail("SMT"))?;
+        self.verified(|c| c.verify_smt(smt).map_err(vfail("SMT")))
+            .await?;
         let deadline = smt.smt.merge_deadline_ms;
         let mut checked_epoch = 0;
         let mut before: Option<SignedHead> = None;

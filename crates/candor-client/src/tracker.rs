@@ -16,7 +16,7 @@
 
 use candor_core::codec::{Reader, Writer};
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
-use candor_core::signed::{PublicConfig, SignedHead};
+use candor_core::signed::SignedHead;
 
 use crate::error::{ClientError, Result, vfail};
 use crate::evidence::EquivocationEvidence;
@@ -131,13 +131,16 @@ impl HeadTracker {
     /// Restores a tracker saved with [`to_bytes`](Self::to_bytes). The head
     /// is verified again under `config`, so state from another deployment
     /// or configuration is rejected ([`ClientError::State`]).
-    pub fn from_bytes(bytes: &[u8], config: &PublicConfig) -> Result<Self> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        config: &(impl candor_core::rotation::Configs + ?Sized),
+    ) -> Result<Self> {
         let decode = || -> candor_core::Result<Self> {
             let mut r = Reader::new(bytes, "head tracker state");
             r.expect_str8(STATE_TAG)?;
             let latest = match r.u8()? {
                 0 => None,
-                1 => Some(SignedHead::decode_verified(r.bytes32(1 << 16)?, config)?),
+                1 => Some(config.decode_head(r.bytes32(1 << 16)?)?),
                 t => {
                     return Err(candor_core::CoreError::Decode {
                         what: "head tracker state",

@@ -21,6 +21,7 @@ use candor_core::proof::lookup::{LookupProof, VerifiedEntry};
 use candor_core::signed::{
     Cosignature, EpochHead, PublicConfig, SignedHead, SignedMutationTimestamp,
 };
+use candor_core::rotation::{ConfigChain, ConfigVersion, Configs};
 use candor_core::vrf::VrfProof;
 use candor_core::{CoreError, Digest, ZERO};
 use candor_proto::candor::v1 as pb;
@@ -145,6 +146,45 @@ fn check_link(version: u64, prev: &Digest) -> std::result::Result<(), CoreError>
     }
 }
 
+/// Checks a served configuration chain (`GetConfigResponse.config` and
+/// `.history`, docs/protocol.md §8.1) against the pin: the pinned
+/// configuration must be in it and every rotation must verify.
+pub fn config_chain(pin: &PinnedConfig, resp: &pb::GetConfigResponse) -> Result<ConfigChain> {
+    if resp.history.is_empty() {
+        return Ok(ConfigChain::single(config(pin, &resp.config)?));
+    }
+    if resp.history.last().map(|v| &v.config) != Some(&resp.config) {
+        return Err(ClientError::Verification {
+            what: "configuration chain",
+            source: CoreError::Context("the served configuration is not the chain's last".into()),
+        });
+    }
+    let versions: Vec<ConfigVersion> = resp
+        .history
+        .iter()
+        .map(|v| ConfigVersion {
+            config: v.config.clone(),
+            rotation: v.rotation.clone(),
+        })
+        .collect();
+    let pinned = pin.digest();
+    ConfigChain::verify(&versions, &pinned).map_err(|e| match e {
+        CoreError::Context(_) if !versions_contain(&versions, &pinned) => ClientError::PinMismatch {
+            pinned,
+            served: PublicConfig::decode(&resp.config)
+                .map(|c| c.digest())
+                .unwrap_or_default(),
+        },
+        e => vfail("configuration chain")(e),
+    })
+}
+
+fn versions_contain(versions: &[ConfigVersion], digest: &Digest) -> bool {
+    versions
+        .iter()
+        .any(|v| PublicConfig::decode(&v.config).is_ok_and(|c| &c.digest() == digest))
+}
+
 /// Checks the served configuration against the pin and returns it.
 pub fn config(pin: &PinnedConfig, config_bytes: &[u8]) -> Result<PublicConfig> {
     let served = PublicConfig::decode(config_bytes).map_err(vfail("public configuration"))?;
@@ -160,13 +200,13 @@ pub fn config(pin: &PinnedConfig, config_bytes: &[u8]) -> Result<PublicConfig> {
 
 /// Decodes a signed head and checks its signature, namespace and
 /// configuration digest.
-pub fn head(config: &PublicConfig, bytes: &[u8]) -> Result<SignedHead> {
-    SignedHead::decode_verified(bytes, config).map_err(vfail("signed epoch head"))
+pub fn head(config: &(impl Configs + ?Sized), bytes: &[u8]) -> Result<SignedHead> {
+    config.decode_head(bytes).map_err(vfail("signed epoch head"))
 }
 
 /// [`head`], plus: when `expected_epoch` is given, the head is for it.
 pub fn head_at(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     bytes: &[u8],
     expected_epoch: Option<u64>,
 ) -> Result<SignedHead> {
@@ -200,7 +240,7 @@ impl HeadCache {
     /// [`head_at`], answered from the cache when `bytes` were verified before.
     pub fn head_at(
         &mut self,
-        config: &PublicConfig,
+        config: &(impl Configs + ?Sized),
         bytes: &[u8],
         expected_epoch: Option<u64>,
     ) -> Result<SignedHead> {
@@ -249,19 +289,20 @@ impl HeadCache {
 ///
 /// After this the SMT is a signed promise about *this* label and value.
 pub fn publish(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     label: &[u8],
     value: &[u8],
     idempotency_key: &str,
     resp: &pb::PublishResponse,
 ) -> Result<VerifiedPublish> {
     let smt = SignedMutationTimestamp::decode(&resp.smt).map_err(vfail("SMT"))?;
-    smt.verify(config).map_err(vfail("SMT"))?;
+    config.verify_smt(&smt).map_err(vfail("SMT"))?;
     let m = &smt.smt;
 
     let proof = VrfProof::from_slice(&resp.vrf_proof)
         .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?;
     let index = config
+        .base()
         .vrf_key
         .verify(label, &proof)
         .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?
@@ -334,7 +375,7 @@ pub fn smt_timestamp(smt: &SignedMutationTimestamp, now_ms: u64, max_skew_ms: u6
 /// opening. Consistency of the head with earlier heads is the caller's
 /// business ([`crate::HeadTracker`]).
 pub fn lookup(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     label: &[u8],
     requested_epoch: Option<u64>,
     resp: &pb::LookupResponse,
@@ -352,7 +393,7 @@ pub fn lookup(
 /// same head bytes were verified before.
 pub fn lookup_cached(
     cache: &mut HeadCache,
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     label: &[u8],
     requested_epoch: Option<u64>,
     resp: &pb::LookupResponse,
@@ -360,7 +401,7 @@ pub fn lookup_cached(
     let head = cache.head_at(config, &resp.signed_head, requested_epoch)?;
     let proof = LookupProof::decode(&resp.proof).map_err(vfail("lookup proof"))?;
     let v = proof
-        .verify(&config.vrf_key, label, &head.head.map_root)
+        .verify(&config.base().vrf_key, label, &head.head.map_root)
         .map_err(vfail("lookup proof"))?;
     Ok(VerifiedLookup {
         head,
@@ -373,7 +414,7 @@ pub fn lookup_cached(
 /// from 1 is recomputed and chained, the last one is proven in the map at
 /// the head's root.
 pub fn history(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     label: &[u8],
     requested_epoch: Option<u64>,
     resp: &pb::HistoryResponse,
@@ -381,7 +422,7 @@ pub fn history(
     let head = head_at(config, &resp.signed_head, requested_epoch)?;
     let proof = HistoryProof::decode(&resp.proof).map_err(vfail("history proof"))?;
     let history = proof
-        .verify(&config.vrf_key, label, &head.head.map_root)
+        .verify(&config.base().vrf_key, label, &head.head.map_root)
         .map_err(vfail("history proof"))?;
     Ok(VerifiedHistory { head, history })
 }
@@ -392,7 +433,7 @@ pub fn history(
 /// and the proof must show `older`'s log is a prefix of `newer`'s, with
 /// timestamps not going back (`verify_head_extension`).
 pub fn consistency(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     resp: &pb::ConsistencyResponse,
     older: &SignedHead,
     newer: &SignedHead,
@@ -417,7 +458,7 @@ pub fn consistency(
 /// proof recomputes the previous map root and then, with the changes
 /// applied, the new one. The auditor adds the checks that need memory
 /// (same previous head as it verified before, its own log, time).
-pub fn audit(config: &PublicConfig, epoch: u64, resp: &pb::AuditResponse) -> Result<VerifiedAudit> {
+pub fn audit(config: &(impl Configs + ?Sized), epoch: u64, resp: &pb::AuditResponse) -> Result<VerifiedAudit> {
     let head = head_at(config, &resp.head, Some(epoch))?;
     let previous = if epoch == 1 {
         if !resp.previous_head.is_empty() {
@@ -496,7 +537,7 @@ pub fn freshness(
 /// page before it. Later pages must come with the first page's head
 /// (`first_head`): a different head for that epoch is equivocation.
 pub fn history_page(
-    config: &PublicConfig,
+    config: &(impl Configs + ?Sized),
     label: &[u8],
     requested_epoch: Option<u64>,
     resp: &pb::HistoryResponse,
@@ -517,7 +558,7 @@ pub fn history_page(
         }
     };
     let v = page
-        .verify(&config.vrf_key, label, &anchor)
+        .verify(&config.base().vrf_key, label, &anchor)
         .map_err(vfail("history page"))?;
     Ok((head, v))
 }

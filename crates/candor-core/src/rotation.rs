@@ -268,6 +268,11 @@ impl ConfigChain {
         false
     }
 
+    /// The configuration with `digest`, if it is in the chain.
+    pub fn get(&self, digest: &Digest) -> Option<&PublicConfig> {
+        self.links.iter().find(|l| &l.digest == digest).map(|l| &l.config)
+    }
+
     /// Whether `digest` is one of the chain's configurations.
     pub fn contains(&self, digest: &Digest) -> bool {
         self.links.iter().any(|l| &l.digest == digest)
@@ -296,13 +301,6 @@ impl ConfigChain {
     /// Checks a head against the configuration of its epoch.
     pub fn verify_head(&self, head: &SignedHead) -> Result<()> {
         head.verify(self.for_epoch(head.head.epoch))
-    }
-
-    /// Decodes and verifies a head.
-    pub fn decode_head(&self, bytes: &[u8]) -> Result<SignedHead> {
-        let h = SignedHead::decode(bytes)?;
-        self.verify_head(&h)?;
-        Ok(h)
     }
 
     /// Checks an SMT (§9.5): under the newest configuration whose SMT key was
@@ -345,6 +343,56 @@ impl ConfigChain {
                 },
             })
             .collect()
+    }
+}
+
+impl From<PublicConfig> for ConfigChain {
+    fn from(c: PublicConfig) -> Self {
+        ConfigChain::single(c)
+    }
+}
+
+/// What verifiers check heads and SMTs against: one configuration (a
+/// deployment that never rotated, or a caller that pins exactly one) or a
+/// verified [`ConfigChain`]. Everything but the two signing keys is the same
+/// across a chain, so [`Configs::base`] answers for the VRF key, shard bits,
+/// namespace and intervals.
+pub trait Configs {
+    /// The configuration whose namespace, VRF key, shard bits and intervals apply.
+    fn base(&self) -> &PublicConfig;
+    /// Checks a head under the configuration of its epoch.
+    fn verify_head(&self, head: &SignedHead) -> Result<()>;
+    /// Checks an SMT under the key in force at its timestamp.
+    fn verify_smt(&self, smt: &SignedMutationTimestamp) -> Result<()>;
+    /// Decodes and verifies a head.
+    fn decode_head(&self, bytes: &[u8]) -> Result<SignedHead> {
+        let h = SignedHead::decode(bytes)?;
+        self.verify_head(&h)?;
+        Ok(h)
+    }
+}
+
+impl Configs for PublicConfig {
+    fn base(&self) -> &PublicConfig {
+        self
+    }
+    fn verify_head(&self, head: &SignedHead) -> Result<()> {
+        head.verify(self)
+    }
+    fn verify_smt(&self, smt: &SignedMutationTimestamp) -> Result<()> {
+        smt.verify(self)
+    }
+}
+
+impl Configs for ConfigChain {
+    fn base(&self) -> &PublicConfig {
+        self.current()
+    }
+    fn verify_head(&self, head: &SignedHead) -> Result<()> {
+        ConfigChain::verify_head(self, head)
+    }
+    fn verify_smt(&self, smt: &SignedMutationTimestamp) -> Result<()> {
+        ConfigChain::verify_smt(self, smt)
     }
 }
 

@@ -209,6 +209,65 @@ fn load_or_generate_in(dir: &Path) -> Result<(Keys, bool)> {
     Ok((keys, generated))
 }
 
+/// The signing keys of every version ≥ 2 in `dir` (`head-N.key` and `smt-N.key`,
+/// written by [`generate_version`]), by version. Versions must be consecutive from 2
+/// and each must have both files.
+pub fn load_versions(dir: &Path) -> Result<Vec<crate::KeyVersionPair>> {
+    let mut out = Vec::new();
+    for version in 2u32.. {
+        let head = dir.join(format!("head-{version}.key"));
+        let smt = dir.join(format!("smt-{version}.key"));
+        match (head.exists(), smt.exists()) {
+            (false, false) => break,
+            (true, true) => out.push(crate::KeyVersionPair {
+                version,
+                head: std::sync::Arc::new(SigningKeyPair::from_seed(&*read_seed(&head)?)),
+                smt: std::sync::Arc::new(SigningKeyPair::from_seed(&*read_seed(&smt)?)),
+            }),
+            _ => bail!(
+                "key version {version} is incomplete in {}: head-{version}.key and \
+                 smt-{version}.key go together",
+                dir.display()
+            ),
+        }
+    }
+    let next = out.len() as u32 + 2;
+    if dir.join(format!("head-{}.key", next + 1)).exists() {
+        bail!(
+            "key versions in {} skip version {next}: versions are consecutive from 2",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+/// `candor keys rotate`: writes the next key version's `head-N.key` and `smt-N.key`
+/// into `dir` (which must hold the deployment's keys) and returns them.
+pub fn generate_version(dir: &Path) -> Result<crate::KeyVersionPair> {
+    if !dir.join(KEY_FILES[1]).exists() {
+        bail!(
+            "{} holds no deployment keys (head.key): give the key directory of a member",
+            dir.display()
+        );
+    }
+    let version = load_versions(dir)?.len() as u32 + 2;
+    let head = SigningKeyPair::generate();
+    let smt = SigningKeyPair::generate();
+    write_private(
+        &dir.join(format!("head-{version}.key")),
+        &hex_line(&head.to_seed()),
+    )?;
+    write_private(
+        &dir.join(format!("smt-{version}.key")),
+        &hex_line(&smt.to_seed()),
+    )?;
+    Ok(crate::KeyVersionPair {
+        version,
+        head: std::sync::Arc::new(head),
+        smt: std::sync::Arc::new(smt),
+    })
+}
+
 /// Loads the dev bearer token, generating it with `generate` on first start.
 pub fn load_or_generate_token(
     data_dir: &Path,

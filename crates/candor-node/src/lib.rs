@@ -73,7 +73,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use candor_raft::{RaftNode, RaftTransport};
-pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch};
+pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch, propose_rotation};
 pub use candor_shard::{
     PublishError, PublishReceipt, PublishRequest, Publisher, PublisherConfig, ShardError,
     ShardLogic, ShardLogicConfig, ShardPublisher, ShardRoute,
@@ -267,6 +267,22 @@ pub struct NodeConfig {
     pub raft: RaftTuning,
     /// How long `start` waits for every group to elect itself. Default 30 s.
     pub start_timeout: Duration,
+    /// Signing keys of versions ≥ 2 (docs/operations.md, key rotation). Every member of
+    /// the sequencer group must hold a version before it is activated.
+    pub key_versions: Vec<KeyVersionPair>,
+    /// The sequencer leader rotates up to this key version. Default none: no rotation.
+    pub activate_key_version: Option<u32>,
+}
+
+/// The head and SMT signing keys of one key version beyond the first.
+#[derive(Clone, Debug)]
+pub struct KeyVersionPair {
+    /// The version (≥ 2).
+    pub version: u32,
+    /// Signs epoch heads from the rotation on.
+    pub head: Arc<SigningKeyPair>,
+    /// Signs SMTs from the rotation on.
+    pub smt: Arc<SigningKeyPair>,
 }
 
 impl NodeConfig {
@@ -291,6 +307,8 @@ impl NodeConfig {
                 ..RaftTuning::default()
             },
             start_timeout: Duration::from_secs(30),
+            key_versions: Vec::new(),
+            activate_key_version: None,
         }
     }
 
@@ -587,6 +605,65 @@ fn spawn_readable_heads(
     })
 }
 
+/// Keeps the SMT signing key on the active key version: from the sequencer replica
+/// here, or (no sequencer replica here) from the configurations in the shared store.
+fn spawn_smt_key_follower(
+    publisher: ShardPublisher,
+    versions: Option<watch::Receiver<u32>>,
+    epochs: Arc<EpochLogStore>,
+    config: NodeConfig,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    let key_of = move |v: u32| -> Option<Arc<SigningKeyPair>> {
+        if v == 1 {
+            return Some(Arc::new(SigningKeyPair::from_seed(&config.keys.smt.to_seed())));
+        }
+        config
+            .key_versions
+            .iter()
+            .find(|k| k.version == v)
+            .map(|k| Arc::clone(&k.smt))
+    };
+    let poll = reader::poll_interval(Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut current = 1u32;
+        let mut versions = versions;
+        loop {
+            let v = match &mut versions {
+                Some(rx) => *rx.borrow_and_update(),
+                None => epochs
+                    .configs()
+                    .map(|c| (c.len() as u32).max(1))
+                    .unwrap_or(current),
+            };
+            if v != current {
+                match key_of(v) {
+                    Some(k) => {
+                        publisher.set_smt_key(k);
+                        current = v;
+                        tracing::info!(version = v, "SMTs are signed with the new key version");
+                    }
+                    None => tracing::error!(
+                        version = v,
+                        "key version {v} is active but this member lacks smt-{v}.key: its SMTs \
+                         will fail verification once the grace period ends"
+                    ),
+                }
+            }
+            match &mut versions {
+                Some(rx) => tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = rx.changed() => if r.is_err() { return },
+                },
+                None => tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(poll) => {}
+                },
+            }
+        }
+    })
+}
+
 /// Refuses a store that belongs to another (namespace, shard_bits). An empty store is
 /// stamped with this one when `record` (members), accepted as is otherwise (readers:
 /// the members stamp it when they start).
@@ -818,6 +895,7 @@ impl DevNode {
         }
         let mut sequencer = None;
         let mut applied_heads = None;
+        let mut key_versions = None;
         if let Some(members) = &plan.sequencer_members {
             let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
             let seq_logic = if plan.shared {
@@ -838,6 +916,18 @@ impl DevNode {
                 // A single-member node never ships its state (see `ShardLogicConfig`).
                 .with_index_only_snapshots(config.shard.index_only_snapshots)
             };
+            let seq_logic = seq_logic.with_key_versions(
+                config
+                    .key_versions
+                    .iter()
+                    .map(|k| candor_sequencer::KeyVersion {
+                        version: k.version,
+                        head: Arc::clone(&k.head),
+                        smt_public: k.smt.public_key(),
+                    })
+                    .collect(),
+            )?;
+            key_versions = Some(seq_logic.subscribe_versions());
             applied_heads = Some(seq_logic.subscribe());
             let g = raft
                 .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
@@ -892,6 +982,16 @@ impl DevNode {
                 membership.clone(),
                 local_shards,
                 config.epoch_interval,
+                config.activate_key_version,
+                cancel.child_token(),
+            ));
+        }
+        if let Some(p) = &shard_publisher {
+            tasks.push(spawn_smt_key_follower(
+                p.clone(),
+                key_versions,
+                Arc::clone(&epochs),
+                config.clone(),
                 cancel.child_token(),
             ));
         }

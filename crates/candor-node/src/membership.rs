@@ -780,6 +780,7 @@ pub(crate) fn spawn_epoch_ticker(
     membership: Membership,
     local_shards: Vec<LocalShard>,
     interval: Duration,
+    activate_key_version: Option<u32>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     use tracing::Instrument as _;
@@ -816,6 +817,18 @@ pub(crate) fn spawn_epoch_ticker(
                 );
                 membership.transfer_sequencer(to).await;
                 continue;
+            }
+            if let Some(target) = activate_key_version {
+                let active = group.read(|l| l.key_version()).await.unwrap_or(target);
+                if target > active {
+                    // One version at a time; the next epoch is the first under it.
+                    match crate::propose_rotation(&group, active + 1).await {
+                        Ok(v) => tracing::info!(version = v, "key version activated"),
+                        Err(e) => tracing::error!(error = %e, version = active + 1, "key rotation failed"),
+                    }
+                } else if target < active {
+                    tracing::debug!(target, active, "a newer key version is active than configured");
+                }
             }
             let span = tracing::info_span!("epoch");
             let r = tokio::select! {

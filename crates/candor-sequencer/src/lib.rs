@@ -22,6 +22,17 @@
 //! An epoch is signed even when nothing changed (heads keep flowing, clients see
 //! liveness).
 //!
+//! ## Key rotation
+//!
+//! A [`SequencerCommand::Rotate`] entry (proposed by [`propose_rotation`]) switches
+//! the head and SMT keys to the next key version (docs/protocol.md §8.1). Applying
+//! it builds the new configuration from the replica's own keys of that version
+//! ([`SequencerLogic::with_key_versions`]), signs the rotation statement with the
+//! old and the new head key (deterministic, like heads), records the configuration
+//! in the epoch log ([`EpochLogStore::put_config`]) with the bookkeeping in one batch,
+//! and signs every later epoch with the new key. A replica that lacks the keys of
+//! the version stops applying (an error, logged) instead of signing with old keys.
+//!
 //! ## Exactly once
 //!
 //! Entries at or below the recorded applied index are skipped. If a crash falls between
@@ -115,7 +126,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use candor_core::Digest;
 use candor_core::log::EpochEntry;
 use candor_core::map::{Subtree, combine_shard_roots};
-use candor_core::signed::{EpochHead, PublicConfig, SignedHead, SigningKeyPair};
+use candor_core::rotation::{ConfigChain, ConfigRotation, ConfigVersion};
+use candor_core::signed::{EpochHead, PublicConfig, PublicKey, SignedHead, SigningKeyPair};
 use candor_raft::{ApplyBatch, RaftGroup, StateMachineLogic};
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 use candor_tree::{EpochLogStore, Forest};
@@ -194,6 +206,14 @@ pub enum SequencerCommand {
         /// Shards whose sealed revision moved (others keep theirs).
         shards: Vec<ShardRoot>,
     },
+    /// Switch to key version `version` (exactly the active version + 1) from the next
+    /// epoch on.
+    Rotate {
+        /// The key version to activate (≥ 2; 1 is the first configuration).
+        version: u32,
+        /// Proposer's wall clock, ms (clamped to never go back).
+        timestamp_ms: u64,
+    },
 }
 
 impl SequencerCommand {
@@ -212,6 +232,8 @@ pub enum SequencerResponse {
     Rejected(String),
     /// Applied before (restart or shared storage).
     AlreadyApplied,
+    /// The key version now active.
+    Rotated(u32),
 }
 
 impl SequencerResponse {
@@ -258,10 +280,32 @@ fn corrupt(what: impl std::fmt::Display) -> SequencerError {
     SequencerError::Storage(format!("corrupt sequencer record: {what}"))
 }
 
+/// The signing keys of one key version beyond the first: the head key signs, the SMT
+/// key's public half goes into the configuration.
+#[derive(Clone, Debug)]
+pub struct KeyVersion {
+    /// The version (≥ 2).
+    pub version: u32,
+    /// Signs heads (and, with the previous version's, the rotation statement).
+    pub head: Arc<SigningKeyPair>,
+    /// The SMT public key.
+    pub smt_public: PublicKey,
+}
+
 /// The deterministic state machine of the sequencer group.
 pub struct SequencerLogic {
     store: Arc<dyn Store>,
     epochs: Arc<EpochLogStore>,
+    /// The first configuration (version 1), as the member's keys define it.
+    genesis: PublicConfig,
+    genesis_key: Arc<SigningKeyPair>,
+    /// Keys of versions ≥ 2 this replica holds.
+    key_versions: Vec<KeyVersion>,
+    /// The active key version and its configuration.
+    version: u32,
+    /// The keys of the active version are missing here: applying fails with this.
+    key_error: Option<String>,
+    versions_tx: watch::Sender<u32>,
     public: PublicConfig,
     config_digest: Digest,
     head_key: Arc<SigningKeyPair>,
@@ -339,6 +383,12 @@ impl SequencerLogic {
             config_digest: public.digest(),
             store,
             epochs,
+            genesis: public.clone(),
+            genesis_key: Arc::clone(&head_key),
+            key_versions: Vec::new(),
+            version: 1,
+            key_error: None,
+            versions_tx: watch::channel(1).0,
             public,
             head_key,
             state: SequencerState::default(),
@@ -359,6 +409,97 @@ impl SequencerLogic {
         };
         this.load()?;
         Ok(this)
+    }
+
+    /// The keys of versions ≥ 2 this replica holds, for rotations (see the crate docs).
+    /// Reloads the state: a store whose active version is among them signs with it.
+    pub fn with_key_versions(mut self, versions: Vec<KeyVersion>) -> Result<Self, SequencerError> {
+        self.key_versions = versions;
+        self.load()?;
+        Ok(self)
+    }
+
+    /// The active key version (1 until the first rotation), following applies.
+    pub fn subscribe_versions(&self) -> watch::Receiver<u32> {
+        self.versions_tx.subscribe()
+    }
+
+    /// The active key version.
+    pub fn key_version(&self) -> u32 {
+        self.version
+    }
+
+    /// The head key and configuration of `version`, from this replica's keys.
+    fn keys_of(&self, version: u32) -> Result<(Arc<SigningKeyPair>, PublicConfig), SequencerError> {
+        if version == 1 {
+            return Ok((Arc::clone(&self.genesis_key), self.genesis.clone()));
+        }
+        let k = self
+            .key_versions
+            .iter()
+            .find(|k| k.version == version)
+            .ok_or_else(|| {
+                SequencerError::Config(format!(
+                    "key version {version} is active in the deployment but this member lacks \
+                     its keys (head-{version}.key, smt-{version}.key): copy them from another \
+                     member's key directory"
+                ))
+            })?;
+        let config = PublicConfig {
+            head_key: k.head.public_key(),
+            smt_key: k.smt_public,
+            ..self.genesis.clone()
+        };
+        Ok((Arc::clone(&k.head), config))
+    }
+
+    /// Reads the recorded configurations (writing the first if there is none) and makes
+    /// the newest the active one.
+    fn load_configs(&mut self) -> Result<(), SequencerError> {
+        let mut recorded = self.epochs.configs()?;
+        if recorded.is_empty() {
+            let first = ConfigVersion {
+                config: self.genesis.encode(),
+                rotation: Vec::new(),
+            };
+            let mut b = WriteBatch::new();
+            EpochLogStore::put_config(&mut b, 1, &first);
+            self.store.write(&b, Durability::Sync)?;
+            recorded.push(first);
+        }
+        if recorded[0].config != self.genesis.encode() {
+            return Err(SequencerError::Config(
+                "the store's first configuration is not the one this member's keys \
+                 (head.key, smt.key, vrf.key) and settings define"
+                    .into(),
+            ));
+        }
+        ConfigChain::verify(&recorded, &self.genesis.digest())
+            .map_err(|e| corrupt(format!("configuration chain: {e}")))?;
+        let version = recorded.len() as u32;
+        let (head_key, public) = match self.keys_of(version) {
+            Ok(k) => k,
+            Err(SequencerError::Config(why)) => {
+                // Loud, and nothing is signed with other keys until they are given.
+                tracing::error!(version, "{why}");
+                self.version = version;
+                self.key_error = Some(why);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.key_error = None;
+        if public.encode() != recorded[recorded.len() - 1].config {
+            return Err(SequencerError::Config(format!(
+                "this member's keys of version {version} are not the deployment's"
+            )));
+        }
+        self.version = version;
+        self.config_digest = public.digest();
+        self.public = public;
+        self.head_key = head_key;
+        self.versions_tx.send_replace(version);
+        Ok(())
     }
 
     /// (Re)load the in-memory state from the store: bookkeeping, roots and marker, or
@@ -405,6 +546,7 @@ impl SequencerLogic {
         self.revisions = revisions;
         self.roots = roots;
         self.installing = false;
+        self.load_configs()?;
         self.publish(latest);
         Ok(())
     }
@@ -662,6 +804,9 @@ impl SequencerLogic {
             }
             return Ok(SequencerResponse::AlreadyApplied);
         }
+        if let Some(why) = &self.key_error {
+            return Err(SequencerError::Config(why.clone()));
+        }
         let mut st = self.state;
         st.applied_index = log_index;
         let cmd: SequencerCommand = match postcard::from_bytes(data) {
@@ -676,10 +821,16 @@ impl SequencerLogic {
                 )));
             }
         };
-        let SequencerCommand::Epoch {
-            timestamp_ms,
-            shards,
-        } = cmd;
+        let (timestamp_ms, shards) = match cmd {
+            SequencerCommand::Epoch {
+                timestamp_ms,
+                shards,
+            } => (timestamp_ms, shards),
+            SequencerCommand::Rotate {
+                version,
+                timestamp_ms,
+            } => return self.apply_rotation(st, b, version, timestamp_ms),
+        };
         let epoch = st.epoch + 1;
         let span = info_span!("epoch_apply", epoch, log_index, shards = shards.len());
         let _g = span.enter();
@@ -715,6 +866,77 @@ impl SequencerLogic {
         self.heads.send_replace(Some(head));
         Ok(SequencerResponse::Epoch(epoch))
     }
+}
+
+impl SequencerLogic {
+    /// Applies a [`SequencerCommand::Rotate`] (see the crate docs); `st` already
+    /// carries the new applied index and `b` the marker.
+    fn apply_rotation(
+        &mut self,
+        mut st: SequencerState,
+        mut b: WriteBatch,
+        version: u32,
+        timestamp_ms: u64,
+    ) -> Result<SequencerResponse, SequencerError> {
+        let span = info_span!("key_rotation", version, epoch = st.epoch + 1);
+        let _g = span.enter();
+        if version != self.version + 1 {
+            // Deterministic on every replica: the active version is replicated state.
+            b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
+            self.require_state(&mut b);
+            self.write_state_batch(&b)?;
+            self.state = st;
+            return Ok(SequencerResponse::Rejected(format!(
+                "rotation to key version {version} while version {} is active",
+                self.version
+            )));
+        }
+        let (new_key, new_public) = self.keys_of(version)?;
+        let timestamp_ms = timestamp_ms.max(st.timestamp_ms);
+        let rotation = ConfigRotation {
+            namespace: self.public.namespace.clone(),
+            old_digest: self.config_digest,
+            new_digest: new_public.digest(),
+            first_epoch: st.epoch + 1,
+            timestamp_ms,
+        }
+        .sign(&self.head_key, &new_key);
+        EpochLogStore::put_config(
+            &mut b,
+            version,
+            &ConfigVersion {
+                config: new_public.encode(),
+                rotation: rotation.encode(),
+            },
+        );
+        st.timestamp_ms = timestamp_ms;
+        b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
+        self.require_state(&mut b);
+        // Synced: clients may see the new configuration as soon as it is served.
+        match self.store.write(&b, Durability::Sync) {
+            Err(candor_store::StoreError::PreconditionFailed(m)) => {
+                return Err(SequencerError::StaleReplica(m));
+            }
+            r => r?,
+        }
+        self.state = st;
+        self.version = version;
+        self.config_digest = new_public.digest();
+        self.public = new_public;
+        self.head_key = new_key;
+        self.versions_tx.send_replace(version);
+        tracing::info!(
+            version,
+            first_epoch = rotation.rotation.first_epoch,
+            config_digest = %hex_digest(&self.config_digest),
+            "signing keys rotated"
+        );
+        Ok(SequencerResponse::Rotated(version))
+    }
+}
+
+fn hex_digest(d: &Digest) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl StateMachineLogic for SequencerLogic {
@@ -795,6 +1017,33 @@ pub fn moved_shards(forest: &Forest, recorded: &[u64]) -> Result<Vec<ShardRoot>,
         }
     }
     Ok(out)
+}
+
+/// Propose the switch to key version `version` (leader only; see the crate docs).
+/// Returns the active version after the entry applied.
+pub async fn propose_rotation(
+    group: &RaftGroup<SequencerLogic>,
+    version: u32,
+) -> Result<u32, SequencerError> {
+    let cmd = SequencerCommand::Rotate {
+        version,
+        timestamp_ms: now_ms(),
+    };
+    let resp = group
+        .client_write(cmd.encode())
+        .await
+        .map_err(|e| SequencerError::Raft(e.to_string()))?;
+    match SequencerResponse::decode(&resp)? {
+        SequencerResponse::Rotated(v) => Ok(v),
+        SequencerResponse::AlreadyApplied => group
+            .read(|l| l.key_version())
+            .await
+            .map_err(|e| SequencerError::Raft(e.to_string())),
+        SequencerResponse::Rejected(why) => Err(SequencerError::Config(why)),
+        other => Err(SequencerError::Raft(format!(
+            "unexpected response {other:?}"
+        ))),
+    }
 }
 
 /// Propose the next epoch now (leader only). Returns the epoch number.

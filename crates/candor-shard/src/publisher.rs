@@ -75,8 +75,15 @@ struct Job {
 struct Inner {
     config: PublisherConfig,
     queues: Vec<mpsc::Sender<Job>>,
-    smt_key: Arc<SigningKeyPair>,
+    /// Replaced when the deployment rotates its keys ([`ShardPublisher::set_smt_key`]).
+    smt_key: std::sync::RwLock<Arc<SigningKeyPair>>,
     cancel: CancellationToken,
+}
+
+impl Inner {
+    fn smt_key(&self) -> Arc<SigningKeyPair> {
+        Arc::clone(&self.smt_key.read().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// The [`Publisher`] over this node's shard groups. Cheap to clone.
@@ -190,7 +197,7 @@ impl ShardPublisher {
             inner: Arc::new(Inner {
                 config,
                 queues,
-                smt_key,
+                smt_key: std::sync::RwLock::new(smt_key),
                 cancel,
             }),
         })
@@ -203,7 +210,16 @@ impl ShardPublisher {
 
     /// Sign an SMT for `leaf` of `shard`, timestamped now.
     pub fn sign_smt(&self, shard: u32, leaf: &Leaf) -> SignedMutationTimestamp {
-        sign_smt(&self.inner.config, &self.inner.smt_key, shard, leaf)
+        sign_smt(&self.inner.config, &self.inner.smt_key(), shard, leaf)
+    }
+
+    /// Signs SMTs with `key` from now on (the deployment rotated its keys).
+    pub fn set_smt_key(&self, key: Arc<SigningKeyPair>) {
+        *self
+            .inner
+            .smt_key
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = key;
     }
 }
 
@@ -309,9 +325,10 @@ impl ShardPublisher {
                     }
                 };
                 let metrics = candor_telemetry::metrics();
+                let smt_key = inner.smt_key();
                 for (pos, r) in positions.into_iter().zip(results) {
                     let r = r.and_then(|(o, index, nonce)| {
-                        receipt(&inner.config, &inner.smt_key, shard, o, index, nonce)
+                        receipt(&inner.config, &smt_key, shard, o, index, nonce)
                     });
                     if let Ok(receipt) = &r {
                         metrics.record_smt_latency(shard, accepted.elapsed());

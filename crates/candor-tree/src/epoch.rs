@@ -6,7 +6,8 @@ use candor_core::hash::log_node;
 use candor_core::log::{ConsistencyProof, EpochEntry, InclusionProof, LogNodes, range_root};
 use candor_core::signed::SignedHead;
 use candor_core::{Digest, ZERO};
-use candor_store::{Durability, Space, Store, WriteBatch};
+use candor_core::rotation::ConfigVersion;
+use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 
 use crate::error::{Result, TreeError, corrupt, invalid};
 use crate::view::{Forest, MapView};
@@ -16,12 +17,19 @@ const NODE: u8 = b'N';
 const REVS: u8 = b'V';
 const LATEST: &[u8] = b"L";
 const SHARDS: &[u8] = b"C";
+const CONFIG: u8 = b'K';
 /// Shards per revision-vector chunk: 4096 × 8 bytes = 32 KiB per value.
 const CHUNK: usize = 4096;
 
 fn head_key(epoch: u64) -> Vec<u8> {
     let mut k = vec![HEAD];
     k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+fn config_key(version: u32) -> Vec<u8> {
+    let mut k = vec![CONFIG];
+    k.extend_from_slice(&version.to_be_bytes());
     k
 }
 
@@ -59,7 +67,10 @@ struct State {
 /// `N | level u8 | i_be64` → perfect subtree root; `V | chunk u16 |
 /// epoch_be64` → revisions of shards `chunk·4096 ..` as `u64be` each, written
 /// only when that chunk changed (read back with a seek-for-prev); `L` →
-/// latest epoch, written last; `C` → shard count.
+/// latest epoch, written last; `C` → shard count; `K | version_be32` → the
+/// configuration of that version (1 = the first) as `u32be len || config ||
+/// rotation` (the rotation that introduced it; empty for version 1), written by
+/// the sequencer ([`EpochLogStore::put_config`]).
 ///
 /// One writer at a time appends (the sequencer); any number of readers. Writers on a
 /// shared store are safe too: an append is a compare-and-set on `L`, so a handle that
@@ -228,6 +239,56 @@ impl EpochLogStore {
     }
 
     /// Number of epochs in the log (= the latest epoch number).
+    /// The deployment's configurations, oldest first (docs/protocol.md §8.1): empty
+    /// until the sequencer recorded the first. Versions are consecutive from 1.
+    pub fn configs(&self) -> Result<Vec<ConfigVersion>> {
+        let mut out = Vec::new();
+        for kv in scan_pages(
+            &*self.store,
+            Space::EpochLog,
+            KeyRange::prefix(&[CONFIG]),
+            Direction::Forward,
+            64,
+        ) {
+            let (k, v) = kv?;
+            let version = k
+                .get(1..5)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| corrupt("configuration key of unexpected size"))?;
+            if version as usize != out.len() + 1 {
+                return Err(corrupt(format!(
+                    "configuration version {version} after {}",
+                    out.len()
+                )));
+            }
+            let len = v
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| corrupt("configuration record too short"))?
+                as usize;
+            let rest = &v[4..];
+            if rest.len() < len {
+                return Err(corrupt("configuration record too short"));
+            }
+            out.push(ConfigVersion {
+                config: rest[..len].to_vec(),
+                rotation: rest[len..].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds the record of configuration `version` (1 = the first) to `batch`.
+    pub fn put_config(batch: &mut WriteBatch, version: u32, v: &ConfigVersion) {
+        let mut value = Vec::with_capacity(4 + v.config.len() + v.rotation.len());
+        value.extend_from_slice(&(v.config.len() as u32).to_be_bytes());
+        value.extend_from_slice(&v.config);
+        value.extend_from_slice(&v.rotation);
+        batch.put(Space::EpochLog, config_key(version), value);
+    }
+
     pub fn latest_epoch(&self) -> u64 {
         self.lock().latest
     }

@@ -28,6 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate a deployment's secret keys into a directory (for `serve --keys-dir`).
     Keygen(KeygenArgs),
+    /// Signing-key rotation: `rotate` writes the next head and SMT key version.
+    Keys(KeysArgs),
     /// Publish a new value for a label and verify the returned SMT.
     Publish(PublishArgs),
     /// Look a label up at a signed epoch and verify the proof.
@@ -263,6 +265,32 @@ pub struct KeygenArgs {
     /// overwrite existing keys.
     #[arg(long)]
     pub dir: PathBuf,
+}
+
+/// `candor keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write the next key version (`head-N.key`, `smt-N.key`) next to the
+    /// deployment's keys. The VRF key never changes. A running service switches
+    /// to it when restarted (or, in a cluster, once `signing_key_version` says so:
+    /// see docs/operations.md, "Rotating the signing keys").
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    /// The key directory (`candor keygen --dir`, or `DATA_DIR/keys` of `candor dev`).
+    #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    pub dir: Option<PathBuf>,
+    /// The data directory of `candor dev` (its keys are in `DATA_DIR/keys`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[cfg(feature = "bench")]

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use candor_client::{AuditEvent, Auditor, Client, ClientError, HeadTracker, PinnedConfig, verify};
+use candor_core::rotation::Configs;
 use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp, SigningKeyPair};
 use serde_json::{Value, json};
 
@@ -211,7 +212,7 @@ async fn connect(c: &ConnectArgs) -> Result<Client> {
     let client = client.with_options(options);
     match HeadState::of(c, client.config()) {
         Some(state) => {
-            let tracker = state.load(client.config())?;
+            let tracker = state.load(&*client.chain())?;
             Ok(client.with_tracker(tracker))
         }
         None => Ok(client),
@@ -244,7 +245,7 @@ impl HeadState {
         })
     }
 
-    fn load(&self, config: &PublicConfig) -> Result<HeadTracker> {
+    fn load(&self, config: &(impl Configs + ?Sized)) -> Result<HeadTracker> {
         match std::fs::read(&self.path) {
             Ok(bytes) => HeadTracker::from_bytes(&bytes, config).map_err(|e| {
                 usage(format!(
@@ -267,7 +268,7 @@ impl HeadState {
         let Some(latest) = tracker.latest() else {
             return Ok(());
         };
-        if let Ok(stored) = self.load(client.config())
+        if let Ok(stored) = self.load(&*client.chain())
             && stored
                 .latest()
                 .is_some_and(|h| h.head.epoch > latest.head.epoch)
@@ -579,7 +580,7 @@ async fn audit(a: AuditArgs) -> Result<()> {
         mode = "full";
         // The auditor's cosignatures are not submitted from here: an
         // ephemeral key only satisfies the API.
-        let mut auditor = Auditor::new(client.config().clone(), SigningKeyPair::generate());
+        let mut auditor = Auditor::new((*client.chain()).clone(), SigningKeyPair::generate());
         while auditor.next_epoch() <= to {
             let max = to - auditor.next_epoch() + 1;
             let reports = auditor.follow(&client, false, Some(max)).await?;
@@ -622,7 +623,7 @@ async fn audit(a: AuditArgs) -> Result<()> {
         let mut prev: Option<SignedHead> = None;
         for e in from..=to {
             let resp = client.audit_response(e).await?;
-            let v = verify::audit(client.config(), e, &resp)?;
+            let v = verify::audit(&*client.chain(), e, &resp)?;
             if let (Some(p), Some(served)) = (&prev, &v.previous)
                 && p != served
             {

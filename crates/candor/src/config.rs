@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "cluster",
     "tls",
     "telemetry",
+    "signing_key_version",
 ];
 
 /// The whole server configuration. Every field has a default.
@@ -59,6 +60,11 @@ pub struct Config {
     pub tls: TlsSettings,
     /// Metrics, traces and log format.
     pub telemetry: TelemetrySettings,
+    /// Head and SMT key version to sign with (key rotation, docs/operations.md): the
+    /// sequencer leader activates it, one version at a time, when it is newer than
+    /// the deployment's. Unset: the highest version in the key directory
+    /// (`head-N.key`, `smt-N.key`; `candor keys rotate` makes the next one).
+    pub signing_key_version: Option<u32>,
 }
 
 /// `telemetry.*`: the Prometheus/probe listener, OTLP export (the standard
@@ -263,6 +269,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             tls: TlsSettings::default(),
             telemetry: TelemetrySettings::default(),
+            signing_key_version: None,
         }
     }
 }

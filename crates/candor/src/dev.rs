@@ -90,6 +90,25 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             vrf_public: keys.vrf.public_key(),
         },
     );
+    let key_dir = match mode {
+        Mode::Dev => keys::keys_dir(&data_dir),
+        Mode::Cluster => shared_dir.clone(),
+    };
+    node_config.key_versions = keys::load_versions(&key_dir)?;
+    node_config.activate_key_version = Some(
+        config
+            .signing_key_version
+            .unwrap_or(node_config.key_versions.len() as u32 + 1),
+    );
+    if let Some(v) = config.signing_key_version
+        && v > node_config.key_versions.len() as u32 + 1
+    {
+        anyhow::bail!(
+            "signing_key_version = {v}, but {} holds key versions up to {}",
+            key_dir.display(),
+            node_config.key_versions.len() + 1
+        );
+    }
     node_config.shard_bits = config.shard_bits();
     node_config.epoch_interval = Duration::from_millis(config.epoch_interval_ms);
     node_config.max_merge_delay = Duration::from_millis(config.max_merge_delay_ms);

@@ -211,6 +211,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("smt public key:  {}", hex::encode(keys.smt.public_key().0));
             Ok(())
         }
+        Command::Keys(cli::KeysArgs {
+            command: cli::KeysCommand::Rotate(args),
+        }) => {
+            let dir = match (args.dir, args.data_dir) {
+                (Some(d), _) => d,
+                (None, Some(d)) => candor_node::keys::keys_dir(&d),
+                (None, None) => return Err(Failure::usage(anyhow::anyhow!("give --dir or --data-dir"))),
+            };
+            let v = candor_node::keys::generate_version(&dir).map_err(|e| Failure::usage(e.into()))?;
+            println!(
+                "wrote head-{0}.key and smt-{0}.key to {1} (mode 0600)",
+                v.version,
+                dir.display()
+            );
+            println!("head public key: {}", hex::encode(v.head.public_key().0));
+            println!("smt public key:  {}", hex::encode(v.smt.public_key().0));
+            println!(
+                "copy them to every member's key directory; the service signs with version {} \
+                 after its next start (unless signing_key_version pins another)",
+                v.version
+            );
+            Ok(())
+        }
         #[cfg(feature = "bench")]
         Command::Bench(args) => {
             // Telemetry as a server has it by default (the same log filter, so the

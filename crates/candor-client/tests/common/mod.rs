@@ -206,6 +206,7 @@ impl World {
                 idempotency_retention_ms: 86_400_000,
                 max_message_bytes: 16 << 20,
             }),
+            history: Vec::new(),
         }
     }
 
