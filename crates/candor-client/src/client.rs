@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candor_core::CoreError;
 use candor_core::log::HeadExtensionProof;
-use candor_core::rotation::ConfigChain;
 use candor_core::proof::history::{PageAnchor, VerifiedHistory as CoreHistory};
+use candor_core::rotation::ConfigChain;
 use candor_core::signed::{Cosignature, PublicConfig, SignedHead, SignedMutationTimestamp};
 use candor_proto::candor::v1 as pb;
 use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
@@ -247,10 +247,9 @@ impl Client {
     pub async fn from_channel(channel: Channel, pinned: PinnedConfig) -> Result<Client> {
         let (rpc, served) = fetch_config(channel).await?;
         let chain = verify::config_chain(&pinned, &served)?;
-        let config = chain
-            .get(&pinned.digest())
-            .cloned()
-            .ok_or_else(|| vfail("configuration chain")(CoreError::Context("pin not in chain".into())))?;
+        let config = chain.get(&pinned.digest()).cloned().ok_or_else(|| {
+            vfail("configuration chain")(CoreError::Context("pin not in chain".into()))
+        })?;
         Ok(Client::assemble(rpc, config, chain, served.limits))
     }
 

@@ -18,10 +18,10 @@ use candor_core::proof::history::{
     VerifiedVersion,
 };
 use candor_core::proof::lookup::{LookupProof, VerifiedEntry};
+use candor_core::rotation::{ConfigChain, ConfigVersion, Configs};
 use candor_core::signed::{
     Cosignature, EpochHead, PublicConfig, SignedHead, SignedMutationTimestamp,
 };
-use candor_core::rotation::{ConfigChain, ConfigVersion, Configs};
 use candor_core::vrf::VrfProof;
 use candor_core::{CoreError, Digest, ZERO};
 use candor_proto::candor::v1 as pb;
@@ -169,12 +169,14 @@ pub fn config_chain(pin: &PinnedConfig, resp: &pb::GetConfigResponse) -> Result<
         .collect();
     let pinned = pin.digest();
     ConfigChain::verify(&versions, &pinned).map_err(|e| match e {
-        CoreError::Context(_) if !versions_contain(&versions, &pinned) => ClientError::PinMismatch {
-            pinned,
-            served: PublicConfig::decode(&resp.config)
-                .map(|c| c.digest())
-                .unwrap_or_default(),
-        },
+        CoreError::Context(_) if !versions_contain(&versions, &pinned) => {
+            ClientError::PinMismatch {
+                pinned,
+                served: PublicConfig::decode(&resp.config)
+                    .map(|c| c.digest())
+                    .unwrap_or_default(),
+            }
+        }
         e => vfail("configuration chain")(e),
     })
 }
@@ -201,7 +203,9 @@ pub fn config(pin: &PinnedConfig, config_bytes: &[u8]) -> Result<PublicConfig> {
 /// Decodes a signed head and checks its signature, namespace and
 /// configuration digest.
 pub fn head(config: &(impl Configs + ?Sized), bytes: &[u8]) -> Result<SignedHead> {
-    config.decode_head(bytes).map_err(vfail("signed epoch head"))
+    config
+        .decode_head(bytes)
+        .map_err(vfail("signed epoch head"))
 }
 
 /// [`head`], plus: when `expected_epoch` is given, the head is for it.
@@ -458,7 +462,11 @@ pub fn consistency(
 /// proof recomputes the previous map root and then, with the changes
 /// applied, the new one. The auditor adds the checks that need memory
 /// (same previous head as it verified before, its own log, time).
-pub fn audit(config: &(impl Configs + ?Sized), epoch: u64, resp: &pb::AuditResponse) -> Result<VerifiedAudit> {
+pub fn audit(
+    config: &(impl Configs + ?Sized),
+    epoch: u64,
+    resp: &pb::AuditResponse,
+) -> Result<VerifiedAudit> {
     let head = head_at(config, &resp.head, Some(epoch))?;
     let previous = if epoch == 1 {
         if !resp.previous_head.is_empty() {

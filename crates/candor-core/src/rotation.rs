@@ -270,7 +270,10 @@ impl ConfigChain {
 
     /// The configuration with `digest`, if it is in the chain.
     pub fn get(&self, digest: &Digest) -> Option<&PublicConfig> {
-        self.links.iter().find(|l| &l.digest == digest).map(|l| &l.config)
+        self.links
+            .iter()
+            .find(|l| &l.digest == digest)
+            .map(|l| &l.config)
     }
 
     /// Whether `digest` is one of the chain's configurations.

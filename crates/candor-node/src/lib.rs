@@ -616,7 +616,9 @@ fn spawn_smt_key_follower(
 ) -> JoinHandle<()> {
     let key_of = move |v: u32| -> Option<Arc<SigningKeyPair>> {
         if v == 1 {
-            return Some(Arc::new(SigningKeyPair::from_seed(&config.keys.smt.to_seed())));
+            return Some(Arc::new(SigningKeyPair::from_seed(
+                &config.keys.smt.to_seed(),
+            )));
         }
         config
             .key_versions

@@ -824,10 +824,16 @@ pub(crate) fn spawn_epoch_ticker(
                     // One version at a time; the next epoch is the first under it.
                     match crate::propose_rotation(&group, active + 1).await {
                         Ok(v) => tracing::info!(version = v, "key version activated"),
-                        Err(e) => tracing::error!(error = %e, version = active + 1, "key rotation failed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, version = active + 1, "key rotation failed")
+                        }
                     }
                 } else if target < active {
-                    tracing::debug!(target, active, "a newer key version is active than configured");
+                    tracing::debug!(
+                        target,
+                        active,
+                        "a newer key version is active than configured"
+                    );
                 }
             }
             let span = tracing::info_span!("epoch");

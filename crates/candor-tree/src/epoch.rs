@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use candor_core::hash::log_node;
 use candor_core::log::{ConsistencyProof, EpochEntry, InclusionProof, LogNodes, range_root};
+use candor_core::rotation::ConfigVersion;
 use candor_core::signed::SignedHead;
 use candor_core::{Digest, ZERO};
-use candor_core::rotation::ConfigVersion;
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 
 use crate::error::{Result, TreeError, corrupt, invalid};

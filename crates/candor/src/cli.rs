@@ -286,7 +286,11 @@ pub enum KeysCommand {
 #[derive(Debug, Args)]
 pub struct KeysRotateArgs {
     /// The key directory (`candor keygen --dir`, or `DATA_DIR/keys` of `candor dev`).
-    #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    #[arg(
+        long,
+        conflicts_with = "data_dir",
+        required_unless_present = "data_dir"
+    )]
     pub dir: Option<PathBuf>,
     /// The data directory of `candor dev` (its keys are in `DATA_DIR/keys`).
     #[arg(long)]

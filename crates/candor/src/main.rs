@@ -217,9 +217,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let dir = match (args.dir, args.data_dir) {
                 (Some(d), _) => d,
                 (None, Some(d)) => candor_node::keys::keys_dir(&d),
-                (None, None) => return Err(Failure::usage(anyhow::anyhow!("give --dir or --data-dir"))),
+                (None, None) => {
+                    return Err(Failure::usage(anyhow::anyhow!("give --dir or --data-dir")));
+                }
             };
-            let v = candor_node::keys::generate_version(&dir).map_err(|e| Failure::usage(e.into()))?;
+            let v =
+                candor_node::keys::generate_version(&dir).map_err(|e| Failure::usage(e.into()))?;
             println!(
                 "wrote head-{0}.key and smt-{0}.key to {1} (mode 0600)",
                 v.version,

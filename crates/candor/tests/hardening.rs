@@ -721,3 +721,134 @@ async fn hardening_single_node_restart_merges_pending_in_first_epoch() {
 fn dev_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
+
+/// Signing-key rotation (#16): `candor keys rotate` and a restart switch the head and
+/// SMT keys; a client pinned before keeps verifying (it follows the rotation
+/// statement), heads signed before still verify, a client pinned to the new
+/// configuration verifies the old heads, an auditor checks every transition across
+/// the rotation, and a tampered rotation is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_signing_key_rotation() {
+    use candor_client::auditor::Auditor;
+    use candor_client::{Client, PinnedConfig, verify};
+    use candor_core::signed::{PublicConfig, SigningKeyPair};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Dev::start_with(tmp.path(), "", "", "300ms", port);
+    dev.wait_serving().await;
+    let genesis = std::fs::read(tmp.path().join("data/config.bin")).unwrap();
+    let old = Client::connect(
+        dev_url(port),
+        PinnedConfig::from_config_bytes(&genesis).unwrap(),
+    )
+    .await
+    .unwrap()
+    .with_token(&dev.dev_token())
+    .unwrap();
+    let a = old.publish(b"alice", b"key-1").await.unwrap();
+    old.wait_merged(b"alice", &a.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let before = old.latest_head().await.unwrap();
+
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    drop(dev);
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.path().join("data/keys/head-2.key").exists());
+    let mut dev = Dev::start_with(tmp.path(), "", "", "300ms", port);
+    dev.wait_serving().await;
+
+    // The service now signs under a second configuration and serves the chain.
+    let mut raw = dev.client().await;
+    let served = raw
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        served.history.len(),
+        2,
+        "GetConfig serves both configurations"
+    );
+    assert_eq!(served.history[0].config, genesis);
+    let current = PublicConfig::decode(&served.config).unwrap();
+    assert_ne!(current.encode(), genesis);
+    assert_eq!(
+        current.vrf_key,
+        PublicConfig::decode(&genesis).unwrap().vrf_key,
+        "the VRF key stays"
+    );
+
+    // The client pinned before the rotation, still connected: new heads and SMTs
+    // verify once it has followed the rotation.
+    let mut latest = old.latest_head().await.unwrap();
+    for _ in 0..100 {
+        if latest.head.config_digest == current.digest() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        latest = old.latest_head().await.unwrap();
+    }
+    assert_eq!(latest.head.config_digest, current.digest());
+    assert_eq!(old.chain().len(), 2);
+    let l = old.lookup(b"alice", None).await.unwrap();
+    assert_eq!(l.entry.unwrap().version, 1);
+    let b = old.publish(b"bob", b"key-b").await.unwrap();
+    old.wait_merged(b"bob", &b.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(
+        b.smt
+            .verify(&PublicConfig::decode(&genesis).unwrap())
+            .is_err(),
+        "the new SMT is signed with the new key"
+    );
+    // Heads signed before the rotation still verify, under the first configuration.
+    let h = old.head(before.head.epoch).await.unwrap();
+    assert_eq!(h, before);
+
+    // A client pinned to the new configuration verifies the old heads backwards.
+    let new = Client::connect(dev_url(port), PinnedConfig::from(current.clone()))
+        .await
+        .unwrap();
+    assert_eq!(new.head(1).await.unwrap().head.epoch, 1);
+    let at = new.lookup(b"alice", Some(before.head.epoch)).await.unwrap();
+    assert_eq!(at.entry.unwrap().version, 1);
+
+    // An auditor checks every transition, across the rotation.
+    let mut auditor = Auditor::new(
+        PublicConfig::decode(&genesis).unwrap(),
+        SigningKeyPair::generate(),
+    );
+    let reports = auditor.follow(&new, false, None).await.unwrap();
+    assert!(reports.len() as u64 > before.head.epoch);
+    for r in &reports {
+        assert!(r.accepted, "epoch {} refused: {:?}", r.epoch, r.events);
+    }
+
+    // A tampered rotation statement (any byte) is refused.
+    let pin = PinnedConfig::from_config_bytes(&genesis).unwrap();
+    verify::config_chain(&pin, &served).unwrap();
+    for i in [0, 20, 60, 100, served.history[1].rotation.len() - 1] {
+        let mut bad = served.clone();
+        bad.history[1].rotation[i] ^= 1;
+        assert!(verify::config_chain(&pin, &bad).is_err(), "byte {i}");
+    }
+    // So is a new configuration that is not the one the statement names.
+    let mut bad = served.clone();
+    let mut other = current.clone();
+    other.smt_key = SigningKeyPair::generate().public_key();
+    bad.history[1].config = other.encode();
+    bad.config = other.encode();
+    assert!(verify::config_chain(&pin, &bad).is_err());
+}
