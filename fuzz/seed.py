@@ -47,6 +47,14 @@ def main():
             put("signed_head", c["signed_head"])
         elif k == "config":
             put("public_config", c["config"])
+        elif k == "rotation":
+            for h in c["history"]:
+                put("public_config", h["config"])
+                if h["rotation"]:
+                    put("config_rotation", h["rotation"])
+            for key in ("signed_head", "smt"):
+                if key in c:
+                    put("signed_head" if key == "signed_head" else "smt", c[key])
     # A head extension proof is a consistency proof followed by an inclusion
     # proof: its bytes seed the consistency decoder too.
     for c in v["cases"]:

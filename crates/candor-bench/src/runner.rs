@@ -342,7 +342,7 @@ async fn verified_lookup(
         }
     };
     let tv = Instant::now();
-    let v = verify::lookup(client.config(), label, None, &resp)?;
+    let v = verify::lookup(&*client.chain(), label, None, &resp)?;
     let verify_time = tv.elapsed();
     client.observe_head(&v.head).await?;
     Ok((v.is_found(), resp.proof.len(), verify_time))

@@ -12,6 +12,7 @@ use crate::log::{ConsistencyProof, HeadExtensionProof, InclusionProof, verify_he
 use crate::proof::audit::AuditProof;
 use crate::proof::history::{HistoryPage, HistoryProof};
 use crate::proof::lookup::LookupProof;
+use crate::rotation::SignedRotation;
 use crate::signed::{Cosignature, PublicConfig, SignedHead, SignedMutationTimestamp};
 use crate::vrf::VrfSecretKey;
 
@@ -28,6 +29,7 @@ pub const TARGETS: &[&str] = &[
     "signed_head",
     "smt",
     "cosignature",
+    "config_rotation",
 ];
 
 /// A fixed deployment the decoded objects are verified against.
@@ -134,6 +136,29 @@ pub fn check(target: &str, data: &[u8]) {
         }
         "cosignature" => {
             let _ = roundtrip(target, data, Cosignature::decode, Cosignature::encode);
+        }
+        "config_rotation" => {
+            if let Some(r) = roundtrip(target, data, SignedRotation::decode, SignedRotation::encode)
+            {
+                let old = config();
+                let new = PublicConfig {
+                    head_key: crate::signed::SigningKeyPair::from_seed(&[10; 32]).public_key(),
+                    ..config()
+                };
+                let _ = r.verify(&old, &new);
+                // A chain of the two, verified from either end.
+                let versions = [
+                    crate::rotation::ConfigVersion {
+                        config: old.encode(),
+                        rotation: Vec::new(),
+                    },
+                    crate::rotation::ConfigVersion {
+                        config: new.encode(),
+                        rotation: data.to_vec(),
+                    },
+                ];
+                let _ = crate::rotation::ConfigChain::verify(&versions, &new.digest());
+            }
         }
         other => panic!("unknown fuzz target {other:?} (one of {TARGETS:?})"),
     }

@@ -14,6 +14,7 @@ use candor_core::proof::audit::AuditProof;
 use candor_core::proof::history::{HistoryPage, HistoryProof, verify_pages};
 use candor_core::proof::lookup::LookupProof;
 use candor_core::reference::ReferenceMap;
+use candor_core::rotation::{ConfigChain, ConfigRotation, ConfigVersion, SignedRotation};
 use candor_core::signed::{
     Cosignature, EpochHead, MutationTimestamp, PublicConfig, SignedHead, SignedMutationTimestamp,
     SigningKeyPair,
@@ -203,6 +204,46 @@ fn generate() -> Value {
     v.insert("smt".into(), h(&smt.encode()));
     v.insert("zero".into(), h(&ZERO));
 
+    // Key rotation (§8.1, §9.5): version 2 keys take over from epoch 4.
+    let head_key2 = SigningKeyPair::from_seed(&[0x12; 32]);
+    let smt_key2 = SigningKeyPair::from_seed(&[0x13; 32]);
+    let cfg2 = PublicConfig {
+        head_key: head_key2.public_key(),
+        smt_key: smt_key2.public_key(),
+        ..cfg.clone()
+    };
+    let rotation = ConfigRotation {
+        namespace: cfg.namespace.clone(),
+        old_digest: cfg.digest(),
+        new_digest: cfg2.digest(),
+        first_epoch: 4,
+        timestamp_ms: 1_700_000_003_500,
+    }
+    .sign(&head_key, &head_key2);
+    let entry4 = EpochEntry {
+        epoch: 4,
+        timestamp_ms: 1_700_000_004_000,
+        map_root: m.root(),
+    };
+    let mut log4 = log.clone();
+    log4.append(entry4.leaf_hash());
+    let head4 = EpochHead {
+        namespace: cfg.namespace.clone(),
+        epoch: 4,
+        timestamp_ms: entry4.timestamp_ms,
+        map_root: entry4.map_root,
+        log_size: 4,
+        log_root: log4.root(),
+        config_digest: cfg2.digest(),
+    };
+    v.insert(
+        "rotation".into(),
+        json!({"head_seed_v2": h(&[0x12; 32]), "smt_seed_v2": h(&[0x13; 32]),
+               "config_v2": h(&cfg2.encode()), "config_v2_digest": h(&cfg2.digest()),
+               "statement": h(&rotation.encode()),
+               "signed_head_epoch4": h(&head4.clone().sign(&head_key2).encode())}),
+    );
+
     let fx = Fixture {
         vrf,
         head_key,
@@ -217,6 +258,13 @@ fn generate() -> Value {
             .collect(),
         smt: smt.encode(),
         cosignature: hex::decode(v["cosignature"].as_str().unwrap()).unwrap(),
+        rotation: Rotation {
+            head_key2,
+            smt_key2,
+            cfg2,
+            statement: rotation,
+            head4,
+        },
     };
     v.insert("cases".into(), Value::Array(cases(&fx)));
     Value::Object(v)
@@ -237,6 +285,17 @@ struct Fixture {
     signed_heads: Vec<Vec<u8>>,
     smt: Vec<u8>,
     cosignature: Vec<u8>,
+    rotation: Rotation,
+}
+
+/// The rotation to key version 2 at epoch 4.
+struct Rotation {
+    head_key2: SigningKeyPair,
+    smt_key2: SigningKeyPair,
+    cfg2: PublicConfig,
+    statement: SignedRotation,
+    /// The head of epoch 4 (unsigned), under `cfg2`.
+    head4: EpochHead,
 }
 
 fn case(name: &str, kind: &str, expect: &str, fields: Value) -> Value {
@@ -728,6 +787,155 @@ fn cases(f: &Fixture) -> Vec<Value> {
         "decode",
         json!({"config": h(&shards)}),
     ));
+    out.extend(rotation_cases(f));
+    out
+}
+
+/// `rotation` cases: a chain (`history`: configurations with the statement
+/// that introduced each), a `pin` digest, and a signed head or SMT checked
+/// under the configuration in force for it.
+fn rotation_cases(f: &Fixture) -> Vec<Value> {
+    let r = &f.rotation;
+    let cfg1 = f.cfg.encode();
+    let cfg2 = r.cfg2.encode();
+    let stmt = r.statement.encode();
+    let history = |stmt: &[u8], cfg2: &[u8]| json!([{"config": h(&cfg1), "rotation": ""}, {"config": h(cfg2), "rotation": h(stmt)}]);
+    let head4 = r.head4.clone().sign(&r.head_key2).encode();
+    let head3 = &f.signed_heads[2];
+    let smt_at = |key: &SigningKeyPair, ts: u64| {
+        let mut m = SignedMutationTimestamp::decode(&f.smt).unwrap().smt;
+        m.timestamp_ms = ts;
+        m.merge_deadline_ms = ts + f.cfg.max_merge_delay_ms;
+        m.sign(key).encode()
+    };
+    let mut out = Vec::new();
+    let mut push =
+        |name: &str, expect: &str, stmt: &[u8], cfg2: &[u8], pin: &[u8; 32], extra: Value| {
+            let mut fields = json!({"history": history(stmt, cfg2), "pin": h(pin)});
+            for (k, v) in extra.as_object().unwrap() {
+                fields[k] = v.clone();
+            }
+            out.push(case(name, "rotation", expect, fields));
+        };
+    let (d1, d2) = (f.cfg.digest(), r.cfg2.digest());
+    push(
+        "rotation_pinned_first_head_after",
+        "ok",
+        &stmt,
+        &cfg2,
+        &d1,
+        json!({"signed_head": h(&head4)}),
+    );
+    push(
+        "rotation_pinned_second_head_before",
+        "ok",
+        &stmt,
+        &cfg2,
+        &d2,
+        json!({"signed_head": h(head3)}),
+    );
+    push(
+        "rotation_smt_new_key",
+        "ok",
+        &stmt,
+        &cfg2,
+        &d1,
+        json!({"smt": h(&smt_at(&r.smt_key2, 1_700_000_004_000))}),
+    );
+    push(
+        "rotation_smt_old_key_within_grace",
+        "ok",
+        &stmt,
+        &cfg2,
+        &d1,
+        json!({"smt": h(&smt_at(&f.smt_key, 1_700_000_004_000))}),
+    );
+    push(
+        "rotation_smt_old_key_after_grace",
+        "signature",
+        &stmt,
+        &cfg2,
+        &d1,
+        json!({"smt": h(&smt_at(&f.smt_key, 1_700_000_003_500 + f.cfg.max_merge_delay_ms))}),
+    );
+    push(
+        "rotation_old_key_head_after_rotation",
+        "context",
+        &stmt,
+        &cfg2,
+        &d1,
+        json!({"signed_head": h(&EpochHead { config_digest: d1, ..r.head4.clone() }.sign(&f.head_key).encode())}),
+    );
+    push(
+        "rotation_new_key_head_before_rotation",
+        "context",
+        &stmt,
+        &cfg2,
+        &d2,
+        json!({"signed_head": h(&EpochHead { config_digest: d2, ..SignedHead::decode(head3).unwrap().head }.sign(&r.head_key2).encode())}),
+    );
+    push(
+        "rotation_pin_not_in_chain",
+        "context",
+        &stmt,
+        &cfg2,
+        &[7; 32],
+        json!({}),
+    );
+    let n = stmt.len();
+    push(
+        "rotation_old_signature_altered",
+        "signature",
+        &flip(&stmt, n - 65, 1),
+        &cfg2,
+        &d1,
+        json!({}),
+    );
+    push(
+        "rotation_new_signature_altered",
+        "signature",
+        &flip(&stmt, n - 1, 1),
+        &cfg2,
+        &d1,
+        json!({}),
+    );
+    push(
+        "rotation_first_epoch_altered",
+        "signature",
+        &flip(&stmt, n - 128 - 9, 1),
+        &cfg2,
+        &d1,
+        json!({}),
+    );
+    let mut vrf_changed = r.cfg2.clone();
+    vrf_changed.vrf_key = VrfSecretKey::from_bytes(&[0x44; 32]).public_key();
+    let stmt_vrf = ConfigRotation {
+        new_digest: vrf_changed.digest(),
+        ..r.statement.rotation.clone()
+    }
+    .sign(&f.head_key, &r.head_key2)
+    .encode();
+    push(
+        "rotation_changes_the_vrf_key",
+        "context",
+        &stmt_vrf,
+        &vrf_changed.encode(),
+        &d1,
+        json!({}),
+    );
+    let stmt_one_key = ConfigRotation {
+        ..r.statement.rotation.clone()
+    }
+    .sign(&r.head_key2, &r.head_key2)
+    .encode();
+    push(
+        "rotation_signed_by_the_new_key_only",
+        "signature",
+        &stmt_one_key,
+        &cfg2,
+        &d1,
+        json!({}),
+    );
     out
 }
 
@@ -825,6 +1033,25 @@ fn run(c: &Value, vectors: &Value) -> Result<(), CoreError> {
             Cosignature::decode(&bytes_of(c, "cosignature"))?.verify(&head.head)
         }
         "config" => config().map(drop),
+        "rotation" => {
+            let history: Vec<ConfigVersion> = c["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| ConfigVersion {
+                    config: bytes_of(v, "config"),
+                    rotation: bytes_of(v, "rotation"),
+                })
+                .collect();
+            let chain = ConfigChain::verify(&history, &d32(c, "pin"))?;
+            if c.get("signed_head").is_some() {
+                chain.verify_head(&SignedHead::decode(&bytes_of(c, "signed_head"))?)?;
+            }
+            if c.get("smt").is_some() {
+                chain.verify_smt(&SignedMutationTimestamp::decode(&bytes_of(c, "smt"))?)?;
+            }
+            Ok(())
+        }
         k => panic!("unknown kind {k}"),
     }
 }

@@ -72,7 +72,7 @@ impl Client {
                 c = c.with_token(&t)?;
             }
             if let Some(state) = tracker_state {
-                let tracker = HeadTracker::from_bytes(&state, c.config())?;
+                let tracker = HeadTracker::from_bytes(&state, &*c.chain())?;
                 c = c.with_tracker(tracker);
             }
             Ok(Arc::new(Client { inner: c }))
@@ -212,7 +212,7 @@ impl Client {
     /// consistency proof with the last head seen. Returns the decoded head.
     pub fn observe_head(&self, signed_head: Vec<u8>) -> Result<Head> {
         block_on(async move {
-            let h = decode_head(self.inner.config(), &signed_head)?;
+            let h = decode_head(&*self.inner.chain(), &signed_head)?;
             self.inner.observe_head(&h).await?;
             Ok(Head::from(&h))
         })
@@ -225,8 +225,8 @@ impl Client {
     /// change this client's remembered head.
     pub fn verify_consistency(&self, older: Vec<u8>, newer: Vec<u8>) -> Result<Vec<String>> {
         block_on(async move {
-            let config = self.inner.config();
-            let (a, b) = (decode_head(config, &older)?, decode_head(config, &newer)?);
+            let chain = self.inner.chain();
+            let (a, b) = (decode_head(&*chain, &older)?, decode_head(&*chain, &newer)?);
             if a.head.epoch >= b.head.epoch {
                 return Err(CandorError::invalid(format!(
                     "older head is epoch {}, newer is {}: need older < newer",

@@ -64,7 +64,7 @@ impl From<&SignedHead> for Head {
 }
 
 pub(crate) fn decode_head(
-    config: &candor_core::signed::PublicConfig,
+    config: &(impl candor_core::rotation::Configs + ?Sized),
     bytes: &[u8],
 ) -> Result<SignedHead> {
     Ok(candor_client::verify::head(config, bytes)?)

@@ -12,6 +12,11 @@
 //! * each label's history verifies, versions are gap-free and every acknowledged leaf
 //!   is in it (no acknowledged mutation lost).
 //!
+//! Midway through the schedule the signing keys are rotated to version 2 (through
+//! whichever member leads the sequencer, under the faults of the moment): every member
+//! must then record the same two configurations, and every head and SMT must verify
+//! under the configuration in force for it.
+//!
 //! Raft snapshots are taken every 64 entries and the log purged behind them, so a
 //! member that was down or cut off is usually sent a snapshot of the shard or of the
 //! epoch log rather than the log itself.
@@ -32,11 +37,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
+use candor_core::rotation::ConfigChain;
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{
-    DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher, SharedTopology,
-    StoreReader, Topology,
+    DevNode, KeyVersionPair, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher,
+    SharedTopology, StoreReader, Topology, propose_rotation,
 };
 use candor_raft::rand::rngs::StdRng;
 use candor_raft::rand::{RngExt, SeedableRng};
@@ -58,6 +64,12 @@ fn config() -> NodeConfig {
         vrf_public: vrf().public_key(),
     };
     let mut c = NodeConfig::new("unused", "cluster.test", keys);
+    // Every member holds key version 2; the run rotates to it midway (`rotate`).
+    c.key_versions = vec![KeyVersionPair {
+        version: 2,
+        head: Arc::new(SigningKeyPair::from_seed(&[5; 32])),
+        smt: Arc::new(SigningKeyPair::from_seed(&[6; 32])),
+    }];
     c.shard_bits = 2;
     c.epoch_interval = Duration::from_millis(200);
     c.seal_interval = Duration::from_millis(50);
@@ -394,6 +406,11 @@ async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        if step == 3 {
+            rotate(&cluster)
+                .await
+                .with_context(|| format!("seed {seed}"))?;
+        }
     }
     cluster.net.heal();
     cluster.net.set_faults(FaultConfig::default());
@@ -487,6 +504,33 @@ async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
     Ok(())
 }
 
+/// Rotates the signing keys to version 2 through whichever member leads the sequencer
+/// (under the faults of the moment), retrying until the rotation is committed.
+async fn rotate(cluster: &Cluster) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let group = cluster
+            .sequencer_leader()
+            .and_then(|l| cluster.nodes.get(l as usize - 1)?.as_ref())
+            .and_then(|n| n.sequencer_group());
+        if let Some(g) = group {
+            match tokio::time::timeout(Duration::from_secs(5), propose_rotation(g, 2)).await {
+                Ok(Ok(v)) => {
+                    println!("  rotated the signing keys to version {v}");
+                    return Ok(());
+                }
+                Ok(Err(e)) if e.to_string().contains("version 2 is active") => return Ok(()),
+                _ => {}
+            }
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no rotation within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Wait until this member serves a head covering every acknowledged mutation.
 async fn wait_covering(node: &mut ReadPath, acked: &[Acked]) -> Result<SignedHead> {
     let rx = &mut node.heads;
@@ -523,12 +567,15 @@ fn check_member(
 ) -> Result<()> {
     let epochs = &node.epochs;
     let forest = &node.forest;
+    // The configurations, verified from the first: the run rotated once.
+    let chain = ConfigChain::verify(&epochs.configs()?, &cfg.digest())?;
+    ensure!(chain.len() == 2, "{} configurations recorded", chain.len());
     let mut heads = Vec::new();
     for e in 1..=last.head.epoch {
         let h = epochs
             .head(e)?
             .with_context(|| format!("epoch {e} missing"))?;
-        h.verify(cfg)?;
+        chain.verify_head(&h)?;
         if let Some(prev) = heads.last() {
             let p: &SignedHead = prev;
             ensure!(
@@ -550,7 +597,7 @@ fn check_member(
     // Every SMT verifies and was merged by its deadline.
     let mut views: HashMap<u64, MapView> = HashMap::new();
     for a in acked {
-        a.receipt.smt.verify(cfg)?;
+        chain.verify_smt(&a.receipt.smt)?;
         let deadline = a.receipt.smt.smt.merge_deadline_ms;
         let k = heads.partition_point(|h| h.head.timestamp_ms <= deadline);
         ensure!(
