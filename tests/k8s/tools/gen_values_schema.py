@@ -47,6 +47,7 @@ schema = {
         "maxMergeDelayMs": i("Maximum merge delay, ms (at least epochIntervalMs).", minimum=100),
         "sealIntervalMs": i("How often shards seal pending labels, ms.", minimum=1),
         "log": s(minLength=1),
+        "signingKeyVersion": {"type": ["integer", "null"], "minimum": 1, "description": "Head and SMT key version to sign with (key rotation); the keys Secret must hold head-N.key and smt-N.key for every version up to it. Null: version 1."},
         "api": obj({
             "devToken": b("Tenant dev with the token in the keys Secret."),
             "insecure": b("Without tls.enabled: serve the API in clear on the pod network (api.insecure); the binary refuses a plaintext non-loopback API otherwise."),
