@@ -84,7 +84,10 @@ pub mod pin;
 pub mod tracker;
 pub mod verify;
 
-pub use auditor::{AuditEvent, Auditor, AuditorOptions, EpochReport, SmtStatus};
+pub use auditor::{
+    AuditEvent, AuditMode, AuditSummary, Auditor, AuditorOptions, EpochReport, SmtStatus,
+    audit_range,
+};
 pub use client::{
     Client, ClientOptions, Freshness, MergeEvidence, PublishItem, RetryPolicy, new_idempotency_key,
 };
@@ -93,7 +96,7 @@ pub use error::{ClientError, Result, StaleHead};
 pub use evidence::{BrokenPromiseEvidence, EquivocationEvidence, HeadWithHistory};
 pub use monitor::{Monitor, MonitorEvent, MonitorState};
 pub use pin::PinnedConfig;
-pub use tracker::{HeadCheck, HeadTracker};
+pub use tracker::{HeadCheck, HeadStateFile, HeadTracker};
 pub use verify::{VerifiedAudit, VerifiedHistory, VerifiedLookup, VerifiedPublish};
 
 /// Re-exported so SDK users need not depend on the core crate for the types

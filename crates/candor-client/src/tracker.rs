@@ -161,3 +161,73 @@ fn equivocation(a: &SignedHead, b: &SignedHead) -> ClientError {
         second: b.clone(),
     }))
 }
+
+/// Where a client keeps the last head it verified of one deployment between runs
+/// (the freshness rule of docs/protocol.md §9.4): one file per pinned configuration
+/// digest, `heads-<digest hex>.bin`, in a state directory.
+#[derive(Debug, Clone)]
+pub struct HeadStateFile {
+    path: std::path::PathBuf,
+}
+
+impl HeadStateFile {
+    /// `$XDG_STATE_HOME/candor`, else `~/.local/state/candor`; `None` without either.
+    pub fn default_dir() -> Option<std::path::PathBuf> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        var("XDG_STATE_HOME")
+            .map(|v| std::path::Path::new(&v).join("candor"))
+            .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".local/state/candor")))
+    }
+
+    /// The file for the deployment pinned to `pinned` in `dir`.
+    pub fn new(dir: &std::path::Path, pinned: &candor_core::Digest) -> Self {
+        HeadStateFile {
+            path: dir.join(format!("heads-{}.bin", hex::encode(pinned))),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The stored tracker, its head verified under `configs` (an empty tracker when
+    /// the file does not exist yet).
+    pub fn load(
+        &self,
+        configs: &(impl candor_core::rotation::Configs + ?Sized),
+    ) -> std::io::Result<Result<HeadTracker>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(HeadTracker::from_bytes(&bytes, configs)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ok(HeadTracker::new())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `tracker`'s newest head, atomically, unless the file holds a newer one
+    /// (another run may have advanced it meanwhile).
+    pub fn save(
+        &self,
+        tracker: &HeadTracker,
+        configs: &(impl candor_core::rotation::Configs + ?Sized),
+    ) -> std::io::Result<()> {
+        let Some(latest) = tracker.latest() else {
+            return Ok(());
+        };
+        if let Ok(Ok(stored)) = self.load(configs)
+            && stored
+                .latest()
+                .is_some_and(|h| h.head.epoch > latest.head.epoch)
+        {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, tracker.to_bytes())?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}

@@ -49,11 +49,15 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod config;
 pub mod dev_certs;
 pub mod keys;
 pub mod member;
 pub mod membership;
 pub mod reader;
+pub mod statefulset;
+pub mod telemetry;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,6 +122,10 @@ pub enum NodeError {
     /// A membership request is malformed (node id 0, bad address, unknown group).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A call to another member's admin service failed (unreachable, or an error
+    /// status, named).
+    #[error("peer: {0}")]
+    Peer(String),
     /// A membership request names a member that is not there.
     #[error("not found: {0}")]
     NotFound(String),

@@ -84,7 +84,23 @@ pub struct DevArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// Log line format (`telemetry.log_format`) [default: text].
     #[arg(long, value_enum)]
-    pub log_format: Option<crate::config::LogFormat>,
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for crate::config::LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Text => crate::config::LogFormat::Text,
+            LogFormatArg::Json => crate::config::LogFormat::Json,
+        }
+    }
 }
 
 impl DevArgs {
@@ -101,7 +117,7 @@ impl DevArgs {
             cluster: Default::default(),
             telemetry: crate::config::TelemetryOverrides {
                 metrics_listen: self.metrics_listen,
-                log_format: self.log_format,
+                log_format: self.log_format.map(Into::into),
             },
             api: Default::default(),
         }
@@ -119,6 +135,19 @@ pub enum Role {
     Shard,
     /// Shared store only: a replica of the sequencer group, and the API.
     Sequencer,
+}
+
+impl Role {
+    /// The member role, `None` for the API role.
+    pub fn member_role(self) -> Option<crate::config::MemberRole> {
+        use crate::config::MemberRole;
+        match self {
+            Role::All => Some(MemberRole::All),
+            Role::Shard => Some(MemberRole::Shard),
+            Role::Sequencer => Some(MemberRole::Sequencer),
+            Role::Api => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Role {

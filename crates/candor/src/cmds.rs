@@ -4,9 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use candor_client::{AuditEvent, Auditor, Client, ClientError, HeadTracker, PinnedConfig, verify};
-use candor_core::rotation::Configs;
-use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp, SigningKeyPair};
+use candor_client::{Client, ClientError, HeadStateFile, PinnedConfig};
+use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp};
 use serde_json::{Value, json};
 
 use crate::cli::{
@@ -201,7 +200,7 @@ fn client_tls(c: &ConnectArgs) -> Result<Option<tonic::transport::ClientTlsConfi
 }
 
 /// Connects, then applies the freshness settings and the remembered head
-/// of this deployment (see [`HeadState`]).
+/// of this deployment (see [`HeadStateFile`]).
 async fn connect(c: &ConnectArgs) -> Result<Client> {
     let client = connect_only(c).await?;
     let mut options = candor_client::ClientOptions::default();
@@ -210,94 +209,46 @@ async fn connect(c: &ConnectArgs) -> Result<Client> {
             Some(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
     }
     let client = client.with_options(options);
-    match HeadState::of(c, client.config()) {
-        Some(state) => {
-            let tracker = state.load(&*client.chain())?;
-            Ok(client.with_tracker(tracker))
-        }
-        None => Ok(client),
-    }
-}
-
-/// The last verified head of one deployment (by configuration digest),
-/// kept in the state directory between runs: the CLI's memory for the
-/// freshness rule (docs/protocol.md §9.4).
-struct HeadState {
-    path: std::path::PathBuf,
-}
-
-impl HeadState {
-    /// `None` when no state directory can be found (no `--state-dir`, no
-    /// `XDG_STATE_HOME`, no `HOME`): then only the head age is checked.
-    fn of(c: &ConnectArgs, config: &PublicConfig) -> Option<HeadState> {
-        let dir = c.state_dir.clone().or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .filter(|v| !v.is_empty())
-                .map(|v| Path::new(&v).join("candor"))
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .filter(|v| !v.is_empty())
-                        .map(|h| Path::new(&h).join(".local/state/candor"))
-                })
-        })?;
-        Some(HeadState {
-            path: dir.join(format!("heads-{}.bin", hex::encode(config.digest()))),
-        })
-    }
-
-    fn load(&self, config: &(impl Configs + ?Sized)) -> Result<HeadTracker> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => HeadTracker::from_bytes(&bytes, config).map_err(|e| {
-                usage(format!(
-                    "the head state {} is unusable ({e}); remove it to start afresh",
-                    self.path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HeadTracker::new()),
-            Err(e) => Err(usage(format!(
+    let Some(state) = head_state(c, client.config()) else {
+        return Ok(client);
+    };
+    let tracker = state
+        .load(&*client.chain())
+        .map_err(|e| {
+            usage(format!(
                 "cannot read the head state {}: {e}",
-                self.path.display()
-            ))),
-        }
-    }
+                state.path().display()
+            ))
+        })?
+        .map_err(|e| {
+            usage(format!(
+                "the head state {} is unusable ({e}); remove it to start afresh",
+                state.path().display()
+            ))
+        })?;
+    Ok(client.with_tracker(tracker))
+}
 
-    /// Stores the client's newest head, unless the file already holds a
-    /// newer one (another run may have advanced it meanwhile).
-    async fn save(&self, client: &Client) -> Result<()> {
-        let tracker = client.tracker().await;
-        let Some(latest) = tracker.latest() else {
-            return Ok(());
-        };
-        if let Ok(stored) = self.load(&*client.chain())
-            && stored
-                .latest()
-                .is_some_and(|h| h.head.epoch > latest.head.epoch)
-        {
-            return Ok(());
-        }
-        let fail = |e: std::io::Error| {
+/// The head state file of this deployment (`--state-dir`, else the default);
+/// `None` when there is no state directory: then only the head age is checked.
+fn head_state(c: &ConnectArgs, config: &PublicConfig) -> Option<HeadStateFile> {
+    let dir = c.state_dir.clone().or_else(HeadStateFile::default_dir)?;
+    Some(HeadStateFile::new(&dir, &config.digest()))
+}
+
+/// Remembers the newest head `client` verified (see [`HeadStateFile`]).
+async fn remember(c: &ConnectArgs, client: &Client) -> Result<()> {
+    let Some(state) = head_state(c, client.config()) else {
+        return Ok(());
+    };
+    state
+        .save(&client.tracker().await, &*client.chain())
+        .map_err(|e| {
             usage(format!(
                 "cannot write the head state {}: {e}",
-                self.path.display()
+                state.path().display()
             ))
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, tracker.to_bytes()).map_err(fail)?;
-        std::fs::rename(&tmp, &self.path).map_err(fail)
-    }
-}
-
-/// Remembers the newest head `client` verified (see [`HeadState`]).
-async fn remember(c: &ConnectArgs, client: &Client) -> Result<()> {
-    match HeadState::of(c, client.config()) {
-        Some(s) => s.save(client).await,
-        None => Ok(()),
-    }
+        })
 }
 
 async fn connect_only(c: &ConnectArgs) -> Result<Client> {
@@ -572,85 +523,13 @@ async fn audit(a: AuditArgs) -> Result<()> {
             ),
         });
     }
-    let (mut labels, mut leaves) = (0u64, 0u64);
-    let mode;
-    let last: SignedHead;
-    let mut log_root = None;
-    if from == 1 {
-        mode = "full";
-        // The auditor's cosignatures are not submitted from here: an
-        // ephemeral key only satisfies the API.
-        let mut auditor = Auditor::new((*client.chain()).clone(), SigningKeyPair::generate());
-        while auditor.next_epoch() <= to {
-            let max = to - auditor.next_epoch() + 1;
-            let reports = auditor.follow(&client, false, Some(max)).await?;
-            if reports.is_empty() {
-                break;
-            }
-            for r in &reports {
-                if !r.accepted || r.has_alarm() {
-                    let alarms: Vec<String> = r.alarms().map(|e| format!("{e:?}")).collect();
-                    return Err(Failure::verification(format!(
-                        "epoch {}: {}",
-                        r.epoch,
-                        if alarms.is_empty() {
-                            "not accepted".into()
-                        } else {
-                            alarms.join("; ")
-                        }
-                    )));
-                }
-                for e in &r.events {
-                    if let AuditEvent::Verified {
-                        changed_labels,
-                        new_leaves,
-                        ..
-                    } = e
-                    {
-                        labels += changed_labels;
-                        leaves += new_leaves;
-                    }
-                }
-            }
-        }
-        last = auditor
-            .last_head()
-            .cloned()
-            .ok_or_else(|| Failure::verification("the auditor accepted no epoch"))?;
-        log_root = Some(hex::encode(auditor.log_root()));
-    } else {
-        mode = "window";
-        let mut prev: Option<SignedHead> = None;
-        for e in from..=to {
-            let resp = client.audit_response(e).await?;
-            let v = verify::audit(&*client.chain(), e, &resp)?;
-            if let (Some(p), Some(served)) = (&prev, &v.previous)
-                && p != served
-            {
-                return Err(Failure::verification(format!(
-                    "epoch {e}: the previous head served differs from the head verified for epoch {}",
-                    e - 1
-                )));
-            }
-            // Checks the head against every head seen so far (consistency
-            // proof of the epoch log, time never going back).
-            client.observe_head(&v.head).await?;
-            labels += v.changes.len() as u64;
-            leaves += v
-                .changes
-                .iter()
-                .map(|c| c.new_leaves.len() as u64)
-                .sum::<u64>();
-            prev = Some(v.head);
-        }
-        last = prev.ok_or_else(|| usage("empty epoch range"))?;
-    }
-    if last.head.epoch != to {
-        return Err(Failure::verification(format!(
-            "audit stopped at epoch {}, not {to}",
-            last.head.epoch
-        )));
-    }
+    let sum = candor_client::audit_range(&client, from, to).await?;
+    let (labels, leaves, last) = (sum.labels_changed, sum.leaves_added, &sum.last);
+    let mode = match sum.mode {
+        candor_client::AuditMode::Full => "full",
+        candor_client::AuditMode::Window => "window",
+    };
+    let log_root = sum.log_root.map(hex::encode);
     let out = json!({
         "verified": true,
         "mode": mode,
@@ -659,7 +538,7 @@ async fn audit(a: AuditArgs) -> Result<()> {
         "epochs": to - from + 1,
         "labels_changed": labels,
         "leaves_added": leaves,
-        "last_head": head_json(&last),
+        "last_head": head_json(last),
         "auditor_log_root": log_root,
     });
     let human = format!(

@@ -137,8 +137,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     };
     let public: PublicConfig = node.config().clone();
     write_public_config(&data_dir, &public)?;
-    crate::telemetry::register_node(&node, &data_dir);
-    crate::telemetry::serve_metrics(&config, crate::telemetry::node_ready(&node)).await?;
+    node.register_telemetry(&data_dir);
+    crate::telemetry::serve_metrics(&config, node.readiness()).await?;
 
     let backend = Backend {
         publisher: node.publisher(),
@@ -191,7 +191,7 @@ pub fn auditor_keys(config: &Config) -> anyhow::Result<Vec<PublicKey>> {
         .api
         .auditor_keys
         .iter()
-        .map(|k| parse_hex32(k).map(PublicKey))
+        .map(|k| Ok(parse_hex32(k).map(PublicKey)?))
         .collect()
 }
 

@@ -63,80 +63,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--role` against the configuration: shard and sequencer members need a shared
-/// store, and a member's `--role` must be the role `cluster.members` gives it.
-fn check_role(config: &config::Config, role: cli::Role) -> anyhow::Result<()> {
-    use config::{MemberRole, StoreBackend};
-    let shared = config.store.backend == StoreBackend::Fdb;
-    if !shared {
-        if matches!(role, cli::Role::Shard | cli::Role::Sequencer) {
-            anyhow::bail!(
-                "candor serve --role {role}: separate shard and sequencer members need a \
-                 shared store (--store fdb, i.e. store.backend = \"fdb\"); on the embedded \
-                 store every member holds every group: run members with --role all and \
-                 stateless front doors with --role api"
-            );
-        }
-        if let Some(m) = config.cluster.members.iter().find(|m| m.shards.is_some()) {
-            anyhow::bail!(
-                "cluster member {} lists shards: a shard placement needs a shared store \
-                 (store.backend = \"fdb\"); on the embedded store every member hosts every \
-                 shard",
-                m.id
-            );
-        }
-        if let Some(m) = config
-            .cluster
-            .members
-            .iter()
-            .find(|m| m.role != MemberRole::All)
-        {
-            anyhow::bail!(
-                "cluster member {} has role {}: only `all` members exist on the embedded \
-                 store (store.backend = \"fdb\" for separate roles)",
-                m.id,
-                m.role
-            );
-        }
-        return Ok(());
-    }
-    if role == cli::Role::Api {
-        return Ok(());
-    }
-    config.cluster.validate()?;
-    let want = match role {
-        cli::Role::Shard => MemberRole::Shard,
-        cli::Role::Sequencer => MemberRole::Sequencer,
-        cli::Role::All | cli::Role::Api => MemberRole::All,
-    };
-    let me = config
-        .cluster
-        .members
-        .iter()
-        .find(|m| m.id == config.cluster.node_id)
-        .map(|m| m.role);
-    if me != Some(want) {
-        anyhow::bail!(
-            "--role {role} but cluster.members gives node {} the role {}: write \
-             --member {}=HOST:PORT@{role}",
-            config.cluster.node_id,
-            me.map_or("none".to_string(), |r| r.to_string()),
-            config.cluster.node_id
-        );
-    }
-    shared::placement(config)?;
-    let (shards, sequencer) = shared::member_sets(config);
-    if shards.is_empty() || sequencer.is_empty() {
-        anyhow::bail!(
-            "cluster.members must include shard members and sequencer members (role all, \
-             shard or sequencer); got {} and {}",
-            shards.len(),
-            sequencer.len()
-        );
-    }
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,8 +70,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     match cli.command {
         Command::Dev(args) => {
-            let config = config::Config::load(args.config.as_deref(), &args.overrides())
-                .map_err(Failure::usage)?;
+            let config =
+                config::load(args.config.as_deref(), &args.overrides()).map_err(Failure::usage)?;
             {
                 let _rt = runtime.enter();
                 telemetry::start(&config, "dev", "dev".into()).map_err(Failure::usage)?;
@@ -157,12 +83,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out
         }
         Command::Serve(args) => {
-            let mut config = config::Config::load(args.common.config.as_deref(), &args.overrides())
+            let mut config = config::load(args.common.config.as_deref(), &args.overrides())
                 .map_err(Failure::usage)?;
             statefulset::apply(&args.statefulset, args.role, &mut config)
                 .map_err(Failure::usage)?;
-            check_role(&config, args.role).map_err(Failure::usage)?;
-            config.check_plaintext_api().map_err(Failure::usage)?;
+            config
+                .check_role(args.role.member_role())
+                .map_err(|e| Failure::usage(e.into()))?;
+            config
+                .check_plaintext_api()
+                .map_err(|e| Failure::usage(e.into()))?;
             {
                 let _rt = runtime.enter();
                 let instance = match args.role {

@@ -59,12 +59,12 @@ pub async fn start_shared_member(
         .find(|m| m.id == c.node_id)
         .map(|m| m.raft_addr.clone())
         .context("cluster.node_id is not among cluster.members")?;
-    let (shard_members, sequencer_members) = crate::shared::member_sets(config);
+    let (shard_members, sequencer_members) = config.member_sets();
     let members = SharedMembers {
         addr,
         shard_members,
         sequencer_members,
-        shard_placement: crate::shared::placement(config)?,
+        shard_placement: config.placement()?,
     };
     let shared = crate::shared::open_shared_store(config).await?;
     let options = member_options(config)?;

@@ -13,7 +13,6 @@
 //!
 //! See `docs/operations.md`, "Shared-state deployments".
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use candor_node::{NoShards, StoreReader};
 use candor_store::Store;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, MemberRole, StoreBackend};
+use crate::config::{Config, StoreBackend};
 
 /// Opens the shared store `config.store` names.
 pub async fn open_shared_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -67,30 +66,6 @@ async fn open_fdb(_config: &Config) -> anyhow::Result<Arc<dyn Store>> {
          cargo build --release -p candor --features fdb (building needs libclang, running \
          needs the FoundationDB 7.3 client library libfdb_c)"
     )
-}
-
-/// The voters of the shard groups and of the sequencer group, from `cluster.members`.
-pub fn member_sets(config: &Config) -> (BTreeMap<u64, String>, BTreeMap<u64, String>) {
-    let mut shards = BTreeMap::new();
-    let mut sequencer = BTreeMap::new();
-    for m in &config.cluster.members {
-        if matches!(m.role, MemberRole::All | MemberRole::Shard) {
-            shards.insert(m.id, m.raft_addr.clone());
-        }
-        if matches!(m.role, MemberRole::All | MemberRole::Sequencer) {
-            sequencer.insert(m.id, m.raft_addr.clone());
-        }
-    }
-    (shards, sequencer)
-}
-
-/// The shard placement from `cluster.members[].shards` ([`candor_node::member::placement`]).
-pub fn placement(config: &Config) -> anyhow::Result<BTreeMap<u32, Vec<u64>>> {
-    let members: Vec<(u64, Option<&str>)> = (config.cluster.members.iter())
-        .filter(|m| matches!(m.role, MemberRole::All | MemberRole::Shard))
-        .map(|m| (m.id, m.shards.as_deref()))
-        .collect();
-    Ok(candor_node::member::placement(config.shards, &members)?)
 }
 
 /// `candor serve --role api` on a shared store: reads from the store, writes forwarded.

@@ -22,13 +22,9 @@
 //! chart runs it in a pre-upgrade hook, before the StatefulSet loses the pods, so the
 //! quorum never counts members that are already gone.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
-use candor_proto::admin::v1 as pb;
+use candor_node::statefulset;
 use clap::{Args, Subcommand};
-use pb::cluster_admin_client::ClusterAdminClient;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::cli::Role;
 use crate::cmds::Failure;
@@ -137,25 +133,6 @@ pub fn apply(args: &StatefulSetArgs, role: Role, config: &mut Config) -> anyhow:
     Ok(())
 }
 
-async fn connect(
-    addr: &str,
-    tls: Option<ClientTlsConfig>,
-) -> anyhow::Result<ClusterAdminClient<Channel>> {
-    let uri = candor_raft::grpc::endpoint_uri_with(addr, tls.is_some())
-        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
-    let mut endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("{addr}: bad address"))?
-        .connect_timeout(Duration::from_secs(5));
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {addr}"))?;
-    Ok(ClusterAdminClient::new(channel))
-}
-
 /// Before the node starts, with `--join` members: asks each for its own view (3 s
 /// each) until one answers.
 ///
@@ -180,39 +157,8 @@ pub async fn prepare(args: &StatefulSetArgs, config: &mut Config) -> anyhow::Res
         .map(|m| m.raft_addr.clone())
         .unwrap_or_default();
     let tls = crate::tls::cluster_tls(config)?.map(|t| t.client_tls());
-    let peers: Vec<&String> = args.join.iter().filter(|a| **a != own).collect();
-    let mut view = None;
-    for peer in &peers {
-        let asked = tokio::time::timeout(Duration::from_secs(3), async {
-            let mut client = connect(peer, tls.clone()).await?;
-            let r = client
-                .status(pb::StatusRequest { local_only: true })
-                .await
-                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-                .into_inner();
-            let exists = r.groups.iter().any(|g| !g.members.is_empty());
-            // Only a running leader remembers how far this member's log went; with no
-            // leader (a whole deployment restarting, a restore) a new one starts afresh.
-            let member = r
-                .groups
-                .iter()
-                .any(|g| g.leader != 0 && g.members.iter().any(|m| m.node_id == node_id));
-            anyhow::Ok((exists, member))
-        })
-        .await;
-        match asked {
-            Ok(Ok((true, member))) => {
-                view = Some((peer.to_string(), member));
-                break;
-            }
-            Ok(Ok((false, _))) => {}
-            Ok(Err(e)) => {
-                tracing::info!(via = %peer, error = %format!("{e:#}"), "peer not answering")
-            }
-            Err(_) => tracing::info!(via = %peer, "peer did not answer in time"),
-        }
-    }
-    let Some((via, member)) = view else {
+    let peers: Vec<String> = args.join.iter().filter(|a| **a != own).cloned().collect();
+    let Some((via, member)) = statefulset::ask_peers(&peers, node_id, tls.clone()).await else {
         return Ok(());
     };
     if config.cluster.bootstrap {
@@ -225,44 +171,7 @@ pub async fn prepare(args: &StatefulSetArgs, config: &mut Config) -> anyhow::Res
             "this member's store is empty but the groups still count it: removing it \
              from every group before it rejoins"
         );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut delay = Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
-            for peer in &peers {
-                let removed = tokio::time::timeout(Duration::from_secs(20), async {
-                    let mut client = connect(peer, tls.clone()).await?;
-                    match client
-                        .remove_member(pb::RemoveMemberRequest {
-                            node_id,
-                            groups: Vec::new(),
-                            forwarded: false,
-                        })
-                        .await
-                    {
-                        Ok(_) => anyhow::Ok(()),
-                        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-                        Err(s) => Err(anyhow::anyhow!("{:?}: {}", s.code(), s.message())),
-                    }
-                })
-                .await;
-                match removed {
-                    Ok(Ok(())) => {
-                        tracing::info!(node = node_id, via = %peer, "removed from every group; rejoining");
-                        return Ok(());
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(via = %peer, error = %format!("{e:#}"), "removal failed, retrying")
-                    }
-                    Err(_) => tracing::warn!(via = %peer, "removal timed out, retrying"),
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-        tracing::error!(
-            node = node_id,
-            "could not remove this member before it rejoins (no quorum?): starting anyway"
-        );
+        statefulset::remove_self(&peers, node_id, tls).await;
     }
     Ok(())
 }
@@ -292,50 +201,9 @@ pub fn spawn_join(
     if peers.is_empty() {
         return Ok(());
     }
-    runtime.spawn(async move {
-        let mut delay = Duration::from_secs(1);
-        let mut attempt = 0u32;
-        loop {
-            for peer in &peers {
-                attempt += 1;
-                match add_self(peer, node_id, &addr, tls.clone()).await {
-                    Ok(changed) => {
-                        tracing::info!(node = node_id, via = %peer, changed, "joined the cluster (member of every group)");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = node_id, via = %peer, attempt, error = %format!("{e:#}"), "join: not added yet, retrying");
-                    }
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
-        }
-    });
+    let _guard = runtime.enter();
+    statefulset::spawn_join(peers, node_id, addr, tls);
     Ok(())
-}
-
-/// One add-member request; `Ok(true)` when some group changed.
-async fn add_self(
-    peer: &str,
-    node_id: u64,
-    addr: &str,
-    tls: Option<ClientTlsConfig>,
-) -> anyhow::Result<bool> {
-    let mut client = connect(peer, tls).await?;
-    let r = client
-        .add_member(pb::AddMemberRequest {
-            node_id,
-            raft_addr: addr.to_string(),
-            groups: Vec::new(),
-            max_lag: 0,
-            catch_up_timeout_ms: 0,
-            forwarded: false,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    Ok(r.groups.iter().any(|g| g.changed))
 }
 
 /// `candor statefulset ...`.
@@ -380,7 +248,7 @@ pub async fn run(cmd: StatefulSetCmd) -> Result<(), Failure> {
     let last = node_id_base + IDS_PER_SET - 1;
     let mut errors = Vec::new();
     for admin in &cmd.admin {
-        match shrink_via(admin, tls.clone(), keep_below, last).await {
+        match statefulset::shrink(admin, tls.clone(), keep_below, last).await {
             Ok(removed) => {
                 if removed.is_empty() {
                     println!("no member with an id in {keep_below}..={last}: nothing to remove");
@@ -399,48 +267,6 @@ pub async fn run(cmd: StatefulSetCmd) -> Result<(), Failure> {
         "error: no --admin member completed the shrink: {}",
         errors.join("; ")
     )))
-}
-
-async fn shrink_via(
-    admin: &str,
-    tls: Option<ClientTlsConfig>,
-    keep_below: u64,
-    last: u64,
-) -> anyhow::Result<Vec<u64>> {
-    let mut client = connect(admin, tls).await?;
-    let status = client
-        .status(pb::StatusRequest { local_only: false })
-        .await
-        .map_err(|s| anyhow::anyhow!("status: {:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    let mut ids: Vec<u64> = status
-        .groups
-        .iter()
-        .flat_map(|g| g.members.iter().map(|m| m.node_id))
-        .filter(|id| (keep_below..=last).contains(id))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut removed = Vec::new();
-    for id in ids.into_iter().rev() {
-        match client
-            .remove_member(pb::RemoveMemberRequest {
-                node_id: id,
-                groups: Vec::new(),
-                forwarded: false,
-            })
-            .await
-        {
-            Ok(_) => {
-                println!("removed member {id} from every group");
-                removed.push(id);
-            }
-            // Already gone (a repeated or concurrent shrink).
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => bail!("remove-member {id}: {:?}: {}", s.code(), s.message()),
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]
