@@ -7,7 +7,7 @@ use std::time::Duration;
 use candor_api::{ApiOptions, Backend, KtService, Tenant, generate_token, hash_token};
 use candor_core::signed::{PublicConfig, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
-use candor_node::{DevNode, NodeConfig, NodeKeys};
+use candor_node::{Node, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,7 +26,7 @@ pub struct EmbeddedService {
     pub config: PublicConfig,
     /// The bench tenant's bearer token.
     pub token: String,
-    node: Option<DevNode>,
+    node: Option<Node>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     // Last: removed after the node has stopped using it.
@@ -63,7 +63,7 @@ impl EmbeddedService {
         let mut node_config = NodeConfig::new(dir.path(), "candor-bench", keys);
         node_config.shard_bits = shard_bits;
         node_config.epoch_interval = epoch_interval;
-        let node = DevNode::start(node_config)
+        let node = Node::start(node_config)
             .await
             .map_err(|e| embedded_err("starting the node")(e.to_string()))?;
         let config = node.config().clone();

@@ -18,7 +18,7 @@
 //! 1. **Connect** `--connections` independent verifying clients (each its own HTTP/2
 //!    connection and head tracker), pinned by `--config-digest` / `--pin`, or by the
 //!    configuration the first one fetched with `--tofu`. With `--embedded`, start an
-//!    in-process `candor dev` first (`candor-node`'s `DevNode` plus the `candor-api`
+//!    in-process `candor dev` first (`candor-node`'s `Node` plus the `candor-api`
 //!    service on 127.0.0.1, temporary directory, fresh keys) and pin its configuration.
 //! 2. **Preload** `--preload` labels and wait until they are in a signed epoch, so that
 //!    updates and lookups have labels to work on. Not measured.

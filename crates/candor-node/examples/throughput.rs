@@ -1,4 +1,4 @@
-//! Throughput smoke test of `DevNode` (not a test: timings are only reported).
+//! Throughput smoke test of `Node` (not a test: timings are only reported).
 //!
 //! ```text
 //! cargo run --release -p candor-node --example throughput -- [publishers] [items per call] [seconds] [update %] [seal ms] [idempotency keys 0/1] [max inflight per shard] [target rate/s, 0 = as fast as possible]
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use candor_core::signed::SigningKeyPair;
 use candor_core::vrf::VrfSecretKey;
-use candor_node::{DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest};
+use candor_node::{Node, NodeConfig, NodeKeys, PublishReceipt, PublishRequest};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = NodeConfig::new(dir.path(), "bench.candor", keys);
     config.seal_interval = Duration::from_millis(seal_ms);
     config.max_inflight = inflight;
-    let node = DevNode::start(config).await?;
+    let node = Node::start(config).await?;
     println!(
         "publishers={publishers} items/call={per_call} seconds={seconds} updates={update_pct}% \
          seal={seal_ms}ms keys={with_keys} inflight={inflight} rate={rate} seed={seed} shards={}",

@@ -1,6 +1,6 @@
 //! # candor-node: one Candor process
 //!
-//! [`DevNode`] assembles everything `candor dev` runs in one process:
+//! [`Node`] assembles one process of any deployment; what `candor dev` runs:
 //!
 //! * one [`FjallStore`] at `data_dir/store` holding the Raft logs (space `RaftLog`), the
 //!   shard and sequencer state machines (space `Meta`, prefixes `candor-shard/`,
@@ -13,17 +13,17 @@
 //! * the tickers: one sealer per shard (`seal_interval`), the epoch ticker
 //!   (`epoch_interval`; a sequencer leader that lost a shard replica hands leadership
 //!   over instead, see [`membership`]);
-//! * the seam the API uses: [`DevNode::publisher`], [`DevNode::store`],
-//!   [`DevNode::forest`], [`DevNode::epochs`], [`DevNode::heads`], [`DevNode::config`].
+//! * the seam the API uses: [`Node::publisher`], [`Node::store`],
+//!   [`Node::forest`], [`Node::epochs`], [`Node::heads`], [`Node::config`].
 //!
 //! ## Deployments
 //!
-//! * [`DevNode::start`] / [`DevNode::start_on`]: `candor dev`, one member of every
+//! * [`Node::start`] / [`Node::start_on`]: `candor dev`, one member of every
 //!   group, everything in one embedded store.
-//! * [`DevNode::start_with`]: a member of a cluster on the embedded store (`--role
+//! * [`Node::start_with`]: a member of a cluster on the embedded store (`--role
 //!   all`): every member hosts a replica of every group and keeps its own copy of the
 //!   state; followers that fall behind are sent whole-state snapshots.
-//! * [`DevNode::start_shared`]: a member of a **shared-state** deployment
+//! * [`Node::start_shared`]: a member of a **shared-state** deployment
 //!   (FoundationDB): the groups' state lives once in the shared store, the Raft logs in
 //!   the member's own store; shard and sequencer members may be different nodes
 //!   ([`SharedTopology`]), every replica applies idempotently to the shared state, and
@@ -237,7 +237,7 @@ impl std::fmt::Debug for NodeKeys {
     }
 }
 
-/// Configuration of a [`DevNode`].
+/// Configuration of a [`Node`].
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Directory of the store (created if missing).
@@ -335,8 +335,10 @@ impl NodeConfig {
     }
 }
 
-/// All roles of Candor in one process on the embedded store.
-pub struct DevNode {
+/// One Candor process: the groups it hosts (shard replicas, a sequencer replica, or
+/// both), its tickers and its read path, for every deployment (`candor dev`, cluster
+/// members, shared-state roles; see the crate docs for the constructors).
+pub struct Node {
     public: PublicConfig,
     store: Arc<dyn Store>,
     forest: Forest,
@@ -353,9 +355,9 @@ pub struct DevNode {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for DevNode {
+impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevNode")
+        f.debug_struct("Node")
             .field("namespace", &self.public.namespace)
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
@@ -416,7 +418,7 @@ impl Topology {
     }
 }
 
-/// Where a member of a **shared-state** deployment sits ([`DevNode::start_shared`]).
+/// Where a member of a **shared-state** deployment sits ([`Node::start_shared`]).
 ///
 /// Shard groups and the sequencer group may have different members: the member hosts
 /// every shard group if it is among `shard_members` and the sequencer group if it is
@@ -674,6 +676,20 @@ fn spawn_smt_key_follower(
     })
 }
 
+/// What [`Node::start_shards`] started.
+struct ShardStep {
+    groups: Vec<RaftGroup<ShardLogic>>,
+    counters: Vec<(u32, Arc<std::sync::atomic::AtomicUsize>)>,
+    routes: Vec<ShardRoute>,
+}
+
+/// What [`Node::start_sequencer`] started.
+struct SequencerStep {
+    group: Option<RaftGroup<SequencerLogic>>,
+    applied_heads: Option<watch::Receiver<Option<SignedHead>>>,
+    key_versions: Option<watch::Receiver<u32>>,
+}
+
 /// Refuses a store that belongs to another (namespace, shard_bits). An empty store is
 /// stamped with this one when `record` (members), accepted as is otherwise (readers:
 /// the members stamp it when they start).
@@ -709,10 +725,10 @@ pub(crate) fn check_identity(
     }
 }
 
-impl DevNode {
+impl Node {
     /// Open (or create) the store at `config.data_dir`, start every group and ticker,
     /// and wait until each group has elected this node. Call inside a tokio runtime.
-    pub async fn start(config: NodeConfig) -> Result<DevNode, NodeError> {
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let public = config.public_config();
         public
             .validate()
@@ -740,11 +756,11 @@ impl DevNode {
         .map(|s| Arc::new(s) as Arc<dyn Store>)
     }
 
-    /// Like [`DevNode::start`] on an already opened store (tests use `MemStore`).
+    /// Like [`Node::start`] on an already opened store (tests use `MemStore`).
     pub async fn start_on(
         store: Arc<dyn Store>,
         mut config: NodeConfig,
-    ) -> Result<DevNode, NodeError> {
+    ) -> Result<Node, NodeError> {
         // The only member: snapshots just compact the log; the data stays in the store.
         config.shard.index_only_snapshots = true;
         let net = InProcessNetwork::new(0);
@@ -773,14 +789,14 @@ impl DevNode {
     /// Every group (each shard and the sequencer) is replicated on every member of
     /// `topology.members`; `on_raft` runs right after the Raft node exists, before any
     /// group starts, so the caller can start serving its Raft RPCs (peers contact it as
-    /// soon as groups run). Unlike [`DevNode::start_on`] this does not wait for leaders:
+    /// soon as groups run). Unlike [`Node::start_on`] this does not wait for leaders:
     /// a restarting member comes up while its peers may still be down.
     pub async fn start_with(
         store: Arc<dyn Store>,
         config: NodeConfig,
         topology: Topology,
         on_raft: impl FnOnce(&RaftNode),
-    ) -> Result<DevNode, NodeError> {
+    ) -> Result<Node, NodeError> {
         topology.validate()?;
         let plan = Plan {
             node_id: topology.node_id,
@@ -805,7 +821,7 @@ impl DevNode {
     /// [`ShardLogic::open_shared`] and sequencer replicas
     /// [`SequencerLogic::open_shared`]: each applies every committed entry to the one
     /// shared state, idempotently, and snapshots carry only the applied index.
-    /// [`DevNode::heads`] follows the epoch log in the shared store (as
+    /// [`Node::heads`] follows the epoch log in the shared store (as
     /// [`StoreReader`] does), so a shard member serves reads at every signed epoch.
     pub async fn start_shared(
         local: Arc<dyn Store>,
@@ -813,7 +829,7 @@ impl DevNode {
         mut config: NodeConfig,
         topology: SharedTopology,
         on_raft: impl FnOnce(&RaftNode),
-    ) -> Result<DevNode, NodeError> {
+    ) -> Result<Node, NodeError> {
         topology.validate()?;
         config.shard.index_only_snapshots = true;
         let plan = Plan {
@@ -842,7 +858,7 @@ impl DevNode {
         config: NodeConfig,
         plan: Plan,
         on_raft: impl FnOnce(&RaftNode),
-    ) -> Result<DevNode, NodeError> {
+    ) -> Result<Node, NodeError> {
         let public = config.public_config();
         public
             .validate()
@@ -871,83 +887,16 @@ impl DevNode {
         let raft = RaftNode::new(rcfg, raft_store, Arc::clone(&plan.transport))?;
         on_raft(&raft);
 
-        let n = 1u32 << config.shard_bits;
-        let mut shards = Vec::with_capacity(n as usize);
-        // (shard, pending counter) of each hosted group, for its sealer.
-        let mut counters = Vec::with_capacity(n as usize);
-        let mut routes = Vec::with_capacity(n as usize);
-        if plan.shard_members.is_some() {
-            for s in 0..n {
-                let members = plan.shard_group_members(s);
-                if !members.contains_key(&node_id) {
-                    // Placed on other members: writes go through them.
-                    let replicas = members.into_iter().collect();
-                    routes.push(ShardRoute::Remote(RemoteGroup::new(
-                        &raft,
-                        GroupId(u64::from(s)),
-                        replicas,
-                    )?));
-                    continue;
-                }
-                let logic = if plan.shared {
-                    ShardLogic::open_shared(&forest, s, node_id, config.shard.clone())?
-                } else {
-                    ShardLogic::open(&forest, s, config.shard.clone())?
-                };
-                counters.push((s, logic.pending_counter()));
-                let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
-                if plan.initializes(&members) {
-                    g.initialize(members).await?;
-                }
-                routes.push(ShardRoute::Local(g.clone()));
-                shards.push(g);
-            }
-        }
-        let mut sequencer = None;
-        let mut applied_heads = None;
-        let mut key_versions = None;
-        if let Some(members) = &plan.sequencer_members {
-            let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
-            let seq_logic = if plan.shared {
-                SequencerLogic::open_shared(
-                    Arc::clone(&store),
-                    Arc::clone(&epochs),
-                    public.clone(),
-                    head_key,
-                    node_id,
-                )?
-            } else {
-                SequencerLogic::open(
-                    Arc::clone(&store),
-                    Arc::clone(&epochs),
-                    public.clone(),
-                    head_key,
-                )?
-                // A single-member node never ships its state (see `ShardLogicConfig`).
-                .with_index_only_snapshots(config.shard.index_only_snapshots)
-            };
-            let seq_logic = seq_logic.with_key_versions(
-                config
-                    .key_versions
-                    .iter()
-                    .map(|k| candor_sequencer::KeyVersion {
-                        version: k.version,
-                        head: Arc::clone(&k.head),
-                        smt_public: k.smt.public_key(),
-                    })
-                    .collect(),
-            )?;
-            key_versions = Some(seq_logic.subscribe_versions());
-            applied_heads = Some(seq_logic.subscribe());
-            let g = raft
-                .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
-                .await?;
-            if plan.initializes(members) {
-                g.initialize(members.clone()).await?;
-            }
-            sequencer = Some(g);
-        }
-
+        let ShardStep {
+            groups: shards,
+            counters,
+            routes,
+        } = Self::start_shards(&raft, &forest, &config, &plan).await?;
+        let SequencerStep {
+            group: sequencer,
+            applied_heads,
+            key_versions,
+        } = Self::start_sequencer(&raft, &store, &epochs, &public, &config, &plan).await?;
         let mut pcfg = PublisherConfig::new(
             public.namespace.clone(),
             config.shard_bits,
@@ -1005,38 +954,15 @@ impl DevNode {
                 cancel.child_token(),
             ));
         }
-        let heads = match (plan.shared, applied_heads) {
-            (false, Some(applied_heads)) => {
-                // Start from the stored head when this node already holds its revisions
-                // (any restart of a member that was caught up), so `heads()` is never
-                // briefly empty.
-                let initial = applied_heads
-                    .borrow()
-                    .clone()
-                    .filter(|h| readable_now(&forest, &epochs, h.head.epoch));
-                let (readable_tx, heads) = watch::channel(initial);
-                tasks.push(spawn_readable_heads(
-                    applied_heads,
-                    readable_tx,
-                    forest.clone(),
-                    Arc::clone(&epochs),
-                    cancel.child_token(),
-                ));
-                heads
-            }
-            // Shared state: follow the epoch log in the store (another member signs).
-            (_, applied) => {
-                let (heads, task) = reader::spawn_store_heads(
-                    forest.clone(),
-                    Arc::clone(&epochs),
-                    applied,
-                    reader::poll_interval(config.epoch_interval),
-                    cancel.child_token(),
-                );
-                tasks.push(task);
-                heads
-            }
-        };
+        let heads = Self::start_heads(
+            &plan,
+            &config,
+            &forest,
+            &epochs,
+            applied_heads,
+            &cancel,
+            &mut tasks,
+        );
         info!(
             node = node_id,
             shard_members = plan.shard_members.as_ref().map_or(0, BTreeMap::len),
@@ -1047,7 +973,7 @@ impl DevNode {
             epoch = epochs.latest_epoch(),
             "candor node started"
         );
-        Ok(DevNode {
+        Ok(Node {
             public,
             store,
             forest,
@@ -1062,6 +988,162 @@ impl DevNode {
             cancel,
             tasks,
         })
+    }
+
+    /// Start step 1: the shard groups this node hosts (started, and initialized when
+    /// this node bootstraps them), and a route for every shard.
+    async fn start_shards(
+        raft: &RaftNode,
+        forest: &Forest,
+        config: &NodeConfig,
+        plan: &Plan,
+    ) -> Result<ShardStep, NodeError> {
+        let node_id = plan.node_id;
+        let n = 1u32 << config.shard_bits;
+        let mut shards = Vec::with_capacity(n as usize);
+        // (shard, pending counter) of each hosted group, for its sealer.
+        let mut counters = Vec::with_capacity(n as usize);
+        let mut routes = Vec::with_capacity(n as usize);
+        if plan.shard_members.is_some() {
+            for s in 0..n {
+                let members = plan.shard_group_members(s);
+                if !members.contains_key(&node_id) {
+                    // Placed on other members: writes go through them.
+                    let replicas = members.into_iter().collect();
+                    routes.push(ShardRoute::Remote(RemoteGroup::new(
+                        raft,
+                        GroupId(u64::from(s)),
+                        replicas,
+                    )?));
+                    continue;
+                }
+                let logic = if plan.shared {
+                    ShardLogic::open_shared(forest, s, node_id, config.shard.clone())?
+                } else {
+                    ShardLogic::open(forest, s, config.shard.clone())?
+                };
+                counters.push((s, logic.pending_counter()));
+                let g = raft.start_group(GroupId(u64::from(s)), logic).await?;
+                if plan.initializes(&members) {
+                    g.initialize(members).await?;
+                }
+                routes.push(ShardRoute::Local(g.clone()));
+                shards.push(g);
+            }
+        }
+        Ok(ShardStep {
+            groups: shards,
+            counters,
+            routes,
+        })
+    }
+
+    /// Start step 2: the sequencer replica, when this node hosts one, with its
+    /// applied heads and active key version.
+    async fn start_sequencer(
+        raft: &RaftNode,
+        store: &Arc<dyn Store>,
+        epochs: &Arc<EpochLogStore>,
+        public: &PublicConfig,
+        config: &NodeConfig,
+        plan: &Plan,
+    ) -> Result<SequencerStep, NodeError> {
+        let mut sequencer = None;
+        let mut applied_heads = None;
+        let mut key_versions = None;
+        if let Some(members) = &plan.sequencer_members {
+            let head_key = Arc::new(SigningKeyPair::from_seed(&config.keys.head.to_seed()));
+            let seq_logic = if plan.shared {
+                SequencerLogic::open_shared(
+                    Arc::clone(store),
+                    Arc::clone(epochs),
+                    public.clone(),
+                    head_key,
+                    plan.node_id,
+                )?
+            } else {
+                SequencerLogic::open(
+                    Arc::clone(store),
+                    Arc::clone(epochs),
+                    public.clone(),
+                    head_key,
+                )?
+                // A single-member node never ships its state (see `ShardLogicConfig`).
+                .with_index_only_snapshots(config.shard.index_only_snapshots)
+            };
+            let seq_logic = seq_logic.with_key_versions(
+                config
+                    .key_versions
+                    .iter()
+                    .map(|k| candor_sequencer::KeyVersion {
+                        version: k.version,
+                        head: Arc::clone(&k.head),
+                        smt_public: k.smt.public_key(),
+                    })
+                    .collect(),
+            )?;
+            key_versions = Some(seq_logic.subscribe_versions());
+            applied_heads = Some(seq_logic.subscribe());
+            let g = raft
+                .start_group(GroupId(SEQUENCER_GROUP), seq_logic)
+                .await?;
+            if plan.initializes(members) {
+                g.initialize(members.clone()).await?;
+            }
+            sequencer = Some(g);
+        }
+
+        Ok(SequencerStep {
+            group: sequencer,
+            applied_heads,
+            key_versions,
+        })
+    }
+
+    /// Start step 3: the heads this node serves as readable (a signed head whose
+    /// revisions the local trees hold): from the local sequencer replica, or from the
+    /// epoch log in a shared store.
+    fn start_heads(
+        plan: &Plan,
+        config: &NodeConfig,
+        forest: &Forest,
+        epochs: &Arc<EpochLogStore>,
+        applied_heads: Option<watch::Receiver<Option<SignedHead>>>,
+        cancel: &CancellationToken,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> watch::Receiver<Option<SignedHead>> {
+        match (plan.shared, applied_heads) {
+            (false, Some(applied_heads)) => {
+                // Start from the stored head when this node already holds its revisions
+                // (any restart of a member that was caught up), so `heads()` is never
+                // briefly empty.
+                let initial = applied_heads
+                    .borrow()
+                    .clone()
+                    .filter(|h| readable_now(forest, epochs, h.head.epoch));
+                let (readable_tx, heads) = watch::channel(initial);
+                tasks.push(spawn_readable_heads(
+                    applied_heads,
+                    readable_tx,
+                    forest.clone(),
+                    Arc::clone(epochs),
+                    cancel.child_token(),
+                ));
+                heads
+            }
+            // Shared state: follow the epoch log in the store (another member signs).
+            (_, applied) => {
+                let (heads, task) = reader::spawn_store_heads(
+                    forest.clone(),
+                    Arc::clone(epochs),
+                    applied,
+                    reader::poll_interval(config.epoch_interval),
+                    cancel.child_token(),
+                );
+                tasks.push(task);
+                heads
+            }
+        }
     }
 
     /// The write path (routes to shards, batches, signs SMTs).

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{DevNode, NodeConfig, NodeError, RaftNode, RaftTransport, SharedTopology, Topology};
+use crate::{Node, NodeConfig, NodeError, RaftNode, RaftTransport, SharedTopology, Topology};
 
 /// The member's internal gRPC server (Raft transport and cluster admin).
 pub struct RaftServer {
@@ -68,12 +68,12 @@ pub async fn start_member(
     options: MemberOptions,
     members: BTreeMap<u64, String>,
     node_config: NodeConfig,
-) -> Result<(DevNode, RaftServer), NodeError> {
+) -> Result<(Node, RaftServer), NodeError> {
     let addr = members
         .get(&options.node_id)
         .cloned()
         .ok_or_else(|| NodeError::Config("cluster.node_id is not among cluster.members".into()))?;
-    let store = DevNode::open_store(&node_config).await?;
+    let store = Node::open_store(&node_config).await?;
     let (node_id, bootstrap) = (options.node_id, options.bootstrap);
     start_raft_member(options, async move |transport, on_raft| {
         let topology = Topology {
@@ -83,7 +83,7 @@ pub async fn start_member(
             transport,
             bootstrap,
         };
-        DevNode::start_with(store, node_config, topology, on_raft).await
+        Node::start_with(store, node_config, topology, on_raft).await
     })
     .await
 }
@@ -108,8 +108,8 @@ pub async fn start_shared_member(
     members: SharedMembers,
     shared: Arc<dyn Store>,
     node_config: NodeConfig,
-) -> Result<(DevNode, RaftServer), NodeError> {
-    let local = DevNode::open_store(&node_config).await?;
+) -> Result<(Node, RaftServer), NodeError> {
+    let local = Node::open_store(&node_config).await?;
     let (node_id, bootstrap) = (options.node_id, options.bootstrap);
     start_raft_member(options, async move |transport, on_raft| {
         let topology = SharedTopology {
@@ -121,7 +121,7 @@ pub async fn start_shared_member(
             transport,
             bootstrap,
         };
-        DevNode::start_shared(local, shared, node_config, topology, on_raft).await
+        Node::start_shared(local, shared, node_config, topology, on_raft).await
     })
     .await
 }
@@ -133,8 +133,8 @@ async fn start_raft_member(
     start: impl AsyncFnOnce(
         Arc<dyn RaftTransport>,
         Box<dyn FnOnce(&RaftNode) + Send + '_>,
-    ) -> Result<DevNode, NodeError>,
-) -> Result<(DevNode, RaftServer), NodeError> {
+    ) -> Result<Node, NodeError>,
+) -> Result<(Node, RaftServer), NodeError> {
     let MemberOptions {
         node_id,
         raft_listen,

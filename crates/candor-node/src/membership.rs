@@ -1,7 +1,7 @@
 //! Online membership changes of a node's Raft groups: add a member, remove a member,
 //! move one group's replica from one member to another.
 //!
-//! [`Membership`] (from [`DevNode::membership`](crate::DevNode::membership)) acts on the
+//! [`Membership`] (from [`Node::membership`](crate::Node::membership)) acts on the
 //! replicas this node hosts, and only on groups this node leads: Raft membership changes
 //! must be proposed by the leader. Everywhere else an operation fails with
 //! [`NodeError::NotLeader`] naming the leader this replica knows of, so a caller (the
@@ -882,7 +882,7 @@ async fn seal_local_shards(node: NodeId, shards: &[LocalShard], bound: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DevNode, NodeConfig, NodeKeys, Topology};
+    use crate::{Node, NodeConfig, NodeKeys, Topology};
     use candor_core::signed::SigningKeyPair;
     use candor_core::vrf::VrfSecretKey;
     use candor_raft::{InProcessNetwork, RaftTuning};
@@ -912,7 +912,7 @@ mod tests {
         format!("inproc-{id}")
     }
 
-    async fn start(net: &InProcessNetwork, id: NodeId, members: &[NodeId]) -> DevNode {
+    async fn start(net: &InProcessNetwork, id: NodeId, members: &[NodeId]) -> Node {
         let topology = Topology {
             node_id: id,
             addr: addr(id),
@@ -922,13 +922,13 @@ mod tests {
         };
         let net = net.clone();
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
-        DevNode::start_with(store, config(), topology, |r| net.register(r))
+        Node::start_with(store, config(), topology, |r| net.register(r))
             .await
             .unwrap()
     }
 
     /// The node leading `group`, polled (bounded).
-    async fn leader<'a>(nodes: &'a [&'a DevNode], group: GroupId) -> &'a DevNode {
+    async fn leader<'a>(nodes: &'a [&'a Node], group: GroupId) -> &'a Node {
         for _ in 0..400 {
             for n in nodes {
                 if n.membership().view(group).unwrap().is_acting_leader() {
@@ -942,7 +942,7 @@ mod tests {
 
     /// Run `op` on `group`'s leader, again on the new one when leadership moves in
     /// between (as the admin service does).
-    async fn on_leader<F, Fut>(nodes: &[&DevNode], group: GroupId, op: F) -> GroupChange
+    async fn on_leader<F, Fut>(nodes: &[&Node], group: GroupId, op: F) -> GroupChange
     where
         F: Fn(Membership) -> Fut,
         Fut: std::future::Future<Output = Result<GroupChange, NodeError>>,
@@ -967,7 +967,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn single_member_refusals() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
-        let node = DevNode::start_on(store, config()).await.unwrap();
+        let node = Node::start_on(store, config()).await.unwrap();
         let m = node.membership();
         assert_eq!(m.group_ids().len(), 3);
         let g = GroupId(0);

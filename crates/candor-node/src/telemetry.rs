@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candor_telemetry::RaftGroupSample;
 
-use crate::DevNode;
+use crate::Node;
 
 /// Readiness: `Ok(())` when ready, else why not (the type of
 /// `candor_telemetry::http::ReadyCheck`).
@@ -33,7 +33,7 @@ fn sample(m: &candor_raft::GroupMetrics) -> RaftGroupSample {
     }
 }
 
-impl DevNode {
+impl Node {
     /// Readiness of a member: a signed head, and a leader in every local group.
     pub fn readiness(&self) -> Readiness {
         let node = self;

@@ -41,7 +41,7 @@ use candor_core::rotation::ConfigChain;
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{
-    DevNode, KeyVersionPair, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher,
+    KeyVersionPair, Node, NodeConfig, NodeKeys, PublishReceipt, PublishRequest, Publisher,
     SharedTopology, StoreReader, Topology, propose_rotation,
 };
 use candor_raft::rand::rngs::StdRng;
@@ -163,7 +163,7 @@ struct Cluster {
     /// Each node's own store (the whole state co-located; the Raft logs when shared).
     stores: Vec<Arc<dyn Store>>,
     shared: Arc<dyn Store>,
-    nodes: Vec<Option<DevNode>>,
+    nodes: Vec<Option<Node>>,
     publishers: Publishers,
 }
 
@@ -198,14 +198,14 @@ impl Cluster {
                     transport: self.net.endpoint(id),
                     bootstrap: id == 1,
                 };
-                DevNode::start_with(Arc::clone(&self.stores[i]), config(), topology, |r| {
+                Node::start_with(Arc::clone(&self.stores[i]), config(), topology, |r| {
                     net.register(r)
                 })
                 .await?
             }
             Layout::Shared | Layout::SharedPlaced => {
                 let topology = self.layout.topology(id, self.net.endpoint(id));
-                DevNode::start_shared(
+                Node::start_shared(
                     Arc::clone(&self.stores[i]),
                     Arc::clone(&self.shared),
                     config(),
@@ -232,7 +232,7 @@ impl Cluster {
         }
     }
 
-    fn node(&self, i: usize) -> &DevNode {
+    fn node(&self, i: usize) -> &Node {
         self.nodes[i].as_ref().expect("member running")
     }
 
@@ -265,7 +265,7 @@ struct ReadPath {
 }
 
 impl ReadPath {
-    fn of(name: String, node: &DevNode) -> Self {
+    fn of(name: String, node: &Node) -> Self {
         ReadPath {
             name,
             epochs: node.epochs(),

@@ -1,4 +1,4 @@
-//! Power loss: a DevNode on `CrashStore` (which keeps only what was synced) is "crashed"
+//! Power loss: a Node on `CrashStore` (which keeps only what was synced) is "crashed"
 //! while publishing; the node restarted on what survived must still hold every
 //! acknowledged mutation with the same leaf, keep every head signed before the crash,
 //! and extend them consistently. Seeded (`CANDOR_TEST_SEED`).
@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use candor_core::log::{HeadExtensionProof, verify_head_extension};
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
-use candor_node::{DevNode, NodeConfig, NodeKeys, PublishReceipt, PublishRequest};
+use candor_node::{Node, NodeConfig, NodeKeys, PublishReceipt, PublishRequest};
 use candor_raft::CrashStore;
 use candor_store::Store;
 use rand::rngs::StdRng;
@@ -53,7 +53,7 @@ async fn acknowledged_mutations_and_heads_survive_power_loss() -> Result<()> {
     eprintln!("seed: {seed} (replay with CANDOR_TEST_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let crash = Arc::new(CrashStore::new());
-    let node = DevNode::start_on(Arc::clone(&crash) as Arc<dyn Store>, config()).await?;
+    let node = Node::start_on(Arc::clone(&crash) as Arc<dyn Store>, config()).await?;
 
     // Publishers run while the power is cut at a random moment.
     let mut acked: Vec<(PublishRequest, PublishReceipt)> = Vec::new();
@@ -96,7 +96,7 @@ async fn acknowledged_mutations_and_heads_survive_power_loss() -> Result<()> {
     );
     node.shutdown().await;
     let copy = Arc::new(copy.context("power was cut")?);
-    let node = DevNode::start_on(Arc::clone(&copy) as Arc<dyn Store>, config()).await?;
+    let node = Node::start_on(Arc::clone(&copy) as Arc<dyn Store>, config()).await?;
     for h in &heads_before {
         ensure!(
             node.epochs().head(h.head.epoch)?.as_ref() == Some(h),

@@ -1,4 +1,4 @@
-//! DevNode end to end on a temporary directory: concurrent publishes, SMTs, signed heads
+//! Node end to end on a temporary directory: concurrent publishes, SMTs, signed heads
 //! covering them with verifiable lookup proofs, restart with consistent epochs.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use candor_core::map::commit;
 use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{
-    DevNode, NodeConfig, NodeKeys, PublishError, PublishReceipt, PublishRequest, Publisher,
+    Node, NodeConfig, NodeKeys, PublishError, PublishReceipt, PublishRequest, Publisher,
 };
 use candor_raft::openraft::async_runtime::watch::WatchReceiver;
 use candor_tree::OpeningPolicy;
@@ -50,7 +50,7 @@ fn request(n: usize, value: &str, key: Option<String>) -> PublishRequest {
 }
 
 fn check_receipt(
-    node: &DevNode,
+    node: &Node,
     req: &PublishRequest,
     r: &PublishReceipt,
     version: u64,
@@ -101,7 +101,7 @@ async fn publish_all(
 /// Wait for a signed head whose map holds every `(label, version)` in `want`; verify
 /// a lookup proof for each against that head.
 async fn wait_covered(
-    node: &DevNode,
+    node: &Node,
     want: &[(PublishRequest, PublishReceipt)],
 ) -> Result<SignedHead> {
     let mut rx = node.heads();
@@ -148,7 +148,7 @@ async fn wait_covered(
     }
 }
 
-fn check_extension(node: &DevNode, old: &SignedHead, new: &SignedHead) -> Result<()> {
+fn check_extension(node: &Node, old: &SignedHead, new: &SignedHead) -> Result<()> {
     let e = node.epochs();
     let proof = HeadExtensionProof {
         consistency: e.consistency_proof(old.head.epoch, new.head.epoch)?,
@@ -161,7 +161,7 @@ fn check_extension(node: &DevNode, old: &SignedHead, new: &SignedHead) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_seal_epoch_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = DevNode::start(config(dir.path())).await?;
+    let node = Node::start(config(dir.path())).await?;
     assert_eq!(node.config().shard_bits, 4);
 
     // 1,000 new labels from 40 concurrent callers, in calls of 1 to 5 items.
@@ -206,7 +206,7 @@ async fn publish_seal_epoch_restart() -> Result<()> {
     node.shutdown().await;
 
     // Restart on the same directory: state and epochs continue.
-    let node = DevNode::start(config(dir.path())).await?;
+    let node = Node::start(config(dir.path())).await?;
     ensure!(node.epochs().latest_epoch() >= before_restart);
     ensure!(node.heads().borrow().as_ref().map(|h| h.head.epoch) >= Some(before_restart));
     let covered = wait_covered(&node, &updated).await?;
@@ -251,13 +251,13 @@ async fn publish_seal_epoch_restart() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_another_namespace_on_the_same_store() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = DevNode::start(config(dir.path())).await?;
+    let node = Node::start(config(dir.path())).await?;
     let e = node.flush_epoch().await?;
     ensure!(e >= 1);
     node.shutdown().await;
     let mut c = config(dir.path());
     c.namespace = "other.candor".into();
-    let err = DevNode::start(c).await.expect_err("namespace mismatch");
+    let err = Node::start(c).await.expect_err("namespace mismatch");
     ensure!(err.to_string().contains("namespace"), "{err}");
     Ok(())
 }
@@ -265,7 +265,7 @@ async fn refuses_another_namespace_on_the_same_store() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_items_fail_alone() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = DevNode::start(config(dir.path())).await?;
+    let node = Node::start(config(dir.path())).await?;
     let mut huge = request(1, "x", None);
     huge.value = vec![7; 200_000];
     let mut empty_label = request(2, "y", None);
@@ -301,7 +301,7 @@ async fn log_purge_after_snapshots_and_restart() -> Result<()> {
         c.raft.keep_after_snapshot = 4;
         c
     };
-    let node = DevNode::start(small(dir.path())).await?;
+    let node = Node::start(small(dir.path())).await?;
     let mut acked = Vec::new();
     for n in 0..150 {
         let req = request(n, &format!("v{n}"), Some(format!("p{n}")));
@@ -323,7 +323,7 @@ async fn log_purge_after_snapshots_and_restart() -> Result<()> {
         );
     }
     node.shutdown().await;
-    let node = DevNode::start(small(dir.path())).await?;
+    let node = Node::start(small(dir.path())).await?;
     let e2 = node.flush_epoch().await?;
     ensure!(e2 > e);
     let new = node.epochs().head(e2)?.context("head")?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use candor_api::{ApiOptions, Backend, KtService, Tenant, hash_token};
 use candor_core::signed::{PublicConfig, PublicKey};
-use candor_node::{DevNode, NodeConfig, NodeKeys};
+use candor_node::{Node, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, StoreBackend, parse_hex32};
@@ -119,7 +119,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     node_config.shard.idempotency_max_age_ms = config.api.limits.idempotency_retention_ms;
     let (node, raft_server) = match mode {
         Mode::Dev => (
-            DevNode::start(node_config)
+            Node::start(node_config)
                 .await
                 .context("starting the node")?,
             None,

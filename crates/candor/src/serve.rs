@@ -8,7 +8,7 @@
 
 use anyhow::Context;
 use candor_node::member::{MemberOptions, RaftServer, SharedMembers};
-use candor_node::{DevNode, NodeConfig};
+use candor_node::{Node, NodeConfig};
 use candor_raft::grpc::GrpcConfig;
 use tokio::net::TcpListener;
 
@@ -33,7 +33,7 @@ fn member_options(config: &Config) -> anyhow::Result<MemberOptions> {
 pub async fn start_member(
     config: &Config,
     node_config: NodeConfig,
-) -> anyhow::Result<(DevNode, RaftServer)> {
+) -> anyhow::Result<(Node, RaftServer)> {
     let members = config
         .cluster
         .members
@@ -51,7 +51,7 @@ pub async fn start_member(
 pub async fn start_shared_member(
     config: &Config,
     node_config: NodeConfig,
-) -> anyhow::Result<(DevNode, RaftServer)> {
+) -> anyhow::Result<(Node, RaftServer)> {
     let c = &config.cluster;
     let addr = c
         .members

@@ -21,7 +21,7 @@ use candor_api::{ApiOptions, ApiProxy, Backend, KtService, ProxyOptions, Tenant,
 use candor_client::{Client, PinnedConfig};
 use candor_core::signed::SigningKeyPair;
 use candor_core::vrf::VrfSecretKey;
-use candor_node::{DevNode, NoShards, NodeConfig, NodeKeys, SharedTopology, StoreReader};
+use candor_node::{NoShards, Node, NodeConfig, NodeKeys, SharedTopology, StoreReader};
 use candor_raft::InProcessNetwork;
 use candor_store::{MemStore, Store};
 use tokio::net::TcpListener;
@@ -102,7 +102,7 @@ struct Deployment {
     net: InProcessNetwork,
     shared: Arc<dyn Store>,
     local: Vec<Arc<dyn Store>>,
-    nodes: Vec<Option<(DevNode, Option<Served>)>>,
+    nodes: Vec<Option<(Node, Option<Served>)>>,
     /// Fixed API ports of the shard members (the API node's upstreams).
     ports: Vec<u16>,
 }
@@ -120,7 +120,7 @@ impl Deployment {
             transport: self.net.endpoint(id),
             bootstrap: id == 1 || id == 4,
         };
-        let node = DevNode::start_shared(
+        let node = Node::start_shared(
             Arc::clone(&self.local[i]),
             Arc::clone(&self.shared),
             config(),
@@ -157,7 +157,7 @@ impl Deployment {
         }
     }
 
-    fn node(&self, i: usize) -> Option<&DevNode> {
+    fn node(&self, i: usize) -> Option<&Node> {
         self.nodes[i].as_ref().map(|(n, _)| n)
     }
 }
