@@ -168,6 +168,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod exactly_once;
 mod group;
 pub mod grpc;
 mod in_process;

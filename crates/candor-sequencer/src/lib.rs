@@ -121,7 +121,7 @@
 #![warn(missing_docs)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use candor_core::Digest;
 use candor_core::log::EpochEntry;
@@ -145,8 +145,6 @@ const PREFIX: &[u8] = b"candor-seq/";
 const TAG_STATE: u8 = b's';
 const TAG_MARKER: u8 = b'm';
 const TAG_ROOT: u8 = b'r';
-/// Lost races in a row before an apply gives up (and stops the group).
-const STALE_RETRIES: u32 = 64;
 
 /// Everything that can go wrong in the sequencer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -400,11 +398,9 @@ impl SequencerLogic {
             // Shared: the state is already where every replica reads it.
             index_only_snapshots: replica.is_some(),
             replica,
-            marker_key: key(
-                TAG_MARKER,
-                &replica
-                    .map(|r| r.to_be_bytes().to_vec())
-                    .unwrap_or_default(),
+            marker_key: candor_raft::exactly_once::replica_marker_key(
+                &key(TAG_MARKER, &[]),
+                replica,
             ),
         };
         this.load()?;
@@ -707,32 +703,6 @@ impl SequencerLogic {
         Ok((head, revisions, changed))
     }
 
-    fn apply_entry(
-        &mut self,
-        log_index: u64,
-        data: &[u8],
-        marker: Option<&[u8]>,
-    ) -> Result<SequencerResponse, SequencerError> {
-        if self.replica.is_none() {
-            return self.apply_entry_once(log_index, data, marker);
-        }
-        // Shared-state mode: another replica may apply the same entry at the same time.
-        // Whoever loses a compare-and-set wrote nothing; it takes the stored state over
-        // and tries again (then usually finds the entry applied).
-        let mut attempt = 0u32;
-        loop {
-            self.catch_up()?;
-            match self.apply_entry_once(log_index, data, marker) {
-                Err(SequencerError::StaleReplica(why)) if attempt < STALE_RETRIES => {
-                    attempt += 1;
-                    debug!(replica = self.replica, log_index, attempt, %why, "lost a race on the shared state; catching up");
-                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10))));
-                }
-                r => return r,
-            }
-        }
-    }
-
     /// The bookkeeping record as stored (one point read).
     fn stored_state(&self) -> Result<SequencerState, SequencerError> {
         Ok(match self.store.get(SPACE, &key(TAG_STATE, &[]))? {
@@ -939,28 +909,59 @@ fn hex_digest(d: &Digest) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Exactly-once apply (`candor_raft::exactly_once`): epochs and rotations with the
+/// bookkeeping and the replica's marker.
+impl candor_raft::exactly_once::ExactlyOnce for SequencerLogic {
+    type Error = SequencerError;
+
+    fn refuse_apply(&self) -> Option<SequencerError> {
+        self.installing.then(|| {
+            SequencerError::Snapshot(
+                "a snapshot install is unfinished; the snapshot must be installed first".into(),
+            )
+        })
+    }
+
+    fn shared(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    fn catch_up(&mut self) -> Result<(), SequencerError> {
+        SequencerLogic::catch_up(self)
+    }
+
+    fn is_stale(e: &SequencerError) -> bool {
+        matches!(e, SequencerError::StaleReplica(_))
+    }
+
+    fn apply_entry(
+        &mut self,
+        log_index: u64,
+        data: &[u8],
+        marker: Option<&[u8]>,
+    ) -> Result<Vec<u8>, SequencerError> {
+        self.apply_entry_once(log_index, data, marker)
+            .map(|r| enc(&r))
+    }
+
+    fn write_marker(&mut self, marker: &[u8]) -> Result<(), SequencerError> {
+        let mut b = WriteBatch::new();
+        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
+        self.store.write(&b, Durability::Buffered)?;
+        self.set_marker(marker);
+        Ok(())
+    }
+
+    fn set_marker(&mut self, marker: &[u8]) {
+        self.marker = Some(marker.to_vec());
+    }
+}
+
 impl StateMachineLogic for SequencerLogic {
     type Error = SequencerError;
 
     fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, SequencerError> {
-        if self.installing {
-            return Err(SequencerError::Snapshot(
-                "a snapshot install is unfinished; the snapshot must be installed first".into(),
-            ));
-        }
-        let n = batch.entries.len();
-        let mut out = Vec::with_capacity(n);
-        for (i, e) in batch.entries.iter().enumerate() {
-            let marker = (i + 1 == n).then_some(batch.marker);
-            out.push(enc(&self.apply_entry(e.log_id.index, e.data, marker)?));
-        }
-        if n == 0 {
-            let mut b = WriteBatch::new();
-            b.put(SPACE, self.marker_key.clone(), batch.marker.to_vec());
-            self.store.write(&b, Durability::Buffered)?;
-        }
-        self.marker = Some(batch.marker.to_vec());
-        Ok(out)
+        candor_raft::exactly_once::apply_exactly_once(self, batch)
     }
 
     fn applied_marker(&self) -> Result<Option<Vec<u8>>, SequencerError> {

@@ -22,14 +22,11 @@ pub(crate) const INSTALL_KEY: &[u8] = b"candor-seq-install";
 /// Bytes of records per store batch while installing.
 const INSTALL_BATCH: usize = 4 << 20;
 
-// The epoch log's key layout (space `EpochLog`), as documented on `EpochLogStore`.
-const LOG_HEAD: u8 = b'H';
-const LOG_NODE: u8 = b'N';
-const LOG_REVS: u8 = b'V';
-const LOG_LATEST: &[u8] = b"L";
-const LOG_SHARDS: &[u8] = b"C";
-/// Shards per revision-vector chunk in the epoch log.
-const LOG_CHUNK: usize = 4096;
+// The epoch log's key layout is `candor_tree`'s (one owner).
+use candor_tree::layout::epoch_log::{
+    CHUNK as LOG_CHUNK, HEAD as LOG_HEAD, LATEST as LOG_LATEST, NODE as LOG_NODE,
+    SHARD_COUNT as LOG_SHARDS, head_key, node_key, revs_prefix,
+};
 
 fn snap_err(what: impl std::fmt::Display) -> SequencerError {
     SequencerError::Snapshot(what.to_string())
@@ -37,18 +34,6 @@ fn snap_err(what: impl std::fmt::Display) -> SequencerError {
 
 fn one(k: &[u8]) -> KeyRange {
     KeyRange::half_open(k.to_vec(), successor(k))
-}
-
-fn head_key(epoch: u64) -> Vec<u8> {
-    let mut k = vec![LOG_HEAD];
-    k.extend_from_slice(&epoch.to_be_bytes());
-    k
-}
-
-fn revs_prefix(chunk: usize) -> Vec<u8> {
-    let mut k = vec![LOG_REVS];
-    k.extend_from_slice(&(chunk as u16).to_be_bytes());
-    k
 }
 
 /// The leading sections (one record each at most): the state, the epoch log's end and
@@ -94,9 +79,7 @@ struct StoredNodes<'a>(&'a dyn Store);
 impl LogNodes for StoredNodes<'_> {
     type Error = SequencerError;
     fn perfect(&self, level: u32, i: u64) -> Result<Digest, SequencerError> {
-        let mut k = vec![LOG_NODE, level as u8];
-        k.extend_from_slice(&i.to_be_bytes());
-        match self.0.get(Space::EpochLog, &k)? {
+        match self.0.get(Space::EpochLog, &node_key(level, i))? {
             Some(v) => v
                 .as_slice()
                 .try_into()

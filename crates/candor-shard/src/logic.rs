@@ -326,11 +326,14 @@ impl ShardLogic {
         let tree = forest.shard(shard)?;
         let mut prefix = b"candor-shard/".to_vec();
         prefix.extend_from_slice(&shard.to_be_bytes());
-        let mut marker_key = prefix.clone();
-        marker_key.push(TAG_MARKER);
-        if let Some(r) = replica {
-            marker_key.extend_from_slice(&r.to_be_bytes());
-        }
+        let marker_key = candor_raft::exactly_once::replica_marker_key(
+            &{
+                let mut p = prefix.clone();
+                p.push(TAG_MARKER);
+                p
+            },
+            replica,
+        );
         let mut this = Self {
             shard,
             shard_bits: forest.shard_bits(),
@@ -943,52 +946,59 @@ impl ShardLogic {
     }
 }
 
+/// Exactly-once apply (`candor_raft::exactly_once`): the shard's entries, their stored
+/// responses and the replica's marker.
+impl candor_raft::exactly_once::ExactlyOnce for ShardLogic {
+    type Error = ShardError;
+
+    fn refuse_apply(&self) -> Option<ShardError> {
+        self.installing.then(|| {
+            ShardError::Storage(format!(
+                "shard {}: a snapshot install is unfinished; the snapshot must be installed first",
+                self.shard
+            ))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    fn catch_up(&mut self) -> Result<(), ShardError> {
+        ShardLogic::catch_up(self)
+    }
+
+    fn is_stale(e: &ShardError) -> bool {
+        matches!(e, ShardError::StaleReplica(_))
+    }
+
+    fn apply_entry(
+        &mut self,
+        log_index: u64,
+        data: &[u8],
+        marker: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ShardError> {
+        ShardLogic::apply_entry(self, log_index, data, marker).map(|r| r.encode())
+    }
+
+    fn write_marker(&mut self, marker: &[u8]) -> Result<(), ShardError> {
+        let mut b = WriteBatch::new();
+        b.put(SPACE, self.marker_key.clone(), marker.to_vec());
+        self.store.write(&b, Durability::Buffered)?;
+        self.set_marker(marker);
+        Ok(())
+    }
+
+    fn set_marker(&mut self, marker: &[u8]) {
+        self.marker = Some(marker.to_vec());
+    }
+}
+
 impl StateMachineLogic for ShardLogic {
     type Error = ShardError;
 
     fn apply(&mut self, batch: ApplyBatch<'_>) -> Result<Vec<Vec<u8>>, ShardError> {
-        if self.installing {
-            return Err(ShardError::Storage(format!(
-                "shard {}: a snapshot install is unfinished; the snapshot must be installed first",
-                self.shard
-            )));
-        }
-        let n = batch.entries.len();
-        // Shared-state mode: one point read per batch, not per entry (applies of the
-        // replicas do not overlap, so nobody else writes while this batch runs).
-        if self.replica.is_some() && n > 0 {
-            self.catch_up()?;
-        }
-        let mut out = Vec::with_capacity(n);
-        for (i, e) in batch.entries.iter().enumerate() {
-            let marker = (i + 1 == n).then_some(batch.marker);
-            let mut attempts = 0;
-            let resp = loop {
-                match self.apply_entry(e.log_id.index, e.data, marker) {
-                    // Another replica wrote first: take its state over; the entry is then
-                    // either already applied (answered from its stored response) or next.
-                    Err(ShardError::StaleReplica(why)) if attempts < 64 => {
-                        attempts += 1;
-                        // Another replica may be in the middle of the same seal: give it
-                        // a moment (rare: only overlapping applies get here).
-                        if attempts > 1 {
-                            std::thread::sleep(std::time::Duration::from_millis(attempts.min(20)));
-                        }
-                        debug!(shard = self.shard, replica = self.replica, %why, "re-applying after a concurrent apply");
-                        self.catch_up()?;
-                    }
-                    other => break other?,
-                }
-            };
-            out.push(resp.encode());
-        }
-        if n == 0 {
-            let mut b = WriteBatch::new();
-            b.put(SPACE, self.marker_key.clone(), batch.marker.to_vec());
-            self.store.write(&b, Durability::Buffered)?;
-        }
-        self.marker = Some(batch.marker.to_vec());
-        Ok(out)
+        candor_raft::exactly_once::apply_exactly_once(self, batch)
     }
 
     fn applied_marker(&self) -> Result<Option<Vec<u8>>, ShardError> {

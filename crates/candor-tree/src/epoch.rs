@@ -12,44 +12,10 @@ use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, sc
 use crate::error::{Result, TreeError, corrupt, invalid};
 use crate::view::{Forest, MapView};
 
-const HEAD: u8 = b'H';
-const NODE: u8 = b'N';
-const REVS: u8 = b'V';
-const LATEST: &[u8] = b"L";
-const SHARDS: &[u8] = b"C";
-const CONFIG: u8 = b'K';
-/// Shards per revision-vector chunk: 4096 × 8 bytes = 32 KiB per value.
-const CHUNK: usize = 4096;
-
-fn head_key(epoch: u64) -> Vec<u8> {
-    let mut k = vec![HEAD];
-    k.extend_from_slice(&epoch.to_be_bytes());
-    k
-}
-
-fn config_key(version: u32) -> Vec<u8> {
-    let mut k = vec![CONFIG];
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-fn node_key(level: u32, i: u64) -> Vec<u8> {
-    let mut k = vec![NODE, level as u8];
-    k.extend_from_slice(&i.to_be_bytes());
-    k
-}
-
-fn revs_prefix(chunk: usize) -> Vec<u8> {
-    let mut k = vec![REVS];
-    k.extend_from_slice(&(chunk as u16).to_be_bytes());
-    k
-}
-
-fn revs_key(chunk: usize, epoch: u64) -> Vec<u8> {
-    let mut k = revs_prefix(chunk);
-    k.extend_from_slice(&epoch.to_be_bytes());
-    k
-}
+use crate::layout::epoch_log::{
+    CHUNK, CONFIG, LATEST, SHARD_COUNT as SHARDS, config_key, head_key, node_key, revs_key,
+    revs_prefix,
+};
 
 struct State {
     latest: u64,

@@ -111,6 +111,7 @@ mod epoch;
 mod error;
 mod forest;
 mod keys;
+pub mod layout;
 mod nav;
 mod node;
 mod shard;

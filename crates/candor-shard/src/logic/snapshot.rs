@@ -47,14 +47,13 @@ use candor_raft::store_snapshot::{
     BatchWriter, RecordReader, RecordStream, Section, admitted, is_record_stream,
 };
 use candor_store::{Durability, KeyRange, Space, WriteBatch, prefix_end};
+use candor_tree::layout::shard as layout;
 
 use super::{ShardLogic, ShardState, TAG_MARKER, TAG_STATE, corrupt, dec};
 use crate::error::ShardError;
 
 /// Prefix of the install records (outside every `candor-shard/ ‖ shard` prefix).
 const INSTALL_PREFIX: &[u8] = b"candor-shard-install/";
-/// `candor-tree`'s shard marker prefix (space `Meta`; see `candor_tree` crate docs).
-const TREE_MARKER_PREFIX: &[u8] = b"candor-tree/shard/";
 /// Bytes of records per store batch while installing.
 const INSTALL_BATCH: usize = 4 << 20;
 
@@ -66,40 +65,6 @@ pub(super) fn install_key(shard: u32) -> Vec<u8> {
     let mut k = INSTALL_PREFIX.to_vec();
     k.extend_from_slice(&shard.to_be_bytes());
     k
-}
-
-fn tree_marker_key(shard: u32) -> Vec<u8> {
-    let mut k = TREE_MARKER_PREFIX.to_vec();
-    k.extend_from_slice(&(shard as u16).to_be_bytes());
-    k
-}
-
-fn tagged(tag: u8, shard: u32) -> Vec<u8> {
-    let mut k = vec![tag];
-    k.extend_from_slice(&(shard as u16).to_be_bytes());
-    k
-}
-
-/// The leaf-record range of `shard`: `L ‖ index` for indices whose top `bits` bits are
-/// the shard.
-fn leaf_range(shard: u32, bits: u8) -> KeyRange {
-    let at = |s: u32| {
-        let mut k = vec![b'L'];
-        let top = if bits == 0 {
-            0
-        } else {
-            s << (32 - u32::from(bits))
-        };
-        k.extend_from_slice(&top.to_be_bytes());
-        k.extend_from_slice(&[0u8; 28]);
-        k
-    };
-    let end = if bits == 0 || shard + 1 >= 1u32 << bits {
-        vec![b'L' + 1]
-    } else {
-        at(shard + 1)
-    };
-    KeyRange::half_open(if bits == 0 { vec![b'L'] } else { at(shard) }, end)
 }
 
 fn tag_range(prefix: &[u8], from: u8, to: Option<u8>) -> KeyRange {
@@ -126,10 +91,10 @@ impl ShardLogic {
         };
         vec![
             Section::new(Space::Meta, one(self.key(TAG_STATE, &[]))),
-            Section::new(Space::Tree, KeyRange::prefix(&tagged(b'N', self.shard))),
-            Section::new(Space::Tree, leaf_range(self.shard, self.shard_bits)),
-            Section::new(Space::Tree, KeyRange::prefix(&tagged(b'R', self.shard))),
-            Section::new(Space::Meta, one(tree_marker_key(self.shard))),
+            Section::new(Space::Tree, layout::nodes(self.shard)),
+            Section::new(Space::Tree, layout::leaves(self.shard, self.shard_bits)),
+            Section::new(Space::Tree, layout::revisions(self.shard)),
+            Section::new(Space::Meta, one(layout::marker_key(self.shard))),
             Section::new(Space::Meta, tag_range(p, 0, Some(TAG_MARKER))),
             Section::new(Space::Meta, tag_range(p, TAG_MARKER + 1, Some(TAG_STATE))),
             Section::new(Space::Meta, tag_range(p, TAG_STATE + 1, None)),
@@ -227,7 +192,7 @@ impl ShardLogic {
     ) -> Result<(), ShardError> {
         let sections = self.sections();
         let state_key = self.key(TAG_STATE, &[]);
-        let tree_key = tree_marker_key(self.shard);
+        let tree_key = layout::marker_key(self.shard);
 
         // A stream of another shard (or garbage) is refused before anything is touched.
         let first = reader.next_record().map_err(|e| io_err("read", e))?;
@@ -338,53 +303,4 @@ fn candor_read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize, ShardErro
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leaf_ranges_partition_the_index_space() {
-        for bits in [0u8, 1, 3, 8, 9, 16] {
-            let n = 1u32 << bits;
-            let mut prev_end: Option<Vec<u8>> = None;
-            for s in [0, 1, n / 2, n.saturating_sub(1)] {
-                if s >= n {
-                    continue;
-                }
-                let r = leaf_range(s, bits);
-                let mut idx = [0u8; 32];
-                if bits > 0 {
-                    idx[..4].copy_from_slice(&(s << (32 - u32::from(bits))).to_be_bytes());
-                }
-                let mut k = vec![b'L'];
-                k.extend_from_slice(&idx);
-                k.push(1);
-                assert!(r.contains(&k), "bits {bits} shard {s}");
-                // Last index of the shard.
-                let mut last = idx;
-                let keep = bits as usize;
-                for (i, byte) in last.iter_mut().enumerate() {
-                    for bit in 0..8 {
-                        if i * 8 + bit >= keep {
-                            *byte |= 0x80 >> bit;
-                        }
-                    }
-                }
-                let mut k = vec![b'L'];
-                k.extend_from_slice(&last);
-                k.extend_from_slice(&[8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
-                assert!(r.contains(&k), "bits {bits} shard {s} last index");
-                if s + 1 == n {
-                    assert_eq!(r.end(), Some(&[b'M'][..]));
-                }
-                let _ = prev_end.replace(r.end().map(<[u8]>::to_vec).unwrap_or_default());
-            }
-        }
-        // Adjacent shards: one's end is the next one's start.
-        let a = leaf_range(4, 3);
-        let b = leaf_range(5, 3);
-        assert_eq!(a.end(), Some(b.start()));
-    }
 }
