@@ -612,6 +612,8 @@ enum Forwarded {
     Retry {
         hint: Option<(NodeId, Option<String>)>,
         why: String,
+        /// The target answered (a redirect): some replica is reachable.
+        reached: bool,
     },
 }
 
@@ -646,15 +648,21 @@ async fn forward_once(
                     _ => None,
                 },
                 why: format!("node {id} is not the leader"),
+                reached: true,
             }),
         },
         // Never delivered to the group: safe to try again.
-        Ok(Err(TransportError::Unreachable(m) | TransportError::Remote(m))) => {
-            Ok(Forwarded::Retry {
-                hint: None,
-                why: format!("node {id}: {m}"),
-            })
-        }
+        Ok(Err(TransportError::Unreachable(m))) => Ok(Forwarded::Retry {
+            hint: None,
+            why: format!("node {id}: {m}"),
+            reached: false,
+        }),
+        // Refused by a live node before reaching the group (e.g. still starting).
+        Ok(Err(TransportError::Remote(m))) => Ok(Forwarded::Retry {
+            hint: None,
+            why: format!("node {id}: {m}"),
+            reached: true,
+        }),
         Ok(Err(e @ (TransportError::Timeout | TransportError::Network(_)))) => {
             Err(Error::Indeterminate {
                 group,
@@ -759,7 +767,7 @@ impl RemoteGroup {
                     self.remember(Some((id, addr)));
                     return Ok(r);
                 }
-                Forwarded::Retry { hint: h, why } => {
+                Forwarded::Retry { hint: h, why, .. } => {
                     last = why;
                     self.remember(None);
                     if let Some((l, Some(a))) = h {
@@ -986,9 +994,14 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     ///   later. `write` never retries such a write itself; a caller that retries must
     ///   make the retry idempotent (the shard publisher deduplicates by its own
     ///   idempotency keys), because the retry can be applied in addition to the first.
-    /// * [`Error::Timeout`]: no replica accepted the write before the deadline; it was
+    /// * [`Error::Timeout`]: no replica accepted the write before the deadline, or none
+    ///   was reachable for two election timeouts (this replica is cut off); it was
     ///   not proposed (only provably undelivered attempts are retried internally:
     ///   redirects, unreachable targets, requests refused before reaching the group).
+    /// * [`Error::QuorumNotEnough`]: this replica leads but has not heard from a quorum
+    ///   for two election timeouts; not proposed. (A write already proposed when that
+    ///   happens, or forwarded to a leader that is then replaced by an election seen
+    ///   here, ends at once as [`Error::Indeterminate`], not at the deadline.)
     /// * [`Error::TooLarge`]: refused, not proposed.
     pub async fn write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
         if data.len() > self.max_payload {
@@ -1005,11 +1018,42 @@ impl<L: StateMachineLogic> RaftGroup<L> {
         let mut hops_since_sleep = 0u32;
         let mut backoff = FORWARD_MIN_BACKOFF;
         let mut last = String::from("no leader known");
+        // Since when no attempt has reached a live replica (see the fail-fast below).
+        let mut cut_off_since: Option<tokio::time::Instant> = None;
         loop {
             let target = hint.take().or_else(|| self.leader_hint());
+            // Whether this attempt got an answer from some replica.
+            let mut reached = false;
             match target {
                 Some((id, _)) if id == me => {
-                    match tokio::time::timeout_at(deadline, self.client_write(data.clone())).await {
+                    reached = true;
+                    // A leader cut off from its quorum cannot commit: refuse before
+                    // proposing (safe to retry elsewhere) rather than hang to the deadline.
+                    if let Some(age) = self.quorum_silence() {
+                        return Err(Error::QuorumNotEnough {
+                            group: self.group,
+                            detail: format!(
+                                "node {me} leads but has heard from no quorum for {} ms; \
+                                 not proposed",
+                                age.as_millis()
+                            ),
+                        });
+                    }
+                    let commit = tokio::time::timeout_at(deadline, self.client_write(data.clone()));
+                    let out = tokio::select! {
+                        out = commit => out,
+                        age = self.quorum_lost() => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: format!(
+                                    "node {me} lost its quorum ({} ms without an \
+                                     acknowledgement) while committing the write",
+                                    age.as_millis()
+                                ),
+                            });
+                        }
+                    };
+                    match out {
                         Err(_) => {
                             return Err(Error::Indeterminate {
                                 group: self.group,
@@ -1039,12 +1083,34 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                             p
                         }
                     };
-                    match forward_once(&self.node, self.group, id, &addr, payload, deadline).await?
-                    {
+                    let term = self.raft.metrics().borrow_watched().current_term;
+                    let sent = forward_once(&self.node, self.group, id, &addr, payload, deadline);
+                    // The target may have been deposed while it holds the write: once
+                    // this replica sees another leader in a later term, the target can
+                    // no longer answer for it. The outcome is unknown (it may have been
+                    // replicated before the election); say so now, not at the deadline.
+                    let out = tokio::select! {
+                        out = sent => out?,
+                        (new, new_term) = self.leader_replaced(id, term) => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: format!(
+                                    "leader {id} was replaced by node {new} (term {new_term}) \
+                                     while the forwarded write was in flight"
+                                ),
+                            });
+                        }
+                    };
+                    match out {
                         Forwarded::Applied(r) => return Ok(r),
-                        Forwarded::Retry { hint: h, why } => {
+                        Forwarded::Retry {
+                            hint: h,
+                            why,
+                            reached: r,
+                        } => {
                             last = why;
                             hint = h;
+                            reached = r;
                         }
                     }
                 }
@@ -1058,6 +1124,22 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                     self.group, self.node.inner.config.tuning.forward_timeout
                 )));
             }
+            // A member cut off from the others (no leader known, or none reachable)
+            // fails fast, nothing proposed, instead of waiting out the deadline; an
+            // election among reachable members finishes well within this bound.
+            if reached {
+                cut_off_since = None;
+            } else {
+                let since = *cut_off_since.get_or_insert(now);
+                let bound = 2 * self.node.inner.config.tuning.election_timeout_max;
+                if hint.is_none() && now.duration_since(since) >= bound {
+                    return Err(Error::Timeout(format!(
+                        "group {}: no leader reachable for {} ms ({last}); not proposed",
+                        self.group,
+                        now.duration_since(since).as_millis()
+                    )));
+                }
+            }
             // Follow a fresh redirect at once, but not endlessly: two replicas with stale
             // views could bounce the write between them.
             if hint.is_some() && hops_since_sleep < 2 {
@@ -1068,6 +1150,62 @@ impl<L: StateMachineLogic> RaftGroup<L> {
             tracing::debug!(group = %self.group, %last, "write: waiting for a leader");
             tokio::time::sleep_until((now + backoff).min(deadline)).await;
             backoff = (backoff * 2).min(FORWARD_MAX_BACKOFF);
+        }
+    }
+
+    /// How long this replica, as leader, has gone without a quorum acknowledging it,
+    /// if that is longer than an election timeout (a healthy leader hears from a
+    /// quorum every heartbeat). `None` when not leading or not yet acknowledged.
+    fn quorum_silence(&self) -> Option<Duration> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        let acked = m.last_quorum_acked.clone()?;
+        // A sole voter is its own quorum: openraft never refreshes its ack time.
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return None;
+        }
+        let age = openraft::Instant::elapsed(&*acked);
+        // Twice the election timeout: metrics are published asynchronously, so a
+        // busy but healthy leader's stamp can lag a little.
+        (age > 2 * self.node.inner.config.tuning.election_timeout_max).then_some(age)
+    }
+
+    /// Resolves when [`Self::quorum_silence`] reports one (checked every heartbeat:
+    /// a silent quorum publishes no metrics change to wait on).
+    async fn quorum_lost(&self) -> Duration {
+        let every = self
+            .node
+            .inner
+            .config
+            .tuning
+            .heartbeat_interval
+            .max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Some(age) = self.quorum_silence() {
+                return age;
+            }
+        }
+    }
+
+    /// Resolves once this replica sees a leader other than `from` in a term after
+    /// `term`: `from` has been deposed and cannot commit what it still holds.
+    async fn leader_replaced(&self, from: NodeId, term: u64) -> (NodeId, u64) {
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if let Some(l) = m.current_leader
+                    && l != from
+                    && m.current_term > term
+                {
+                    return (l, m.current_term);
+                }
+            }
+            if rx.changed().await.is_err() {
+                // The group stopped: the forward's own outcome decides.
+                std::future::pending::<()>().await;
+            }
         }
     }
 

@@ -720,3 +720,186 @@ async fn storage_failure_stops_the_group_without_acknowledging() {
     kv.set_fail_writes(false);
     n.node.shutdown().await;
 }
+
+/// Cuts node `leader` off from Raft traffic both ways, but lets client writes forwarded
+/// to it arrive and hang (a black-holed connection: the request is in flight, no reply
+/// comes). What a real partition does to a forward that was already sent.
+struct BlackHole {
+    leader: NodeId,
+}
+
+impl FaultHook for BlackHole {
+    fn decide(&self, msg: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
+        if msg.from != self.leader && msg.to != self.leader {
+            return None;
+        }
+        Some(
+            if msg.kind == RpcKind::ClientWrite && msg.to == self.leader {
+                Verdict::Deliver {
+                    delay: Duration::from_secs(3600),
+                }
+            } else {
+                Verdict::DropRequest
+            },
+        )
+    }
+}
+
+/// Three replicas with a forward deadline far longer than any election, so each test
+/// below tells apart "learned of the fault" from "waited out the deadline" by the error
+/// it gets, never by the clock.
+async fn three_with_long_deadline(
+    net: &InProcessNetwork,
+) -> (Vec<TestNode>, Vec<(NodeId, RaftGroup<AppendLog>)>, NodeId) {
+    let tuning = RaftTuning {
+        forward_timeout: Duration::from_secs(120),
+        ..RaftTuning::default()
+    };
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let n = start_node_with(net, id, Arc::new(CrashStore::new()), tuning.clone());
+        groups.push((id, start_group(&n, G).await));
+        nodes.push(n);
+    }
+    groups[0]
+        .1
+        .initialize(members(&[1, 2, 3]))
+        .await
+        .expect("initialize");
+    let leader = wait_leader(&groups).await;
+    assert!(matches!(
+        write(&groups, b"before".to_vec()).await,
+        Outcome::Acked(1)
+    ));
+    (nodes, groups, leader)
+}
+
+/// Issue 19: a write forwarded to a leader that is then cut off learns of the new
+/// leader's election and reports an unknown outcome at once, instead of holding the
+/// caller until the forward deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_a_deposed_leader_ends_at_the_election() {
+    let net = InProcessNetwork::new(seed(19));
+    let (nodes, groups, old) = three_with_long_deadline(&net).await;
+    let (_, follower) = groups
+        .iter()
+        .find(|(id, _)| *id != old)
+        .cloned()
+        .expect("a follower");
+    // Make sure the follower knows the leader before the cut.
+    tokio::time::timeout(WAIT, async {
+        while follower.leader() != Some(old) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("follower learns the leader");
+    net.set_hook(Some(Arc::new(BlackHole { leader: old })));
+    let out = tokio::time::timeout(WAIT, follower.write(b"in-flight".to_vec()))
+        .await
+        .expect("the forwarded write ends well before the 120 s deadline");
+    match out {
+        Err(Error::Indeterminate { detail, .. }) => assert!(
+            detail.contains("was replaced by node"),
+            "ended for another reason: {detail}"
+        ),
+        other => panic!("expected an unknown outcome after the election, got {other:?}"),
+    }
+    let majority: Vec<(NodeId, RaftGroup<AppendLog>)> = groups
+        .iter()
+        .filter(|(id, _)| *id != old)
+        .cloned()
+        .collect();
+    let new = wait_leader(&majority).await;
+    assert_ne!(new, old);
+    // The survivors still take writes (the black hole only hangs forwards to `old`).
+    assert!(matches!(
+        forward_write(&follower, b"after".to_vec()).await,
+        Outcome::Acked(_)
+    ));
+    net.set_hook(None);
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}
+
+/// Issue 19: a leader cut off from its quorum refuses new writes (not proposed, so safe
+/// to send elsewhere) instead of proposing entries it can never commit; a follower cut
+/// off from everyone fails its forwards fast, also without proposing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_members_fail_writes_fast() {
+    let net = InProcessNetwork::new(seed(20));
+    let (nodes, groups, leader) = three_with_long_deadline(&net).await;
+    let lg = groups
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1
+        .clone();
+    net.isolate(leader);
+    // The first write may already be waiting for its commit when the silence is
+    // noticed (unknown outcome); once noticed, writes are refused before proposing.
+    let mut refused = None;
+    for i in 0..50 {
+        let out = tokio::time::timeout(WAIT, lg.write(payload("iso", i)))
+            .await
+            .expect("an isolated leader answers well before the 120 s deadline");
+        match out {
+            Err(Error::QuorumNotEnough { detail, .. }) => {
+                refused = Some(detail);
+                break;
+            }
+            Err(Error::Indeterminate { detail, .. }) => {
+                assert!(detail.contains("lost its quorum"), "{detail}")
+            }
+            other => panic!("isolated leader: {other:?}"),
+        }
+    }
+    let detail = refused.expect("the isolated leader refuses writes");
+    assert!(detail.contains("not proposed"), "{detail}");
+    net.heal();
+    let leader = wait_leader(&groups).await;
+    let lg = &groups
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    let items = linearizable_items(lg).await;
+    assert_eq!(
+        items.iter().filter(|i| i.starts_with(b"iso")).count(),
+        0,
+        "a refused write was applied"
+    );
+
+    // Now a follower: its forwards reach nobody. (Wait until it follows the current
+    // leader: the healed old leader may still believe it leads for a moment.)
+    let (fid, follower) = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(f) = groups
+                .iter()
+                .find(|(id, g)| *id != leader && g.leader() == Some(leader))
+            {
+                return f.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a follower of the new leader");
+    net.isolate(fid);
+    let out = tokio::time::timeout(WAIT, follower.write(b"cut-off".to_vec()))
+        .await
+        .expect("an isolated follower answers well before the 120 s deadline");
+    match out {
+        Err(Error::Timeout(m)) => {
+            assert!(m.contains("no leader reachable"), "{m}");
+            assert!(m.contains("not proposed"), "{m}");
+        }
+        other => panic!("isolated follower: {other:?}"),
+    }
+    net.heal();
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+}

@@ -19,7 +19,7 @@ use candor_core::signed::{MutationTimestamp, SignedMutationTimestamp, SigningKey
 use candor_raft::{RaftGroup, RemoteGroup};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
 
@@ -516,15 +516,23 @@ impl Batcher {
 
     async fn propose(&self, items: Vec<Item>) -> Result<Vec<ItemOutcome>, ShardError> {
         let n = items.len();
+        // Every item keyed: the state machine lands each (tenant, key) once and answers
+        // a repeat with the first result, so an entry whose outcome is unknown (its
+        // leader was deposed while holding it) can be sent once more through the new
+        // leader instead of failing the caller.
+        let keyed = items.iter().all(|i| i.idempotency_key.is_some());
         let cmd = ShardCommand::Publish {
             timestamp_ms: now_ms(),
             items,
+        }
+        .encode();
+        let resp = match self.group.write(cmd.clone()).await {
+            Err(candor_raft::Error::Indeterminate { detail, .. }) if keyed => {
+                debug!(shard = self.shard, %detail, "publish entry outcome unknown; resending (keyed)");
+                self.group.write(cmd).await.map_err(ShardError::from_raft)?
+            }
+            other => other.map_err(ShardError::from_raft)?,
         };
-        let resp = self
-            .group
-            .write(cmd.encode())
-            .await
-            .map_err(ShardError::from_raft)?;
         match ShardResponse::decode(&resp)? {
             ShardResponse::Published(o) if o.len() == n => Ok(o),
             // Shared-state mode: other replicas applied the entry first and its response

@@ -182,8 +182,14 @@ pub(crate) fn install(
             .boxed(),
     };
     let otel_layer = tracer.map(|t| {
+        // Busy/idle tracking reads the clock on every poll of every
+        // instrumented future, and the thread attributes allocate per span:
+        // both were measurable on the request path and neither is used by the
+        // dashboards or the runbooks.
         tracing_opentelemetry::layer()
             .with_tracer(t)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
             .with_filter(bridge_filter())
     });
     tracing_subscriber::registry()

@@ -157,7 +157,8 @@ pub async fn items_at_least(g: &RaftGroup<AppendLog>, n: usize) -> Vec<Vec<u8>> 
 }
 
 /// Write `data` through `g.write` (forwarded to the leader when `g` does not lead).
-/// Retries only what provably was not proposed ([`Error::Timeout`]); never a write whose
+/// Retries only what provably was not proposed ([`Error::Timeout`],
+/// [`Error::QuorumNotEnough`]); never a write whose
 /// outcome is unknown.
 pub async fn forward_write(g: &RaftGroup<AppendLog>, data: Vec<u8>) -> Outcome {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -170,7 +171,10 @@ pub async fn forward_write(g: &RaftGroup<AppendLog>, data: Vec<u8>) -> Outcome {
             Ok(resp) => {
                 return Outcome::Acked(AppendLog::position(&resp).expect("position response"));
             }
-            Err(Error::Timeout(_)) => {}
+            // Not proposed (no leader reached, or a leader cut off from its quorum).
+            Err(Error::Timeout(_) | Error::QuorumNotEnough { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(Error::Indeterminate { .. } | Error::Stopped { .. }) => return Outcome::Unknown,
             Err(e) => panic!("unexpected write error: {e}"),
         }
