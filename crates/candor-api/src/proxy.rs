@@ -9,6 +9,13 @@
 //! * **Upstream choice**: round robin per call; a call that fails with
 //!   `UNAVAILABLE` (member down, shutting down, or not yet holding the epoch)
 //!   or times out is retried on the next member, each member at most once.
+//! * **Epochs never go back**: the proxy remembers the newest epoch any member
+//!   answered with. A read of the latest epoch (Lookup or History without an
+//!   epoch, GetLatestEpoch) answered at an older epoch (a member cut off from
+//!   the others keeps serving its last head) is asked of the next member instead;
+//!   members whose last such answer lags by more than
+//!   [`MAX_UPSTREAM_LAG_EPOCHS`] are tried last. If no member is current, the
+//!   call is `UNAVAILABLE`, never an older head.
 //! * **Writes** are retried only when every item carries an idempotency key:
 //!   the member that finally answers returns the original SMT when an earlier
 //!   attempt had been applied. A keyless write is tried once; if its answer is
@@ -36,7 +43,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use candor_proto::candor::v1 as pb;
@@ -88,7 +95,16 @@ struct Inner {
     urls: Vec<String>,
     next: AtomicUsize,
     call_timeout: Duration,
+    /// The newest epoch any member has answered a read with: answers to "latest"
+    /// reads never go below it.
+    newest: AtomicU64,
+    /// Per member, the epoch of its last answer to a "latest" read.
+    seen: Vec<AtomicU64>,
 }
+
+/// A member whose last "latest" answer is more than this many epochs behind the
+/// newest is tried after the others.
+pub const MAX_UPSTREAM_LAG_EPOCHS: u64 = 2;
 
 /// `candor.v1.KeyTransparency` served by forwarding to members. Cheap to clone.
 #[derive(Clone)]
@@ -156,10 +172,12 @@ impl ApiProxy {
         }
         Ok(ApiProxy {
             inner: Arc::new(Inner {
+                seen: clients.iter().map(|_| AtomicU64::new(0)).collect(),
                 clients,
                 urls,
                 next: AtomicUsize::new(0),
                 call_timeout: options.call_timeout,
+                newest: AtomicU64::new(0),
             }),
             max_message_bytes: options.max_message_bytes,
             limits: options.limits,
@@ -246,6 +264,97 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The order to try members in for a call starting at `start`: round robin, with
+    /// members lagging the newest epoch by more than [`MAX_UPSTREAM_LAG_EPOCHS`] last.
+    fn order(&self, start: usize) -> Vec<usize> {
+        let n = self.clients.len();
+        let newest = self.newest.load(Ordering::Relaxed);
+        let lagging =
+            |k: usize| self.seen[k].load(Ordering::Relaxed) + MAX_UPSTREAM_LAG_EPOCHS < newest;
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        // Stable: keeps the round robin within each class.
+        order.sort_by_key(|&k| lagging(k));
+        order
+    }
+
+    /// A read of the latest epoch: like [`Inner::call`], but an answer older than an
+    /// epoch already served through this front door is not returned (a member cut
+    /// off from the others keeps answering with its last head); the next member is
+    /// asked instead, so clients never see the epoch go back.
+    async fn call_latest<T, F>(
+        &self,
+        what: &str,
+        epoch_of: fn(&T) -> u64,
+        f: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: Fn(KeyTransparencyClient<Channel>) -> BoxFut<'static, T>,
+    {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for k in self.order(start) {
+            let attempt = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone())).await;
+            let status = match attempt {
+                Ok(Ok(r)) => {
+                    let epoch = epoch_of(r.get_ref());
+                    self.seen[k].store(epoch, Ordering::Relaxed);
+                    let newest = self.newest.fetch_max(epoch, Ordering::Relaxed);
+                    if epoch >= newest {
+                        return Ok(r);
+                    }
+                    Status::unavailable(format!(
+                        "member {} answered {what} at epoch {epoch}, behind epoch {newest} \
+                         already served",
+                        self.urls[k]
+                    ))
+                }
+                Ok(Err(s)) if s.code() == Code::Unavailable => s,
+                Ok(Err(s)) => return Err(s),
+                Err(_) => Status::unavailable(format!(
+                    "member {} did not answer {what} within {:?}",
+                    self.urls[k], self.call_timeout
+                )),
+            };
+            tracing::debug!(upstream = %self.urls[k], %what, error = %status, "upstream unavailable or behind");
+            last = Some(status);
+        }
+        Err(last.unwrap_or_else(|| Status::unavailable("no upstream member")))
+    }
+
+    /// Records the epoch of an answer to a read at a given epoch (it exists).
+    fn saw(&self, epoch: u64) {
+        self.newest.fetch_max(epoch, Ordering::Relaxed);
+    }
+}
+
+/// A read of the latest epoch (`$latest` true for this request), forwarded with
+/// [`Inner::call_latest`]; other reads as [`forward!`].
+macro_rules! read_latest {
+    ($self:ident, $request:ident, $method:ident, $what:literal, $latest:expr, $epoch_of:expr) => {{
+        if $self.reads.is_some() {
+            read!($self, $request, $method, $what)
+        } else {
+            let md = forwarded_metadata($request.metadata());
+            let msg = $request.into_inner();
+            let latest = $latest(&msg);
+            let f = move |mut c: KeyTransparencyClient<Channel>| -> BoxFut<'static, _> {
+                let r = upstream_request(&md, msg.clone());
+                Box::pin(async move { c.$method(r).await })
+            };
+            if latest {
+                $self.inner.call_latest($what, $epoch_of, f).await
+            } else {
+                let out = $self.inner.call($what, true, f).await;
+                if let Ok(r) = &out {
+                    $self.inner.saw($epoch_of(r.get_ref()));
+                }
+                out
+            }
+        }
+    }};
+}
+
 macro_rules! forward {
     ($self:ident, $request:ident, $method:ident, $what:literal, $safe:expr) => {{
         let md = forwarded_metadata($request.metadata());
@@ -309,14 +418,28 @@ impl KeyTransparency for ApiProxy {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        read!(self, request, lookup, "Lookup")
+        read_latest!(
+            self,
+            request,
+            lookup,
+            "Lookup",
+            |m: &pb::LookupRequest| m.epoch.is_none(),
+            |r: &pb::LookupResponse| r.epoch
+        )
     }
 
     async fn history(
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        read!(self, request, history, "History")
+        read_latest!(
+            self,
+            request,
+            history,
+            "History",
+            |m: &pb::HistoryRequest| m.epoch.is_none(),
+            |r: &pb::HistoryResponse| r.epoch
+        )
     }
 
     async fn get_config(
@@ -337,7 +460,14 @@ impl KeyTransparency for ApiProxy {
         &self,
         request: Request<pb::GetLatestEpochRequest>,
     ) -> Result<Response<pb::SignedHeadResponse>, Status> {
-        read!(self, request, get_latest_epoch, "GetLatestEpoch")
+        read_latest!(
+            self,
+            request,
+            get_latest_epoch,
+            "GetLatestEpoch",
+            |_: &pb::GetLatestEpochRequest| true,
+            |r: &pb::SignedHeadResponse| r.epoch
+        )
     }
 
     type WatchEpochsStream = HeadStream;

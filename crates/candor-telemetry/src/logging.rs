@@ -129,7 +129,9 @@ where
             obj.insert("spans".into(), names.into());
         }
         // tracing-opentelemetry activates a span's OpenTelemetry context when
-        // the span is entered, so the current context is the event's span.
+        // the span is entered (JSON lines only: see `install`), so the current
+        // context is the event's span. (`Span::current()` is not usable here: a
+        // formatter runs inside the dispatcher, which then reports no span.)
         let cx = opentelemetry::Context::current();
         let sc = cx.span().span_context().clone();
         if sc.is_valid() {
@@ -182,14 +184,16 @@ pub(crate) fn install(
             .boxed(),
     };
     let otel_layer = tracer.map(|t| {
-        // Busy/idle tracking reads the clock on every poll of every
-        // instrumented future, and the thread attributes allocate per span:
-        // both were measurable on the request path and neither is used by the
-        // dashboards or the runbooks.
+        // Busy/idle tracking reads the clock and context activation swaps the
+        // thread's OpenTelemetry context on every poll of every instrumented
+        // future; thread attributes allocate per span. All three were
+        // measurable on the request path (issue 12's export cost). Propagation
+        // reads the span's own context; only JSON lines need the activated one.
         tracing_opentelemetry::layer()
             .with_tracer(t)
             .with_tracked_inactivity(false)
             .with_threads(false)
+            .with_context_activation(config.log_format == LogFormat::Json)
             .with_filter(bridge_filter())
     });
     tracing_subscriber::registry()

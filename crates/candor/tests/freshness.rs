@@ -280,3 +280,87 @@ async fn an_old_head_replayed_as_latest_is_refused() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("not for \"carol@example.com\""), "{err}");
 }
+
+/// Issue 19: through a front door (`ApiProxy`), a client's epoch never goes back.
+/// One upstream is the real service, the other a member stuck at an old epoch (the
+/// replaying double: what a member cut off from the others serves). Every latest
+/// read through the front door is at an epoch at least as new as the previous one,
+/// and once a newer epoch was served the stuck member's answer is never returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_door_never_serves_an_older_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
+    let _dev = Kill(
+        Command::new(BIN)
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--epoch-interval", "200ms", "--shards", "2"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut raw = connect(&url).await;
+    let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
+    let config = raw
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
+
+    let stuck_port = free_port();
+    let stuck_url = format!("http://127.0.0.1:{stuck_port}");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyTransparencyServer::new(Replay {
+                config,
+                lookup: old.clone(),
+            }))
+            .serve(format!("127.0.0.1:{stuck_port}").parse().unwrap()),
+    );
+    connect(&stuck_url).await;
+
+    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
+        upstreams: vec![stuck_url, url],
+        ..candor_api::ProxyOptions::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(candor_api::serve_proxy(
+        listener,
+        proxy,
+        std::future::pending(),
+    ));
+    let mut client = connect(&front).await;
+    let mut epochs = Vec::new();
+    for _ in 0..40 {
+        let r = client
+            .lookup(pb::LookupRequest {
+                label: b"alice@example.com".to_vec(),
+                epoch: None,
+            })
+            .await
+            .expect("the current member answers every latest read")
+            .into_inner();
+        epochs.push(r.epoch);
+    }
+    assert!(
+        epochs.windows(2).all(|w| w[0] <= w[1]),
+        "the epoch went back through the front door: {epochs:?}"
+    );
+    let newer = epochs
+        .iter()
+        .position(|&e| e > old.epoch)
+        .expect("a newer epoch");
+    assert!(
+        epochs[newer..].iter().all(|&e| e > old.epoch),
+        "the stuck member's epoch was served after a newer one: {epochs:?}"
+    );
+}
