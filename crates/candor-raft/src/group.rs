@@ -1159,7 +1159,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     fn quorum_silence(&self) -> Option<Duration> {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
-        let acked = m.last_quorum_acked.clone()?;
+        let acked = m.last_quorum_acked?;
         // A sole voter is its own quorum: openraft never refreshes its ack time.
         if m.membership_config.membership().voter_ids().count() <= 1 {
             return None;
