@@ -768,13 +768,26 @@ async fn hardening_signing_key_rotation() {
     let mut dev = Dev::start_with(tmp.path(), "", "", "300ms", port);
     dev.wait_serving().await;
 
-    // The service now signs under a second configuration and serves the chain.
+    // The service now signs under a second configuration and serves the chain. The
+    // rotation is a replicated command the leader proposes once it is elected, so it
+    // lands shortly after the member reports SERVING: wait for it (bounded).
     let mut raw = dev.client().await;
-    let served = raw
+    let mut served = raw
         .get_config(pb::GetConfigRequest {})
         .await
         .unwrap()
         .into_inner();
+    for _ in 0..300 {
+        if served.history.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        served = raw
+            .get_config(pb::GetConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    }
     assert_eq!(
         served.history.len(),
         2,
