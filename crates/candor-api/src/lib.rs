@@ -47,6 +47,6 @@ pub use error::{ApiError, Result};
 pub use guard::{GuardStats, effective_max_connections};
 pub use limits::Limits;
 pub use proxy::{ApiProxy, ProxyOptions, serve_proxy, serve_proxy_tls};
-pub use publisher::{PublishError, PublishReceipt, PublishRequest, Publisher};
+pub use publisher::{CosignatureLog, PublishError, PublishReceipt, PublishRequest, Publisher};
 pub use server::{serve, serve_tls};
 pub use service::{ApiOptions, Backend, KtService};

@@ -3,4 +3,4 @@
 //! its shard and signs the SMT. The types are `candor-publish`'s, so that the API
 //! depends on neither the shard crate nor Raft.
 
-pub use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
+pub use candor_publish::{CosignatureLog, PublishError, PublishReceipt, PublishRequest, Publisher};

@@ -14,7 +14,7 @@ use candor_core::signed::{Cosignature, PublicConfig, PublicKey, SignedHead};
 use candor_core::vrf::{VrfProof, VrfSecretKey};
 use candor_proto::candor::v1 as pb;
 use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
-use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch};
+use candor_store::{Direction, KeyRange, Space, Store};
 use candor_tree::{EpochLogStore, Forest, MapView, OpeningPolicy};
 use futures_util::Stream;
 use tokio::sync::watch;
@@ -25,11 +25,12 @@ use tracing::{Instrument, Span, field};
 use crate::auth::{Authenticator, Tenant};
 use crate::error::{ApiError, Result};
 use crate::limits::Limits;
-use crate::publisher::{PublishReceipt, PublishRequest, Publisher};
+use crate::publisher::{CosignatureLog, PublishReceipt, PublishRequest, Publisher};
 
-/// Cosignatures live in space `Meta` under this prefix:
-/// `prefix | epoch_be64 | auditor key(32)` → canonical cosignature.
-const COSIG_PREFIX: &[u8] = b"candor-api/cosig/";
+/// Before cosignatures were replicated (through the sequencer's group, into the epoch
+/// log), the member that received one kept it in space `Meta` under this prefix:
+/// `prefix | epoch_be64 | auditor key(32)` → canonical cosignature. Still read.
+const LEGACY_COSIG_PREFIX: &[u8] = b"candor-api/cosig/";
 
 /// How far beyond its latest epoch a request may ask and be waited for (a client
 /// may learn of an epoch from one member and ask another that has not applied it).
@@ -40,6 +41,8 @@ const CATCH_UP_EPOCHS: u64 = 2;
 pub struct Backend {
     /// Writes: orders mutations in their shards.
     pub publisher: Arc<dyn Publisher>,
+    /// Where auditors' cosignatures are stored so that every member serves them.
+    pub cosignatures: Arc<dyn CosignatureLog>,
     /// The tree engine (reads at any retained revision).
     pub forest: Forest,
     /// Signed heads, log proofs, the revisions of each epoch.
@@ -78,6 +81,7 @@ impl Default for ApiOptions {
 
 struct Inner {
     publisher: Arc<dyn Publisher>,
+    cosignatures: Arc<dyn CosignatureLog>,
     forest: Forest,
     epochs: Arc<EpochLogStore>,
     heads: watch::Receiver<Option<SignedHead>>,
@@ -131,6 +135,7 @@ impl KtService {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let inner = Inner {
             publisher: backend.publisher,
+            cosignatures: backend.cosignatures,
             forest: backend.forest,
             epochs: backend.epochs,
             heads: backend.heads,
@@ -617,13 +622,6 @@ impl Inner {
         Ok(out)
     }
 
-    fn cosig_key(epoch: u64, auditor: &[u8; 32]) -> Vec<u8> {
-        let mut k = COSIG_PREFIX.to_vec();
-        k.extend_from_slice(&epoch.to_be_bytes());
-        k.extend_from_slice(auditor);
-        k
-    }
-
     fn store(&self) -> &Arc<dyn Store> {
         self.forest.store()
     }
@@ -983,29 +981,20 @@ impl KeyTransparency for KtService {
             Span::current().record("epoch", c.epoch);
             inner.catch_up_to(c.epoch).await;
             let me = inner.clone();
+            let encoded = msg.cosignature;
+            // Checked here for a precise answer before anything is proposed; the
+            // cosignature log checks the signature again where it stores it.
             blocking(move || {
                 let head = me.head(c.epoch)?;
                 c.verify(&head.head).map_err(|e| {
                     ApiError::InvalidArgument(format!("cosignature does not verify: {e}"))
-                })?;
-                let key = Inner::cosig_key(c.epoch, &c.auditor_key.0);
-                // One cosignature per auditor and epoch: the first stored
-                // stays, a resubmission changes nothing.
-                if me
-                    .store()
-                    .get(Space::Meta, &key)
-                    .map_err(candor_tree::TreeError::from)?
-                    .is_none()
-                {
-                    let mut b = WriteBatch::new();
-                    b.put(Space::Meta, key, c.encode());
-                    me.store()
-                        .write(&b, Durability::Sync)
-                        .map_err(candor_tree::TreeError::from)?;
-                }
-                Ok(pb::CosignResponse {})
+                })
             })
-            .await
+            .await?;
+            // One cosignature per auditor and epoch: the first stored stays, a
+            // resubmission changes nothing.
+            inner.cosignatures.submit(encoded).await?;
+            Ok(pb::CosignResponse {})
         })
         .await
     }
@@ -1021,9 +1010,13 @@ impl KeyTransparency for KtService {
             let me = inner.clone();
             blocking(move || {
                 me.head(epoch)?;
-                let mut prefix = COSIG_PREFIX.to_vec();
+                let mut all: std::collections::BTreeMap<[u8; 32], Vec<u8>> =
+                    me.epochs.cosignatures(epoch)?.into_iter().collect();
+                // Cosignatures stored before they were replicated (one member's
+                // `Meta` space, docs/operations.md): still served, the replicated
+                // one first if both exist.
+                let mut prefix = LEGACY_COSIG_PREFIX.to_vec();
                 prefix.extend_from_slice(&epoch.to_be_bytes());
-                let mut cosignatures = Vec::new();
                 for kv in candor_store::scan_pages(
                     &**me.store(),
                     Space::Meta,
@@ -1032,15 +1025,19 @@ impl KeyTransparency for KtService {
                     256,
                 ) {
                     let (k, v) = kv.map_err(candor_tree::TreeError::from)?;
-                    let auditor = k
-                        .get(prefix.len()..)
-                        .filter(|a| a.len() == 32)
-                        .ok_or_else(|| ApiError::internal("malformed cosignature key"))?;
-                    cosignatures.push(pb::CosignatureEntry {
+                    let auditor: [u8; 32] =
+                        k.get(prefix.len()..)
+                            .and_then(|a| a.try_into().ok())
+                            .ok_or_else(|| ApiError::internal("malformed cosignature key"))?;
+                    all.entry(auditor).or_insert(v);
+                }
+                let cosignatures = all
+                    .into_iter()
+                    .map(|(auditor, v)| pb::CosignatureEntry {
                         auditor_public_key: auditor.to_vec(),
                         cosignature: v,
-                    });
-                }
+                    })
+                    .collect();
                 Ok(pb::GetCosignaturesResponse {
                     epoch,
                     cosignatures,

@@ -18,7 +18,7 @@ use candor_store::{MemStore, Store};
 use candor_tree::{EpochLogStore, Forest, TreeConfig, TreeError};
 use tokio::sync::watch;
 
-use crate::publisher::{PublishError, PublishReceipt, PublishRequest, Publisher};
+use crate::publisher::{CosignatureLog, PublishError, PublishReceipt, PublishRequest, Publisher};
 use crate::service::Backend;
 
 fn now_ms() -> u64 {
@@ -128,6 +128,7 @@ impl LocalNode {
     pub fn backend(self: &Arc<Self>) -> Backend {
         Backend {
             publisher: self.clone(),
+            cosignatures: self.clone(),
             forest: self.forest.clone(),
             epochs: self.epochs.clone(),
             heads: self.heads.subscribe(),
@@ -224,6 +225,18 @@ impl LocalNode {
             idem.insert(k, (r.label, r.value, receipt.clone()));
         }
         Ok(receipt)
+    }
+}
+
+/// One process, one store: cosignatures go straight into its epoch log.
+#[async_trait::async_trait]
+impl CosignatureLog for LocalNode {
+    async fn submit(&self, cosignature: Vec<u8>) -> Result<bool, PublishError> {
+        let c = candor_core::signed::Cosignature::decode(&cosignature)
+            .map_err(|e| PublishError::InvalidArgument(format!("cosignature: {e}")))?;
+        self.epochs
+            .store_cosignature(c.epoch, &c.auditor_key.0, &cosignature)
+            .map_err(|e| PublishError::Internal(e.to_string()))
     }
 }
 

@@ -82,6 +82,7 @@ impl EmbeddedService {
         let token = generate_token();
         let backend = Backend {
             publisher: node.publisher(),
+            cosignatures: node.cosignature_log(),
             forest: node.forest(),
             epochs: node.epochs(),
             heads: node.heads(),

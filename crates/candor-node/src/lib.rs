@@ -76,6 +76,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use candor_publish::CosignatureLog;
 pub use candor_raft::{RaftNode, RaftTransport};
 pub use candor_sequencer::{SEQUENCER_GROUP, SequencerLogic, propose_epoch, propose_rotation};
 pub use candor_shard::{
@@ -349,6 +350,8 @@ pub struct Node {
     publisher: Arc<dyn Publisher>,
     /// The write path when this node hosts shard groups (closed at shutdown).
     shard_publisher: Option<ShardPublisher>,
+    /// Where auditors' cosignatures are stored (see [`Node::cosignature_log`]).
+    cosignatures: Arc<dyn CosignatureLog>,
     heads: watch::Receiver<Option<SignedHead>>,
     membership: Membership,
     cancel: CancellationToken,
@@ -554,6 +557,58 @@ impl Publisher for NoShards {
         Err(PublishError::Unavailable(
             "this member hosts no shard group (role sequencer): send writes to a shard member"
                 .into(),
+        ))
+    }
+}
+
+/// Cosignatures through the sequencer's Raft group ([`candor_sequencer::propose_cosignature`]).
+struct RaftCosignatures(RaftGroup<SequencerLogic>);
+
+#[async_trait::async_trait]
+impl CosignatureLog for RaftCosignatures {
+    async fn submit(&self, cosignature: Vec<u8>) -> Result<bool, PublishError> {
+        candor_sequencer::propose_cosignature(&self.0, cosignature)
+            .await
+            .map_err(|e| match e {
+                candor_sequencer::SequencerError::Rejected(why) => {
+                    PublishError::InvalidArgument(why)
+                }
+                // Not proposed, or an unknown outcome: storing is idempotent, the
+                // auditor retries.
+                candor_sequencer::SequencerError::Raft(why) => PublishError::Unavailable(why),
+                other => PublishError::Internal(other.to_string()),
+            })
+    }
+}
+
+/// Cosignatures written straight into a store every member shares (the caller, the
+/// API, verified them against the stored head).
+pub struct DirectCosignatures(pub Arc<EpochLogStore>);
+
+#[async_trait::async_trait]
+impl CosignatureLog for DirectCosignatures {
+    async fn submit(&self, cosignature: Vec<u8>) -> Result<bool, PublishError> {
+        let c = candor_core::signed::Cosignature::decode(&cosignature)
+            .map_err(|e| PublishError::InvalidArgument(format!("cosignature: {e}")))?;
+        let epochs = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            epochs.store_cosignature(c.epoch, &c.auditor_key.0, &cosignature)
+        })
+        .await
+        .map_err(|e| PublishError::Internal(format!("cosignature write task: {e}")))?
+        .map_err(|e| PublishError::Internal(e.to_string()))
+    }
+}
+
+/// A member with its own store and no sequencer replica: it cannot store a
+/// cosignature where every member would see it.
+struct NoCosignatures;
+
+#[async_trait::async_trait]
+impl CosignatureLog for NoCosignatures {
+    async fn submit(&self, _cosignature: Vec<u8>) -> Result<bool, PublishError> {
+        Err(PublishError::Unavailable(
+            "this member hosts no sequencer replica: submit cosignatures to one that does".into(),
         ))
     }
 }
@@ -973,6 +1028,11 @@ impl Node {
             epoch = epochs.latest_epoch(),
             "candor node started"
         );
+        let cosignatures: Arc<dyn CosignatureLog> = match (&sequencer, plan.shared) {
+            (Some(g), _) => Arc::new(RaftCosignatures(g.clone())),
+            (None, true) => Arc::new(DirectCosignatures(Arc::clone(&epochs))),
+            (None, false) => Arc::new(NoCosignatures),
+        };
         Ok(Node {
             public,
             store,
@@ -983,6 +1043,7 @@ impl Node {
             sequencer,
             publisher,
             shard_publisher,
+            cosignatures,
             heads,
             membership,
             cancel,
@@ -1149,6 +1210,14 @@ impl Node {
     /// The write path (routes to shards, batches, signs SMTs).
     pub fn publisher(&self) -> Arc<dyn Publisher> {
         Arc::clone(&self.publisher)
+    }
+
+    /// Where the API stores auditors' cosignatures: through the sequencer's Raft group
+    /// when this node hosts a replica of it (every replica then holds them), straight
+    /// into the shared store otherwise (FoundationDB; every member reads that one
+    /// copy). A member with its own store and no sequencer replica refuses them.
+    pub fn cosignature_log(&self) -> Arc<dyn CosignatureLog> {
+        Arc::clone(&self.cosignatures)
     }
 
     /// The node's store (every space).

@@ -243,6 +243,12 @@ impl StoreReader {
         Arc::clone(&self.epochs)
     }
 
+    /// Auditors' cosignatures, written straight into the shared store (every member
+    /// and API node reads that one copy).
+    pub fn cosignature_log(&self) -> Arc<dyn crate::CosignatureLog> {
+        Arc::new(crate::DirectCosignatures(Arc::clone(&self.epochs)))
+    }
+
     /// The latest signed head readable from the store.
     pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
         self.heads.clone()

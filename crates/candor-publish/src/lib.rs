@@ -92,3 +92,16 @@ pub trait Publisher: Send + Sync + 'static {
         items: Vec<PublishRequest>,
     ) -> Result<Vec<Result<PublishReceipt, PublishError>>, PublishError>;
 }
+
+/// The write seam for auditor cosignatures: the API checks the auditor key and the
+/// signature, then stores through a [`CosignatureLog`] so that every member serves
+/// the cosignature after any member is lost (the sequencer's Raft group with
+/// embedded stores, the shared store with FoundationDB).
+#[async_trait::async_trait]
+pub trait CosignatureLog: Send + Sync + 'static {
+    /// Stores `cosignature` (canonical encoding) durably on a quorum (or in the shared
+    /// store) before it returns. `Ok(true)`: stored now; `Ok(false)`: a cosignature of
+    /// that auditor for that epoch was stored before, and the first stays. A retry
+    /// after an error is safe: storing is idempotent.
+    async fn submit(&self, cosignature: Vec<u8>) -> Result<bool, PublishError>;
+}

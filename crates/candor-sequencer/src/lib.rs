@@ -33,6 +33,16 @@
 //! and signs every later epoch with the new key. A replica that lacks the keys of
 //! the version stops applying (an error, logged) instead of signing with old keys.
 //!
+//! ## Cosignatures
+//!
+//! A [`SequencerCommand::Cosign`] entry (proposed by [`propose_cosignature`]) stores
+//! an auditor's cosignature of a signed head in the epoch log
+//! ([`EpochLogStore::put_cosignature`]) on every replica, so every member serves it
+//! after any member is lost, and snapshots carry it with the rest of the epoch log.
+//! Apply checks, deterministically, the namespace, that the epoch is signed and the
+//! signature over its head; the first cosignature of an auditor for an epoch stays.
+//! Which auditor keys are accepted is the API's decision, before proposing.
+//!
 //! ## Exactly once
 //!
 //! Entries at or below the recorded applied index are skipped. If a crash falls between
@@ -127,7 +137,9 @@ use candor_core::Digest;
 use candor_core::log::EpochEntry;
 use candor_core::map::{Subtree, combine_shard_roots};
 use candor_core::rotation::{ConfigChain, ConfigRotation, ConfigVersion};
-use candor_core::signed::{EpochHead, PublicConfig, PublicKey, SignedHead, SigningKeyPair};
+use candor_core::signed::{
+    Cosignature, EpochHead, PublicConfig, PublicKey, SignedHead, SigningKeyPair,
+};
 use candor_raft::{ApplyBatch, RaftGroup, StateMachineLogic};
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 use candor_tree::{EpochLogStore, Forest};
@@ -167,6 +179,10 @@ pub enum SequencerError {
     /// forking it), or an interrupted install must be completed before applying.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A proposed entry was refused by the state machine (a cosignature that does not
+    /// check out, ...): nothing changed but the applied index.
+    #[error("refused: {0}")]
+    Rejected(String),
 }
 
 impl From<candor_store::StoreError> for SequencerError {
@@ -212,6 +228,14 @@ pub enum SequencerCommand {
         /// Proposer's wall clock, ms (clamped to never go back).
         timestamp_ms: u64,
     },
+    /// Store an auditor's cosignature (canonical encoding, docs/protocol.md §9.3) of
+    /// a signed head, on every replica. The API checked that the auditor key is one
+    /// the operator accepts; apply checks what every replica can check the same way:
+    /// the namespace, that the epoch is signed, and the signature over its head.
+    Cosign {
+        /// The canonical cosignature.
+        cosignature: Vec<u8>,
+    },
 }
 
 impl SequencerCommand {
@@ -232,6 +256,9 @@ pub enum SequencerResponse {
     AlreadyApplied,
     /// The key version now active.
     Rotated(u32),
+    /// The cosignature is stored (`false`: one of that auditor for that epoch was
+    /// already, and the first stays).
+    Cosigned(bool),
 }
 
 impl SequencerResponse {
@@ -800,6 +827,9 @@ impl SequencerLogic {
                 version,
                 timestamp_ms,
             } => return self.apply_rotation(st, b, version, timestamp_ms),
+            SequencerCommand::Cosign { cosignature } => {
+                return self.apply_cosignature(st, b, &cosignature);
+            }
         };
         let epoch = st.epoch + 1;
         let span = info_span!("epoch_apply", epoch, log_index, shards = shards.len());
@@ -839,6 +869,71 @@ impl SequencerLogic {
 }
 
 impl SequencerLogic {
+    /// Applies a [`SequencerCommand::Cosign`]: a deterministic check against the
+    /// replicated epoch log, then the cosignature (if it is the auditor's first for
+    /// that epoch) with the bookkeeping in one synced batch, since the auditor is told
+    /// it is stored once this returns.
+    fn apply_cosignature(
+        &mut self,
+        st: SequencerState,
+        mut b: WriteBatch,
+        encoded: &[u8],
+    ) -> Result<SequencerResponse, SequencerError> {
+        let verdict = self.check_cosignature(encoded)?;
+        let response = match verdict {
+            Ok(Some(c)) => {
+                EpochLogStore::put_cosignature(&mut b, c.epoch, &c.auditor_key.0, encoded);
+                SequencerResponse::Cosigned(true)
+            }
+            Ok(None) => SequencerResponse::Cosigned(false),
+            Err(why) => SequencerResponse::Rejected(why),
+        };
+        b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
+        self.require_state(&mut b);
+        match self.store.write(&b, Durability::Sync) {
+            Err(candor_store::StoreError::PreconditionFailed(m)) => {
+                return Err(SequencerError::StaleReplica(m));
+            }
+            r => r?,
+        }
+        // Only the applied index moved.
+        self.state = st;
+        Ok(response)
+    }
+
+    /// `Ok(Some(c))`: store `c`; `Ok(None)`: that auditor's cosignature of that epoch is
+    /// stored already; `Err(why)`: refused.
+    #[allow(clippy::type_complexity)]
+    fn check_cosignature(
+        &self,
+        encoded: &[u8],
+    ) -> Result<Result<Option<Cosignature>, String>, SequencerError> {
+        let c = match Cosignature::decode(encoded) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("cosignature: {e}"))),
+        };
+        if c.namespace != self.public.namespace {
+            return Ok(Err(format!(
+                "cosignature is for namespace {:?}, not {:?}",
+                c.namespace, self.public.namespace
+            )));
+        }
+        let Some(head) = self.epochs.head(c.epoch)? else {
+            return Ok(Err(format!("epoch {} is not signed", c.epoch)));
+        };
+        if let Err(e) = c.verify(&head.head) {
+            return Ok(Err(format!("cosignature does not verify: {e}")));
+        }
+        if self
+            .epochs
+            .cosignature(c.epoch, &c.auditor_key.0)?
+            .is_some()
+        {
+            return Ok(Ok(None));
+        }
+        Ok(Ok(Some(c)))
+    }
+
     /// Applies a [`SequencerCommand::Rotate`] (see the crate docs); `st` already
     /// carries the new applied index and `b` the marker.
     fn apply_rotation(
@@ -1041,6 +1136,45 @@ pub async fn propose_rotation(
             .await
             .map_err(|e| SequencerError::Raft(e.to_string())),
         SequencerResponse::Rejected(why) => Err(SequencerError::Config(why)),
+        other => Err(SequencerError::Raft(format!(
+            "unexpected response {other:?}"
+        ))),
+    }
+}
+
+/// Store an auditor's cosignature through the group (any replica; a follower
+/// forwards to the leader). `Ok(true)` once it is stored on a quorum, `Ok(false)` if
+/// that auditor's cosignature of that epoch was stored before; a cosignature that
+/// does not check out is [`SequencerError::Rejected`].
+pub async fn propose_cosignature(
+    group: &RaftGroup<SequencerLogic>,
+    cosignature: Vec<u8>,
+) -> Result<bool, SequencerError> {
+    let id = Cosignature::decode(&cosignature)
+        .map(|c| (c.epoch, c.auditor_key.0))
+        .map_err(|e| SequencerError::Rejected(format!("cosignature: {e}")))?;
+    let cmd = SequencerCommand::Cosign { cosignature };
+    let resp = group
+        .write(cmd.encode())
+        .await
+        .map_err(|e| SequencerError::Raft(e.to_string()))?;
+    match SequencerResponse::decode(&resp)? {
+        SequencerResponse::Cosigned(stored) => Ok(stored),
+        // Another replica applied it first to the shared store: look at the outcome.
+        SequencerResponse::AlreadyApplied => {
+            let (epoch, auditor) = id;
+            let stored = group
+                .read(move |l| l.epochs.cosignature(epoch, &auditor))
+                .await
+                .map_err(|e| SequencerError::Raft(e.to_string()))??;
+            match stored {
+                Some(_) => Ok(false),
+                None => Err(SequencerError::Rejected(
+                    "the cosignature was not stored (it did not check out)".into(),
+                )),
+            }
+        }
+        SequencerResponse::Rejected(why) => Err(SequencerError::Rejected(why)),
         other => Err(SequencerError::Raft(format!(
             "unexpected response {other:?}"
         ))),

@@ -314,3 +314,75 @@ fn malformed_entries_are_rejected_not_fatal() {
         SequencerResponse::Epoch(1)
     );
 }
+
+/// Cosignatures through the log: two replicas applying the same entries hold the
+/// same cosignatures; a bad one (tampered, another namespace, an unsigned epoch,
+/// malformed) is refused on both without stopping the group; the first cosignature
+/// of an auditor for an epoch stays.
+#[test]
+fn cosignatures_apply_identically_and_bad_ones_are_refused() {
+    use candor_core::signed::Cosignature;
+    let (a, b) = (Env::new(), Env::new());
+    let (mut la, mut lb) = (a.logic(), b.logic());
+    let both = |la: &mut SequencerLogic, lb: &mut SequencerLogic, i, cmd: &SequencerCommand| {
+        let (ra, rb) = (apply(la, i, cmd), apply(lb, i, cmd));
+        assert_eq!(ra, rb, "entry {i}: replicas disagree");
+        ra
+    };
+    for i in 1..=2 {
+        both(&mut la, &mut lb, i, &epoch(5, vec![]));
+    }
+    let head = a.epochs.head(2).unwrap().unwrap();
+    let auditor = SigningKeyPair::from_seed(&[8; 32]);
+    let good = Cosignature::create(&head.head, &auditor, 100);
+    let cosign = |c: Vec<u8>| SequencerCommand::Cosign { cosignature: c };
+    assert_eq!(
+        both(&mut la, &mut lb, 3, &cosign(good.encode())),
+        SequencerResponse::Cosigned(true)
+    );
+    // Another cosignature of the same auditor and epoch: the first stays.
+    let later = Cosignature::create(&head.head, &auditor, 200);
+    assert_eq!(
+        both(&mut la, &mut lb, 4, &cosign(later.encode())),
+        SequencerResponse::Cosigned(false)
+    );
+    let mut index = 5;
+    let mut refuse = |la: &mut SequencerLogic, lb: &mut SequencerLogic, bytes: Vec<u8>| {
+        let r = both(la, lb, index, &cosign(bytes));
+        index += 1;
+        assert!(matches!(r, SequencerResponse::Rejected(_)), "{r:?}");
+    };
+    // Any altered byte.
+    let enc = good.encode();
+    for i in 0..enc.len() {
+        let mut bad = enc.clone();
+        bad[i] ^= 1;
+        refuse(&mut la, &mut lb, bad);
+    }
+    // An epoch not signed yet, another namespace, garbage.
+    let mut future = head.head.clone();
+    future.epoch = 9;
+    refuse(
+        &mut la,
+        &mut lb,
+        Cosignature::create(&future, &auditor, 1).encode(),
+    );
+    let mut foreign = head.head.clone();
+    foreign.namespace = "other".into();
+    refuse(
+        &mut la,
+        &mut lb,
+        Cosignature::create(&foreign, &auditor, 1).encode(),
+    );
+    refuse(&mut la, &mut lb, vec![1, 2, 3]);
+    for env in [&a, &b] {
+        let stored = env.epochs.cosignatures(2).unwrap();
+        assert_eq!(stored, vec![(auditor.public_key().0, good.encode())]);
+        assert!(env.epochs.cosignatures(1).unwrap().is_empty());
+    }
+    // The group goes on.
+    assert_eq!(
+        both(&mut la, &mut lb, index, &epoch(6, vec![])),
+        SequencerResponse::Epoch(3)
+    );
+}

@@ -13,8 +13,8 @@ use crate::error::{Result, TreeError, corrupt, invalid};
 use crate::view::{Forest, MapView};
 
 use crate::layout::epoch_log::{
-    CHUNK, CONFIG, LATEST, SHARD_COUNT as SHARDS, config_key, head_key, node_key, revs_key,
-    revs_prefix,
+    CHUNK, CONFIG, LATEST, SHARD_COUNT as SHARDS, config_key, cosig_key, cosig_prefix, head_key,
+    node_key, revs_key, revs_prefix,
 };
 
 struct State {
@@ -36,7 +36,10 @@ struct State {
 /// latest epoch, written last; `C` → shard count; `K | version_be32` → the
 /// configuration of that version (1 = the first) as `u32be len || config ||
 /// rotation` (the rotation that introduced it; empty for version 1), written by
-/// the sequencer ([`EpochLogStore::put_config`]).
+/// the sequencer ([`EpochLogStore::put_config`]); `A | epoch_be64 | auditor key
+/// (32)` → an auditor's canonical cosignature of that epoch's head, the first one
+/// kept ([`EpochLogStore::put_cosignature`], written by the sequencer's apply so that
+/// every replica holds it).
 ///
 /// One writer at a time appends (the sequencer); any number of readers. Writers on a
 /// shared store are safe too: an append is a compare-and-set on `L`, so a handle that
@@ -253,6 +256,65 @@ impl EpochLogStore {
         value.extend_from_slice(&v.config);
         value.extend_from_slice(&v.rotation);
         batch.put(Space::EpochLog, config_key(version), value);
+    }
+
+    /// Adds `auditor`'s cosignature of `epoch` to `batch`. The caller verified it
+    /// against the stored head and checked that none is stored yet (the first stays).
+    pub fn put_cosignature(batch: &mut WriteBatch, epoch: u64, auditor: &[u8; 32], encoded: &[u8]) {
+        batch.put(Space::EpochLog, cosig_key(epoch, auditor), encoded.to_vec());
+    }
+
+    /// Stores a cosignature the caller verified against the stored head, straight
+    /// into this store: for a store every member shares (FoundationDB), or a
+    /// single-process one. The first stays, also against a concurrent writer (a
+    /// compare-and-set on the key's absence). `Ok(true)`: stored now.
+    pub fn store_cosignature(
+        &self,
+        epoch: u64,
+        auditor: &[u8; 32],
+        encoded: &[u8],
+    ) -> Result<bool> {
+        let key = cosig_key(epoch, auditor);
+        if self.store.get(Space::EpochLog, &key)?.is_some() {
+            return Ok(false);
+        }
+        let mut b = WriteBatch::new();
+        b.require(Space::EpochLog, key.clone(), None);
+        b.put(Space::EpochLog, key, encoded.to_vec());
+        match self.store.write(&b, Durability::Sync) {
+            Ok(()) => Ok(true),
+            Err(candor_store::StoreError::PreconditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored cosignature of `auditor` over `epoch`, if any.
+    pub fn cosignature(&self, epoch: u64, auditor: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .store
+            .get(Space::EpochLog, &cosig_key(epoch, auditor))?)
+    }
+
+    /// Every stored cosignature of `epoch`, as (auditor key, canonical cosignature),
+    /// in auditor-key order.
+    pub fn cosignatures(&self, epoch: u64) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let prefix = cosig_prefix(epoch);
+        let mut out = Vec::new();
+        for kv in scan_pages(
+            &*self.store,
+            Space::EpochLog,
+            KeyRange::prefix(&prefix),
+            Direction::Forward,
+            256,
+        ) {
+            let (k, v) = kv?;
+            let auditor: [u8; 32] = k
+                .get(prefix.len()..)
+                .and_then(|a| a.try_into().ok())
+                .ok_or_else(|| corrupt("cosignature key of unexpected size"))?;
+            out.push((auditor, v));
+        }
+        Ok(out)
     }
 
     pub fn latest_epoch(&self) -> u64 {

@@ -67,6 +67,8 @@ pub mod epoch_log {
     pub const REVS: u8 = b'V';
     /// Configurations: `K ‖ version u32be`.
     pub const CONFIG: u8 = b'K';
+    /// Auditor cosignatures: `A ‖ epoch u64be ‖ auditor key (32)`.
+    pub const COSIG: u8 = b'A';
     /// The latest epoch (written last by an append).
     pub const LATEST: &[u8] = b"L";
     /// The shard count of the revision vectors.
@@ -85,6 +87,20 @@ pub mod epoch_log {
     pub fn config_key(version: u32) -> Vec<u8> {
         let mut k = vec![CONFIG];
         k.extend_from_slice(&version.to_be_bytes());
+        k
+    }
+
+    /// The prefix of `epoch`'s cosignatures.
+    pub fn cosig_prefix(epoch: u64) -> Vec<u8> {
+        let mut k = vec![COSIG];
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
+
+    /// The cosignature of `auditor` over `epoch`'s head.
+    pub fn cosig_key(epoch: u64, auditor: &[u8; 32]) -> Vec<u8> {
+        let mut k = cosig_prefix(epoch);
+        k.extend_from_slice(auditor);
         k
     }
 

@@ -142,6 +142,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 
     let backend = Backend {
         publisher: node.publisher(),
+        cosignatures: node.cosignature_log(),
         forest: node.forest(),
         epochs: node.epochs(),
         heads: node.heads(),

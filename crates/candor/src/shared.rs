@@ -104,6 +104,7 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
     .context("opening the store for reading")?;
     let backend = Backend {
         publisher: Arc::new(NoShards),
+        cosignatures: reader.cosignature_log(),
         forest: reader.forest(),
         epochs: reader.epochs(),
         heads: reader.heads(),

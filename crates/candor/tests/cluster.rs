@@ -28,6 +28,11 @@ use common::{BIN, SEQUENCER_GROUP, free_port, health, keygen};
 
 const MEMBERS: usize = 3;
 
+/// The auditor whose cosignatures every member accepts.
+fn auditor_key() -> candor_core::signed::SigningKeyPair {
+    candor_core::signed::SigningKeyPair::from_seed(&[7; 32])
+}
+
 struct Member {
     id: u64,
     ip: String,
@@ -104,6 +109,10 @@ impl Cluster {
             .args(["--epoch-interval", "300ms", "--shards", "4"])
             .args(&member_args)
             .env("CANDOR_LOG", "info,openraft=warn")
+            .env(
+                "CANDOR_API__AUDITOR_KEYS",
+                format!("[\"{}\"]", hex::encode(auditor_key().public_key().0)),
+            )
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log("stdout"))
@@ -410,4 +419,94 @@ async fn three_processes_survive_leader_kills() {
             c.observe_head(&h).await.unwrap();
         }
     }
+}
+
+/// Cosignatures are stored through the sequencer's Raft group: an auditor submits to
+/// one member, that member is SIGKILLed and its data directory deleted, and the
+/// other two serve every cosignature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosignatures_survive_losing_the_member_that_received_them() {
+    use candor_client::auditor::Auditor;
+    use candor_core::signed::PublicConfig;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(tmp.path());
+    for i in 0..MEMBERS {
+        cluster.start(i);
+    }
+    for i in 0..MEMBERS {
+        cluster.wait_serving(i).await;
+    }
+    let config = std::fs::read(tmp.path().join("data1").join("config.bin")).unwrap();
+    let token = std::fs::read_to_string(tmp.path().join("keys").join("dev-token")).unwrap();
+    let pinned = PinnedConfig::from_config_bytes(&config).unwrap();
+    let urls: Vec<String> = cluster.members.iter().map(Member::url).collect();
+    let connect = |i: usize| {
+        let url = urls[i].clone();
+        let pinned = pinned.clone();
+        let token = token.trim().to_string();
+        async move {
+            Client::connect(url, pinned)
+                .await
+                .unwrap()
+                .with_token(&token)
+                .unwrap()
+        }
+    };
+    // Some epochs with content.
+    let writer = connect(0).await;
+    for i in 0..5u32 {
+        let p = writer
+            .publish(format!("user{i}").as_bytes(), b"key")
+            .await
+            .unwrap();
+        writer
+            .wait_merged(
+                format!("user{i}").as_bytes(),
+                &p.smt,
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap();
+    }
+    // The auditor follows member 3 (the one it submits to), cosigning every epoch.
+    let received = 2;
+    let to = connect(received).await;
+    let mut auditor = Auditor::new(PublicConfig::decode(&config).unwrap(), auditor_key());
+    let reports = auditor.follow(&to, true, None).await.unwrap();
+    assert!(reports.len() >= 5, "{} epochs audited", reports.len());
+    let cosigned: Vec<u64> = reports
+        .iter()
+        .filter(|r| r.accepted && r.cosignature.is_some())
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(cosigned.len(), reports.len(), "every epoch was cosigned");
+    // A resubmission changes nothing.
+    let again = reports[0].cosignature.clone().unwrap();
+    to.submit_cosignature(&again).await.unwrap();
+    drop(to);
+
+    // Lose the member that received them, store and all.
+    cluster.kill(received);
+    std::fs::remove_dir_all(tmp.path().join(format!("data{}", received + 1))).unwrap();
+    let auditor_pub = auditor_key().public_key();
+    for i in 0..MEMBERS {
+        if i == received {
+            continue;
+        }
+        let c = connect(i).await;
+        for &e in &cosigned {
+            let got = c.cosignatures(e).await.unwrap();
+            assert_eq!(
+                got.iter().filter(|g| g.auditor_key == auditor_pub).count(),
+                1,
+                "member {} serves the cosignature of epoch {e}",
+                i + 1
+            );
+        }
+    }
+    println!(
+        "{} cosignatures served by the two survivors after member {} was lost",
+        cosigned.len(),
+        received + 1
+    );
 }

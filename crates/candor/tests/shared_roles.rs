@@ -132,6 +132,7 @@ impl Deployment {
         let served = if i < 3 {
             let backend = Backend {
                 publisher: node.publisher(),
+                cosignatures: node.cosignature_log(),
                 forest: node.forest(),
                 epochs: node.epochs(),
                 heads: node.heads(),
@@ -190,6 +191,7 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
     let reader = StoreReader::open(Arc::clone(&d.shared), public.clone(), 4 << 20)?;
     let backend = Backend {
         publisher: Arc::new(NoShards),
+        cosignatures: reader.cosignature_log(),
         forest: reader.forest(),
         epochs: reader.epochs(),
         heads: reader.heads(),
