@@ -519,6 +519,20 @@ impl KeyTransparency for ApiProxy {
     ) -> Result<Response<pb::GetCosignaturesResponse>, Status> {
         read!(self, request, get_cosignatures, "GetCosignatures")
     }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        read_latest!(
+            self,
+            request,
+            get_checkpoint,
+            "GetCheckpoint",
+            |m: &pb::GetCheckpointRequest| m.size == 0,
+            |r: &pb::GetCheckpointResponse| r.size
+        )
+    }
 }
 
 impl ApiProxy {

@@ -999,6 +999,72 @@ impl KeyTransparency for KtService {
         .await
     }
 
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.rpc("GetCheckpoint", request, |inner, _md, msg| async move {
+            if msg.size != 0 {
+                inner.catch_up_to(msg.size).await;
+            }
+            let me = inner.clone();
+            blocking(move || {
+                let size = if msg.size == 0 {
+                    me.latest_epoch()
+                } else {
+                    msg.size
+                };
+                Span::current().record("epoch", size);
+                if msg.old_size > size {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "old_size {} is beyond size {size}",
+                        msg.old_size
+                    )));
+                }
+                let head = me.head(size)?;
+                let note = match me.epochs.checkpoint(size)? {
+                    Some(n) => n,
+                    None if !candor_core::checkpoint::valid_key_name(&me.config.namespace) => {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "namespace {:?} cannot be a C2SP key name (it contains '+'): \
+                             no checkpoints are signed",
+                            me.config.namespace
+                        )));
+                    }
+                    None => {
+                        return Err(ApiError::NotFound(format!(
+                            "epoch {size} was signed before checkpoints existed; ask for a \
+                             later one"
+                        )));
+                    }
+                };
+                let consistency = me
+                    .epochs
+                    .checkpoint_consistency(msg.old_size, size)?
+                    .path
+                    .into_iter()
+                    .map(|d| d.to_vec())
+                    .collect();
+                let head_inclusion = me
+                    .epochs
+                    .checkpoint_inclusion(size, size)?
+                    .path
+                    .into_iter()
+                    .map(|d| d.to_vec())
+                    .collect();
+                Ok(pb::GetCheckpointResponse {
+                    size,
+                    note,
+                    consistency,
+                    head: head.encode(),
+                    head_inclusion,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
     async fn get_cosignatures(
         &self,
         request: Request<pb::GetCosignaturesRequest>,

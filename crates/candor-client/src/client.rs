@@ -870,6 +870,26 @@ impl Client {
 
     // ---------------------------------------------------------- cosignatures
 
+    /// The C2SP checkpoint of `size` (0: the latest), verified
+    /// ([`verify::checkpoint`]); with `old = (size, root)` of a checkpoint verified
+    /// before, also the consistency proof from it.
+    pub async fn checkpoint(
+        &self,
+        size: u64,
+        old: Option<(u64, candor_core::Digest)>,
+    ) -> Result<verify::VerifiedCheckpoint> {
+        let old_size = old.map_or(0, |o| o.0);
+        let resp = self
+            .call(|mut c| async move {
+                c.get_checkpoint(pb::GetCheckpointRequest { size, old_size })
+                    .await
+            })
+            .await?;
+        let v = self.verified(|c| verify::checkpoint(c, &resp, old)).await?;
+        self.observe_head(&v.head).await?;
+        Ok(v)
+    }
+
     /// The cosignatures stored for `epoch`, each verified to cover exactly
     /// the epoch's signed head (which is verified and tracked).
     pub async fn cosignatures(&self, epoch: u64) -> Result<Vec<Cosignature>> {

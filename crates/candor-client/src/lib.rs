@@ -83,6 +83,7 @@ pub mod monitor;
 pub mod pin;
 pub mod tracker;
 pub mod verify;
+pub mod witness;
 
 pub use auditor::{
     AuditEvent, AuditMode, AuditSummary, Auditor, AuditorOptions, EpochReport, SmtStatus,

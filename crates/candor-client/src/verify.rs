@@ -491,6 +491,88 @@ pub fn audit(
     })
 }
 
+/// A C2SP checkpoint verified against the configuration chain
+/// ([`checkpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCheckpoint {
+    /// The signed note as served (what a witness's add-checkpoint takes).
+    pub note: String,
+    /// Its body.
+    pub checkpoint: candor_core::checkpoint::Checkpoint,
+    /// The signed head of the same epoch, the tree's last leaf.
+    pub head: SignedHead,
+    /// The RFC 6962 consistency proof from the requested old size (SHA-256).
+    pub consistency: Vec<Digest>,
+}
+
+/// Verifies a `GetCheckpoint` answer (docs/protocol.md §11): the head verifies
+/// under the chain; the note is signed by the head key of the head's configuration
+/// under the key name = namespace; its origin is the namespace and its size the
+/// head's epoch; the head is the tree's last leaf (inclusion proof); and, with
+/// `old = (size, root)`, the consistency proof from that checkpoint verifies.
+pub fn checkpoint(
+    chain: &ConfigChain,
+    resp: &pb::GetCheckpointResponse,
+    old: Option<(u64, Digest)>,
+) -> Result<VerifiedCheckpoint> {
+    use candor_core::checkpoint::{head_leaf, open_checkpoint, rfc6962_node};
+    use candor_core::log::{ConsistencyProof, InclusionProof};
+    let what = "checkpoint";
+    let head = head(chain, &resp.head)?;
+    let config = chain.get(&head.head.config_digest).ok_or_else(|| {
+        vfail(what)(CoreError::Context(
+            "head of an unknown configuration".into(),
+        ))
+    })?;
+    let (cp, _) =
+        open_checkpoint(&resp.note, &config.namespace, &config.head_key).map_err(vfail(what))?;
+    if cp.size != head.head.epoch || resp.size != cp.size {
+        return Err(vfail(what)(CoreError::Context(format!(
+            "checkpoint of size {} with the head of epoch {}",
+            cp.size, head.head.epoch
+        ))));
+    }
+    let digests = |v: &[Vec<u8>]| -> Result<Vec<Digest>> {
+        v.iter()
+            .map(|d| {
+                d.as_slice()
+                    .try_into()
+                    .map_err(|_| malformed(what, "a proof hash is not 32 bytes"))
+            })
+            .collect()
+    };
+    let inclusion = InclusionProof {
+        leaf_index: cp.size - 1,
+        tree_size: cp.size,
+        path: digests(&resp.head_inclusion)?,
+    };
+    inclusion
+        .verify_with(&head_leaf(&head), &cp.root, rfc6962_node)
+        .map_err(vfail(what))?;
+    let consistency = digests(&resp.consistency)?;
+    if let Some((size, root)) = old {
+        if size > cp.size {
+            return Err(vfail(what)(CoreError::Inconsistent(format!(
+                "checkpoint of size {} after one of size {size}",
+                cp.size
+            ))));
+        }
+        ConsistencyProof {
+            first: size,
+            second: cp.size,
+            path: consistency.clone(),
+        }
+        .verify_with(&root, &cp.root, rfc6962_node)
+        .map_err(vfail(what))?;
+    }
+    Ok(VerifiedCheckpoint {
+        note: resp.note.clone(),
+        checkpoint: cp,
+        head,
+        consistency,
+    })
+}
+
 /// Decodes a cosignature and checks it covers exactly `head`.
 pub fn cosignature(head: &EpochHead, bytes: &[u8]) -> Result<Cosignature> {
     let c = Cosignature::decode(bytes).map_err(vfail("cosignature"))?;

@@ -28,6 +28,7 @@
 //! [`reference::ReferenceMap`] builds every proof from first principles; it
 //! is the oracle for the storage-backed engine.
 
+pub mod checkpoint;
 pub mod codec;
 pub mod error;
 #[doc(hidden)]

@@ -47,7 +47,17 @@ impl EpochEntry {
 pub trait LogNodes {
     type Error;
     fn perfect(&self, level: u32, i: u64) -> Result<Digest, Self::Error>;
+    /// The interior-node hash of the log these nodes belong to: the epoch log's
+    /// `H_lognode` unless overridden (the checkpoint tree of
+    /// [`crate::checkpoint`] uses RFC 6962's SHA-256).
+    fn node(&self, left: &Digest, right: &Digest) -> Digest {
+        log_node(left, right)
+    }
 }
+
+/// An interior-node hash: [`log_node`] for the epoch log,
+/// [`crate::checkpoint::rfc6962_node`] for the checkpoint tree.
+pub type NodeHash = fn(&Digest, &Digest) -> Digest;
 
 fn largest_pow2_below(n: u64) -> u64 {
     debug_assert!(n > 1);
@@ -66,7 +76,7 @@ pub fn range_root<N: LogNodes>(nodes: &N, start: u64, end: u64) -> Result<Digest
     let k = largest_pow2_below(n);
     let l = range_root(nodes, start, start + k)?;
     let r = range_root(nodes, start + k, end)?;
-    Ok(log_node(&l, &r))
+    Ok(nodes.node(&l, &r))
 }
 
 /// RFC 6962 `PATH(m, D[start..end])`.
@@ -196,6 +206,11 @@ impl InclusionProof {
 
     /// RFC 9162 §2.1.3.2.
     pub fn verify(&self, leaf_hash: &Digest, root: &Digest) -> Result<()> {
+        self.verify_with(leaf_hash, root, log_node)
+    }
+
+    /// [`Self::verify`] in a log whose interior nodes hash with `node`.
+    pub fn verify_with(&self, leaf_hash: &Digest, root: &Digest, node: NodeHash) -> Result<()> {
         if self.leaf_index >= self.tree_size {
             return Err(CoreError::NonCanonical("leaf index beyond tree size"));
         }
@@ -206,7 +221,7 @@ impl InclusionProof {
                 return Err(CoreError::NonCanonical("inclusion path too long"));
             }
             if f & 1 == 1 || f == s {
-                r = log_node(p, &r);
+                r = node(p, &r);
                 if f & 1 == 0 {
                     while f & 1 == 0 && f != 0 {
                         f >>= 1;
@@ -214,7 +229,7 @@ impl InclusionProof {
                     }
                 }
             } else {
-                r = log_node(&r, p);
+                r = node(&r, p);
             }
             f >>= 1;
             s >>= 1;
@@ -266,6 +281,16 @@ impl ConsistencyProof {
 
     /// RFC 9162 §2.1.4.2; equal sizes need an empty path and equal roots.
     pub fn verify(&self, first_root: &Digest, second_root: &Digest) -> Result<()> {
+        self.verify_with(first_root, second_root, log_node)
+    }
+
+    /// [`Self::verify`] in a log whose interior nodes hash with `node`.
+    pub fn verify_with(
+        &self,
+        first_root: &Digest,
+        second_root: &Digest,
+        node: NodeHash,
+    ) -> Result<()> {
         let (first, second) = (self.first, self.second);
         if first > second {
             return Err(CoreError::NonCanonical("first log larger than second"));
@@ -300,8 +325,8 @@ impl ConsistencyProof {
                 return Err(CoreError::NonCanonical("consistency path too long"));
             }
             if f & 1 == 1 || f == s {
-                fr = log_node(c, &fr);
-                sr = log_node(c, &sr);
+                fr = node(c, &fr);
+                sr = node(c, &sr);
                 if f & 1 == 0 {
                     while f & 1 == 0 && f != 0 {
                         f >>= 1;
@@ -309,7 +334,7 @@ impl ConsistencyProof {
                     }
                 }
             } else {
-                sr = log_node(&sr, c);
+                sr = node(&sr, c);
             }
             f >>= 1;
             s >>= 1;
@@ -444,15 +469,35 @@ impl EntryOf {
 
 /// An in-memory epoch log (reference implementation, also fine for tests and
 /// small auditors): keeps every level so proofs are cheap.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryLog {
     /// `levels[l][i]` = perfect subtree root of level `l`, index `i`.
     levels: Vec<Vec<Digest>>,
+    node: NodeHash,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        MemoryLog {
+            levels: Vec::new(),
+            node: log_node,
+        }
+    }
 }
 
 impl MemoryLog {
+    /// An epoch log (`H_lognode`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A log whose interior nodes hash with `node` (the checkpoint tree:
+    /// [`crate::checkpoint::rfc6962_node`]).
+    pub fn with_node_hash(node: NodeHash) -> Self {
+        MemoryLog {
+            levels: Vec::new(),
+            node,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -479,7 +524,7 @@ impl MemoryLog {
             if i.is_multiple_of(2) {
                 break;
             }
-            h = log_node(&self.levels[level][i as usize - 1], &h);
+            h = (self.node)(&self.levels[level][i as usize - 1], &h);
             level += 1;
         }
         created
@@ -502,5 +547,8 @@ impl LogNodes for MemoryLog {
             .and_then(|l| l.get(i as usize))
             .copied()
             .ok_or_else(|| CoreError::InvalidArgument(format!("no log node ({level}, {i})")))
+    }
+    fn node(&self, left: &Digest, right: &Digest) -> Digest {
+        (self.node)(left, right)
     }
 }

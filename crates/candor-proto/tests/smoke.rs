@@ -104,6 +104,12 @@ impl KeyTransparency for Dummy {
     ) -> Res<pb::GetCosignaturesResponse> {
         Err(Status::unimplemented("dummy"))
     }
+    async fn get_checkpoint(
+        &self,
+        _: Request<pb::GetCheckpointRequest>,
+    ) -> Res<pb::GetCheckpointResponse> {
+        Err(Status::unimplemented("dummy"))
+    }
 }
 
 /// Serves the dummy plus health and reflection; returns the address and a

@@ -836,7 +836,10 @@ impl SequencerLogic {
         let _g = span.enter();
         let (head, revisions, changed) = self.make_epoch(timestamp_ms, &shards)?;
         // Synced, atomic: head, log nodes, revision vector. A no-op if already there.
-        match self.epochs.append(&head, &revisions) {
+        match self
+            .epochs
+            .append_signed(&head, &revisions, Some(&self.head_key))
+        {
             Err(candor_tree::TreeError::Store(candor_store::StoreError::PreconditionFailed(m))) => {
                 return Err(SequencerError::StaleReplica(m));
             }

@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candor_core::hash::log_node;
+use candor_core::checkpoint::{Checkpoint, head_leaf, rfc6962_node, sign_checkpoint};
 use candor_core::log::{ConsistencyProof, EpochEntry, InclusionProof, LogNodes, range_root};
 use candor_core::rotation::ConfigVersion;
-use candor_core::signed::SignedHead;
+use candor_core::signed::{SignedHead, SigningKeyPair};
 use candor_core::{Digest, ZERO};
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 
@@ -13,8 +13,8 @@ use crate::error::{Result, TreeError, corrupt, invalid};
 use crate::view::{Forest, MapView};
 
 use crate::layout::epoch_log::{
-    CHUNK, CONFIG, LATEST, SHARD_COUNT as SHARDS, config_key, cosig_key, cosig_prefix, head_key,
-    node_key, revs_key, revs_prefix,
+    CHUNK, CONFIG, LATEST, SHARD_COUNT as SHARDS, checkpoint_key, config_key, cosig_key,
+    cosig_prefix, cp_node_key, head_key, node_key, revs_key, revs_prefix,
 };
 
 struct State {
@@ -71,13 +71,34 @@ impl LogNodes for Reader<'_> {
     }
 }
 
+/// The checkpoint tree's stored nodes (RFC 6962, SHA-256).
+struct CpReader<'a>(&'a dyn Store);
+
+impl LogNodes for CpReader<'_> {
+    type Error = TreeError;
+    fn perfect(&self, level: u32, i: u64) -> Result<Digest> {
+        match self.0.get(Space::EpochLog, &cp_node_key(level, i))? {
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("checkpoint tree node of unexpected size")),
+            None => Err(corrupt(format!(
+                "checkpoint tree node ({level}, {i}) is missing"
+            ))),
+        }
+    }
+    fn node(&self, left: &Digest, right: &Digest) -> Digest {
+        rfc6962_node(left, right)
+    }
+}
+
 /// Stored nodes plus the ones an append would add.
-struct Overlay<'a> {
-    base: Reader<'a>,
+struct Overlay<'a, B> {
+    base: B,
     new: &'a [(u32, u64, Digest)],
 }
 
-impl LogNodes for Overlay<'_> {
+impl<B: LogNodes<Error = TreeError>> LogNodes for Overlay<'_, B> {
     type Error = TreeError;
     fn perfect(&self, level: u32, i: u64) -> Result<Digest> {
         if let Some(n) = self.new.iter().find(|n| n.0 == level && n.1 == i) {
@@ -85,6 +106,28 @@ impl LogNodes for Overlay<'_> {
         }
         self.base.perfect(level, i)
     }
+    fn node(&self, left: &Digest, right: &Digest) -> Digest {
+        self.base.node(left, right)
+    }
+}
+
+/// The perfect nodes that appending `leaf` as leaf `n` creates: the leaf and every
+/// parent it completes, the left siblings read from `nodes`.
+fn appended_nodes<N: LogNodes<Error = TreeError>>(
+    nodes: &N,
+    n: u64,
+    leaf: Digest,
+) -> Result<Vec<(u32, u64, Digest)>> {
+    let mut out = vec![(0u32, n, leaf)];
+    let (mut level, mut i, mut h) = (0u32, n, leaf);
+    while i % 2 == 1 {
+        let left = nodes.perfect(level, i - 1)?;
+        h = nodes.node(&left, &h);
+        level += 1;
+        i /= 2;
+        out.push((level, i, h));
+    }
+    Ok(out)
 }
 
 impl EpochLogStore {
@@ -258,6 +301,47 @@ impl EpochLogStore {
         batch.put(Space::EpochLog, config_key(version), value);
     }
 
+    /// The signed C2SP checkpoint of `epoch` (a signed note), if one was signed
+    /// (epochs appended before checkpoints existed have none).
+    pub fn checkpoint(&self, epoch: u64) -> Result<Option<String>> {
+        self.check_epoch(epoch)?;
+        match self.store.get(Space::EpochLog, &checkpoint_key(epoch))? {
+            Some(v) => Ok(Some(
+                String::from_utf8(v).map_err(|_| corrupt("stored checkpoint is not UTF-8"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The checkpoint tree's root over epochs `1..=size`.
+    pub fn checkpoint_root(&self, size: u64) -> Result<Digest> {
+        let (latest, _) = self.check_epoch(size)?;
+        self.fill_checkpoint_tree(latest)?;
+        range_root(&CpReader(&*self.store), 0, size)
+    }
+
+    /// RFC 6962 consistency proof between checkpoint-tree sizes `first ≤ second`
+    /// (what a C2SP witness checks; verify with `rfc6962_node`).
+    pub fn checkpoint_consistency(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+        let (latest, _) = self.check_epoch(second)?;
+        if first > second {
+            return Err(invalid(format!("size {first} is beyond size {second}")));
+        }
+        self.fill_checkpoint_tree(latest)?;
+        ConsistencyProof::generate(&CpReader(&*self.store), first, second)
+    }
+
+    /// RFC 6962 inclusion proof of epoch `epoch`'s signed head (leaf `epoch - 1`)
+    /// in the checkpoint tree of `size` epochs.
+    pub fn checkpoint_inclusion(&self, epoch: u64, size: u64) -> Result<InclusionProof> {
+        let (latest, _) = self.check_epoch(size)?;
+        if epoch == 0 || epoch > size {
+            return Err(invalid(format!("epoch {epoch} is not in a tree of {size}")));
+        }
+        self.fill_checkpoint_tree(latest)?;
+        InclusionProof::generate(&CpReader(&*self.store), epoch - 1, size)
+    }
+
     /// Adds `auditor`'s cosignature of `epoch` to `batch`. The caller verified it
     /// against the stored head and checked that none is stored yet (the first stays).
     pub fn put_cosignature(batch: &mut WriteBatch, epoch: u64, auditor: &[u8; 32], encoded: &[u8]) {
@@ -339,17 +423,59 @@ impl EpochLogStore {
 
     /// New perfect nodes if `leaf` is appended as entry `n` (0-based).
     fn new_nodes(&self, n: u64, leaf: Digest) -> Result<Vec<(u32, u64, Digest)>> {
-        let r = Reader(&*self.store);
-        let mut out = vec![(0u32, n, leaf)];
-        let (mut level, mut i, mut h) = (0u32, n, leaf);
-        while i % 2 == 1 {
-            let left = r.perfect(level, i - 1)?;
-            h = log_node(&left, &h);
-            level += 1;
-            i /= 2;
-            out.push((level, i, h));
+        appended_nodes(&Reader(&*self.store), n, leaf)
+    }
+
+    /// Makes sure the checkpoint tree holds the heads of epochs `1..=latest`:
+    /// a log written before the tree existed (or installed from a member that did
+    /// not keep it) is filled in from its stored heads, which are what the tree
+    /// hashes, so every member computes the same nodes.
+    fn fill_checkpoint_tree(&self, latest: u64) -> Result<()> {
+        if latest == 0
+            || self
+                .store
+                .get(Space::EpochLog, &cp_node_key(0, latest - 1))?
+                .is_some()
+        {
+            return Ok(());
         }
-        Ok(out)
+        // The first missing leaf: the tree is filled in order.
+        let (mut lo, mut hi) = (0u64, latest - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self
+                .store
+                .get(Space::EpochLog, &cp_node_key(0, mid))?
+                .is_some()
+            {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut b = WriteBatch::new();
+        for n in lo..latest {
+            let head = self
+                .head(n + 1)?
+                .ok_or_else(|| corrupt(format!("the head of epoch {} is missing", n + 1)))?;
+            let nodes = appended_nodes(
+                &Overlay {
+                    base: CpReader(&*self.store),
+                    new: &[],
+                },
+                n,
+                head_leaf(&head),
+            )?;
+            for (level, i, d) in nodes {
+                b.put(Space::EpochLog, cp_node_key(level, i), d.to_vec());
+            }
+            // Written as it goes: later leaves read the nodes of earlier ones.
+            if b.len() >= 4096 || n + 1 == latest {
+                self.store.write(&b, Durability::Buffered)?;
+                b = WriteBatch::new();
+            }
+        }
+        Ok(())
     }
 
     /// The log size and root after appending `entry` as the next epoch: what
@@ -377,6 +503,19 @@ impl EpochLogStore {
     /// Appending the identical head again is a no-op; a different head for a
     /// stored epoch is a [`TreeError::Conflict`].
     pub fn append(&self, head: &SignedHead, revisions: &[u64]) -> Result<()> {
+        self.append_signed(head, revisions, None)
+    }
+
+    /// [`Self::append`], and with `signer` (the head key) the epoch's C2SP
+    /// checkpoint signed in the same atomic write (`candor_core::checkpoint`; none
+    /// when the namespace cannot be a note key name). The checkpoint tree grows
+    /// with every append either way.
+    pub fn append_signed(
+        &self,
+        head: &SignedHead,
+        revisions: &[u64],
+        signer: Option<&SigningKeyPair>,
+    ) -> Result<()> {
         let mut st = self.lock();
         let h = &head.head;
         if h.epoch <= st.latest {
@@ -439,6 +578,30 @@ impl EpochLogStore {
         batch.put(Space::EpochLog, head_key(h.epoch), head.encode());
         for (level, i, d) in &nodes {
             batch.put(Space::EpochLog, node_key(*level, *i), d.to_vec());
+        }
+        self.fill_checkpoint_tree(st.latest)?;
+        let cp_nodes = appended_nodes(&CpReader(&*self.store), st.latest, head_leaf(head))?;
+        if let Some(key) = signer {
+            let root = range_root(
+                &Overlay {
+                    base: CpReader(&*self.store),
+                    new: &cp_nodes,
+                },
+                0,
+                h.epoch,
+            )?;
+            let cp = Checkpoint {
+                origin: h.namespace.clone(),
+                size: h.epoch,
+                root,
+                extensions: Vec::new(),
+            };
+            if let Ok(note) = sign_checkpoint(&cp, key) {
+                batch.put(Space::EpochLog, checkpoint_key(h.epoch), note.into_bytes());
+            }
+        }
+        for (level, i, d) in &cp_nodes {
+            batch.put(Space::EpochLog, cp_node_key(*level, *i), d.to_vec());
         }
         for (c, chunk) in revisions.chunks(CHUNK).enumerate() {
             let prev = st.last_revisions.chunks(CHUNK).nth(c);

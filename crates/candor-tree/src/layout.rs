@@ -69,6 +69,11 @@ pub mod epoch_log {
     pub const CONFIG: u8 = b'K';
     /// Auditor cosignatures: `A ‖ epoch u64be ‖ auditor key (32)`.
     pub const COSIG: u8 = b'A';
+    /// Checkpoint-tree perfect subtree roots (RFC 6962, SHA-256; see
+    /// `candor_core::checkpoint`): `S ‖ level u8 ‖ i u64be`.
+    pub const CP_NODE: u8 = b'S';
+    /// Signed C2SP checkpoints: `P ‖ epoch u64be` → the signed note (UTF-8).
+    pub const CHECKPOINT: u8 = b'P';
     /// The latest epoch (written last by an append).
     pub const LATEST: &[u8] = b"L";
     /// The shard count of the revision vectors.
@@ -87,6 +92,20 @@ pub mod epoch_log {
     pub fn config_key(version: u32) -> Vec<u8> {
         let mut k = vec![CONFIG];
         k.extend_from_slice(&version.to_be_bytes());
+        k
+    }
+
+    /// The checkpoint-tree perfect subtree root `(level, i)`.
+    pub fn cp_node_key(level: u32, i: u64) -> Vec<u8> {
+        let mut k = vec![CP_NODE, level as u8];
+        k.extend_from_slice(&i.to_be_bytes());
+        k
+    }
+
+    /// The signed checkpoint of `epoch`.
+    pub fn checkpoint_key(epoch: u64) -> Vec<u8> {
+        let mut k = vec![CHECKPOINT];
+        k.extend_from_slice(&epoch.to_be_bytes());
         k
     }
 

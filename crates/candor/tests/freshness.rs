@@ -113,6 +113,12 @@ impl KeyTransparency for Replay {
     ) -> Res<pb::GetCosignaturesResponse> {
         Err(Status::unimplemented("replay"))
     }
+    async fn get_checkpoint(
+        &self,
+        _: Request<pb::GetCheckpointRequest>,
+    ) -> Res<pb::GetCheckpointResponse> {
+        Err(Status::unimplemented("replay"))
+    }
 }
 
 async fn connect(url: &str) -> KeyTransparencyClient<tonic::transport::Channel> {

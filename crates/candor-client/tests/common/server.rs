@@ -274,6 +274,13 @@ impl KeyTransparency for Svc {
             cosignatures,
         }))
     }
+
+    async fn get_checkpoint(
+        &self,
+        _: Request<pb::GetCheckpointRequest>,
+    ) -> Res<pb::GetCheckpointResponse> {
+        Err(Status::unimplemented("the fake serves no checkpoints"))
+    }
 }
 
 /// Serves `fake` on 127.0.0.1:0; returns the endpoint URI.
