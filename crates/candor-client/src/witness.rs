@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+
 use candor_core::checkpoint::{
     ALG_ED25519, Checkpoint, Note, cosign_v1, key_id, rfc6962_node, valid_key_name,
 };
@@ -42,33 +43,14 @@ impl WitnessedLog {
     /// Parses a signed-note verifier key `name+hex8+base64(0x01 || key)`; the
     /// origin is the key name.
     pub fn from_vkey(vkey: &str) -> Result<Self, String> {
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(format!("{vkey:?}: not name+id+key"));
-        };
-        if !valid_key_name(name) {
-            return Err(format!("{vkey:?}: invalid key name"));
-        }
-        let material = B64
-            .decode(material)
-            .map_err(|_| format!("{vkey:?}: the key is not base64"))?;
-        if material.len() != 33 || material[0] != ALG_ED25519 {
-            return Err(format!("{vkey:?}: not an Ed25519 (0x01) note key"));
-        }
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&material[1..]);
-        let key = PublicKey(k);
-        key.validate("log key")
+        let (name, alg, key) = candor_core::checkpoint::parse_verifier_key(vkey)
             .map_err(|e| format!("{vkey:?}: {e}"))?;
-        if hex::encode(key_id(name, ALG_ED25519, &k)) != id.to_ascii_lowercase() {
-            return Err(format!(
-                "{vkey:?}: the key ID does not match the name and key"
-            ));
+        if alg != ALG_ED25519 {
+            return Err(format!("{vkey:?}: not a log key (type 0x01)"));
         }
         Ok(WitnessedLog {
-            origin: name.to_string(),
-            key_name: name.to_string(),
+            origin: name.clone(),
+            key_name: name,
             key,
         })
     }

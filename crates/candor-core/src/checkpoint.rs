@@ -159,6 +159,36 @@ pub fn verifier_key(name: &str, alg: u8, key: &PublicKey) -> String {
     )
 }
 
+/// Parses a verifier key `name+hex(key ID)+base64(alg || key)` of an Ed25519
+/// type (`ALG_ED25519` or `ALG_COSIGNATURE_V1`), checking the key ID.
+pub fn parse_verifier_key(vkey: &str) -> Result<(String, u8, PublicKey)> {
+    let what = "verifier key";
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(decode_err(what, "not name+id+key"));
+    };
+    if !valid_key_name(name) {
+        return Err(decode_err(what, "invalid key name"));
+    }
+    let material = B64
+        .decode(material)
+        .map_err(|_| decode_err(what, "the key is not base64"))?;
+    if material.len() != 33 || !matches!(material[0], ALG_ED25519 | ALG_COSIGNATURE_V1) {
+        return Err(decode_err(what, "not an Ed25519 key of type 0x01 or 0x04"));
+    }
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&material[1..]);
+    let key = PublicKey(k);
+    key.validate("verifier key")?;
+    if id.len() != 8 || hex::encode(key_id(name, material[0], &k)) != id.to_ascii_lowercase() {
+        return Err(decode_err(
+            what,
+            "the key ID does not match the name and key",
+        ));
+    }
+    Ok((name.to_string(), material[0], key))
+}
+
 /// One signature line of a note: `— <name> base64(key ID || signature)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteSignature {

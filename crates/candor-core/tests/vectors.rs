@@ -7,7 +7,8 @@
 use candor_core::CoreError;
 use candor_core::hash::{Domain, ZERO, log_node, map_node};
 use candor_core::log::{
-    EpochEntry, HeadExtensionProof, InclusionProof, MemoryLog, verify_head_extension,
+    ConsistencyProof, EpochEntry, HeadExtensionProof, InclusionProof, MemoryLog,
+    verify_head_extension,
 };
 use candor_core::map::{Leaf, commit};
 use candor_core::proof::audit::AuditProof;
@@ -243,6 +244,52 @@ fn generate() -> Value {
                "statement": h(&rotation.encode()),
                "signed_head_epoch4": h(&head4.clone().sign(&head_key2).encode())}),
     );
+
+    // C2SP checkpoints (§11): the checkpoint tree over the three signed heads, the
+    // signed note of epoch 3, a witness's cosignature/v1 of it (the auditor key as
+    // witness `witness.example/w1`, time 1700000005), and the proofs.
+    {
+        use candor_core::checkpoint::{
+            ALG_COSIGNATURE_V1, ALG_ED25519, Checkpoint, cosign_v1, head_leaf, rfc6962_node,
+            sign_checkpoint, verifier_key,
+        };
+        let mut cp_tree = MemoryLog::with_node_hash(rfc6962_node);
+        let mut leaves = Vec::new();
+        for e in 0..3 {
+            let sh = SignedHead::decode(
+                &hex::decode(v["epochs"][e]["signed_head"].as_str().unwrap()).unwrap(),
+            )
+            .unwrap();
+            leaves.push(h(&head_leaf(&sh)));
+            cp_tree.append(head_leaf(&sh));
+        }
+        let cp = Checkpoint {
+            origin: cfg.namespace.clone(),
+            size: 3,
+            root: cp_tree.root(),
+            extensions: Vec::new(),
+        };
+        let note = sign_checkpoint(&cp, &head_key).unwrap();
+        let line = cosign_v1(&cp, "witness.example/w1", &auditor, 1_700_000_005)
+            .unwrap()
+            .line();
+        v.insert(
+            "checkpoint".into(),
+            json!({
+                "leaf_hashes": leaves,
+                "root_epoch3": h(&cp_tree.root()),
+                "root_epoch1": h(&cp_tree.root_at(1)),
+                "body_epoch3": cp.body(),
+                "note_epoch3": note,
+                "log_verifier_key": verifier_key(&cfg.namespace, ALG_ED25519, &cfg.head_key),
+                "head_inclusion_epoch3": h(&InclusionProof::generate(&cp_tree, 2, 3).unwrap().encode()),
+                "consistency_epoch1_to_epoch3": h(&ConsistencyProof::generate(&cp_tree, 1, 3).unwrap().encode()),
+                "witness_name": "witness.example/w1",
+                "witness_verifier_key": verifier_key("witness.example/w1", ALG_COSIGNATURE_V1, &auditor.public_key()),
+                "witness_cosignature_line": line,
+            }),
+        );
+    }
 
     let fx = Fixture {
         vrf,
@@ -750,6 +797,7 @@ fn cases(f: &Fixture) -> Vec<Value> {
     ));
     out.push(case("cosignature_signature_altered", "cosignature", "signature",
         json!({"signed_head": h(sh), "cosignature": h(&flip(&f.cosignature, f.cosignature.len() - 1, 1))})));
+    checkpoint_cases(f, &mut out);
     out.push(case(
         "config",
         "config",
@@ -958,6 +1006,102 @@ const NON_CANONICAL_IDENTITY: [u8; 32] = {
     b
 };
 
+/// §11: checkpoints of epoch 3 (note, head, head inclusion) and a witness's
+/// cosignature/v1 line.
+fn checkpoint_cases(f: &Fixture, out: &mut Vec<Value>) {
+    use candor_core::checkpoint::{
+        Checkpoint, cosign_v1, head_leaf, rfc6962_node, sign_checkpoint,
+    };
+    let mut tree = MemoryLog::with_node_hash(rfc6962_node);
+    let heads: Vec<SignedHead> = f
+        .signed_heads
+        .iter()
+        .map(|b| SignedHead::decode(b).unwrap())
+        .collect();
+    for sh in &heads {
+        tree.append(head_leaf(sh));
+    }
+    let cp = |size: u64, root| Checkpoint {
+        origin: f.cfg.namespace.clone(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    let good = cp(3, tree.root());
+    let note = sign_checkpoint(&good, &f.head_key).unwrap();
+    let incl = h(&InclusionProof::generate(&tree, 2, 3).unwrap().encode());
+    let sh3 = h(&f.signed_heads[2]);
+    out.push(case(
+        "checkpoint_epoch3",
+        "checkpoint",
+        "ok",
+        json!({"note": note, "signed_head": sh3, "head_inclusion": incl}),
+    ));
+    let altered = note.replacen("\n3\n", "\n4\n", 1);
+    out.push(case(
+        "checkpoint_size_altered",
+        "checkpoint",
+        "signature",
+        json!({"note": altered, "signed_head": sh3, "head_inclusion": incl}),
+    ));
+    let other_key = sign_checkpoint(&good, &f.smt_key).unwrap();
+    out.push(case(
+        "checkpoint_signed_by_another_key",
+        "checkpoint",
+        "signature",
+        json!({"note": other_key, "signed_head": sh3, "head_inclusion": incl}),
+    ));
+    let mut wrong_root = tree.root();
+    wrong_root[0] ^= 1;
+    out.push(case(
+        "checkpoint_root_not_over_the_heads",
+        "checkpoint",
+        "root_mismatch",
+        json!({"note": sign_checkpoint(&cp(3, wrong_root), &f.head_key).unwrap(),
+               "signed_head": sh3, "head_inclusion": incl}),
+    ));
+    out.push(case(
+        "checkpoint_with_the_head_of_another_epoch",
+        "checkpoint",
+        "context",
+        json!({"note": note, "signed_head": h(&f.signed_heads[1]), "head_inclusion": incl}),
+    ));
+    let line = cosign_v1(&good, "witness.example/w1", &f.auditor, 1_700_000_005)
+        .unwrap()
+        .line();
+    let key = h(&f.auditor.public_key().0);
+    out.push(case(
+        "witness_cosignature_epoch3",
+        "witness_cosignature",
+        "ok",
+        json!({"note": note, "line": line, "witness": "witness.example/w1", "key": key}),
+    ));
+    let later = cosign_v1(&good, "witness.example/w1", &f.auditor, 1_700_000_006)
+        .unwrap()
+        .signature;
+    let mut swapped = cosign_v1(&good, "witness.example/w1", &f.auditor, 1_700_000_005).unwrap();
+    swapped.signature[8..].copy_from_slice(&later[8..]);
+    out.push(case(
+        "witness_cosignature_time_altered",
+        "witness_cosignature",
+        "signature",
+        json!({"note": note, "line": swapped.line(), "witness": "witness.example/w1", "key": key}),
+    ));
+    out.push(case(
+        "witness_cosignature_of_another_checkpoint",
+        "witness_cosignature",
+        "signature",
+        json!({"note": sign_checkpoint(&cp(2, tree.root_at(2)), &f.head_key).unwrap(),
+               "line": line, "witness": "witness.example/w1", "key": key}),
+    ));
+    out.push(case(
+        "witness_cosignature_under_another_name",
+        "witness_cosignature",
+        "signature",
+        json!({"note": note, "line": line, "witness": "witness.example/w2", "key": key}),
+    ));
+}
+
 /// Number of siblings at the end of a lookup proof of `n` bytes (found by
 /// trying every count whose `u16` prefix matches).
 fn count_siblings(p: &[u8], n: usize) -> usize {
@@ -1033,6 +1177,32 @@ fn run(c: &Value, vectors: &Value) -> Result<(), CoreError> {
             Cosignature::decode(&bytes_of(c, "cosignature"))?.verify(&head.head)
         }
         "config" => config().map(drop),
+        "checkpoint" => {
+            use candor_core::checkpoint::{head_leaf, open_checkpoint, rfc6962_node};
+            let cfg = config()?;
+            let head = SignedHead::decode_verified(&bytes_of(c, "signed_head"), &cfg)?;
+            let (cp, _) =
+                open_checkpoint(c["note"].as_str().unwrap(), &cfg.namespace, &cfg.head_key)?;
+            if cp.size != head.head.epoch {
+                return Err(CoreError::Context(
+                    "checkpoint size is not the head's epoch".into(),
+                ));
+            }
+            InclusionProof::decode(&bytes_of(c, "head_inclusion"))?.verify_with(
+                &head_leaf(&head),
+                &cp.root,
+                rfc6962_node,
+            )
+        }
+        "witness_cosignature" => {
+            use candor_core::checkpoint::{Checkpoint, Note, NoteSignature, verify_cosignature_v1};
+            let note = Note::parse(c["note"].as_str().unwrap())?;
+            let cp = Checkpoint::parse_body(&note.text)?;
+            let line = c["line"].as_str().unwrap().trim_end_matches('\n');
+            let sig = NoteSignature::parse(line)?;
+            let key = candor_core::signed::PublicKey(d32(c, "key"));
+            verify_cosignature_v1(&cp, &sig, c["witness"].as_str().unwrap(), &key).map(drop)
+        }
         "rotation" => {
             let history: Vec<ConfigVersion> = c["history"]
                 .as_array()

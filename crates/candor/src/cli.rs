@@ -40,6 +40,12 @@ pub enum Command {
     Audit(AuditArgs),
     /// Verify an SMT or a signed epoch head (from a file or hex).
     Verify(VerifyArgs),
+    /// The C2SP checkpoint of an epoch, verified; `--vkey` prints the log's
+    /// signed-note key for witnesses; `--witness URL` asks witnesses to cosign it.
+    Checkpoint(CheckpointArgs),
+    /// Run a C2SP transparency-log witness (HTTP `add-checkpoint`) for Candor
+    /// and other C2SP logs.
+    Witness(crate::witness::WitnessArgs),
     /// Load generator: drives a service (or an embedded one) and prints a summary,
     /// optionally writing a JSON report. Every proof is verified.
     #[cfg(feature = "bench")]
@@ -441,6 +447,28 @@ pub struct AuditArgs {
     /// Last epoch to verify [default: the latest signed epoch].
     #[arg(long)]
     pub to: Option<u64>,
+}
+
+/// `candor checkpoint`. Witnesses are given as `--witness URL --witness-vkey
+/// VKEY` pairs, in the same order; every cosignature returned is verified with its
+/// witness's key before it is printed.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The epoch (tree size) [default: the latest].
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Print the log's signed-note verifier key (what a witness is configured with)
+    /// and exit.
+    #[arg(long)]
+    pub vkey: bool,
+    /// A witness's URL prefix (`<prefix>/add-checkpoint`). Repeat.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// The cosigner verifier key (type 0x04) of each `--witness`, in order.
+    #[arg(long = "witness-vkey")]
+    pub witness_vkeys: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,8 @@ use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AuditArgs, Command, ConnectArgs, HistoryArgs, LookupArgs, PublishArgs, VerifyArgs, VerifyWhat,
+    AuditArgs, CheckpointArgs, Command, ConnectArgs, HistoryArgs, LookupArgs, PublishArgs,
+    VerifyArgs, VerifyWhat,
 };
 use crate::dev::CONFIG_FILE;
 
@@ -156,6 +157,7 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::History(a) => history(a).await,
         Command::Audit(a) => audit(a).await,
         Command::Verify(a) => verify_cmd(a).await,
+        Command::Checkpoint(a) => checkpoint(a).await,
         _ => Err(usage("not a client command")),
     }
 }
@@ -549,6 +551,97 @@ async fn audit(a: AuditArgs) -> Result<()> {
         hex::encode(last.head.log_root)
     );
     emit(a.connect.json, out, human);
+    Ok(())
+}
+
+async fn checkpoint(a: CheckpointArgs) -> Result<()> {
+    use candor_core::checkpoint::{
+        ALG_COSIGNATURE_V1, ALG_ED25519, NoteSignature, parse_verifier_key, verifier_key,
+        verify_cosignature_v1,
+    };
+    if a.witnesses.len() != a.witness_vkeys.len() {
+        return Err(usage(format!(
+            "{} --witness and {} --witness-vkey: give one key per witness, in order",
+            a.witnesses.len(),
+            a.witness_vkeys.len()
+        )));
+    }
+    let mut cosigners = Vec::new();
+    for v in &a.witness_vkeys {
+        let (name, alg, key) =
+            parse_verifier_key(v).map_err(|e| usage(format!("--witness-vkey {v:?}: {e}")))?;
+        if alg != ALG_COSIGNATURE_V1 {
+            return Err(usage(format!(
+                "--witness-vkey {v:?}: not a cosigner key (type 0x04)"
+            )));
+        }
+        cosigners.push((name, key));
+    }
+    let client = connect(&a.connect).await?;
+    let v = client.checkpoint(a.size.unwrap_or(0), None).await?;
+    remember(&a.connect, &client).await?;
+    let config = client
+        .chain()
+        .get(&v.head.head.config_digest)
+        .cloned()
+        .ok_or_else(|| usage("the head's configuration is not in the verified chain"))?;
+    let vkey = verifier_key(&config.namespace, ALG_ED25519, &config.head_key);
+    if a.vkey {
+        emit(
+            a.connect.json,
+            json!({ "vkey": vkey, "origin": config.namespace }),
+            vkey,
+        );
+        return Ok(());
+    }
+    let http = reqwest::Client::new();
+    let mut cosigned = v.note.clone();
+    let mut witnessed = Vec::new();
+    for (url, (name, key)) in a.witnesses.iter().zip(&cosigners) {
+        let size = v.checkpoint.size;
+        let lines = crate::witness::submit(&http, url, &v.note, size, 0, |old| {
+            let client = &client;
+            async move {
+                let before = client.checkpoint(old, None).await?;
+                let now = client
+                    .checkpoint(size, Some((old, before.checkpoint.root)))
+                    .await?;
+                Ok(now.consistency)
+            }
+        })
+        .await
+        .map_err(|e| Failure::transport(format!("error: witness {url}: {e:#}")))?;
+        let mut ok = false;
+        for line in lines.lines() {
+            let sig = NoteSignature::parse(line)
+                .map_err(|e| Failure::verification(format!("witness {url}: {e}")))?;
+            if sig.name != *name {
+                continue;
+            }
+            let t = verify_cosignature_v1(&v.checkpoint, &sig, name, key)
+                .map_err(|e| Failure::verification(format!("witness {url}: {e}")))?;
+            cosigned.push_str(&sig.line());
+            witnessed.push(json!({ "witness": name, "url": url, "timestamp": t }));
+            ok = true;
+        }
+        if !ok {
+            return Err(Failure::verification(format!(
+                "witness {url} returned no cosignature by {name}"
+            )));
+        }
+    }
+    emit(
+        a.connect.json,
+        json!({
+            "size": v.checkpoint.size,
+            "root": hex::encode(v.checkpoint.root),
+            "note": v.note,
+            "cosigned_note": cosigned,
+            "witnesses": witnessed,
+            "vkey": vkey,
+        }),
+        cosigned.trim_end().to_string(),
+    );
     Ok(())
 }
 

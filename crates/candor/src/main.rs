@@ -24,6 +24,7 @@ mod shared;
 mod statefulset;
 mod telemetry;
 mod tls;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -212,6 +213,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Statefulset(args) => {
             init_tracing("warn");
             runtime.block_on(statefulset::run(args))
+        }
+        Command::Witness(args) => {
+            init_tracing("info");
+            runtime.block_on(witness::run(args)).map_err(Failure::usage)
         }
         Command::HashToken(args) => {
             println!("{}", hex::encode(candor_api::hash_token(args.token.trim())));
