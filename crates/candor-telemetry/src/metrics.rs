@@ -116,6 +116,13 @@ pub struct Metrics {
     pub epoch_number: Gauge<u64>,
     last_epoch_unix_ms: Arc<AtomicU64>,
 
+    // --- Auditor (`candor auditor`) ---
+    /// `candor.auditor.cosigned_epoch`: the newest epoch this auditor verified
+    /// and cosigned, by `auditor` (its key, hex).
+    pub auditor_cosigned_epoch: Gauge<u64>,
+    /// `candor.auditor.alarms`: alarms raised, by `auditor` and `kind`.
+    pub auditor_alarms: Counter<u64>,
+
     // --- Raft ---
     /// `candor.raft.snapshot.duration` (s), by `group` and `kind` (`build` | `install`).
     pub raft_snapshot_duration: Histogram<f64>,
@@ -520,6 +527,14 @@ impl Metrics {
                 .with_description("The latest signed epoch number this node knows")
                 .build(),
             last_epoch_unix_ms,
+            auditor_cosigned_epoch: meter
+                .u64_gauge("candor.auditor.cosigned_epoch")
+                .with_description("The newest epoch this auditor verified and cosigned")
+                .build(),
+            auditor_alarms: meter
+                .u64_counter("candor.auditor.alarms")
+                .with_description("Alarms the auditor raised, by kind")
+                .build(),
             raft_snapshot_duration: hist(
                 "candor.raft.snapshot.duration",
                 "Time to build or install a Raft snapshot, by group and kind (build | install)",

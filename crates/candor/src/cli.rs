@@ -43,6 +43,9 @@ pub enum Command {
     /// The C2SP checkpoint of an epoch, verified; `--vkey` prints the log's
     /// signed-note key for witnesses; `--witness URL` asks witnesses to cosign it.
     Checkpoint(CheckpointArgs),
+    /// Run a third-party auditor: follow a deployment, verify and cosign every
+    /// epoch, compare its endpoints, raise alarms with evidence.
+    Auditor(crate::auditor_cmd::AuditorArgs),
     /// Run a C2SP transparency-log witness (HTTP `add-checkpoint`) for Candor
     /// and other C2SP logs.
     Witness(crate::witness::WitnessArgs),
@@ -489,6 +492,13 @@ pub enum VerifyWhat {
         /// this label's promised version (or prove the promise broken).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Evidence of misbehaviour (as `candor auditor` writes it, or a client
+    /// error carries it): two signed heads for one epoch, or a broken SMT promise.
+    /// Checked offline against the pinned configuration.
+    Evidence {
+        /// A file (raw or hex) or hex.
+        input: String,
     },
     /// A signed epoch head (canonical bytes).
     Head {

@@ -254,16 +254,22 @@ async fn remember(c: &ConnectArgs, client: &Client) -> Result<()> {
 }
 
 async fn connect_only(c: &ConnectArgs) -> Result<Client> {
+    connect_to(c, &c.target).await
+}
+
+/// Connects to `target` with the pin and TLS settings of `c`.
+pub(crate) async fn connect_to(c: &ConnectArgs, target: &str) -> Result<Client> {
     let tls = client_tls(c)?;
+    let target = target.to_string();
     match (pin(c)?, tls) {
-        (Some(p), Some(tls)) => Ok(Client::connect_tls(c.target.clone(), tls, p).await?),
+        (Some(p), Some(tls)) => Ok(Client::connect_tls(target, tls, p).await?),
         (None, Some(_)) => Err(usage(
             "trust on first use is not offered over TLS: pin the configuration with \
              --config-digest or --pin",
         )),
-        (Some(p), None) => Ok(Client::connect(c.target.clone(), p).await?),
+        (Some(p), None) => Ok(Client::connect(target, p).await?),
         (None, None) => {
-            let (client, config) = Client::connect_tofu(c.target.clone()).await?;
+            let (client, config) = Client::connect_tofu(target).await?;
             eprintln!(
                 "warning: trust on first use: accepted the served configuration with digest {}; \
                  pin it with --config-digest from now on",
@@ -705,6 +711,40 @@ async fn verify_cmd(a: VerifyArgs) -> Result<()> {
                 ));
             }
             emit(c.json, out, human);
+        }
+        VerifyWhat::Evidence { input } => {
+            let bytes = read_blob(&input)?;
+            let (kind, epoch) = if let Ok(ev) =
+                candor_client::EquivocationEvidence::from_bytes(&bytes)
+            {
+                ev.verify(&config)
+                    .map_err(|e| Failure::verification(format!("equivocation evidence: {e}")))?;
+                ("equivocation", ev.epoch())
+            } else {
+                let ev = candor_client::BrokenPromiseEvidence::from_bytes(&bytes).map_err(|e| {
+                    Failure::verification(format!(
+                        "neither equivocation nor broken-promise evidence: {e}"
+                    ))
+                })?;
+                ev.verify(&config)
+                    .map_err(|e| Failure::verification(format!("broken-promise evidence: {e}")))?;
+                ("broken_promise", ev.first_after_deadline.head.epoch)
+            };
+            let human = match kind {
+                "equivocation" => format!(
+                    "evidence verified: two different heads signed for epoch {epoch} \
+                     (the service equivocated)"
+                ),
+                _ => format!(
+                    "evidence verified: an SMT deadline passed without its version \
+                     (the service broke a promise; first head past the deadline: epoch {epoch})"
+                ),
+            };
+            emit(
+                c.json,
+                json!({ "verified": true, "kind": kind, "epoch": epoch }),
+                human,
+            );
         }
         VerifyWhat::Head { input, online } => {
             let bytes = read_blob(&input)?;

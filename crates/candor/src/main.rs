@@ -14,6 +14,7 @@
 //! failure or an error status from the server; 3 verification failure (the
 //! server sent something an honest server would not).
 
+mod auditor_cmd;
 mod cli;
 mod cluster_cmd;
 mod cmds;
@@ -213,6 +214,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Statefulset(args) => {
             init_tracing("warn");
             runtime.block_on(statefulset::run(args))
+        }
+        Command::Auditor(args) => {
+            init_tracing("info");
+            runtime.block_on(auditor_cmd::run(args))
         }
         Command::Witness(args) => {
             init_tracing("info");

@@ -149,7 +149,7 @@ fn refuse(e: &AddCheckpointError) -> Response {
 }
 
 /// Replaces `dir/name` with `bytes` crash-safely.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -161,7 +161,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn load_or_create_key(path: &Path) -> anyhow::Result<SigningKeyPair> {
+pub(crate) fn load_or_create_key(path: &Path) -> anyhow::Result<SigningKeyPair> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let seed: [u8; 32] = hex::decode(text.trim())

@@ -1,0 +1,370 @@
+//! `candor auditor` as a running process against real `candor dev` services:
+//!
+//! * two auditors cosign every epoch; one is killed with SIGKILL and restarted
+//!   and resumes where it was;
+//! * `equivocation`: two services with the same keys diverge (a split view); the
+//!   auditor following both detects it and writes evidence `candor verify
+//!   evidence` accepts;
+//! * a broken SMT promise (an SMT signed with the service's key whose deadline
+//!   passes without its version) is detected with verifiable evidence.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use candor_client::{Client, PinnedConfig};
+use candor_core::signed::{MutationTimestamp, PublicConfig, SigningKeyPair};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+mod common;
+use common::{BIN, free_port, health};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_dev(data: &Path, log: &Path, auditor_keys: &[String]) -> (Proc, String) {
+    let port = free_port("127.0.0.1");
+    let url = format!("http://127.0.0.1:{port}");
+    let keys: Vec<String> = auditor_keys.iter().map(|k| format!("\"{k}\"")).collect();
+    let child = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--epoch-interval", "200ms", "--shards", "2"])
+        .env("CANDOR_API__AUDITOR_KEYS", format!("[{}]", keys.join(",")))
+        .env("CANDOR_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("stderr.log")).unwrap())
+        .spawn()
+        .expect("spawn candor dev");
+    let p = Proc(child);
+    for _ in 0..1200 {
+        if health(&url).await == Some(ServingStatus::Serving) {
+            return (p, url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("candor dev never became SERVING");
+}
+
+async fn sdk(data: &Path, url: &str) -> Client {
+    let config = std::fs::read(data.join("config.bin")).unwrap();
+    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
+    Client::connect(
+        url.to_string(),
+        PinnedConfig::from_config_bytes(&config).unwrap(),
+    )
+    .await
+    .unwrap()
+    .with_token(token.trim())
+    .unwrap()
+}
+
+/// An auditor key file with a fixed seed; returns its public key (hex).
+fn auditor_key(path: &Path, seed: u8) -> String {
+    std::fs::write(path, hex::encode([seed; 32])).unwrap();
+    hex::encode(SigningKeyPair::from_seed(&[seed; 32]).public_key().0)
+}
+
+/// Starts `candor auditor`; returns it and its first stdout line.
+fn start_auditor(dir: &Path, name: &str, data: &Path, args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .arg("auditor")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--key-file")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("--audit-dir")
+        .arg(dir.join(name))
+        .args(["--poll", "200ms"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.stderr.log"))).unwrap())
+        .spawn()
+        .expect("spawn candor auditor");
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Keep draining stdout so the auditor never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), first)
+}
+
+/// The auditors (hex keys) that cosigned `epoch`.
+async fn cosigners(c: &Client, epoch: u64) -> Vec<String> {
+    c.cosignatures(epoch)
+        .await
+        .map(|v| v.iter().map(|x| hex::encode(x.auditor_key.0)).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_cosigned(c: &Client, who: &[&str], after: u64) -> u64 {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let latest = c.latest_head().await.unwrap().head.epoch;
+        for e in (after + 1..=latest).rev() {
+            let got = cosigners(c, e).await;
+            if who.iter().all(|w| got.iter().any(|g| g == w)) {
+                return e;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no epoch after {after} cosigned by {who:?} within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_cosign_every_epoch_and_resume_after_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let (k1, k2) = (
+        auditor_key(&dir.join("a1.key"), 21),
+        auditor_key(&dir.join("a2.key"), 22),
+    );
+    let (_dev, url) = start_dev(&data, &dir.join("dev"), &[k1.clone(), k2.clone()]).await;
+    let c = sdk(&data, &url).await;
+    let p = c.publish(b"alice", b"k1").await.unwrap();
+    c.wait_merged(b"alice", &p.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let http_port = free_port("127.0.0.1");
+    let (a1, first) = start_auditor(dir, "a1", &data, &["--target", &url]);
+    assert!(first.contains("starting at epoch 1"), "{first}");
+    let (_a2, _) = start_auditor(
+        dir,
+        "a2",
+        &data,
+        &[
+            "--target",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{http_port}"),
+        ],
+    );
+    let e1 = wait_cosigned(&c, &[&k1, &k2], 0).await;
+    // Every epoch up to it carries both cosignatures.
+    for e in 1..=e1 {
+        let got = cosigners(&c, e).await;
+        assert!(got.contains(&k1) && got.contains(&k2), "epoch {e}: {got:?}");
+    }
+
+    // SIGKILL one; the other goes on; the restarted one resumes.
+    drop(a1);
+    let e2 = wait_cosigned(&c, &[&k2], e1).await;
+    let (_a1, first) = start_auditor(dir, "a1", &data, &["--target", &url]);
+    let next: u64 = first
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a resume line: {first}"));
+    assert!(first.contains("resumed"), "{first}");
+    assert!(next > e1, "resumed at epoch {next}, had cosigned {e1}");
+    let e3 = wait_cosigned(&c, &[&k1, &k2], e2).await;
+    for e in 1..=e3 {
+        assert!(cosigners(&c, e).await.contains(&k1), "epoch {e}");
+    }
+
+    // The auditor serves what it cosigned.
+    let body = reqwest::get(format!("http://127.0.0.1:{http_port}/cosigned"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let epoch = v["epoch"].as_u64().unwrap();
+    assert!(epoch >= e1, "{body}");
+    let head = c.head(epoch).await.unwrap();
+    assert_eq!(
+        v["signed_head"].as_str().unwrap(),
+        hex::encode(head.encode())
+    );
+    candor_client::verify::cosignature(
+        &head.head,
+        &hex::decode(v["cosignature"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Waits for the auditor to exit; its exit code and stderr.
+fn wait_exit(p: &mut Proc, stderr: &Path, within: Duration) -> (Option<i32>, String) {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            return (
+                s.code(),
+                std::fs::read_to_string(stderr).unwrap_or_default(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the auditor did not stop within {within:?}\n{}",
+        std::fs::read_to_string(stderr).unwrap_or_default()
+    );
+}
+
+fn evidence_files(audit_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(audit_dir.join("evidence"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn verify_evidence(data: &Path, file: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(data)
+        .arg("evidence")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "candor verify evidence: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocation_between_two_services_is_detected_with_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (data_a, data_b) = (dir.join("a"), dir.join("b"));
+    let (dev_a, url_a) = start_dev(&data_a, &dir.join("dev-a"), &[]).await;
+    // The same keys (and settings), a second history: a service that shows
+    // different heads to different parties.
+    copy_dir(&data_a.join("keys"), &data_b.join("keys"));
+    let (_dev_b, url_b) = start_dev(&data_b, &dir.join("dev-b"), &[]).await;
+    assert_eq!(
+        std::fs::read(data_a.join("config.bin")).unwrap(),
+        std::fs::read(data_b.join("config.bin")).unwrap(),
+        "one configuration"
+    );
+    let ca = sdk(&data_a, &url_a).await;
+    let p = ca.publish(b"only-on-a", b"v").await.unwrap();
+    ca.wait_merged(b"only-on-a", &p.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let (mut au, _) = start_auditor(
+        dir,
+        "au",
+        &data_a,
+        &[
+            "--target",
+            &url_a,
+            "--endpoint",
+            &url_b,
+            "--fail-fast",
+            "--no-submit",
+        ],
+    );
+    let (code, stderr) = wait_exit(&mut au, &dir.join("au.stderr.log"), Duration::from_secs(60));
+    assert_eq!(code, Some(3), "exit code 3 on the alarm\n{stderr}");
+    assert!(stderr.contains("AUDIT ALARM"), "{stderr}");
+    let files = evidence_files(&dir.join("au"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].to_string_lossy().contains("equivocation"));
+    let out = verify_evidence(&data_a, &files[0]);
+    assert!(out.contains("equivocated"), "{out}");
+    drop(dev_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_smt_promise_is_detected_with_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let (_dev, url) = start_dev(&data, &dir.join("dev"), &[]).await;
+    let c = sdk(&data, &url).await;
+    let p = c.publish(b"someone", b"v").await.unwrap();
+    c.wait_merged(b"someone", &p.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let http_port = free_port("127.0.0.1");
+    let (mut au, _) = start_auditor(
+        dir,
+        "au",
+        &data,
+        &[
+            "--target",
+            &url,
+            "--fail-fast",
+            "--no-submit",
+            "--listen",
+            &format!("127.0.0.1:{http_port}"),
+        ],
+    );
+    // A promise the service signs and never keeps: an SMT for "mallory", signed
+    // with the service's SMT key, whose deadline is already behind the latest
+    // epoch, for a version that is not in any epoch.
+    let config = PublicConfig::decode(&std::fs::read(data.join("config.bin")).unwrap()).unwrap();
+    let seed: [u8; 32] = hex::decode(
+        std::fs::read_to_string(data.join("keys/smt.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    let smt_key = SigningKeyPair::from_seed(&seed);
+    let index = c.lookup(b"mallory", None).await.unwrap().index;
+    let latest = c.latest_head().await.unwrap();
+    let deadline = latest.head.timestamp_ms - 1;
+    let smt = MutationTimestamp {
+        namespace: config.namespace.clone(),
+        index,
+        version: 1,
+        leaf_hash: [0x5a; 32],
+        shard: candor_core::map::shard_of(&index, config.shard_bits),
+        timestamp_ms: deadline - config.max_merge_delay_ms,
+        merge_deadline_ms: deadline,
+    }
+    .sign(&smt_key);
+    let http = reqwest::Client::new();
+    let mut accepted = false;
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .post(format!("http://127.0.0.1:{http_port}/smt"))
+            .body(
+                serde_json::json!({"smt": hex::encode(smt.encode()), "label": "mallory"})
+                    .to_string(),
+            )
+            .send()
+            .await
+        {
+            assert_eq!(r.status().as_u16(), 202);
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the auditor's HTTP listener never answered");
+    let (code, stderr) = wait_exit(&mut au, &dir.join("au.stderr.log"), Duration::from_secs(60));
+    assert_eq!(code, Some(3), "exit code 3 on the alarm\n{stderr}");
+    let files = evidence_files(&dir.join("au"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].to_string_lossy().contains("broken_promise"));
+    let out = verify_evidence(&data, &files[0]);
+    assert!(out.contains("broke a promise"), "{out}");
+}
