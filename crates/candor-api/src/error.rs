@@ -81,6 +81,7 @@ impl ApiError {
                 PublishError::IdempotencyConflict => Code::AlreadyExists,
                 PublishError::PermissionDenied => Code::PermissionDenied,
                 PublishError::InvalidArgument(_) => Code::InvalidArgument,
+                PublishError::NotFound(_) => Code::NotFound,
                 _ => Code::Internal,
             },
         }

@@ -520,6 +520,14 @@ impl KeyTransparency for ApiProxy {
         read!(self, request, get_cosignatures, "GetCosignatures")
     }
 
+    async fn erase(
+        &self,
+        request: Request<pb::EraseRequest>,
+    ) -> Result<Response<pb::EraseResponse>, Status> {
+        // Erasing is idempotent: safe to send again after an unknown outcome.
+        forward!(self, request, erase, "Erase", |_: &pb::EraseRequest| true)
+    }
+
     async fn get_checkpoint(
         &self,
         request: Request<pb::GetCheckpointRequest>,

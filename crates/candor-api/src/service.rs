@@ -669,6 +669,31 @@ impl KeyTransparency for KtService {
         .await
     }
 
+    async fn erase(
+        &self,
+        request: Request<pb::EraseRequest>,
+    ) -> Result<Response<pb::EraseResponse>, Status> {
+        self.rpc("Erase", request, |inner, md, msg| async move {
+            let tenant = inner.auth.authenticate(&md)?.to_owned();
+            Span::current().record("tenant", tenant.as_str());
+            inner.check_label(&msg.label, None)?;
+            if msg.version == 0 {
+                return Err(ApiError::InvalidArgument("versions start at 1".into()));
+            }
+            inner.rate.admit(&tenant, 1)?;
+            let me = inner.clone();
+            let label = msg.label;
+            let (index, _) = blocking(move || Ok(me.vrf(&label))).await?;
+            inner
+                .publisher
+                .erase(tenant, index, msg.version)
+                .await
+                .map_err(ApiError::Publish)?;
+            Ok(pb::EraseResponse {})
+        })
+        .await
+    }
+
     async fn publish_batch(
         &self,
         request: Request<pb::PublishBatchRequest>,

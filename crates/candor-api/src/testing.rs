@@ -41,6 +41,8 @@ pub struct LocalNode {
     smt_key: SigningKeyPair,
     /// Serialises writes (one writer, as one Raft leader per shard would).
     write: Mutex<IdemMap>,
+    /// Each label's owner: the tenant that first published it.
+    owners: Mutex<HashMap<candor_core::Index, String>>,
 }
 
 /// Keys of a test deployment.
@@ -103,6 +105,7 @@ impl LocalNode {
             head_key,
             smt_key,
             write: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -197,6 +200,13 @@ impl LocalNode {
             };
         }
         let internal = |e: TreeError| PublishError::Internal(e.to_string());
+        {
+            let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+            let owner = owners.entry(r.index).or_insert_with(|| r.tenant.clone());
+            if *owner != r.tenant {
+                return Err(PublishError::PermissionDenied);
+            }
+        }
         let shard = self.forest.shard_for(&r.index).map_err(internal)?;
         let prev = shard.latest_leaf(&r.index).map_err(internal)?;
         let version = prev.map_or(1, |l| l.version + 1);
@@ -251,5 +261,35 @@ impl Publisher for LocalNode {
             .into_iter()
             .map(|r| self.apply_one(&mut idem, r))
             .collect())
+    }
+
+    async fn erase(
+        &self,
+        tenant: String,
+        index: candor_core::Index,
+        version: u64,
+    ) -> Result<(), PublishError> {
+        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned();
+        if owner.as_deref().is_some_and(|o| o != tenant) {
+            return Err(PublishError::PermissionDenied);
+        }
+        let internal = |e: TreeError| PublishError::Internal(e.to_string());
+        let shard = self.forest.shard_for(&index).map_err(internal)?;
+        let mut b = candor_store::WriteBatch::new();
+        if version == 0 || !shard.forget(&mut b, &index, version).map_err(internal)? {
+            return Err(PublishError::NotFound(format!(
+                "the label has no version {version}"
+            )));
+        }
+        self.forest
+            .store()
+            .write(&b, candor_store::Durability::Sync)
+            .map_err(|e| PublishError::Internal(e.to_string()))
     }
 }

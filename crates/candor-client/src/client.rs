@@ -439,6 +439,27 @@ impl Client {
         Ok(p)
     }
 
+    /// Erases the value of `version` of `label` (owner only, see the `Erase`
+    /// RPC): from then on lookups and histories serve that version as
+    /// redacted, and still verify. Safe to retry.
+    pub async fn erase(&self, label: &[u8], version: u64) -> Result<()> {
+        if label.is_empty() || version == 0 {
+            return Err(ClientError::InvalidArgument(
+                "erase needs a label and a version ≥ 1".into(),
+            ));
+        }
+        let req = pb::EraseRequest {
+            label: label.to_vec(),
+            version,
+        };
+        self.call(|mut c| {
+            let r = self.write_request(req.clone());
+            async move { c.erase(r).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Publishes several labels in one call (the batch is not atomic; see
     /// the proto). Every item gets an idempotency key, so retries of the
     /// whole batch after `UNAVAILABLE` are safe; results are verified item by

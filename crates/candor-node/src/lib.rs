@@ -559,6 +559,18 @@ impl Publisher for NoShards {
                 .into(),
         ))
     }
+
+    async fn erase(
+        &self,
+        _tenant: String,
+        _index: candor_core::Index,
+        _version: u64,
+    ) -> Result<(), PublishError> {
+        Err(PublishError::Unavailable(
+            "this member hosts no shard group (role sequencer): send writes to a shard member"
+                .into(),
+        ))
+    }
 }
 
 /// Cosignatures through the sequencer's Raft group ([`candor_sequencer::propose_cosignature`]).

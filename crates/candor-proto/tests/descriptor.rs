@@ -38,6 +38,7 @@ fn descriptor_set_contains_both_services() {
         methods(kt, "KeyTransparency"),
         [
             "Publish",
+            "Erase",
             "PublishBatch",
             "Lookup",
             "History",
@@ -49,6 +50,7 @@ fn descriptor_set_contains_both_services() {
             "Audit",
             "SubmitCosignature",
             "GetCosignatures",
+            "GetCheckpoint",
         ]
     );
     let watch = kt.service[0]

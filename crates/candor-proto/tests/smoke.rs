@@ -104,6 +104,9 @@ impl KeyTransparency for Dummy {
     ) -> Res<pb::GetCosignaturesResponse> {
         Err(Status::unimplemented("dummy"))
     }
+    async fn erase(&self, _: Request<pb::EraseRequest>) -> Res<pb::EraseResponse> {
+        Err(Status::unimplemented("dummy"))
+    }
     async fn get_checkpoint(
         &self,
         _: Request<pb::GetCheckpointRequest>,

@@ -77,6 +77,10 @@ pub enum PublishError {
     /// A storage failure, a bug or corrupt data; needs an operator.
     #[error("internal error: {0}")]
     Internal(String),
+    /// What the request names does not exist (an erase of a version the label does
+    /// not have). Nothing changed.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 /// The write seam between the API and the shards.
@@ -91,6 +95,12 @@ pub trait Publisher: Send + Sync + 'static {
         &self,
         items: Vec<PublishRequest>,
     ) -> Result<Vec<Result<PublishReceipt, PublishError>>, PublishError>;
+
+    /// Erases the value of `version` of the label at `index` (its opening is
+    /// forgotten; the leaf, its commitment and every proof stay valid, and the
+    /// version is served as redacted). Only the label's owner (`tenant`) may.
+    /// Returns once the erase is applied by the shard's group. Idempotent.
+    async fn erase(&self, tenant: String, index: Index, version: u64) -> Result<(), PublishError>;
 }
 
 /// The write seam for auditor cosignatures: the API checks the auditor key and the

@@ -39,6 +39,18 @@ pub enum ShardCommand {
     },
     /// Seal the pending labels into the next revision of the shard tree.
     Seal,
+    /// Erase one version's value: forget its opening (nonce and value). The leaf,
+    /// its commitment and every proof stay valid; the version is served as
+    /// redacted from then on. Only the label's owner (the tenant that first
+    /// published it) may erase.
+    Erase {
+        /// The authenticated tenant asking.
+        tenant: String,
+        /// The label's VRF index; must belong to the shard.
+        index: Index,
+        /// The version to erase.
+        version: u64,
+    },
 }
 
 impl ShardCommand {
@@ -105,6 +117,21 @@ pub enum ShardResponse {
     /// The entry had been applied before (shared storage or a restart) and its recorded
     /// response is no longer retained.
     Forgotten,
+    /// What an [`ShardCommand::Erase`] did.
+    Erased(EraseOutcome),
+}
+
+/// The result of an [`ShardCommand::Erase`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EraseOutcome {
+    /// The version's value is forgotten (also when it already was).
+    Erased,
+    /// The label has no such version (or no version at all).
+    NotFound,
+    /// The label belongs to another tenant (or predates ownership records).
+    Forbidden,
+    /// The request is malformed (wrong shard, version 0).
+    Invalid(String),
 }
 
 impl ShardResponse {

@@ -40,7 +40,7 @@ mod publisher;
 mod sealer;
 
 pub use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
-pub use command::{Item, ItemOutcome, ShardCommand, ShardResponse};
+pub use command::{EraseOutcome, Item, ItemOutcome, ShardCommand, ShardResponse};
 pub use error::ShardError;
 pub use logic::{ShardLogic, ShardLogicConfig, ShardState, idempotency_key_hash};
 pub use publisher::{PublisherConfig, ShardPublisher, ShardRoute, now_ms};

@@ -119,9 +119,9 @@ use candor_raft::{ApplyBatch, StateMachineLogic};
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 use candor_tree::{Forest, ShardTree};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info_span};
+use tracing::{debug, info, info_span};
 
-use crate::command::{Item, ItemOutcome, ShardCommand, ShardResponse};
+use crate::command::{EraseOutcome, Item, ItemOutcome, ShardCommand, ShardResponse};
 use crate::error::ShardError;
 
 const SPACE: Space = Space::Meta;
@@ -196,6 +196,7 @@ enum StoredResponse {
     Published(Vec<StoredOutcome>),
     Sealed { revision: u64, changed: u64 },
     Rejected(String),
+    Erased(EraseOutcome),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -557,6 +558,11 @@ impl ShardLogic {
                 items,
             }) => self.apply_publish(log_index, timestamp_ms, &items, marker),
             Ok(ShardCommand::Seal) => self.apply_seal(log_index, marker),
+            Ok(ShardCommand::Erase {
+                tenant,
+                index,
+                version,
+            }) => self.apply_erase(log_index, &tenant, &index, version, marker),
             Err(e) => {
                 let msg = e.to_string();
                 let mut b = WriteBatch::new();
@@ -629,6 +635,7 @@ impl ShardLogic {
                 ShardResponse::Sealed { revision, changed }
             }
             StoredResponse::Rejected(m) => ShardResponse::Rejected(m),
+            StoredResponse::Erased(o) => ShardResponse::Erased(o),
             StoredResponse::Published(outs) => {
                 let Ok(ShardCommand::Publish { items, .. }) = ShardCommand::decode(data) else {
                     return Err(corrupt("stored publish response for another entry"));
@@ -875,6 +882,59 @@ impl ShardLogic {
             done += 1;
         }
         Ok(())
+    }
+
+    /// Erases one version's opening (see [`ShardCommand::Erase`]): deterministic,
+    /// idempotent (erasing twice leaves the same record), and in one batch with the
+    /// bookkeeping.
+    fn apply_erase(
+        &mut self,
+        log_index: u64,
+        tenant: &str,
+        index: &Index,
+        version: u64,
+        marker: Option<&[u8]>,
+    ) -> Result<ShardResponse, ShardError> {
+        let _span =
+            info_span!("shard_apply_erase", shard = self.shard, log_index, version).entered();
+        let mut b = WriteBatch::new();
+        let outcome = if shard_of(index, self.shard_bits) != self.shard {
+            EraseOutcome::Invalid(format!("index does not belong to shard {}", self.shard))
+        } else if version == 0 {
+            EraseOutcome::Invalid("versions start at 1".into())
+        } else {
+            match self.read_owner(index)? {
+                Some(o) if o == owner_digest(tenant) => {
+                    if self.tree.forget(&mut b, index, version)? {
+                        EraseOutcome::Erased
+                    } else {
+                        EraseOutcome::NotFound
+                    }
+                }
+                Some(_) => EraseOutcome::Forbidden,
+                // No owner record: the label does not exist, or it predates
+                // ownership records and nobody can prove to own it.
+                None if self.tree.forget(&mut WriteBatch::new(), index, version)? => {
+                    EraseOutcome::Forbidden
+                }
+                None => EraseOutcome::NotFound,
+            }
+        };
+        let mut st = self.state;
+        st.applied_index = log_index;
+        self.finish(
+            &mut b,
+            &st,
+            log_index,
+            &StoredResponse::Erased(outcome.clone()),
+            marker,
+        );
+        self.store.write(&b, Durability::Buffered)?;
+        self.state = st;
+        if outcome == EraseOutcome::Erased {
+            info!(shard = self.shard, version, "a version's value was erased");
+        }
+        Ok(ShardResponse::Erased(outcome))
     }
 
     fn apply_seal(

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use candor_publish::{PublishError, PublishReceipt, PublishRequest, Publisher};
 
-use crate::command::{Item, ItemOutcome, ShardCommand, ShardResponse};
+use crate::command::{EraseOutcome, Item, ItemOutcome, ShardCommand, ShardResponse};
 use crate::error::ShardError;
 use crate::logic::ShardLogic;
 
@@ -75,6 +75,8 @@ struct Job {
 struct Inner {
     config: PublisherConfig,
     queues: Vec<mpsc::Sender<Job>>,
+    /// Each shard's group, for single entries that are not batched (erasures).
+    routes: Vec<ShardRoute>,
     /// Replaced when the deployment rotates its keys ([`ShardPublisher::set_smt_key`]).
     smt_key: std::sync::RwLock<Arc<SigningKeyPair>>,
     cancel: CancellationToken,
@@ -182,6 +184,7 @@ impl ShardPublisher {
         }
         let cancel = CancellationToken::new();
         let mut queues = Vec::with_capacity(groups.len());
+        let routes = groups.clone();
         for (s, g) in groups.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
             queues.push(tx);
@@ -197,6 +200,7 @@ impl ShardPublisher {
             inner: Arc::new(Inner {
                 config,
                 queues,
+                routes,
                 smt_key: std::sync::RwLock::new(smt_key),
                 cancel,
             }),
@@ -254,6 +258,43 @@ impl Publisher for ShardPublisher {
             .into_iter()
             .map(|r| r.map_err(PublishError::from))
             .collect())
+    }
+
+    async fn erase(&self, tenant: String, index: Index, version: u64) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return Err(PublishError::Unavailable("shutting down".into()));
+        }
+        let s = shard_of(&index, inner.config.shard_bits) as usize;
+        let cmd = ShardCommand::Erase {
+            tenant,
+            index,
+            version,
+        };
+        let span = info_span!("erase", shard = s, version);
+        let resp = inner.routes[s]
+            .write(cmd.encode())
+            .instrument(span)
+            .await
+            .map_err(|e| PublishError::from(ShardError::from_raft(e)))?;
+        match ShardResponse::decode(&resp).map_err(PublishError::from)? {
+            ShardResponse::Erased(EraseOutcome::Erased) => Ok(()),
+            ShardResponse::Erased(EraseOutcome::NotFound) => Err(PublishError::NotFound(format!(
+                "the label has no version {version}"
+            ))),
+            ShardResponse::Erased(EraseOutcome::Forbidden) => Err(PublishError::PermissionDenied),
+            ShardResponse::Erased(EraseOutcome::Invalid(m)) | ShardResponse::Rejected(m) => {
+                Err(PublishError::InvalidArgument(m))
+            }
+            // Applied before (a restart, shared storage): erasing is idempotent, but
+            // the outcome was not kept; the caller retries to learn it.
+            ShardResponse::Forgotten => Err(PublishError::Indeterminate(
+                "the erase was applied before and its outcome is no longer kept; retry".into(),
+            )),
+            other => Err(PublishError::Internal(format!(
+                "unexpected shard response {other:?}"
+            ))),
+        }
     }
 }
 

@@ -251,7 +251,7 @@ fn labels_of(log: &[ShardCommand]) -> Vec<Index> {
         .iter()
         .flat_map(|c| match c {
             ShardCommand::Publish { items, .. } => items.iter().map(|i| i.index).collect(),
-            ShardCommand::Seal => Vec::new(),
+            ShardCommand::Seal | ShardCommand::Erase { .. } => Vec::new(),
         })
         .collect();
     v.sort();

@@ -210,8 +210,9 @@ impl ShardTree {
     /// Adds to `batch` the removal of one version's opening (the value is
     /// forgotten; the commitment stays in the tree and in proofs): the leaf
     /// record is rewritten without it. The version may be staged earlier in
-    /// the same batch; a version that does not exist is ignored.
-    pub fn forget(&self, batch: &mut WriteBatch, index: &Index, version: u64) -> Result<()> {
+    /// the same batch; a version that does not exist is ignored. Returns whether
+    /// the version exists.
+    pub fn forget(&self, batch: &mut WriteBatch, index: &Index, version: u64) -> Result<bool> {
         self.check_index(index)?;
         let key = leaf_key(index, version);
         // The newest write of the record in this batch wins over the store.
@@ -231,11 +232,14 @@ impl ShardTree {
             Some(v) => v,
             None => self.forest.store.get(Space::Tree, &key)?,
         };
-        if let Some(v) = current {
-            let leaf = keys::parse_leaf(*index, version, &v)?;
-            batch.put(Space::Tree, key, leaf_value(&leaf, None));
+        match current {
+            Some(v) => {
+                let leaf = keys::parse_leaf(*index, version, &v)?;
+                batch.put(Space::Tree, key, leaf_value(&leaf, None));
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
     }
 
     /// The newest leaf of `index`, staged or sealed.

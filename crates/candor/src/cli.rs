@@ -32,6 +32,9 @@ pub enum Command {
     Keys(KeysArgs),
     /// Publish a new value for a label and verify the returned SMT.
     Publish(PublishArgs),
+    /// Erase the value of one version of a label (owner only); it is served as
+    /// redacted from then on and every proof still verifies.
+    Erase(EraseArgs),
     /// Look a label up at a signed epoch and verify the proof.
     Lookup(LookupArgs),
     /// Fetch and verify every version of a label.
@@ -412,6 +415,19 @@ pub struct PublishArgs {
     pub label: String,
     /// The value: a string, or @FILE for a file's bytes.
     pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Bearer token of the label's owner [default: contents of DATA_DIR/dev-token].
+    #[arg(long, env = "CANDOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The label (UTF-8).
+    pub label: String,
+    /// The version whose value to erase.
+    pub version: u64,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,8 @@ use candor_core::signed::{PublicConfig, SignedHead, SignedMutationTimestamp};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AuditArgs, CheckpointArgs, Command, ConnectArgs, HistoryArgs, LookupArgs, PublishArgs,
-    VerifyArgs, VerifyWhat,
+    AuditArgs, CheckpointArgs, Command, ConnectArgs, EraseArgs, HistoryArgs, LookupArgs,
+    PublishArgs, VerifyArgs, VerifyWhat,
 };
 use crate::dev::CONFIG_FILE;
 
@@ -153,6 +153,7 @@ type Result<T, E = Failure> = std::result::Result<T, E>;
 pub async fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Publish(a) => publish(a).await,
+        Command::Erase(a) => erase(a).await,
         Command::Lookup(a) => lookup(a).await,
         Command::History(a) => history(a).await,
         Command::Audit(a) => audit(a).await,
@@ -359,12 +360,12 @@ fn head_json(h: &SignedHead) -> Value {
     })
 }
 
-async fn publish(a: PublishArgs) -> Result<()> {
-    let value = read_value(&a.value)?;
-    let token = match &a.token {
-        Some(t) => t.clone(),
+/// `--token`, else DATA_DIR/dev-token.
+fn token_of(token: &Option<String>, c: &ConnectArgs) -> Result<String> {
+    match token {
+        Some(t) => Ok(t.clone()),
         None => {
-            let p = a.connect.data_dir.join("dev-token");
+            let p = c.data_dir.join("dev-token");
             std::fs::read_to_string(&p)
                 .map(|t| t.trim().to_owned())
                 .map_err(|_| {
@@ -372,9 +373,29 @@ async fn publish(a: PublishArgs) -> Result<()> {
                         "no bearer token: pass --token (or set CANDOR_TOKEN); {} not found",
                         p.display()
                     ))
-                })?
+                })
         }
-    };
+    }
+}
+
+async fn erase(a: EraseArgs) -> Result<()> {
+    let token = token_of(&a.token, &a.connect)?;
+    let client = connect(&a.connect).await?.with_token(&token)?;
+    client.erase(a.label.as_bytes(), a.version).await?;
+    emit(
+        a.connect.json,
+        json!({ "label": a.label, "version": a.version, "erased": true }),
+        format!(
+            "erased the value of version {} of {:?}: it is served as redacted from now on",
+            a.version, a.label
+        ),
+    );
+    Ok(())
+}
+
+async fn publish(a: PublishArgs) -> Result<()> {
+    let value = read_value(&a.value)?;
+    let token = token_of(&a.token, &a.connect)?;
     let client = connect(&a.connect).await?.with_token(&token)?;
     let label = a.label.as_bytes();
     let p = match &a.idempotency_key {

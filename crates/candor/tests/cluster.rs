@@ -423,7 +423,8 @@ async fn three_processes_survive_leader_kills() {
 
 /// Cosignatures are stored through the sequencer's Raft group: an auditor submits to
 /// one member, that member is SIGKILLed and its data directory deleted, and the
-/// other two serve every cosignature.
+/// other two serve every cosignature. (An erasure sent to another member is checked
+/// on the survivors too: it travels in the shard's log.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cosignatures_survive_losing_the_member_that_received_them() {
     use candor_client::auditor::Auditor;
@@ -468,6 +469,8 @@ async fn cosignatures_survive_losing_the_member_that_received_them() {
             .await
             .unwrap();
     }
+    // An erasure through member 1 is replicated with the shard's log.
+    writer.erase(b"user0", 1).await.unwrap();
     // The auditor follows member 3 (the one it submits to), cosigning every epoch.
     let received = 2;
     let to = connect(received).await;
@@ -494,6 +497,8 @@ async fn cosignatures_survive_losing_the_member_that_received_them() {
             continue;
         }
         let c = connect(i).await;
+        let h = c.history(b"user0").await.unwrap();
+        assert_eq!(h.history.versions[0].value, None, "member {} erased", i + 1);
         for &e in &cosigned {
             let got = c.cosignatures(e).await.unwrap();
             assert_eq!(

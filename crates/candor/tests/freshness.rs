@@ -113,6 +113,9 @@ impl KeyTransparency for Replay {
     ) -> Res<pb::GetCosignaturesResponse> {
         Err(Status::unimplemented("replay"))
     }
+    async fn erase(&self, _: Request<pb::EraseRequest>) -> Res<pb::EraseResponse> {
+        Err(Status::unimplemented("replay"))
+    }
     async fn get_checkpoint(
         &self,
         _: Request<pb::GetCheckpointRequest>,

@@ -865,3 +865,77 @@ async fn hardening_signing_key_rotation() {
     bad.config = other.encode();
     assert!(verify::config_chain(&pin, &bad).is_err());
 }
+
+/// Erasure (#14): the owner erases a version's value; lookups and histories serve
+/// it as redacted and verify, audits still verify, another tenant cannot erase,
+/// a missing version is NOT_FOUND, erasing twice is harmless, and the erasure
+/// survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_redacts_a_version_and_every_proof_still_verifies() {
+    use candor_client::{Client, ClientError, PinnedConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Dev::start_with(tmp.path(), "", "", "200ms", port);
+    dev.wait_serving().await;
+    let pin = || {
+        PinnedConfig::from_config_bytes(&std::fs::read(tmp.path().join("data/config.bin")).unwrap())
+            .unwrap()
+    };
+    let owner = Client::connect(dev_url(port), pin())
+        .await
+        .unwrap()
+        .with_token(&dev.dev_token())
+        .unwrap();
+    for v in [b"key-1", b"key-2"] {
+        let p = owner.publish(b"alice", v).await.unwrap();
+        owner
+            .wait_merged(b"alice", &p.smt, Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+    let status = |e: ClientError| match e {
+        ClientError::Status(s) => s.code(),
+        other => panic!("not a status: {other}"),
+    };
+    // Another tenant may not erase; a version that does not exist is NOT_FOUND.
+    let other = Client::connect(dev_url(port), pin())
+        .await
+        .unwrap()
+        .with_token(TOKEN_B)
+        .unwrap();
+    assert_eq!(
+        status(other.erase(b"alice", 1).await.unwrap_err()),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        status(owner.erase(b"alice", 9).await.unwrap_err()),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        status(owner.erase(b"nobody", 1).await.unwrap_err()),
+        tonic::Code::NotFound
+    );
+    owner.erase(b"alice", 1).await.unwrap();
+    owner.erase(b"alice", 1).await.unwrap();
+    let h = owner.history(b"alice").await.unwrap();
+    let values: Vec<Option<Vec<u8>>> = h.history.versions.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(values, vec![None, Some(b"key-2".to_vec())]);
+    owner.erase(b"alice", 2).await.unwrap();
+    let l = owner.lookup(b"alice", None).await.unwrap();
+    let e = l.entry.unwrap();
+    assert_eq!((e.version, e.value), (2, None), "served as redacted");
+    // Erasure changes no leaf: every transition still audits.
+    let latest = owner.latest_head().await.unwrap().head.epoch;
+    candor_client::audit_range(&owner, 1, latest).await.unwrap();
+
+    // Durable across a restart.
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    drop(dev);
+    let mut dev = Dev::start_with(tmp.path(), "", "", "200ms", port);
+    dev.wait_serving().await;
+    let again = Client::connect(dev_url(port), pin()).await.unwrap();
+    let h = again.history(b"alice").await.unwrap();
+    assert!(h.history.versions.iter().all(|v| v.value.is_none()));
+    drop(dev);
+}

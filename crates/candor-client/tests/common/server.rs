@@ -275,6 +275,9 @@ impl KeyTransparency for Svc {
         }))
     }
 
+    async fn erase(&self, _: Request<pb::EraseRequest>) -> Res<pb::EraseResponse> {
+        Err(Status::unimplemented("the fake does not erase"))
+    }
     async fn get_checkpoint(
         &self,
         _: Request<pb::GetCheckpointRequest>,
