@@ -214,6 +214,7 @@ pub fn error_kind(e: &ClientError) -> &'static str {
         ClientError::StaleHead(_) => "stale_head",
         ClientError::InvalidArgument(_) => "invalid_argument_local",
         ClientError::State(_) => "client_state",
+        ClientError::NotCosigned { .. } => "not_cosigned",
     }
 }
 

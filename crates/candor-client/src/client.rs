@@ -75,6 +75,18 @@ impl Default for ClientOptions {
     }
 }
 
+/// Which auditors must have cosigned a head before [`Client::latest_cosigned_head`]
+/// accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignerPolicy {
+    /// The auditors' public keys.
+    pub keys: Vec<candor_core::signed::PublicKey>,
+    /// How many distinct ones of them must have cosigned.
+    pub threshold: usize,
+    /// How far behind the latest head the newest cosigned head may be.
+    pub max_lag_epochs: u64,
+}
+
 /// How old a head served as the latest may be (docs/protocol.md §9.4).
 ///
 /// Every call that asks for the latest epoch (`latest_head`, `lookup(label,
@@ -573,6 +585,85 @@ impl Client {
             .verified(|c| verify::head(c, &resp.signed_head))
             .await?;
         self.check_fresh(&head, seen)?;
+        self.observe_head(&head).await?;
+        Ok(head)
+    }
+
+    /// The newest head cosigned by at least `policy.threshold` of the auditors in
+    /// `policy.keys` (each cosignature verified over exactly that head), looking
+    /// back at most `policy.max_lag_epochs` from the latest head. A head that
+    /// independent auditors verified and cosigned is one they all saw extending
+    /// the same log, so a client that reads only at such heads cannot be shown
+    /// a history the auditors did not see. Fails with
+    /// [`ClientError::InvalidArgument`] for an unsatisfiable policy and
+    /// [`ClientError::NotCosigned`] when no recent head meets it.
+    pub async fn latest_cosigned_head(&self, policy: &CosignerPolicy) -> Result<SignedHead> {
+        if policy.threshold == 0 || policy.threshold > policy.keys.len() {
+            return Err(ClientError::InvalidArgument(format!(
+                "need 1 ≤ threshold ≤ {} auditor keys, got {}",
+                policy.keys.len(),
+                policy.threshold
+            )));
+        }
+        let latest = self.latest_head().await?;
+        let newest = latest.head.epoch;
+        let oldest = newest.saturating_sub(policy.max_lag_epochs).max(1);
+        for e in (oldest..=newest).rev() {
+            let head = if e == newest {
+                latest.clone()
+            } else {
+                self.head(e).await?
+            };
+            let cosigned = self.cosignatures(e).await?;
+            let mut by: Vec<&candor_core::signed::PublicKey> = cosigned
+                .iter()
+                .map(|c| &c.auditor_key)
+                .filter(|k| policy.keys.contains(k))
+                .collect();
+            by.sort_by_key(|k| k.0);
+            by.dedup();
+            if by.len() >= policy.threshold {
+                return Ok(head);
+            }
+        }
+        Err(ClientError::NotCosigned {
+            threshold: policy.threshold,
+            from: oldest,
+            to: newest,
+        })
+    }
+
+    /// [`Self::lookup`] at the newest head `policy` accepts
+    /// ([`Self::latest_cosigned_head`]).
+    pub async fn lookup_cosigned(
+        &self,
+        label: &[u8],
+        policy: &CosignerPolicy,
+    ) -> Result<VerifiedLookup> {
+        let head = self.latest_cosigned_head(policy).await?;
+        self.lookup(label, Some(head.head.epoch)).await
+    }
+
+    /// Gossip: a head an auditor (or another client) saw, with the auditor's
+    /// cosignature. Checks the head under the configuration chain and the
+    /// cosignature by one of `auditors`, then that the head is consistent with
+    /// every head this client verified (a consistency proof from the service when
+    /// the epochs differ). A service that shows this client a different history
+    /// than it showed the auditor is caught here ([`ClientError::Equivocation`]
+    /// with evidence, or a failed consistency proof).
+    pub async fn gossip(
+        &self,
+        signed_head: &[u8],
+        cosignature: &[u8],
+        auditors: &[candor_core::signed::PublicKey],
+    ) -> Result<SignedHead> {
+        let head = self.verified(|c| verify::head(c, signed_head)).await?;
+        let c = verify::cosignature(&head.head, cosignature)?;
+        if !auditors.contains(&c.auditor_key) {
+            return Err(ClientError::InvalidArgument(
+                "the cosignature is not by one of the given auditors".into(),
+            ));
+        }
         self.observe_head(&head).await?;
         Ok(head)
     }

@@ -65,6 +65,15 @@ pub enum ClientError {
         .0.smt.smt.merge_deadline_ms
     )]
     BrokenPromise(Box<BrokenPromiseEvidence>),
+    /// No head from epoch `from` to `to` carries the cosignatures a
+    /// [`crate::CosignerPolicy`] requires (the auditors lag, or do not accept
+    /// these heads).
+    #[error("no head in epochs {from}..={to} is cosigned by {threshold} of the required auditors")]
+    NotCosigned {
+        threshold: usize,
+        from: u64,
+        to: u64,
+    },
 
     /// A head served as the latest is not fresh (docs/protocol.md §9.4):
     /// older than the last head this client saw, older than the maximum head

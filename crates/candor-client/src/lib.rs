@@ -90,7 +90,8 @@ pub use auditor::{
     audit_range,
 };
 pub use client::{
-    Client, ClientOptions, Freshness, MergeEvidence, PublishItem, RetryPolicy, new_idempotency_key,
+    Client, ClientOptions, CosignerPolicy, Freshness, MergeEvidence, PublishItem, RetryPolicy,
+    new_idempotency_key,
 };
 pub use contact::contact_code;
 pub use error::{ClientError, Result, StaleHead};

@@ -176,6 +176,28 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
         assert!(cosigners(&c, e).await.contains(&k1), "epoch {e}");
     }
 
+    // A client that reads only at heads both auditors cosigned.
+    let key_of =
+        |h: &str| candor_core::signed::PublicKey(hex::decode(h).unwrap().try_into().unwrap());
+    let policy = candor_client::CosignerPolicy {
+        keys: vec![key_of(&k1), key_of(&k2)],
+        threshold: 2,
+        max_lag_epochs: 64,
+    };
+    let h = c.latest_cosigned_head(&policy).await.unwrap();
+    assert!(h.head.epoch >= e3, "{} < {e3}", h.head.epoch);
+    let l = c.lookup_cosigned(b"alice", &policy).await.unwrap();
+    assert_eq!(l.head.head.epoch, h.head.epoch);
+    let stranger = candor_client::CosignerPolicy {
+        keys: vec![SigningKeyPair::from_seed(&[99; 32]).public_key()],
+        threshold: 1,
+        max_lag_epochs: 8,
+    };
+    assert!(matches!(
+        c.latest_cosigned_head(&stranger).await,
+        Err(candor_client::ClientError::NotCosigned { .. })
+    ));
+
     // The auditor serves what it cosigned.
     let body = reqwest::get(format!("http://127.0.0.1:{http_port}/cosigned"))
         .await
@@ -196,6 +218,16 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
         &hex::decode(v["cosignature"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
+    // Gossip: a fresh client takes the auditor's head into its view.
+    let fresh = sdk(&data, &url).await;
+    fresh
+        .gossip(
+            &hex::decode(v["signed_head"].as_str().unwrap()).unwrap(),
+            &hex::decode(v["cosignature"].as_str().unwrap()).unwrap(),
+            &[key_of(&k2)],
+        )
+        .await
+        .unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -287,6 +319,22 @@ async fn equivocation_between_two_services_is_detected_with_evidence() {
     assert!(files[0].to_string_lossy().contains("equivocation"));
     let out = verify_evidence(&data_a, &files[0]);
     assert!(out.contains("equivocated"), "{out}");
+    // Gossip catches it too: a client of B given a head of A cosigned by an
+    // auditor that follows A.
+    let cb = sdk(&data_b, &url_b).await;
+    let seen_b = cb.latest_head().await.unwrap();
+    let auditor = SigningKeyPair::from_seed(&[31; 32]);
+    let mut head_a = ca.latest_head().await.unwrap();
+    while head_a.head.epoch < seen_b.head.epoch {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        head_a = ca.latest_head().await.unwrap();
+    }
+    let cosig = candor_core::signed::Cosignature::create(&head_a.head, &auditor, 1);
+    let e = cb
+        .gossip(&head_a.encode(), &cosig.encode(), &[auditor.public_key()])
+        .await
+        .unwrap_err();
+    assert!(e.is_security_event(), "{e}");
     drop(dev_a);
 }
 
