@@ -49,6 +49,9 @@ pub enum Command {
     /// Run a third-party auditor: follow a deployment, verify and cosign every
     /// epoch, compare its endpoints, raise alarms with evidence.
     Auditor(crate::auditor_cmd::AuditorArgs),
+    /// Watch your own labels as their owner: alarm on any version you did not
+    /// publish (`publish --monitor-state` records yours).
+    Monitor(crate::monitor_cmd::MonitorArgs),
     /// Run a C2SP transparency-log witness (HTTP `add-checkpoint`) for Candor
     /// and other C2SP logs.
     Witness(crate::witness::WitnessArgs),
@@ -411,6 +414,10 @@ pub struct PublishArgs {
     /// Wait until a signed epoch holds the mutation (the SMT's promise).
     #[arg(long)]
     pub wait: bool,
+    /// Record the published version in this owner's monitor state (for
+    /// `candor monitor`).
+    #[arg(long)]
+    pub monitor_state: Option<PathBuf>,
     /// The label (UTF-8).
     pub label: String,
     /// The value: a string, or @FILE for a file's bytes.

@@ -402,6 +402,11 @@ async fn publish(a: PublishArgs) -> Result<()> {
         Some(k) => client.publish_with_key(label, &value, k).await?,
         None => client.publish(label, &value).await?,
     };
+    if let Some(path) = &a.monitor_state {
+        let mut state = crate::monitor_cmd::load_state(path)?;
+        state.expect_publish(&p);
+        crate::monitor_cmd::save_state(path, &state)?;
+    }
     let mut out = json!({
         "label": a.label,
         "verified": true,

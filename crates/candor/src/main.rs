@@ -20,6 +20,7 @@ mod cluster_cmd;
 mod cmds;
 mod config;
 mod dev;
+mod monitor_cmd;
 mod serve;
 mod shared;
 mod statefulset;
@@ -218,6 +219,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Auditor(args) => {
             init_tracing("info");
             runtime.block_on(auditor_cmd::run(args))
+        }
+        Command::Monitor(args) => {
+            init_tracing("warn");
+            runtime.block_on(monitor_cmd::run(args))
         }
         Command::Witness(args) => {
             init_tracing("info");

@@ -416,3 +416,81 @@ async fn broken_smt_promise_is_detected_with_evidence() {
     let out = verify_evidence(&data, &files[0]);
     assert!(out.contains("broke a promise"), "{out}");
 }
+
+/// `candor monitor`: the owner records what it publishes; a version someone else
+/// publishes under its label is an alarm (exit 3), raised once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_alarms_on_a_version_the_owner_did_not_publish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let (_dev, url) = start_dev(&data, &dir.join("dev"), &[]).await;
+    let state = dir.join("owner.monitor");
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--target", &url, "--data-dir"])
+            .arg(&data)
+            .arg("--state-dir")
+            .arg(dir.join("cli-state"))
+            .output()
+            .unwrap()
+    };
+    let s = state.to_str().unwrap();
+    let out = cli(&[
+        "publish",
+        "--wait",
+        "--monitor-state",
+        s,
+        "alice",
+        "owner-key-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["monitor", "--monitor-state", s, "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Someone else (the provider, or an attacker with its credentials) publishes.
+    let c = sdk(&data, &url).await;
+    let p = c.publish(b"alice", b"attacker-key").await.unwrap();
+    c.wait_merged(b"alice", &p.smt, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let out = cli(&["monitor", "--monitor-state", s, "--once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ALARM alice: version 2"), "{stdout}");
+
+    // Raised once; the owner's next version is its own.
+    let out = cli(&[
+        "publish",
+        "--wait",
+        "--monitor-state",
+        s,
+        "alice",
+        "owner-key-3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["monitor", "--monitor-state", s, "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
