@@ -1037,6 +1037,13 @@ impl Client {
         self.call(|mut c| async move { c.audit(pb::AuditRequest { epoch }).await })
             .await
     }
+
+    /// The raw `GetConfig` answer (unverified; [`verify::config_chain`] checks it),
+    /// e.g. to publish it for offline auditors.
+    pub async fn config_response(&self) -> Result<pb::GetConfigResponse> {
+        self.call(|mut c| async move { c.get_config(pb::GetConfigRequest {}).await })
+            .await
+    }
 }
 
 fn endpoint_of(uri: String, options: &ClientOptions) -> Result<Endpoint> {

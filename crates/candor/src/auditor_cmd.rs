@@ -78,6 +78,12 @@ pub struct AuditorArgs {
     /// Exit once every signed epoch is audited (a one-off run).
     #[arg(long)]
     pub once: bool,
+    /// Audit a public export directory (`candor export`) instead of the API.
+    #[arg(long, conflicts_with = "from_url")]
+    pub from_dir: Option<PathBuf>,
+    /// Audit a public export served over HTTP(S) (the same layout).
+    #[arg(long)]
+    pub from_url: Option<String>,
 }
 
 const STATE_FILE: &str = "auditor-state";
@@ -184,6 +190,9 @@ pub async fn run(a: AuditorArgs) -> Result<(), Failure> {
     let mut endpoints = vec![a.connect.target.clone()];
     endpoints.extend(a.endpoints.iter().cloned());
     let auditor_id = hex::encode(key.public_key().0);
+    if a.from_dir.is_some() || a.from_url.is_some() {
+        return run_offline(&a, key, &auditor_id).await;
+    }
 
     // The first endpoint that answers gives the configuration chain to resume under.
     let mut clients: Vec<Option<Client>> = vec![None; endpoints.len()];
@@ -209,85 +218,12 @@ pub async fn run(a: AuditorArgs) -> Result<(), Failure> {
     let mut primary = first.0;
     let chain = (*first.1.chain()).clone();
     clients[first.0] = Some(first.1);
-    let state_path = a.audit_dir.join(STATE_FILE);
-    let mut auditor = match std::fs::read(&state_path) {
-        Ok(bytes) => {
-            let au = Auditor::resume(chain, key, &bytes).map_err(|e| {
-                usage(anyhow::anyhow!(
-                    "{} does not resume ({e}); move it away to audit from epoch 1",
-                    state_path.display()
-                ))
-            })?;
-            println!(
-                "candor auditor {auditor_id} resumed: next epoch {}",
-                au.next_epoch()
-            );
-            au
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("candor auditor {auditor_id} starting at epoch 1");
-            Auditor::new(chain, key)
-        }
-        Err(e) => {
-            return Err(usage(anyhow::anyhow!(
-                "reading {}: {e}",
-                state_path.display()
-            )));
-        }
-    };
-    let cosigned: Cosigned = Arc::new(Mutex::new(BTreeMap::new()));
-    if let Ok(text) = std::fs::read_to_string(a.audit_dir.join(COSIGNED_FILE))
-        && let Some((h, c)) = text.trim().split_once(' ')
-        && let (Ok(h), Ok(c)) = (hex::decode(h), hex::decode(c))
-        && let Ok(head) = SignedHead::decode(&h)
-    {
-        cosigned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(head.head.epoch, (h, c));
-    }
-    let (smt_tx, mut smt_rx) = mpsc::channel::<SmtReport>(1024);
-    if let Some(addr) = a.listen {
-        let app = axum::Router::new()
-            .route("/cosigned", axum::routing::get(latest_cosigned))
-            .route("/cosigned/{epoch}", axum::routing::get(cosigned_at))
-            .route("/smt", axum::routing::post(report_smt))
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .with_state((Arc::clone(&cosigned), smt_tx.clone()));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| usage(e.into()))?;
-        println!("  serving http://{bound}/cosigned");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "auditor HTTP server stopped");
-            }
-        });
-    }
-    if let Some(addr) = a.metrics_listen {
-        let mut config = crate::config::Config::default();
-        config.telemetry.metrics_listen = Some(addr);
-        crate::telemetry::serve_metrics(&config, Arc::new(|| Ok(())))
-            .await
-            .map_err(usage)?;
-    }
-    let alarms = Arc::new(Alarms {
-        dir: a.audit_dir.clone(),
-        auditor: auditor_id.clone(),
-        webhook: a.webhook.clone(),
-        http: reqwest::Client::new(),
-        fail_fast: a.fail_fast,
-    });
+    let mut auditor = open_auditor(&a.audit_dir, chain, key, &auditor_id)?;
+    // The sender is held here so the channel stays open without a listener.
+    let (cosigned, alarms, _smt_tx, mut smt_rx) = serve(&a, &auditor_id).await?;
     // Broken promises found by the SMT watchers (label histories) come back here.
     let (broken_tx, mut broken_rx) = mpsc::channel::<(u64, String, Vec<u8>)>(64);
-    let metrics = candor_telemetry::metrics();
-    let auditor_kv = [opentelemetry::KeyValue::new("auditor", auditor_id.clone())];
-    if let Some(h) = auditor.last_head() {
-        metrics
-            .auditor_cosigned_epoch
-            .record(h.head.epoch, &auditor_kv);
-    }
+    record(&[], "", &auditor, &alarms, &a.audit_dir, &cosigned).await?;
 
     loop {
         // Reports that arrived meanwhile.
@@ -327,25 +263,15 @@ pub async fn run(a: AuditorArgs) -> Result<(), Failure> {
                     primary = i;
                     persist(&a.audit_dir, &auditor);
                     caught_up = (reports.len() as u64) < BATCH;
-                    for r in &reports {
-                        for e in r.alarms() {
-                            let (kind, evidence) = alarm_of(e);
-                            alarms
-                                .raise(kind, r.epoch, &endpoints[i], &format!("{e:?}"), evidence)
-                                .await?;
-                        }
-                        if let (true, Some(c), Some(h)) =
-                            (r.accepted, &r.cosignature, auditor.last_head())
-                            && h.head.epoch == r.epoch
-                        {
-                            remember_cosigned(&a.audit_dir, &cosigned, h, &c.encode());
-                        }
-                    }
-                    if let Some(h) = auditor.last_head() {
-                        metrics
-                            .auditor_cosigned_epoch
-                            .record(h.head.epoch, &auditor_kv);
-                    }
+                    record(
+                        &reports,
+                        &endpoints[i],
+                        &auditor,
+                        &alarms,
+                        &a.audit_dir,
+                        &cosigned,
+                    )
+                    .await?;
                     break;
                 }
                 Err(ClientError::Equivocation(ev)) => {
@@ -556,5 +482,244 @@ async fn report_smt(State((_, tx)): State<HttpState>, body: String) -> Response 
             Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry\n").into_response(),
         },
         Err(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    }
+}
+
+/// The cosigned heads (reloaded), the HTTP and metrics listeners, the alarm sink.
+async fn serve(
+    a: &AuditorArgs,
+    auditor_id: &str,
+) -> Result<
+    (
+        Cosigned,
+        Arc<Alarms>,
+        mpsc::Sender<SmtReport>,
+        mpsc::Receiver<SmtReport>,
+    ),
+    Failure,
+> {
+    let usage = |e: anyhow::Error| Failure::usage(e);
+    let cosigned: Cosigned = Arc::new(Mutex::new(BTreeMap::new()));
+    if let Ok(text) = std::fs::read_to_string(a.audit_dir.join(COSIGNED_FILE))
+        && let Some((h, c)) = text.trim().split_once(' ')
+        && let (Ok(h), Ok(c)) = (hex::decode(h), hex::decode(c))
+        && let Ok(head) = SignedHead::decode(&h)
+    {
+        cosigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(head.head.epoch, (h, c));
+    }
+    let (smt_tx, smt_rx) = mpsc::channel::<SmtReport>(1024);
+    if let Some(addr) = a.listen {
+        let app = axum::Router::new()
+            .route("/cosigned", axum::routing::get(latest_cosigned))
+            .route("/cosigned/{epoch}", axum::routing::get(cosigned_at))
+            .route("/smt", axum::routing::post(report_smt))
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .with_state((Arc::clone(&cosigned), smt_tx.clone()));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| usage(e.into()))?;
+        println!("  serving http://{bound}/cosigned");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "auditor HTTP server stopped");
+            }
+        });
+    }
+    if let Some(addr) = a.metrics_listen {
+        let mut config = crate::config::Config::default();
+        config.telemetry.metrics_listen = Some(addr);
+        crate::telemetry::serve_metrics(&config, Arc::new(|| Ok(())))
+            .await
+            .map_err(usage)?;
+    }
+    let alarms = Arc::new(Alarms {
+        dir: a.audit_dir.clone(),
+        auditor: auditor_id.to_string(),
+        webhook: a.webhook.clone(),
+        http: reqwest::Client::new(),
+        fail_fast: a.fail_fast,
+    });
+    Ok((cosigned, alarms, smt_tx, smt_rx))
+}
+
+/// Resumes from the state file, or starts at epoch 1 without one.
+fn open_auditor(
+    dir: &Path,
+    chain: candor_core::rotation::ConfigChain,
+    key: candor_core::signed::SigningKeyPair,
+    auditor_id: &str,
+) -> Result<Auditor, Failure> {
+    let state_path = dir.join(STATE_FILE);
+    match std::fs::read(&state_path) {
+        Ok(bytes) => {
+            let au = Auditor::resume(chain, key, &bytes).map_err(|e| {
+                Failure::usage(anyhow::anyhow!(
+                    "{} does not resume ({e}); move it away to audit from epoch 1",
+                    state_path.display()
+                ))
+            })?;
+            println!(
+                "candor auditor {auditor_id} resumed: next epoch {}",
+                au.next_epoch()
+            );
+            Ok(au)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("candor auditor {auditor_id} starting at epoch 1");
+            Ok(Auditor::new(chain, key))
+        }
+        Err(e) => Err(Failure::usage(anyhow::anyhow!(
+            "reading {}: {e}",
+            state_path.display()
+        ))),
+    }
+}
+
+/// Raises the reports' alarms, remembers the cosigned heads, updates the metric.
+async fn record(
+    reports: &[candor_client::auditor::EpochReport],
+    source: &str,
+    auditor: &Auditor,
+    alarms: &Alarms,
+    dir: &Path,
+    cosigned: &Cosigned,
+) -> Result<(), Failure> {
+    for r in reports {
+        for e in r.alarms() {
+            let (kind, evidence) = alarm_of(e);
+            alarms
+                .raise(kind, r.epoch, source, &format!("{e:?}"), evidence)
+                .await?;
+        }
+        if let (true, Some(c), Some(h)) = (r.accepted, &r.cosignature, auditor.last_head())
+            && h.head.epoch == r.epoch
+        {
+            remember_cosigned(dir, cosigned, h, &c.encode());
+        }
+    }
+    if let Some(h) = auditor.last_head() {
+        candor_telemetry::metrics().auditor_cosigned_epoch.record(
+            h.head.epoch,
+            &[opentelemetry::KeyValue::new(
+                "auditor",
+                alarms.auditor.clone(),
+            )],
+        );
+    }
+    Ok(())
+}
+
+/// Audits a public export (`candor export`) instead of the gRPC API: the
+/// configuration chain verified from the pin, then `audit/<N>` in order.
+/// Cosignatures are kept and served here (there is no service to submit to).
+async fn run_offline(
+    a: &AuditorArgs,
+    key: candor_core::signed::SigningKeyPair,
+    auditor_id: &str,
+) -> Result<(), Failure> {
+    use crate::export_cmd::{ExportSource, tile_path};
+    use prost::Message;
+    let source = match (&a.from_dir, &a.from_url) {
+        (Some(d), None) => ExportSource::Dir(d.clone()),
+        (None, Some(u)) => ExportSource::Url(u.clone(), reqwest::Client::new()),
+        _ => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "give one of --from-dir and --from-url"
+            )));
+        }
+    };
+    let name = a
+        .from_dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .or(a.from_url.clone())
+        .unwrap_or_default();
+    let pin = crate::cmds::pin(&a.connect)?.ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "an offline audit needs a pin: --config-digest, --pin or DATA_DIR/config.bin"
+        ))
+    })?;
+    let fetch = |rel: String| {
+        let (source, name) = (&source, &name);
+        async move {
+            source
+                .get(&rel)
+                .await
+                .map_err(|e| Failure::transport(format!("error: {name} {rel}: {e:#}")))
+        }
+    };
+    let chain_of = |bytes: Vec<u8>| -> Result<candor_core::rotation::ConfigChain, Failure> {
+        let resp = candor_proto::candor::v1::GetConfigResponse::decode(bytes.as_slice())
+            .map_err(|e| Failure::verification(format!("the export's config: {e}")))?;
+        Ok(candor_client::verify::config_chain(&pin, &resp)?)
+    };
+    let chain = loop {
+        if let Some(b) = fetch("config".into()).await? {
+            break chain_of(b)?;
+        }
+        if a.once {
+            return Err(Failure::usage(anyhow::anyhow!("{name} has no config file")));
+        }
+        tokio::time::sleep(a.poll).await;
+    };
+    let mut auditor = open_auditor(&a.audit_dir, chain, key, auditor_id)?;
+    let (cosigned, alarms, _smt_tx, _smt_rx) = serve(a, auditor_id).await?;
+    record(&[], "", &auditor, &alarms, &a.audit_dir, &cosigned).await?;
+    loop {
+        if let Some(b) = fetch("config".into()).await? {
+            auditor.learn_configs(&chain_of(b)?);
+        }
+        let mut reports = Vec::new();
+        loop {
+            let e = auditor.next_epoch();
+            let Some(bytes) = fetch(format!("audit/{}", tile_path(e))).await? else {
+                break;
+            };
+            let report = match candor_proto::candor::v1::AuditResponse::decode(bytes.as_slice()) {
+                Ok(resp) => auditor.process(
+                    &resp,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                ),
+                Err(err) => {
+                    alarms
+                        .raise(
+                            "invalid_response",
+                            e,
+                            &name,
+                            &format!("audit/{}: {err}", tile_path(e)),
+                            None,
+                        )
+                        .await?;
+                    break;
+                }
+            };
+            let accepted = report.accepted;
+            reports.push(report);
+            if !accepted || reports.len() as u64 >= BATCH {
+                break;
+            }
+        }
+        let n = reports.len();
+        persist(&a.audit_dir, &auditor);
+        record(&reports, &name, &auditor, &alarms, &a.audit_dir, &cosigned).await?;
+        if a.once && (n as u64) < BATCH {
+            println!(
+                "audited {name} up to epoch {}",
+                auditor.next_epoch().saturating_sub(1)
+            );
+            return Ok(());
+        }
+        if (n as u64) < BATCH {
+            tokio::select! {
+                _ = crate::dev::shutdown_signal() => return Ok(()),
+                _ = tokio::time::sleep(a.poll) => {}
+            }
+        }
     }
 }

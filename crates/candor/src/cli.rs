@@ -49,6 +49,9 @@ pub enum Command {
     /// Run a third-party auditor: follow a deployment, verify and cosign every
     /// epoch, compare its endpoints, raise alarms with evidence.
     Auditor(crate::auditor_cmd::AuditorArgs),
+    /// Write the public audit export (per-epoch audit proofs and checkpoints as
+    /// static files) for auditors that do not use the API.
+    Export(crate::export_cmd::ExportArgs),
     /// Watch your own labels as their owner: alarm on any version you did not
     /// publish (`publish --monitor-state` records yours).
     Monitor(crate::monitor_cmd::MonitorArgs),

@@ -164,7 +164,7 @@ pub async fn run(cmd: Command) -> Result<()> {
 }
 
 /// The pin from the flags, or `None` for trust on first use.
-fn pin(c: &ConnectArgs) -> Result<Option<PinnedConfig>> {
+pub(crate) fn pin(c: &ConnectArgs) -> Result<Option<PinnedConfig>> {
     if let Some(d) = &c.config_digest {
         return Ok(Some(PinnedConfig::from_hex_digest(d)?));
     }

@@ -20,6 +20,7 @@ mod cluster_cmd;
 mod cmds;
 mod config;
 mod dev;
+mod export_cmd;
 mod monitor_cmd;
 mod serve;
 mod shared;
@@ -219,6 +220,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Auditor(args) => {
             init_tracing("info");
             runtime.block_on(auditor_cmd::run(args))
+        }
+        Command::Export(args) => {
+            init_tracing("warn");
+            runtime.block_on(export_cmd::run(args))
         }
         Command::Monitor(args) => {
             init_tracing("warn");

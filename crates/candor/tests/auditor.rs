@@ -494,3 +494,140 @@ async fn monitor_alarms_on_a_version_the_owner_did_not_publish() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The public audit export: `candor export` writes static files; `candor auditor
+/// --from-dir` / `--from-url` audits them against the pin without the API, and a
+/// tampered file is an alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_export_is_audited_without_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    let (_dev, url) = start_dev(&data, &dir.join("dev"), &[]).await;
+    let c = sdk(&data, &url).await;
+    for l in ["a", "b", "c"] {
+        let p = c.publish(l.as_bytes(), b"v").await.unwrap();
+        c.wait_merged(l.as_bytes(), &p.smt, Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+    let export = dir.join("export");
+    let out = Command::new(BIN)
+        .args(["export", "--target", &url, "--data-dir"])
+        .arg(&data)
+        .arg("--state-dir")
+        .arg(dir.join("cli-state"))
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(export.join("audit/001").is_file() && export.join("config").is_file());
+    assert!(
+        std::fs::read_to_string(export.join("checkpoint"))
+            .unwrap()
+            .contains("\n\n\u{2014} ")
+    );
+    let epochs = std::fs::read_dir(export.join("audit")).unwrap().count();
+    assert!(epochs >= 3, "{epochs} epochs exported");
+
+    let audit = |name: &str, from: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("auditor")
+            .args(from)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--key-file")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("--audit-dir")
+            .arg(dir.join(name))
+            .args(["--once", "--fail-fast", "--poll", "100ms"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = audit("offline", &["--from-dir", export.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("up to epoch {epochs}")),
+        "{stdout}"
+    );
+
+    // Over HTTP, from a plain static file server.
+    let root = export.clone();
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::get(move |axum::extract::Path(p): axum::extract::Path<String>| {
+            let root = root.clone();
+            async move {
+                match std::fs::read(root.join(p)) {
+                    Ok(b) => (axum::http::StatusCode::OK, b),
+                    Err(_) => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let (data2, dir2) = (data.clone(), dir.to_path_buf());
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let out = Command::new(BIN)
+            .arg("auditor")
+            .args(["--from-url", &base])
+            .arg("--data-dir")
+            .arg(&data2)
+            .arg("--key-file")
+            .arg(dir2.join("web.key"))
+            .arg("--audit-dir")
+            .arg(dir2.join("web"))
+            .args(["--once", "--fail-fast", "--poll", "100ms"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("up to epoch {epochs}")),
+        "{stdout}"
+    );
+
+    // A tampered proof file: an alarm, exit 3.
+    let bad = dir.join("bad-export");
+    copy_tree(&export, &bad);
+    let f = bad.join("audit/002");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    let (code, stdout, stderr) = audit("tampered", &["--from-dir", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
