@@ -63,9 +63,20 @@ pub struct AuditorArgs {
     /// HTTP listener for the cosigned heads and SMT reports.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// gRPC listener (`candor.v1.Auditor`: the cosigned heads).
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
     /// Prometheus `/metrics` listener.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also act as a C2SP witness under this name on the `--listen` HTTP port
+    /// (`POST /add-checkpoint`, c2sp.org/tlog-witness), with the auditor's key.
+    #[arg(long, requires_all = ["listen", "witness_log"])]
+    pub witness_name: Option<String>,
+    /// A log the witness accepts (its verifier key; for Candor, `candor
+    /// checkpoint --vkey`). Repeat.
+    #[arg(long)]
+    pub witness_log: Vec<String>,
     /// POSTs each alarm as JSON to this URL.
     #[arg(long)]
     pub webhook: Option<String>,
@@ -218,9 +229,14 @@ pub async fn run(a: AuditorArgs) -> Result<(), Failure> {
     let mut primary = first.0;
     let chain = (*first.1.chain()).clone();
     clients[first.0] = Some(first.1);
-    let mut auditor = open_auditor(&a.audit_dir, chain, key, &auditor_id)?;
+    let mut auditor = open_auditor(
+        &a.audit_dir,
+        chain,
+        candor_core::signed::SigningKeyPair::from_seed(&key.to_seed()),
+        &auditor_id,
+    )?;
     // The sender is held here so the channel stays open without a listener.
-    let (cosigned, alarms, _smt_tx, mut smt_rx) = serve(&a, &auditor_id).await?;
+    let (cosigned, alarms, _smt_tx, mut smt_rx) = serve(&a, &auditor_id, &key).await?;
     // Broken promises found by the SMT watchers (label histories) come back here.
     let (broken_tx, mut broken_rx) = mpsc::channel::<(u64, String, Vec<u8>)>(64);
     record(&[], "", &auditor, &alarms, &a.audit_dir, &cosigned).await?;
@@ -440,6 +456,38 @@ fn remember_cosigned(dir: &Path, cosigned: &Cosigned, head: &SignedHead, cosigna
 
 type HttpState = (Cosigned, mpsc::Sender<SmtReport>);
 
+use candor_proto::candor::v1 as pb;
+
+/// `candor.v1.Auditor` over the cosigned heads.
+struct AuditorGrpc(Cosigned);
+
+#[tonic::async_trait]
+impl pb::auditor_server::Auditor for AuditorGrpc {
+    async fn get_cosigned(
+        &self,
+        request: tonic::Request<pb::GetCosignedRequest>,
+    ) -> Result<tonic::Response<pb::CosignedHead>, tonic::Status> {
+        let epoch = request.into_inner().epoch;
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let found = if epoch == 0 {
+            m.last_key_value().map(|(e, v)| (*e, v.clone()))
+        } else {
+            m.get(&epoch).map(|v| (epoch, v.clone()))
+        };
+        match found {
+            Some((epoch, (h, c))) => Ok(tonic::Response::new(pb::CosignedHead {
+                epoch,
+                signed_head: h,
+                cosignature: c,
+            })),
+            None if epoch == 0 => Err(tonic::Status::not_found("nothing cosigned yet")),
+            None => Err(tonic::Status::not_found(format!(
+                "epoch {epoch} is not cosigned here (or no longer kept)"
+            ))),
+        }
+    }
+}
+
 fn cosigned_json(epoch: u64, (h, c): &(Vec<u8>, Vec<u8>)) -> Value {
     json!({ "epoch": epoch, "signed_head": hex::encode(h), "cosignature": hex::encode(c) })
 }
@@ -489,6 +537,7 @@ async fn report_smt(State((_, tx)): State<HttpState>, body: String) -> Response 
 async fn serve(
     a: &AuditorArgs,
     auditor_id: &str,
+    key: &candor_core::signed::SigningKeyPair,
 ) -> Result<
     (
         Cosigned,
@@ -518,6 +567,20 @@ async fn serve(
             .route("/smt", axum::routing::post(report_smt))
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .with_state((Arc::clone(&cosigned), smt_tx.clone()));
+        let app = match &a.witness_name {
+            Some(name) => {
+                let w = crate::witness::Shared::open(
+                    name,
+                    candor_core::signed::SigningKeyPair::from_seed(&key.to_seed()),
+                    &a.witness_log,
+                    &a.audit_dir.join("witness"),
+                )
+                .map_err(usage)?;
+                println!("  witness {name}, cosigner vkey: {}", w.vkey());
+                app.merge(crate::witness::router(w))
+            }
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
@@ -526,6 +589,24 @@ async fn serve(
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "auditor HTTP server stopped");
+            }
+        });
+    }
+    if let Some(addr) = a.grpc_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| usage(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| usage(e.into()))?;
+        println!("  serving gRPC candor.v1.Auditor on {bound}");
+        let svc = pb::auditor_server::AuditorServer::new(AuditorGrpc(Arc::clone(&cosigned)));
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "auditor gRPC server stopped");
             }
         });
     }
@@ -666,8 +747,8 @@ async fn run_offline(
         }
         tokio::time::sleep(a.poll).await;
     };
+    let (cosigned, alarms, _smt_tx, _smt_rx) = serve(a, auditor_id, &key).await?;
     let mut auditor = open_auditor(&a.audit_dir, chain, key, auditor_id)?;
-    let (cosigned, alarms, _smt_tx, _smt_rx) = serve(a, auditor_id).await?;
     record(&[], "", &auditor, &alarms, &a.audit_dir, &cosigned).await?;
     loop {
         if let Some(b) = fetch("config".into()).await? {

@@ -50,40 +50,63 @@ pub struct WitnessArgs {
 
 const STATE_FILE: &str = "witness-state";
 
-struct Shared {
+/// A witness ready to serve: its identity, logs and remembered state.
+pub(crate) struct Shared {
     witness: Witness,
     state_dir: PathBuf,
     state: Mutex<WitnessState>,
 }
 
+impl Shared {
+    /// Builds the witness and loads its state from `state_dir`.
+    pub(crate) fn open(
+        name: &str,
+        key: SigningKeyPair,
+        logs: &[String],
+        state_dir: &Path,
+    ) -> anyhow::Result<Arc<Shared>> {
+        let logs = logs
+            .iter()
+            .map(|v| WitnessedLog::from_vkey(v).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("--log")?;
+        let witness = Witness::new(name.to_string(), key, logs).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        let path = state_dir.join(STATE_FILE);
+        let state = match std::fs::read_to_string(&path) {
+            Ok(text) => WitnessState::decode(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{} is corrupt", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => WitnessState::default(),
+            Err(e) => return Err(e).context("reading the witness state"),
+        };
+        Ok(Arc::new(Shared {
+            witness,
+            state_dir: state_dir.to_path_buf(),
+            state: Mutex::new(state),
+        }))
+    }
+
+    /// The cosigner verifier key.
+    pub(crate) fn vkey(&self) -> String {
+        self.witness.vkey()
+    }
+}
+
+/// `POST /add-checkpoint`.
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/add-checkpoint", axum::routing::post(add_checkpoint))
+        .with_state(shared)
+}
+
 /// Runs the witness until SIGINT / SIGTERM.
 pub async fn run(args: WitnessArgs) -> anyhow::Result<()> {
     let key = load_or_create_key(&args.key_file)?;
-    let logs = args
-        .logs
-        .iter()
-        .map(|v| WitnessedLog::from_vkey(v).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()
-        .context("--log")?;
-    let witness = Witness::new(args.name.clone(), key, logs).map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
-    let state = match std::fs::read_to_string(args.state_dir.join(STATE_FILE)) {
-        Ok(text) => WitnessState::decode(&text)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("{} is corrupt", args.state_dir.join(STATE_FILE).display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => WitnessState::default(),
-        Err(e) => return Err(e).context("reading the witness state"),
-    };
-    let vkey = witness.vkey();
-    let shared = Arc::new(Shared {
-        witness,
-        state_dir: args.state_dir.clone(),
-        state: Mutex::new(state),
-    });
-    let app = axum::Router::new()
-        .route("/add-checkpoint", axum::routing::post(add_checkpoint))
-        .with_state(shared);
+    let shared = Shared::open(&args.name, key, &args.logs, &args.state_dir)?;
+    let vkey = shared.vkey();
+    let app = router(shared);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

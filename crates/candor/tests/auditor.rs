@@ -140,8 +140,27 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
         .await
         .unwrap();
     let http_port = free_port("127.0.0.1");
+    let grpc_port = free_port("127.0.0.1");
     let (a1, first) = start_auditor(dir, "a1", &data, &["--target", &url]);
     assert!(first.contains("starting at epoch 1"), "{first}");
+    // The second also serves gRPC and acts as a C2SP witness for this deployment.
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--target", &url, "--data-dir"])
+            .arg(&data)
+            .arg("--state-dir")
+            .arg(dir.join("cli-state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "candor {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let log_vkey = cli(&["checkpoint", "--vkey"]).trim().to_string();
     let (_a2, _) = start_auditor(
         dir,
         "a2",
@@ -151,6 +170,12 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
             &url,
             "--listen",
             &format!("127.0.0.1:{http_port}"),
+            "--grpc-listen",
+            &format!("127.0.0.1:{grpc_port}"),
+            "--witness-name",
+            "auditor.example/a2",
+            "--witness-log",
+            &log_vkey,
         ],
     );
     let e1 = wait_cosigned(&c, &[&k1, &k2], 0).await;
@@ -218,6 +243,40 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
         &hex::decode(v["cosignature"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
+    // The same over gRPC.
+    let mut g = candor_proto::candor::v1::auditor_client::AuditorClient::connect(format!(
+        "http://127.0.0.1:{grpc_port}"
+    ))
+    .await
+    .unwrap();
+    let got = g
+        .get_cosigned(candor_proto::candor::v1::GetCosignedRequest { epoch })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        hex::encode(&got.signed_head),
+        v["signed_head"].as_str().unwrap()
+    );
+    let missing = g
+        .get_cosigned(candor_proto::candor::v1::GetCosignedRequest { epoch: 1 << 40 })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    // The auditor as a C2SP witness of the deployment's checkpoints.
+    let wvkey = candor_core::checkpoint::verifier_key(
+        "auditor.example/a2",
+        candor_core::checkpoint::ALG_COSIGNATURE_V1,
+        &key_of(&k2),
+    );
+    let out = cli(&[
+        "checkpoint",
+        "--witness",
+        &format!("http://127.0.0.1:{http_port}"),
+        "--witness-vkey",
+        &wvkey,
+    ]);
+    assert!(out.contains("\u{2014} auditor.example/a2 "), "{out}");
     // Gossip: a fresh client takes the auditor's head into its view.
     let fresh = sdk(&data, &url).await;
     fresh
