@@ -668,6 +668,33 @@ impl Client {
         Ok(head)
     }
 
+    /// Consults an auditor: asks the `candor auditor` at `url` (its
+    /// `--grpc-listen` address, `candor.v1.Auditor`) for the newest head it
+    /// cosigned and takes it in with [`Self::gossip`], checking the cosignature
+    /// is `auditor`'s. Call it now and then (or before trusting a lookup): a
+    /// service that shows this client another history than the auditor saw fails
+    /// here.
+    pub async fn consult_auditor(
+        &self,
+        url: &str,
+        auditor: &candor_core::signed::PublicKey,
+    ) -> Result<SignedHead> {
+        let channel = endpoint_of(url.to_string(), &self.options)?
+            .connect()
+            .await?;
+        let mut c = pb::auditor_client::AuditorClient::new(channel);
+        let r = c
+            .get_cosigned(pb::GetCosignedRequest { epoch: 0 })
+            .await?
+            .into_inner();
+        self.gossip(
+            &r.signed_head,
+            &r.cosignature,
+            std::slice::from_ref(auditor),
+        )
+        .await
+    }
+
     /// The epoch of the newest head verified so far, if any.
     async fn seen_epoch(&self) -> Option<u64> {
         self.tracker.lock().await.latest().map(|h| h.head.epoch)

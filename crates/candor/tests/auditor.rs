@@ -287,6 +287,18 @@ async fn auditors_cosign_every_epoch_and_resume_after_kill() {
         )
         .await
         .unwrap();
+    // Or straight from the auditor's gRPC port.
+    let consulted = fresh
+        .consult_auditor(&format!("http://127.0.0.1:{grpc_port}"), &key_of(&k2))
+        .await
+        .unwrap();
+    assert!(consulted.head.epoch >= epoch);
+    assert!(
+        fresh
+            .consult_auditor(&format!("http://127.0.0.1:{grpc_port}"), &key_of(&k1))
+            .await
+            .is_err()
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
