@@ -46,6 +46,13 @@ impl Node {
             let Some(raft) = raft.upgrade() else {
                 return Err("shutting down".into());
             };
+            if let Some((g, why)) = raft
+                .group_metrics()
+                .iter()
+                .find_map(|m| m.stopped.as_ref().map(|w| (m.group, w.clone())))
+            {
+                return Err(format!("group {} stopped: {why}", group_label(g)));
+            }
             let leaderless: Vec<String> = raft
                 .group_metrics()
                 .iter()
@@ -58,6 +65,32 @@ impl Node {
                 Err(format!("no leader in {}", leaderless.join(", ")))
             }
         })
+    }
+
+    /// Completes when one of this node's Raft groups has stopped (a storage
+    /// failure: a full disk, a corrupt record), with the group and the reason. A
+    /// stopped replica applies nothing more, so the process should exit and be
+    /// restarted (crash-only: a restart replays the Raft log).
+    pub fn group_stopped(
+        &self,
+    ) -> impl std::future::Future<Output = (String, String)> + Send + 'static {
+        let raft = self.raft().downgrade();
+        async move {
+            loop {
+                let Some(r) = raft.upgrade() else {
+                    return std::future::pending().await;
+                };
+                if let Some(found) = r.group_metrics().iter().find_map(|m| {
+                    m.stopped
+                        .as_ref()
+                        .map(|w| (group_label(m.group), w.clone()))
+                }) {
+                    return found;
+                }
+                drop(r);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     }
 
     /// Registers the node's Raft groups, store size and tree cache with the instruments.

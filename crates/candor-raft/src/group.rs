@@ -885,6 +885,9 @@ pub struct GroupMetrics {
     pub purged: Option<LogId>,
     /// Voters in the current membership.
     pub voters: BTreeSet<NodeId>,
+    /// Why this replica stopped (a storage failure such as a full disk, a corrupt
+    /// record), if it did: it applies nothing more until the process restarts.
+    pub stopped: Option<String>,
     /// On the leader: the highest log index known replicated to each node
     /// (itself included); empty on followers.
     pub replication: BTreeMap<NodeId, u64>,
@@ -1336,6 +1339,7 @@ fn metrics_of<L: StateMachineLogic>(
         snapshot: m.snapshot,
         purged: m.purged,
         voters: m.membership_config.membership().voter_ids().collect(),
+        stopped: m.running_state.as_ref().err().map(|f| f.to_string()),
         replication: m
             .replication
             .as_ref()

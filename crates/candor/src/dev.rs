@@ -176,7 +176,25 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         "candor serving"
     );
 
-    let served = candor_api::serve_tls(listener, service, api_tls, shutdown_signal()).await;
+    // A group that stopped (a full disk, a corrupt record) applies nothing more:
+    // exit so that the supervisor restarts the process, which replays the log,
+    // instead of serving an old state as current.
+    let (stopped_tx, mut stopped_rx) = tokio::sync::oneshot::channel();
+    let group_stopped = node.group_stopped();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            (group, why) = group_stopped => {
+                tracing::error!(group = %group, reason = %why, "a Raft group stopped: exiting so that a restart replays its log");
+                let _ = stopped_tx.send(format!("group {group} stopped: {why}"));
+            }
+        }
+    };
+    let served = candor_api::serve_tls(listener, service, api_tls, shutdown).await;
+    if let Ok(why) = stopped_rx.try_recv() {
+        // No orderly shutdown: the group's state is what the log will rebuild.
+        anyhow::bail!("{why}; exiting so that a restart replays the Raft log");
+    }
     if let Some(s) = raft_server {
         s.stop().await;
     }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The multi-host fault test (#19): five hosts as network namespaces on a bridge,
+# three members and two front doors, a seeded nemesis (partitions, asymmetric
+# drops, kill -9, SIGSTOP, a slow lossy link, a full disk), then a checker over
+# the recorded history. Needs root (ip netns, iptables, tc, mount).
+#
+#   CANDOR_NEMESIS_SECS   seconds of faults (default 90; CI too)
+#   CANDOR_NEMESIS_SEED   replay a run (the seed is printed)
+#   CANDOR_NEMESIS_DIR    where the history is written (default: target/nemesis)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+  echo "!!! tests/nemesis: SKIPPED: needs root (network namespaces, iptables, tc, mount) !!!"
+  exit 0
+fi
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v tc >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export CANDOR_NEMESIS_DIR="${CANDOR_NEMESIS_DIR:-$PWD/target/nemesis}"
+mkdir -p "$CANDOR_NEMESIS_DIR"
+export CANDOR_NEMESIS_SECS="${CANDOR_NEMESIS_SECS:-90}"
+cargo test -p candor --test nemesis -- --ignored --nocapture
