@@ -22,6 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+probe="candorprobe$$"
+if ! ip netns add "$probe" 2>/dev/null; then
+  echo "!!! tests/nemesis: SKIPPED: this host cannot create network namespaces (ip netns add failed) !!!"
+  exit 0
+fi
+ip netns del "$probe"
 export CANDOR_NEMESIS_DIR="${CANDOR_NEMESIS_DIR:-$PWD/target/nemesis}"
 mkdir -p "$CANDOR_NEMESIS_DIR"
 export CANDOR_NEMESIS_SECS="${CANDOR_NEMESIS_SECS:-90}"
