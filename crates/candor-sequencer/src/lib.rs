@@ -776,8 +776,14 @@ impl SequencerLogic {
         }
     }
 
-    fn write_state_batch(&self, b: &WriteBatch) -> Result<(), SequencerError> {
-        match self.store.write(b, Durability::Buffered) {
+    /// Writes a batch that carries the state record; a lost compare-and-set on it
+    /// (shared-state mode) is [`SequencerError::StaleReplica`].
+    fn write_state_batch(
+        &self,
+        b: &WriteBatch,
+        durability: Durability,
+    ) -> Result<(), SequencerError> {
+        match self.store.write(b, durability) {
             Err(candor_store::StoreError::PreconditionFailed(m)) => {
                 Err(SequencerError::StaleReplica(m))
             }
@@ -811,7 +817,7 @@ impl SequencerLogic {
             Err(e) => {
                 b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
                 self.require_state(&mut b);
-                self.write_state_batch(&b)?;
+                self.write_state_batch(&b, Durability::Buffered)?;
                 self.state = st;
                 return Ok(SequencerResponse::Rejected(format!(
                     "malformed sequencer entry: {e}"
@@ -852,7 +858,7 @@ impl SequencerLogic {
         }
         b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
         self.require_state(&mut b);
-        self.write_state_batch(&b)?;
+        self.write_state_batch(&b, Durability::Buffered)?;
         self.state = st;
         let metrics = candor_telemetry::metrics();
         metrics.record_epoch_signed(epoch);
@@ -893,12 +899,7 @@ impl SequencerLogic {
         };
         b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
         self.require_state(&mut b);
-        match self.store.write(&b, Durability::Sync) {
-            Err(candor_store::StoreError::PreconditionFailed(m)) => {
-                return Err(SequencerError::StaleReplica(m));
-            }
-            r => r?,
-        }
+        self.write_state_batch(&b, Durability::Sync)?;
         // Only the applied index moved.
         self.state = st;
         Ok(response)
@@ -952,7 +953,7 @@ impl SequencerLogic {
             // Deterministic on every replica: the active version is replicated state.
             b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
             self.require_state(&mut b);
-            self.write_state_batch(&b)?;
+            self.write_state_batch(&b, Durability::Buffered)?;
             self.state = st;
             return Ok(SequencerResponse::Rejected(format!(
                 "rotation to key version {version} while version {} is active",
@@ -981,12 +982,7 @@ impl SequencerLogic {
         b.put(SPACE, key(TAG_STATE, &[]), enc(&st));
         self.require_state(&mut b);
         // Synced: clients may see the new configuration as soon as it is served.
-        match self.store.write(&b, Durability::Sync) {
-            Err(candor_store::StoreError::PreconditionFailed(m)) => {
-                return Err(SequencerError::StaleReplica(m));
-            }
-            r => r?,
-        }
+        self.write_state_batch(&b, Durability::Sync)?;
         self.state = st;
         self.version = version;
         self.config_digest = new_public.digest();

@@ -10,63 +10,19 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use candor_client::{Client, PinnedConfig};
+use candor_client::Client;
 use candor_core::signed::{MutationTimestamp, PublicConfig, SigningKeyPair};
-use tonic_health::pb::health_check_response::ServingStatus;
 
 mod common;
-use common::{BIN, free_port, health};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{BIN, Proc, free_port, sdk};
 
 async fn start_dev(data: &Path, log: &Path, auditor_keys: &[String]) -> (Proc, String) {
-    let port = free_port("127.0.0.1");
-    let url = format!("http://127.0.0.1:{port}");
     let keys: Vec<String> = auditor_keys.iter().map(|k| format!("\"{k}\"")).collect();
-    let child = Command::new(BIN)
-        .args(["dev", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--epoch-interval", "200ms", "--shards", "2"])
-        .env("CANDOR_API__AUDITOR_KEYS", format!("[{}]", keys.join(",")))
-        .env("CANDOR_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(log.with_extension("stdout.log")).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("stderr.log")).unwrap())
-        .spawn()
-        .expect("spawn candor dev");
-    let p = Proc(child);
-    for _ in 0..1200 {
-        if health(&url).await == Some(ServingStatus::Serving) {
-            return (p, url);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("candor dev never became SERVING");
-}
-
-async fn sdk(data: &Path, url: &str) -> Client {
-    let config = std::fs::read(data.join("config.bin")).unwrap();
-    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
-    Client::connect(
-        url.to_string(),
-        PinnedConfig::from_config_bytes(&config).unwrap(),
-    )
-    .await
-    .unwrap()
-    .with_token(token.trim())
-    .unwrap()
+    let env = [("CANDOR_API__AUDITOR_KEYS", format!("[{}]", keys.join(",")))];
+    common::start_dev(data, log, &env).await
 }
 
 /// An auditor key file with a fixed seed; returns its public key (hex).
@@ -606,25 +562,7 @@ async fn public_export_is_audited_without_the_api() {
     let epochs = std::fs::read_dir(export.join("audit")).unwrap().count();
     assert!(epochs >= 3, "{epochs} epochs exported");
 
-    let audit = |name: &str, from: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("auditor")
-            .args(from)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--key-file")
-            .arg(dir.join(format!("{name}.key")))
-            .arg("--audit-dir")
-            .arg(dir.join(name))
-            .args(["--once", "--fail-fast", "--poll", "100ms"])
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let audit = |name: &str, from: &[&str]| audit_once(dir, &data, name, from);
     let (code, stdout, stderr) = audit("offline", &["--from-dir", export.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
@@ -652,23 +590,7 @@ async fn public_export_is_audited_without_the_api() {
     let base = format!("http://{addr}");
     let (data2, dir2) = (data.clone(), dir.to_path_buf());
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let out = Command::new(BIN)
-            .arg("auditor")
-            .args(["--from-url", &base])
-            .arg("--data-dir")
-            .arg(&data2)
-            .arg("--key-file")
-            .arg(dir2.join("web.key"))
-            .arg("--audit-dir")
-            .arg(dir2.join("web"))
-            .args(["--once", "--fail-fast", "--poll", "100ms"])
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        audit_once(&dir2, &data2, "web", &["--from-url", &base])
     })
     .await
     .unwrap();
@@ -688,6 +610,28 @@ async fn public_export_is_audited_without_the_api() {
     std::fs::write(&f, bytes).unwrap();
     let (code, stdout, stderr) = audit("tampered", &["--from-dir", bad.to_str().unwrap()]);
     assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+}
+
+/// `candor auditor FROM.. --once --fail-fast` pinned to DATA/config.bin, with
+/// its key and state under `dir/name`: exit code, stdout, stderr.
+fn audit_once(dir: &Path, data: &Path, name: &str, from: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("auditor")
+        .args(from)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--key-file")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("--audit-dir")
+        .arg(dir.join(name))
+        .args(["--once", "--fail-fast", "--poll", "100ms"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn copy_tree(from: &Path, to: &Path) {

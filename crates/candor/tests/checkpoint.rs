@@ -13,65 +13,25 @@
 //!   kill -9.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use candor_client::{Client, PinnedConfig};
+use candor_client::Client;
 use candor_proto::candor::v1 as pb;
 use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
 use ed25519_dalek_v2::Verifier as _;
 use signed_note::{Note, StandardVerifier, VerifierList};
 use tlog_tiles::{Hash, HashReader};
-use tonic_health::pb::health_check_response::ServingStatus;
 
 mod common;
-use common::{BIN, free_port, health};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{BIN, Proc, free_port};
 
 async fn start_dev(dir: &Path) -> (Proc, String) {
-    let port = free_port("127.0.0.1");
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(BIN)
-        .args(["dev", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--epoch-interval", "200ms", "--shards", "2"])
-        .env("CANDOR_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("dev.stdout.log")).unwrap())
-        .stderr(std::fs::File::create(dir.join("dev.stderr.log")).unwrap())
-        .spawn()
-        .expect("spawn candor dev");
-    let p = Proc(child);
-    for _ in 0..1200 {
-        if health(&url).await == Some(ServingStatus::Serving) {
-            return (p, url);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("candor dev never became SERVING");
+    common::start_dev(&dir.join("data"), &dir.join("dev"), &[]).await
 }
 
 async fn sdk(dir: &Path, url: &str) -> Client {
-    let config = std::fs::read(dir.join("data/config.bin")).unwrap();
-    let token = std::fs::read_to_string(dir.join("data/dev-token")).unwrap();
-    Client::connect(
-        url.to_string(),
-        PinnedConfig::from_config_bytes(&config).unwrap(),
-    )
-    .await
-    .unwrap()
-    .with_token(token.trim())
-    .unwrap()
+    common::sdk(&dir.join("data"), url).await
 }
 
 async fn publish_some(c: &Client, prefix: &str, n: u32) {

@@ -65,3 +65,57 @@ pub async fn health_tls(url: &str, ca_pem: &[u8]) -> Option<ServingStatus> {
     let r = HealthClient::new(ch).check(req).await.ok()?;
     Some(r.into_inner().status())
 }
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `candor dev --data-dir DATA` on a free loopback port (200 ms epochs, 2
+/// shards, `env` added), logging to `LOG.stdout.log` / `LOG.stderr.log`, and
+/// waits until it is SERVING. Returns the process and its URL.
+pub async fn start_dev(data: &Path, log: &Path, env: &[(&str, String)]) -> (Proc, String) {
+    let port = free_port("127.0.0.1");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["dev", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--epoch-interval", "200ms", "--shards", "2"])
+        .env("CANDOR_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("stderr.log")).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let p = Proc(cmd.spawn().expect("spawn candor dev"));
+    for _ in 0..1200 {
+        if health(&url).await == Some(ServingStatus::Serving) {
+            return (p, url);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("candor dev never became SERVING");
+}
+
+/// An SDK client of the `candor dev` whose data directory is `data`: pinned to its
+/// `config.bin`, with its dev token.
+pub async fn sdk(data: &Path, url: &str) -> candor_client::Client {
+    let config = std::fs::read(data.join("config.bin")).unwrap();
+    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
+    candor_client::Client::connect(
+        url.to_string(),
+        candor_client::PinnedConfig::from_config_bytes(&config).unwrap(),
+    )
+    .await
+    .unwrap()
+    .with_token(token.trim())
+    .unwrap()
+}
