@@ -37,10 +37,16 @@ def run(bin_path, export_endpoint, duration, concurrency, tmp, name, sampler=Non
             env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"] = sampler
     cmd = [bin_path, "bench", "--embedded", "--duration", duration,
            "--concurrency", str(concurrency), "--json", out, "--quiet"]
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out) as f:
         r = json.load(f)
-    return r["mutations_per_s"], r["lookups_per_s"], sum(r["errors"].values())
+    # CPU time (user + system) of the bench process per operation: steadier than
+    # throughput on a shared machine, whose speed drifts between runs.
+    cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    ops = r["counts"]["mutations"] + r["counts"]["lookups"]
+    return r["mutations_per_s"], r["lookups_per_s"], sum(r["errors"].values()), 1e6 * cpu / max(ops, 1)
 
 
 def main():
@@ -55,6 +61,7 @@ def main():
     a = ap.parse_args()
     rx = Receiver()
     rows = {"off": [], "on": []}
+    cpu_per_op = {"off": [], "on": []}
     # The receiver shares this machine's cores with the bench: its CPU time is
     # reported so the cost can be split between Candor and the collector.
     rx_cpu = {"off": 0.0, "on": 0.0}
@@ -70,13 +77,14 @@ def main():
                                else ("parentbased_traceidratio", str(a.sample_ratio)))
                     r0 = resource.getrusage(resource.RUSAGE_SELF)
                     t0 = time.monotonic()
-                    m, l, e = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}", sampler)
+                    m, l, e, c = run(a.bin, ep, a.duration, a.concurrency, tmp, f"{side}{i}", sampler)
+                    cpu_per_op[side].append(c)
                     r1 = resource.getrusage(resource.RUSAGE_SELF)
                     wall[side] += time.monotonic() - t0
                     rx_cpu[side] += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                     rows[side].append((m, l))
                     print(f"round {i + 1} export {side:3}: {m:9.0f} mutations/s "
-                          f"{l:9.0f} lookups/s  errors {e}", flush=True)
+                          f"{l:9.0f} lookups/s  {c:6.0f} CPU-us/op  errors {e}", flush=True)
     finally:
         spans = len(rx.span_list())
         rx.stop()
@@ -95,6 +103,10 @@ def main():
         print(f"median {name}: off {off:.0f}, on {on:.0f}, on/off = {on / off:.3f} "
               f"(cost {100 * (1 - on / off):+.1f} %); median of the {len(rows['on'])} paired "
               f"rounds' on/off = {paired:.3f} (cost {100 * (1 - paired):+.1f} %)")
+    paired_cpu = statistics.median(on / off for on, off in zip(cpu_per_op["on"], cpu_per_op["off"]))
+    print(f"median CPU per operation: off {statistics.median(cpu_per_op['off']):.0f} us, "
+          f"on {statistics.median(cpu_per_op['on']):.0f} us; median of the paired rounds' "
+          f"on/off = {paired_cpu:.3f} (cost {100 * (paired_cpu - 1):+.1f} %)")
     if spans == 0:
         print("the receiver got no span: export did not happen", file=sys.stderr)
         sys.exit(1)

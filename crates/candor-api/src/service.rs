@@ -230,7 +230,7 @@ impl KtService {
         let span = tracing::info_span!(
             "rpc",
             method,
-            request_id = %rid,
+            request_id = rid.as_str(),
             tenant = field::Empty,
             index = field::Empty,
             epoch = field::Empty,

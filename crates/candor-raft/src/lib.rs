@@ -169,6 +169,8 @@
 
 mod error;
 pub mod exactly_once;
+#[doc(hidden)]
+pub mod fuzz;
 mod group;
 pub mod grpc;
 mod in_process;

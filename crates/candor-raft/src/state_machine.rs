@@ -133,7 +133,7 @@ impl AppliedState {
 
 /// The stored snapshot header (the data lives in chunks beside it).
 #[derive(Serialize, Deserialize)]
-struct SnapshotHeader {
+pub(crate) struct SnapshotHeader {
     meta: SnapshotMeta,
     generation: u64,
     len: u64,

@@ -105,6 +105,13 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Whether a signal's OTLP export stays on: the standard `OTEL_TRACES_EXPORTER` /
+/// `OTEL_METRICS_EXPORTER` set to `none` turns that signal off (any other value, or
+/// none, keeps OTLP, the only exporter this build has).
+fn signal_on(variable: &str) -> bool {
+    !env_nonempty(variable).is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+}
+
 /// Appends the OTLP/HTTP signal path to a base endpoint (what the variables
 /// do for `OTEL_EXPORTER_OTLP_ENDPOINT`; an explicit endpoint is used as given
 /// by the exporter, so the base from the config tree needs it added here).
@@ -224,7 +231,10 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, Error> {
     // inside a span carries its trace_id and span_id.
     let mut tracer_provider = None;
     let mut span_export = None;
-    if let Some((endpoint, protocol)) = &target {
+    if let Some((endpoint, protocol)) = target
+        .as_ref()
+        .filter(|_| signal_on("OTEL_TRACES_EXPORTER"))
+    {
         match span_exporter(endpoint.as_deref(), *protocol) {
             Ok(e) => span_export = Some(e),
             Err(e) => warnings.push(format!("OTLP trace export off: {e}")),
@@ -256,7 +266,10 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, Error> {
         }
     }
     let mut otlp = false;
-    if let Some((endpoint, protocol)) = &target {
+    if let Some((endpoint, protocol)) = target
+        .as_ref()
+        .filter(|_| signal_on("OTEL_METRICS_EXPORTER"))
+    {
         match metric_exporter(endpoint.as_deref(), *protocol) {
             Ok(e) => {
                 meter_builder = meter_builder.with_periodic_exporter(e);

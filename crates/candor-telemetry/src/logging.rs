@@ -186,13 +186,14 @@ pub(crate) fn install(
     let otel_layer = tracer.map(|t| {
         // Busy/idle tracking reads the clock and context activation swaps the
         // thread's OpenTelemetry context on every poll of every instrumented
-        // future; thread attributes allocate per span. All three were
-        // measurable on the request path (issue 12's export cost). Propagation
+        // future; thread and source-location attributes are built per span: all
+        // work on the request path (issue 12's export cost). Propagation
         // reads the span's own context; only JSON lines need the activated one.
         tracing_opentelemetry::layer()
             .with_tracer(t)
             .with_tracked_inactivity(false)
             .with_threads(false)
+            .with_location(false)
             .with_context_activation(config.log_format == LogFormat::Json)
             .with_filter(bridge_filter())
     });

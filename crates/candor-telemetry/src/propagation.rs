@@ -13,13 +13,15 @@
 //! the W3C TraceContext propagator. With no propagator installed both
 //! directions are no-ops, so a library test pays nothing.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -158,6 +160,37 @@ fn split_path(path: &str) -> (&str, &str) {
     p.split_once('/').unwrap_or((p, ""))
 }
 
+/// Most distinct request paths given their own names in the call metric; later
+/// ones are reported as `other`. The path comes from the caller, so without a cap
+/// random paths would grow the metric's series (and this table) without bound.
+const MAX_PATHS: usize = 256;
+
+/// `(path, service, method)` as shared strings: the call metric's attributes are
+/// then reference-counted copies, not an allocation per call.
+fn call_names(path: &str) -> (Arc<str>, Arc<str>, Arc<str>) {
+    type Names = (Arc<str>, Arc<str>, Arc<str>);
+    static TABLE: OnceLock<Mutex<HashMap<String, Names>>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    let Ok(mut t) = table.lock() else {
+        let other: Arc<str> = Arc::from("other");
+        return (other.clone(), other.clone(), other);
+    };
+    if let Some(n) = t.get(path) {
+        return n.clone();
+    }
+    let n: Names = if t.len() < MAX_PATHS {
+        let (service, method) = split_path(path);
+        (Arc::from(path), Arc::from(service), Arc::from(method))
+    } else {
+        let other: Arc<str> = Arc::from("other");
+        (other.clone(), other.clone(), other)
+    };
+    if t.len() < MAX_PATHS {
+        t.insert(path.to_owned(), n.clone());
+    }
+    n
+}
+
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for GrpcServerService<S>
 where
     S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>,
@@ -173,8 +206,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqB>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
-        let (service, method) = (service.to_string(), method.to_string());
+        let (path, service, method) = call_names(request.uri().path());
         let parent = extract(request.headers());
         let has_parent = opentelemetry::trace::TraceContextExt::span(&parent)
             .span_context()
@@ -182,11 +214,11 @@ where
         let span = if has_parent || self.root_spans {
             tracing::info_span!(
                 "grpc.server",
-                otel.name = %request.uri().path(),
+                otel.name = &*path,
                 otel.kind = "server",
                 rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
+                rpc.service = &*service,
+                rpc.method = &*method,
                 rpc.grpc.status_code = tracing::field::Empty,
             )
         } else {
@@ -215,8 +247,8 @@ where
                     start.elapsed().as_secs_f64(),
                     &[
                         KeyValue::new("rpc.system", "grpc"),
-                        KeyValue::new("rpc.service", service),
-                        KeyValue::new("rpc.method", method),
+                        KeyValue::new("rpc.service", StringValue::from(service)),
+                        KeyValue::new("rpc.method", StringValue::from(method)),
                         KeyValue::new("rpc.grpc.status_code", code),
                     ],
                 );
@@ -272,6 +304,24 @@ mod tests {
             ("candor.v1.KeyTransparency", "Publish")
         );
         assert_eq!(split_path("/odd"), ("odd", ""));
+        let (path, service, method) = call_names("/candor.v1.KeyTransparency/Lookup");
+        assert_eq!(
+            (&*path, &*service, &*method),
+            (
+                "/candor.v1.KeyTransparency/Lookup",
+                "candor.v1.KeyTransparency",
+                "Lookup"
+            )
+        );
+        // Paths are caller input: past the cap, new ones share one name.
+        for i in 0..MAX_PATHS {
+            call_names(&format!("/fuzz.Service/M{i}"));
+        }
+        assert_eq!(&*call_names("/fuzz.Service/one-too-many").2, "other");
+        assert_eq!(
+            &*call_names("/candor.v1.KeyTransparency/Lookup").2,
+            "Lookup"
+        );
         let ok = http::Response::new(());
         assert_eq!(status_code(&ok), 0);
         let mut err = http::Response::new(());
