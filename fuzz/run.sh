@@ -7,7 +7,8 @@
 # A crash leaves its input under fuzz/artifacts/<target>/; reproduce with
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...
 # CI does not fuzz: it replays the corpora on stable
-# (`cargo test -p candor-core --test fuzz_corpus`).
+# (`cargo test -p candor-core --test fuzz_corpus` for the decoder targets,
+# `cargo test -p candor --test fuzz_corpus` for those of fuzz/harness).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"; shift || true

@@ -258,10 +258,15 @@ fn vrf() -> &'static VrfSecretKey {
     VRF.get_or_init(|| VrfSecretKey::from_bytes(&[7; 32]))
 }
 
+/// A label, its VRF index and its VRF proof.
+type Label = (Vec<u8>, [u8; 32], candor_core::vrf::VrfProof);
+
+/// A stored record: space, key, value.
+type Record = (Space, Vec<u8>, Vec<u8>);
+
 /// The labels of shard `SHARD`, with their VRF index and proof.
-fn labels() -> &'static [(Vec<u8>, [u8; 32], candor_core::vrf::VrfProof)] {
-    static LABELS_: OnceLock<Vec<(Vec<u8>, [u8; 32], candor_core::vrf::VrfProof)>> =
-        OnceLock::new();
+fn labels() -> &'static [Label] {
+    static LABELS_: OnceLock<Vec<Label>> = OnceLock::new();
     LABELS_.get_or_init(|| {
         (0u32..)
             .map(|i| format!("user-{i}").into_bytes())
@@ -307,7 +312,7 @@ fn publish(round: u8, timestamp_ms: u64) -> ShardCommand {
         items: labels()
             .iter()
             .enumerate()
-            .filter(|(i, _)| (*i + round as usize) % 2 == 0 || round == 0)
+            .filter(|(i, _)| (*i + round as usize).is_multiple_of(2) || round == 0)
             .map(|(i, (label, index, _))| Item {
                 tenant: "t".into(),
                 idempotency_key: Some(format!("k-{round}-{i}")),
@@ -322,8 +327,8 @@ fn publish(round: u8, timestamp_ms: u64) -> ShardCommand {
 
 /// Every (space, key, value) of a small shard: three sealed revisions, one pending
 /// publish, idempotency records.
-fn template() -> &'static [(Space, Vec<u8>, Vec<u8>)] {
-    static TEMPLATE: OnceLock<Vec<(Space, Vec<u8>, Vec<u8>)>> = OnceLock::new();
+fn template() -> &'static [Record] {
+    static TEMPLATE: OnceLock<Vec<Record>> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let forest = Forest::open(Arc::clone(&store), tree_config()).expect("forest");
@@ -343,7 +348,7 @@ fn template() -> &'static [(Space, Vec<u8>, Vec<u8>)] {
     })
 }
 
-fn dump(store: &dyn Store) -> Vec<(Space, Vec<u8>, Vec<u8>)> {
+fn dump(store: &dyn Store) -> Vec<Record> {
     let mut out = Vec::new();
     for space in [
         Space::Meta,
@@ -381,11 +386,11 @@ fn store_record(data: &[u8]) {
             1 => Some(v[..rest.first().map_or(0, |&n| n as usize).min(v.len())].to_vec()),
             2 => {
                 let mut v = v.clone();
-                if let (Some(&at), Some(&x)) = (rest.first(), rest.get(1)) {
-                    if !v.is_empty() {
-                        let at = at as usize % v.len();
-                        v[at] ^= x.max(1);
-                    }
+                if let (Some(&at), Some(&x)) = (rest.first(), rest.get(1))
+                    && !v.is_empty()
+                {
+                    let at = at as usize % v.len();
+                    v[at] ^= x.max(1);
                 }
                 Some(v)
             }
@@ -428,9 +433,9 @@ fn read_everything(forest: &Forest) {
     }
     for view in &views {
         for (_, index, proof) in labels() {
-            let _ = view.lookup_proof(index, proof.clone(), OpeningPolicy::Open);
-            let _ = view.history_proof(index, proof.clone());
-            let _ = view.history_page(index, proof.clone(), 0, 4, 1 << 16);
+            let _ = view.lookup_proof(index, *proof, OpeningPolicy::Open);
+            let _ = view.history_proof(index, *proof);
+            let _ = view.history_page(index, *proof, 0, 4, 1 << 16);
             let _ = view.leaf(index);
         }
     }

@@ -459,8 +459,35 @@ where
         // Swap in a clone that is ready: the standard tower pattern.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(req).await })
+        Box::pin(async move { inner.call(req).await.map(malformed_is_invalid_argument) })
     }
+}
+
+/// The prefix of the status tonic's stock prost codec gives a request message that
+/// does not parse. Candor's own services decode with `candor_proto::codec` (INVALID_ARGUMENT);
+/// the stock health and reflection services on the same port would answer INTERNAL.
+/// (`grpc-message` is percent-encoded: tonic encodes the spaces.)
+const STOCK_DECODE_ERROR: &[u8] = b"failed%20to%20decode%20Protobuf%20message";
+
+/// Bytes the caller sent that do not parse are the caller's error: a trailers-only
+/// answer INTERNAL "failed to decode Protobuf message" (from a stock service: the
+/// request is decoded before its handler runs, so this is where that failure is
+/// answered) becomes INVALID_ARGUMENT.
+fn malformed_is_invalid_argument(mut response: http::Response<Body>) -> http::Response<Body> {
+    let h = response.headers_mut();
+    let internal = h.get("grpc-status").is_some_and(|v| v.as_bytes() == b"13");
+    let decode = h
+        .get("grpc-message")
+        .is_some_and(|v| v.as_bytes().starts_with(STOCK_DECODE_ERROR));
+    if internal && decode {
+        tracing::debug!("malformed protobuf message (stock service)");
+        h.insert("grpc-status", http::HeaderValue::from_static("3"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("malformed%20protobuf%20message"),
+        );
+    }
+    response
 }
 
 /// A request body refused past `limit` bytes, holding budget permits for what it
@@ -604,6 +631,18 @@ pub(crate) fn export_stats(port: &'static str, stats: &Arc<GuardStats>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stock_decode_errors_become_invalid_argument() {
+        // What tonic-health answers to a Check whose bytes do not parse (found by
+        // the grpc_request fuzz target; its input is in fuzz/corpus/grpc_request).
+        let status = tonic::Status::internal("failed to decode Protobuf message: invalid tag");
+        let r = malformed_is_invalid_argument(status.into_http());
+        assert_eq!(r.headers()["grpc-status"], "3");
+        // Any other INTERNAL stays as it is.
+        let r = malformed_is_invalid_argument(tonic::Status::internal("store").into_http());
+        assert_eq!(r.headers()["grpc-status"], "13");
+    }
 
     #[test]
     fn paths_are_classified() {
