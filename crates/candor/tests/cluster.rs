@@ -131,24 +131,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        let mut s = String::new();
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        files.sort();
-        for p in files {
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            s.push_str(&format!("--- {} (last lines)\n", p.display()));
-            for l in tail.into_iter().rev() {
-                s.push_str(l);
-                s.push('\n');
-            }
-        }
-        s
+        common::tail_logs(&self.dir, 40)
     }
 
     async fn wait_serving(&mut self, i: usize) {

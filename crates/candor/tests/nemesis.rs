@@ -212,24 +212,7 @@ impl Cluster {
     }
 
     fn tail_logs(&self) -> String {
-        let mut s = String::new();
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        files.sort();
-        for p in files {
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            s.push_str(&format!("--- {}\n", p.display()));
-            for l in tail.into_iter().rev() {
-                s.push_str(l);
-                s.push('\n');
-            }
-        }
-        s
+        common::tail_logs(&self.dir, 15)
     }
 }
 
@@ -451,6 +434,22 @@ async fn nemesis_multi_host() {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut last_epoch = 0u64;
+            let record = |kind: &'static str, label: String, outcome: String| {
+                history.lock().unwrap().push(Op {
+                    client: k,
+                    at_ms: start.elapsed().as_millis(),
+                    kind,
+                    label,
+                    outcome,
+                })
+            };
+            // A failed call is an outcome; one that failed verification is also a violation.
+            let failed = |e: &candor_client::ClientError| {
+                if e.is_security_event() {
+                    violations.lock().unwrap().push(format!("client {k}: {e}"));
+                }
+                format!("error {e}")
+            };
             while !*stop.borrow() {
                 n += 1;
                 let label = format!("user{}", crng.random_range(0..40u32));
@@ -469,21 +468,10 @@ async fn nemesis_multi_host() {
                         });
                         o
                     }
-                    Ok(Err(e)) => {
-                        if e.is_security_event() {
-                            violations.lock().unwrap().push(format!("client {k}: {e}"));
-                        }
-                        format!("error {e}")
-                    }
+                    Ok(Err(e)) => failed(&e),
                     Err(_) => "timeout".into(),
                 };
-                history.lock().unwrap().push(Op {
-                    client: k,
-                    at_ms: start.elapsed().as_millis(),
-                    kind: "publish",
-                    label: label.clone(),
-                    outcome,
-                });
+                record("publish", label.clone(), outcome);
                 if n.is_multiple_of(4) {
                     let r =
                         tokio::time::timeout(Duration::from_secs(10), client.latest_head()).await;
@@ -498,21 +486,10 @@ async fn nemesis_multi_host() {
                             last_epoch = last_epoch.max(h.head.epoch);
                             format!("epoch {}", h.head.epoch)
                         }
-                        Ok(Err(e)) => {
-                            if e.is_security_event() {
-                                violations.lock().unwrap().push(format!("client {k}: {e}"));
-                            }
-                            format!("error {e}")
-                        }
+                        Ok(Err(e)) => failed(&e),
                         Err(_) => "timeout".into(),
                     };
-                    history.lock().unwrap().push(Op {
-                        client: k,
-                        at_ms: start.elapsed().as_millis(),
-                        kind: "latest",
-                        label: String::new(),
-                        outcome,
-                    });
+                    record("latest", String::new(), outcome);
                 }
             }
         }));

@@ -6,7 +6,7 @@
 //! and front door); `candor cluster status` works with the admin certificate and fails
 //! without it; plaintext clients are refused on both ports. No timing is asserted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -46,24 +46,7 @@ impl Member {
 }
 
 fn logs(dir: &Path) -> String {
-    let mut s = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    for p in files {
-        let text = std::fs::read_to_string(&p).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        s.push_str(&format!("--- {}\n", p.display()));
-        for l in tail.into_iter().rev() {
-            s.push_str(l);
-            s.push('\n');
-        }
-    }
-    s
+    common::tail_logs(dir, 30)
 }
 
 /// `command` with the `[tls]` settings of identity `name` (`node-1`, ...) in the env.

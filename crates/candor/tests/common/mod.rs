@@ -119,3 +119,26 @@ pub async fn sdk(data: &Path, url: &str) -> candor_client::Client {
     .with_token(token.trim())
     .unwrap()
 }
+
+/// The last `lines` lines of every `*.log` file in `dir` (sorted by name), each
+/// under a `--- path` header: what a failing multi-process test prints.
+pub fn tail_logs(dir: &Path, lines: usize) -> String {
+    let mut s = String::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        s.push_str(&format!("--- {} (last lines)\n", p.display()));
+        for l in tail.into_iter().rev() {
+            s.push_str(l);
+            s.push('\n');
+        }
+    }
+    s
+}
