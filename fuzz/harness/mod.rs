@@ -325,16 +325,21 @@ fn publish(round: u8, timestamp_ms: u64) -> ShardCommand {
     }
 }
 
+/// Shard `SHARD` on a fresh in-memory store after applying `log` from index 1.
+fn shard_after(log: &[ShardCommand]) -> (Arc<dyn Store>, Forest, ShardLogic) {
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let forest = Forest::open(Arc::clone(&store), tree_config()).expect("forest");
+    let mut logic = ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()).expect("logic");
+    apply(&mut logic, 1, log).expect("apply the log");
+    (store, forest, logic)
+}
+
 /// Every (space, key, value) of a small shard: three sealed revisions, one pending
 /// publish, idempotency records.
 fn template() -> &'static [Record] {
     static TEMPLATE: OnceLock<Vec<Record>> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let store: Arc<dyn Store> = Arc::new(MemStore::new());
-        let forest = Forest::open(Arc::clone(&store), tree_config()).expect("forest");
-        let mut logic =
-            ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()).expect("logic");
-        let log = [
+        let (store, _, _) = shard_after(&[
             publish(0, 1000),
             ShardCommand::Seal,
             publish(1, 2000),
@@ -342,8 +347,7 @@ fn template() -> &'static [Record] {
             publish(2, 3000),
             ShardCommand::Seal,
             publish(3, 4000),
-        ];
-        apply(&mut logic, 1, &log).expect("template log");
+        ]);
         dump(&*store)
     })
 }
@@ -471,10 +475,7 @@ fn shard_snapshot(data: &[u8]) {
         Some((_, rest)) => rest.to_vec(),
         None => return,
     };
-    let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let forest = Forest::open(Arc::clone(&store), tree_config()).expect("forest");
-    let mut logic = ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()).expect("logic");
-    apply(&mut logic, 1, &[publish(0, 1000), ShardCommand::Seal]).expect("base state");
+    let (_, forest, mut logic) = shard_after(&[publish(0, 1000), ShardCommand::Seal]);
     let mut reader: &[u8] = &bytes;
     let _ = logic.restore(&mut reader as &mut dyn Read, b"marker-snapshot");
     read_everything(&forest);
@@ -485,18 +486,13 @@ fn shard_snapshot(data: &[u8]) {
 fn real_snapshot() -> &'static [u8] {
     static SNAP: OnceLock<Vec<u8>> = OnceLock::new();
     SNAP.get_or_init(|| {
-        let store: Arc<dyn Store> = Arc::new(MemStore::new());
-        let forest = Forest::open(Arc::clone(&store), tree_config()).expect("forest");
-        let mut logic =
-            ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()).expect("logic");
-        let log = [
+        let (_, _, logic) = shard_after(&[
             publish(0, 1000),
             ShardCommand::Seal,
             publish(1, 2000),
             ShardCommand::Seal,
             publish(2, 3000),
-        ];
-        apply(&mut logic, 1, &log).expect("log");
+        ]);
         let mut out = Vec::new();
         logic
             .snapshot()
