@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
@@ -169,25 +169,28 @@ const MAX_PATHS: usize = 256;
 /// then reference-counted copies, not an allocation per call.
 fn call_names(path: &str) -> (Arc<str>, Arc<str>, Arc<str>) {
     type Names = (Arc<str>, Arc<str>, Arc<str>);
-    static TABLE: OnceLock<Mutex<HashMap<String, Names>>> = OnceLock::new();
+    static TABLE: OnceLock<RwLock<HashMap<String, Names>>> = OnceLock::new();
     let table = TABLE.get_or_init(Default::default);
-    let Ok(mut t) = table.lock() else {
+    // Every call reads; only a path's first call writes.
+    if let Some(n) = table.read().ok().and_then(|t| t.get(path).cloned()) {
+        return n;
+    }
+    let other = || -> Names {
         let other: Arc<str> = Arc::from("other");
-        return (other.clone(), other.clone(), other);
+        (other.clone(), other.clone(), other)
+    };
+    let Ok(mut t) = table.write() else {
+        return other();
     };
     if let Some(n) = t.get(path) {
         return n.clone();
     }
-    let n: Names = if t.len() < MAX_PATHS {
-        let (service, method) = split_path(path);
-        (Arc::from(path), Arc::from(service), Arc::from(method))
-    } else {
-        let other: Arc<str> = Arc::from("other");
-        (other.clone(), other.clone(), other)
-    };
-    if t.len() < MAX_PATHS {
-        t.insert(path.to_owned(), n.clone());
+    if t.len() >= MAX_PATHS {
+        return other();
     }
+    let (service, method) = split_path(path);
+    let n: Names = (Arc::from(path), Arc::from(service), Arc::from(method));
+    t.insert(path.to_owned(), n.clone());
     n
 }
 
