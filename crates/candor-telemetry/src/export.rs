@@ -6,13 +6,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Link, SpanKind, TraceId};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::EnvResourceDetector;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample};
 
 use crate::Error;
 
@@ -216,6 +217,81 @@ fn metric_exporter(
     }
 }
 
+/// The SDK sampler: a root [`crate::sampling::root_span`] kept is sampled
+/// (the head sampler already said so; a ratio sampler must not draw again);
+/// every other span asks the configured sampler.
+#[derive(Clone, Debug)]
+struct HeadDecided(Box<dyn ShouldSample>);
+
+impl ShouldSample for HeadDecided {
+    fn should_sample(
+        &self,
+        parent: Option<&opentelemetry::Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if crate::sampling::root_already_kept() {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: parent
+                    .map(|p| p.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
+        }
+        self.0
+            .should_sample(parent, trace_id, name, kind, attributes, links)
+    }
+}
+
+/// Random ids, except a kept root's trace id: the one the head sampler
+/// decided on (so a trace-id ratio sampler's later draws agree with it).
+#[derive(Debug, Default)]
+struct HeadIds(opentelemetry_sdk::trace::RandomIdGenerator);
+
+impl opentelemetry_sdk::trace::IdGenerator for HeadIds {
+    fn new_trace_id(&self) -> TraceId {
+        crate::sampling::kept_root_trace_id().unwrap_or_else(|| self.0.new_trace_id())
+    }
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        self.0.new_span_id()
+    }
+}
+
+/// The head sampler as a root decision: a dropped root gets a context of its
+/// own (the caller's trace id or a new one, a new span id, sampled flag off)
+/// so the decision travels downstream and log lines carry the ids.
+fn head_decider(head: Box<dyn ShouldSample>) -> crate::sampling::Decider {
+    use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceFlags};
+    use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+    Box::new(move |parent, name| {
+        let ids = RandomIdGenerator::default();
+        let psc = parent.span().span_context().clone();
+        let trace_id = if psc.is_valid() {
+            psc.trace_id()
+        } else {
+            ids.new_trace_id()
+        };
+        let r = head.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+        match r.decision {
+            SamplingDecision::Drop => {
+                let sc = SpanContext::new(
+                    trace_id,
+                    ids.new_span_id(),
+                    TraceFlags::default(),
+                    false,
+                    r.trace_state,
+                );
+                crate::sampling::RootDecision::Drop(parent.with_remote_span_context(sc))
+            }
+            _ => crate::sampling::RootDecision::Keep(trace_id),
+        }
+    })
+}
+
 /// Installs the global providers, the W3C propagator and the log subscriber.
 ///
 /// Call once, early, inside a Tokio runtime (the OTLP/gRPC client needs one)
@@ -241,7 +317,14 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, Error> {
         }
     }
     if span_export.is_some() || config.log_format == LogFormat::Json {
-        let mut b = SdkTracerProvider::builder().with_resource(resource.clone());
+        // The sampler the standard variables configure, taken once per request
+        // at its root (see `sampling`); the SDK's copy defers to that decision.
+        let head = opentelemetry_sdk::trace::Config::default().sampler;
+        crate::sampling::install_decider(head_decider(head.clone()));
+        let mut b = SdkTracerProvider::builder()
+            .with_resource(resource.clone())
+            .with_sampler(HeadDecided(head))
+            .with_id_generator(HeadIds::default());
         if let Some(e) = span_export {
             b = b.with_batch_exporter(e);
         }
@@ -339,6 +422,70 @@ pub(crate) fn render(registry: &prometheus::Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A trace-id ratio sampler that is not parent-based decides per span: the
+    /// head decision, the bridged root and its children must all agree, and a
+    /// dropped request still sends its trace id downstream, unsampled.
+    #[test]
+    fn the_head_decision_is_the_whole_trace_decision() {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler};
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::layer::SubscriberExt;
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let head: Box<dyn ShouldSample> = Box::new(Sampler::TraceIdRatioBased(0.5));
+        let decider = head_decider(head.clone());
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(HeadDecided(head))
+            .with_id_generator(HeadIds::default())
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(crate::sampling::SampledOnly::new(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("t")),
+        ));
+        let mut dropped = 0;
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..200 {
+                let root = crate::sampling::root_span_with(
+                    Some(&decider),
+                    &opentelemetry::Context::new(),
+                    "/svc/M",
+                    || tracing::info_span!("root"),
+                );
+                let kept = root.context().span().span_context().is_valid();
+                let _e = root.enter();
+                let child = tracing::info_span!("child");
+                let _c = child.enter();
+                let mut md = tonic::metadata::MetadataMap::new();
+                crate::inject(&mut md);
+                let tp = md.get("traceparent").unwrap().to_str().unwrap().to_owned();
+                if kept {
+                    assert!(tp.ends_with("-01"), "{tp}");
+                } else {
+                    dropped += 1;
+                    assert!(tp.ends_with("-00"), "{tp}");
+                }
+            }
+        });
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        let roots: std::collections::HashSet<_> = spans
+            .iter()
+            .filter(|s| s.name == "root")
+            .map(|s| s.span_context.trace_id())
+            .collect();
+        let children: std::collections::HashSet<_> = spans
+            .iter()
+            .filter(|s| s.name == "child")
+            .map(|s| s.span_context.trace_id())
+            .collect();
+        assert_eq!(roots, children, "every kept root has its child, no orphan");
+        assert_eq!(roots.len() + dropped, 200);
+        // Binomial(200, 0.5): outside [50, 150] is a 1e-12 event.
+        assert!((50..=150).contains(&dropped), "{dropped}");
+    }
+
     use opentelemetry::metrics::MeterProvider as _;
 
     #[test]

@@ -17,6 +17,7 @@
 mod metrics;
 pub mod process;
 pub mod propagation;
+pub mod sampling;
 
 #[cfg(feature = "export")]
 mod export;

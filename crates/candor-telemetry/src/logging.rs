@@ -132,7 +132,14 @@ where
         // the span is entered (JSON lines only: see `install`), so the current
         // context is the event's span. (`Span::current()` is not usable here: a
         // formatter runs inside the dispatcher, which then reports no span.)
-        let cx = opentelemetry::Context::current();
+        // Inside an unsampled request the inner spans are not bridged (see
+        // `sampling`): their lines carry the request root's ids.
+        let unsampled = ctx.lookup_current().and_then(|s| {
+            s.extensions()
+                .get::<crate::sampling::Unsampled>()
+                .map(|u| u.cx.clone())
+        });
+        let cx = unsampled.unwrap_or_else(opentelemetry::Context::current);
         let sc = cx.span().span_context().clone();
         if sc.is_valid() {
             obj.insert("trace_id".into(), sc.trace_id().to_string().into());
@@ -189,13 +196,15 @@ pub(crate) fn install(
         // future; thread and source-location attributes are built per span: all
         // work on the request path (issue 12's export cost). Propagation
         // reads the span's own context; only JSON lines need the activated one.
-        tracing_opentelemetry::layer()
-            .with_tracer(t)
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_location(false)
-            .with_context_activation(config.log_format == LogFormat::Json)
-            .with_filter(bridge_filter())
+        crate::sampling::SampledOnly::new(
+            tracing_opentelemetry::layer()
+                .with_tracer(t)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_context_activation(config.log_format == LogFormat::Json),
+        )
+        .with_filter(bridge_filter())
     });
     tracing_subscriber::registry()
         .with(filter)
@@ -263,6 +272,39 @@ mod tests {
         assert_eq!(trace_id.len(), 32);
         assert_ne!(trace_id, "00000000000000000000000000000000");
         assert_eq!(lines[1]["span_id"].as_str().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn json_lines_inside_unsampled_requests_carry_the_root_ids() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+            .build();
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(buf.clone())
+                    .event_format(JsonFormat),
+            )
+            .with(crate::sampling::SampledOnly::new(
+                tracing_opentelemetry::layer().with_tracer(provider.tracer("t")),
+            ));
+        let mut root_trace = String::new();
+        tracing::subscriber::with_default(subscriber, || {
+            let root = tracing::info_span!("grpc.server");
+            crate::sampling::mark_if_unsampled(&root);
+            root_trace = root.context().span().span_context().trace_id().to_string();
+            let _r = root.enter();
+            let child = tracing::info_span!("rpc");
+            let _c = child.enter();
+            tracing::info!("inside");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["spans"][1], "rpc");
+        assert_eq!(line["trace_id"].as_str().unwrap(), root_trace);
     }
 
     #[test]

@@ -52,7 +52,12 @@ impl Extractor for HeaderExtractor<'_> {
 /// The OpenTelemetry context of the current `tracing` span (or the active
 /// OpenTelemetry context when the caller uses the OpenTelemetry API directly).
 pub fn current_context() -> Context {
-    let from_span = tracing::Span::current().context();
+    let span = tracing::Span::current();
+    // Inside an unsampled request: the root's context, so the decision travels.
+    if let Some(cx) = crate::sampling::unsampled_context(&span) {
+        return cx;
+    }
+    let from_span = span.context();
     if opentelemetry::trace::TraceContextExt::has_active_span(&from_span) {
         from_span
     } else {
@@ -215,22 +220,21 @@ where
             .span_context()
             .is_valid();
         let span = if has_parent || self.root_spans {
-            tracing::info_span!(
-                "grpc.server",
-                otel.name = &*path,
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = &*service,
-                rpc.method = &*method,
-                rpc.grpc.status_code = tracing::field::Empty,
-            )
+            // Sampled once, here: an unsampled call is never bridged.
+            crate::sampling::root_span(&parent, &path, || {
+                tracing::info_span!(
+                    "grpc.server",
+                    otel.name = &*path,
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                    rpc.service = &*service,
+                    rpc.method = &*method,
+                    rpc.grpc.status_code = tracing::field::Empty,
+                )
+            })
         } else {
             tracing::Span::none()
         };
-        if has_parent {
-            // Err only when no OpenTelemetry layer is installed: nothing to link.
-            let _ = span.set_parent(parent);
-        }
         let start = Instant::now();
         let fut = {
             let _enter = span.enter();
