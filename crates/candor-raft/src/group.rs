@@ -1,8 +1,8 @@
 //! [`RaftNode`] (one per process: log store, transport, group registry) and
 //! [`RaftGroup`] (a handle on one running group).
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError,
 use openraft::{BasicNode, Raft, ReadPolicy, ServerState};
 
 use crate::Error;
-use crate::log_store::{GroupLogStore, LogDb};
+use crate::log_store::{GroupLogStore, IoMode, LogDb};
 use crate::network::{
     BoxFuture, ClientWriteReply, ClientWriteRpc, ClientWriteRpcRef, NetworkFactory, RaftTransport,
     RejectReason, Rejected, RpcKind, SnapshotChunk, SnapshotChunkReply, SnapshotRpc,
@@ -108,6 +108,8 @@ pub struct RaftNodeConfig {
     pub tuning: RaftTuning,
     /// Prefix of every Raft key in the store.
     pub key_prefix: Vec<u8>,
+    /// Where store work runs: threads (servers) or inline (simulation).
+    pub io: IoMode,
 }
 
 impl RaftNodeConfig {
@@ -118,6 +120,7 @@ impl RaftNodeConfig {
             addr: addr.into(),
             tuning: RaftTuning::default(),
             key_prefix: DEFAULT_KEY_PREFIX.to_vec(),
+            io: IoMode::Threads,
         }
     }
 }
@@ -176,7 +179,7 @@ async fn receive_snapshot_chunk<L: StateMachineLogic>(
     let mut slot = receiving.lock().await;
     if req.offset == 0 {
         let l = log.clone();
-        blocking_io(move || recv_clear(&l))
+        blocking_io(log, move || recv_clear(&l))
             .await
             .map_err(unavailable)?;
         *slot = Some(Receiving {
@@ -204,7 +207,7 @@ async fn receive_snapshot_chunk<L: StateMachineLogic>(
         )));
     }
     let (l, first, data) = (log.clone(), r.chunks, req.data);
-    let added = blocking_io(move || recv_append(&l, first, &data))
+    let added = blocking_io(log, move || recv_append(&l, first, &data))
         .await
         .map_err(unavailable)?;
     r.chunks += added;
@@ -214,7 +217,7 @@ async fn receive_snapshot_chunk<L: StateMachineLogic>(
     }
     let (total, chunks) = (r.total, r.chunks);
     let l = log.clone();
-    let data = blocking_io(move || recv_data(&l, total, chunks))
+    let data = blocking_io(log, move || recv_data(&l, total, chunks))
         .await
         .map_err(unavailable)?;
     *slot = None;
@@ -229,18 +232,17 @@ async fn receive_snapshot_chunk<L: StateMachineLogic>(
     // The install copied what it needed (and no other transfer could start meanwhile:
     // the slot is still locked).
     let l = log.clone();
-    blocking_io(move || recv_clear(&l))
+    blocking_io(log, move || recv_clear(&l))
         .await
         .map_err(unavailable)?;
     Ok(SnapshotChunkReply::Done(resp))
 }
 
 async fn blocking_io<T: Send + 'static>(
+    log: &GroupLogStore,
     f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
 ) -> Result<T, std::io::Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| std::io::Error::other(format!("task failed: {e}")))?
+    crate::log_store::run_io(log.io_mode(), f).await
 }
 
 impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
@@ -341,7 +343,7 @@ struct NodeInner {
     raft_config: Arc<openraft::Config>,
     db: LogDb,
     transport: Arc<dyn RaftTransport>,
-    groups: RwLock<HashMap<GroupId, Slot>>,
+    groups: RwLock<BTreeMap<GroupId, Slot>>,
 }
 
 /// One process's Raft node: hosts any number of groups over one log store and one transport.
@@ -374,7 +376,7 @@ impl RaftNode {
         transport: Arc<dyn RaftTransport>,
     ) -> Result<Self, Error> {
         let raft_config = Arc::new(config.tuning.to_openraft()?);
-        let db = LogDb::open(kv, &config.key_prefix)
+        let db = LogDb::open_with(kv, &config.key_prefix, config.io)
             .map_err(|e| Error::Config(format!("cannot start the log syncer: {e}")))?;
         Ok(Self {
             inner: Arc::new(NodeInner {
@@ -382,7 +384,7 @@ impl RaftNode {
                 raft_config,
                 db,
                 transport,
-                groups: RwLock::new(HashMap::new()),
+                groups: RwLock::new(BTreeMap::new()),
             }),
         })
     }
@@ -426,11 +428,11 @@ impl RaftNode {
         v
     }
 
-    fn read_groups(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Slot>> {
+    fn read_groups(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<GroupId, Slot>> {
         self.inner.groups.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_groups(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Slot>> {
+    fn write_groups(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<GroupId, Slot>> {
         self.inner.groups.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -491,6 +493,7 @@ impl RaftNode {
             self.id(),
             group,
             self.inner.config.tuning.snapshot_install_timeout,
+            self.inner.config.io,
         );
         let raft = Raft::new(
             self.id(),
@@ -564,10 +567,10 @@ impl RaftNode {
 
     /// Stop every group on this node.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<dyn GroupService>> = self
-            .write_groups()
-            .drain()
-            .filter_map(|(_, slot)| match slot {
+        // In group order (a BTreeMap): a simulation replays shutdowns exactly.
+        let all: Vec<Arc<dyn GroupService>> = std::mem::take(&mut *self.write_groups())
+            .into_values()
+            .filter_map(|slot| match slot {
                 Slot::Running(g) => Some(g),
                 Slot::Starting => None,
             })
@@ -1044,6 +1047,8 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                     }
                     let commit = tokio::time::timeout_at(deadline, self.client_write(data.clone()));
                     let out = tokio::select! {
+                        // Polled in order, not at random: a simulation seed replays exactly.
+                        biased;
                         out = commit => out,
                         age = self.quorum_lost() => {
                             return Err(Error::Indeterminate {
@@ -1093,6 +1098,8 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                     // no longer answer for it. The outcome is unknown (it may have been
                     // replicated before the election); say so now, not at the deadline.
                     let out = tokio::select! {
+                        // Polled in order, not at random: a simulation seed replays exactly.
+                        biased;
                         out = sent => out?,
                         (new, new_term) = self.leader_replaced(id, term) => {
                             return Err(Error::Indeterminate {

@@ -4,8 +4,11 @@
 //!
 //! Faults (dropped requests, dropped replies, delays) are drawn from one RNG seeded by the
 //! test, consulted in message order under a lock; partitions and isolation are explicit.
-//! Task scheduling is not deterministic, so a seed replays the same fault *policy* and
-//! usually the same interleaving, not a bit-identical run. Print the seed on failure.
+//! On a multi-threaded runtime task scheduling is not deterministic: a seed replays the
+//! same fault *policy* and usually the same interleaving. On a current-thread runtime with
+//! a paused clock, nodes in [`crate::IoMode::Inline`] and the thread seeded
+//! ([`crate::sim`]), a seed replays the exact interleaving (`tests/simulation.rs`). Print
+//! the seed on failure.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};

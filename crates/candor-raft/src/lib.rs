@@ -178,6 +178,7 @@ mod in_process;
 pub mod kv;
 pub mod log_store;
 mod network;
+pub mod sim;
 mod state_machine;
 pub mod store_snapshot;
 #[cfg(feature = "test-util")]
@@ -194,7 +195,7 @@ pub use grpc::{GrpcConfig, GrpcRaftServer, GrpcTransport};
 pub use in_process::{FaultConfig, FaultHook, InProcessNetwork, MessageInfo, NetStats, Verdict};
 #[cfg(feature = "test-util")]
 pub use kv::{CrashStore, crash_store};
-pub use log_store::{GroupLogStore, LogDb};
+pub use log_store::{GroupLogStore, IoMode, LogDb};
 pub use network::{
     BoxFuture, NetworkFactory, RaftTransport, RejectReason, Rejected, RpcKind, TransportError,
     TransportRouter,

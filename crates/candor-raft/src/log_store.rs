@@ -71,6 +71,32 @@ const ENTRY_OVERHEAD: usize = 128;
 
 type SyncJob = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
 
+/// Where a node's Raft store work runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// Store writes on tokio's blocking pool, fsyncs on the syncer thread
+    /// (group commit across groups): what a server runs.
+    #[default]
+    Threads,
+    /// Everything on the calling task, fsyncs included: no thread besides the
+    /// runtime's. For deterministic simulation (see [`crate::sim`]) over an
+    /// in-memory store only: a real disk would stall the runtime.
+    Inline,
+}
+
+/// Runs `f` where `mode` says.
+pub(crate) async fn run_io<T: Send + 'static>(
+    mode: IoMode,
+    f: impl FnOnce() -> Result<T, io::Error> + Send + 'static,
+) -> Result<T, io::Error> {
+    match mode {
+        IoMode::Inline => f(),
+        IoMode::Threads => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| io::Error::other(format!("store task failed: {e}")))?,
+    }
+}
+
 /// The per-store Raft log database: shared by every group on a node.
 ///
 /// Cloning is cheap. Dropping the last clone (and every [`GroupLogStore`] made from it)
@@ -83,7 +109,9 @@ pub struct LogDb {
 pub(crate) struct DbShared {
     pub(crate) kv: Arc<dyn Store>,
     prefix: Vec<u8>,
-    sync_tx: mpsc::Sender<SyncJob>,
+    /// The syncer thread's queue; `None` in [`IoMode::Inline`] (sync in place).
+    sync_tx: Option<mpsc::Sender<SyncJob>>,
+    mode: IoMode,
 }
 
 impl LogDb {
@@ -91,16 +119,29 @@ impl LogDb {
     ///
     /// Spawns the syncer thread.
     pub fn open(kv: Arc<dyn Store>, prefix: &[u8]) -> Result<Self, io::Error> {
-        let (sync_tx, sync_rx) = mpsc::channel::<SyncJob>();
-        let thread_kv = Arc::clone(&kv);
-        std::thread::Builder::new()
-            .name("candor-raft-sync".into())
-            .spawn(move || syncer(thread_kv, sync_rx))?;
+        Self::open_with(kv, prefix, IoMode::Threads)
+    }
+
+    /// [`LogDb::open`] with the I/O placement chosen: [`IoMode::Inline`]
+    /// starts no thread.
+    pub fn open_with(kv: Arc<dyn Store>, prefix: &[u8], mode: IoMode) -> Result<Self, io::Error> {
+        let sync_tx = match mode {
+            IoMode::Inline => None,
+            IoMode::Threads => {
+                let (sync_tx, sync_rx) = mpsc::channel::<SyncJob>();
+                let thread_kv = Arc::clone(&kv);
+                std::thread::Builder::new()
+                    .name("candor-raft-sync".into())
+                    .spawn(move || syncer(thread_kv, sync_rx))?;
+                Some(sync_tx)
+            }
+        };
         Ok(Self {
             shared: Arc::new(DbShared {
                 kv,
                 prefix: prefix.to_vec(),
                 sync_tx,
+                mode,
             }),
         })
     }
@@ -138,7 +179,12 @@ fn syncer(kv: Arc<dyn Store>, rx: mpsc::Receiver<SyncJob>) {
 
 impl DbShared {
     fn submit_sync(&self, job: SyncJob) {
-        if let Err(mpsc::SendError(job)) = self.sync_tx.send(job) {
+        let Some(tx) = &self.sync_tx else {
+            // Inline: this sync covers every write that returned before it.
+            job(self.kv.sync().map_err(|e| io::Error::other(e.to_string())));
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = tx.send(job) {
             // The syncer only exits when every sender is gone; we hold one, so this is
             // unreachable in practice. Fail the IO rather than acknowledge it unsynced.
             job(Err(io::Error::other("raft log syncer stopped")));
@@ -194,6 +240,11 @@ impl GroupLogStore {
     /// First key after every log key of this group.
     fn log_end(&self) -> Vec<u8> {
         self.key(TAG_LOG + 1, &[])
+    }
+
+    /// Where this node's store work runs.
+    pub(crate) fn io_mode(&self) -> IoMode {
+        self.db.mode
     }
 
     pub(crate) fn kv(&self) -> &dyn Store {
@@ -417,10 +468,10 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             // On the blocking pool: a store write can wait behind an fsync in progress, and
             // must not stall the runtime threads every other group's Raft core runs on.
             let kv = Arc::clone(&self.db.kv);
-            tokio::task::spawn_blocking(move || kv.write_chunked(b, Durability::Buffered))
-                .await
-                .map_err(|e| io::Error::other(format!("raft log write task: {e}")))?
-                .map_err(io_err)?;
+            run_io(self.db.mode, move || {
+                kv.write_chunked(b, Durability::Buffered).map_err(io_err)
+            })
+            .await?;
         }
         // Even an empty append is acknowledged through the syncer, so completions stay in
         // submission order.

@@ -239,6 +239,8 @@ pub struct TransportRouter {
     addr: Arc<str>,
     /// Deadline of the last snapshot piece (it includes the install).
     install_timeout: Duration,
+    /// Where snapshot reads run (the node's [`crate::IoMode`]).
+    io: crate::IoMode,
 }
 
 impl TransportRouter {
@@ -248,6 +250,7 @@ impl TransportRouter {
             from: self.from,
             addr: Arc::from(addr),
             install_timeout: self.install_timeout,
+            io: self.io,
         }
     }
 
@@ -351,16 +354,16 @@ impl TransportRouter {
             let Some(mut r) = reader.take() else {
                 return Err(net_err("snapshot reader lost".into()));
             };
-            let (r, data) = tokio::task::spawn_blocking(move || {
+            let (r, data) = crate::log_store::run_io(self.io, move || {
                 let mut buf = vec![0u8; want];
                 let n = read_full(&mut r, &mut buf);
-                (
+                Ok((
                     r,
                     n.map(|n| {
                         buf.truncate(n);
                         buf
                     }),
-                )
+                ))
             })
             .await
             .map_err(|e| net_err(format!("snapshot read task: {e}")))?;
@@ -472,6 +475,8 @@ impl GroupRouter<TypeConfig, GroupId> for TransportRouter {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let send = self.send_snapshot(target, group_id, vote, snapshot, option);
         tokio::select! {
+            // Polled in order, not at random: a simulation seed replays exactly.
+            biased;
             closed = cancel => Err(StreamingError::Closed(closed)),
             r = send => r,
         }
@@ -508,6 +513,7 @@ impl NetworkFactory {
         from: NodeId,
         group: GroupId,
         install_timeout: Duration,
+        io: crate::IoMode,
     ) -> Self {
         Self {
             router: TransportRouter {
@@ -515,6 +521,7 @@ impl NetworkFactory {
                 from,
                 addr: Arc::from(""),
                 install_timeout,
+                io,
             },
             group,
         }

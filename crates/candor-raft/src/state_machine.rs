@@ -169,12 +169,12 @@ fn logic_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("state machine logic: {e}"))
 }
 
+/// Store and logic work: on the blocking pool, or inline (see [`crate::IoMode`]).
 async fn blocking<T: Send + 'static>(
+    mode: crate::IoMode,
     f: impl FnOnce() -> Result<T, io::Error> + Send + 'static,
 ) -> Result<T, io::Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("state machine task failed: {e}")))?
+    crate::log_store::run_io(mode, f).await
 }
 
 impl<L: StateMachineLogic> StateMachine<L> {
@@ -202,7 +202,7 @@ impl<L: StateMachineLogic> StateMachine<L> {
         shared: Arc<Shared<L>>,
         f: impl FnOnce(&L) -> R + Send + 'static,
     ) -> Result<R, io::Error> {
-        blocking(move || Ok(f(&shared.lock().logic))).await
+        blocking(shared.store.io_mode(), move || Ok(f(&shared.lock().logic))).await
     }
 }
 
@@ -307,7 +307,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
             if (done && !chunk.is_empty()) || chunk.len() >= APPLY_CHUNK {
                 let shared = Arc::clone(&self.shared);
                 let batch = std::mem::take(&mut chunk);
-                blocking(move || apply_chunk(&shared, batch)).await?;
+                blocking(shared.store.io_mode(), move || apply_chunk(&shared, batch)).await?;
             }
             if done {
                 return Ok(());
@@ -336,7 +336,8 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
         let store = self.shared.store.clone();
         let is_current = match snapshot.generation {
             Some(g) => {
-                let header = blocking(move || read_header(store.kv(), &store)).await?;
+                let header =
+                    blocking(store.io_mode(), move || read_header(store.kv(), &store)).await?;
                 header.is_some_and(|h| h.generation == g && h.meta == *meta)
             }
             None => false,
@@ -354,7 +355,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
             .await?;
         }
         let shared = Arc::clone(&self.shared);
-        blocking(move || {
+        blocking(shared.store.io_mode(), move || {
             let mut reader = snapshot.reader();
             let mut g = shared.lock();
             g.logic.restore(&mut reader, &marker).map_err(logic_err)?;
@@ -374,7 +375,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for StateMachine<L> {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<RaftSnapshot>, io::Error> {
         let store = self.shared.store.clone();
-        blocking(move || load_snapshot(&store)).await
+        blocking(store.io_mode(), move || load_snapshot(&store)).await
     }
 }
 
@@ -391,7 +392,7 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
     async fn build_snapshot(&mut self) -> Result<RaftSnapshot, io::Error> {
         let started = std::time::Instant::now();
         let shared = Arc::clone(&self.shared);
-        let (meta, source) = blocking(move || {
+        let (meta, source) = blocking(shared.store.io_mode(), move || {
             let g = shared.lock();
             let source = g.logic.snapshot().map_err(logic_err)?;
             let meta = SnapshotMeta {
@@ -415,7 +416,7 @@ impl<L: StateMachineLogic> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<L
         );
         let store = self.shared.store.clone();
         // The stored one: ours, or a newer one installed meanwhile.
-        blocking(move || load_snapshot(&store))
+        blocking(store.io_mode(), move || load_snapshot(&store))
             .await?
             .ok_or_else(|| data_err("snapshot", "missing right after it was saved"))
     }
@@ -585,7 +586,7 @@ async fn save_snapshot(
     let _serialized = lock.lock().await;
     let s = store.clone();
     let meta = meta.clone();
-    blocking(move || save_blocking(&s, &meta, source)).await?;
+    blocking(s.io_mode(), move || save_blocking(&s, &meta, source)).await?;
     store.sync().await
 }
 

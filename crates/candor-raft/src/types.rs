@@ -54,6 +54,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = openraft::BasicNode,
+        AsyncRuntime = crate::sim::SimRuntime,
 );
 
 /// A log position: (leader term, leader node, index).
