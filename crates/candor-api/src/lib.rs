@@ -49,4 +49,4 @@ pub use limits::Limits;
 pub use proxy::{ApiProxy, ProxyOptions, serve_proxy, serve_proxy_tls};
 pub use publisher::{CosignatureLog, PublishError, PublishReceipt, PublishRequest, Publisher};
 pub use server::{serve, serve_tls};
-pub use service::{ApiOptions, Backend, KtService};
+pub use service::{ApiOptions, Backend, Currency, KtService};

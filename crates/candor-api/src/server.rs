@@ -62,8 +62,9 @@ pub(crate) fn public_router(
 /// with UNAVAILABLE, in-flight calls finish.
 ///
 /// Health: both the empty service name and `candor.v1.KeyTransparency`
-/// report NOT_SERVING until the first epoch is signed, then SERVING, and
-/// NOT_SERVING again once shutdown begins.
+/// report NOT_SERVING until the first epoch is signed, then SERVING while the
+/// backend's [`crate::Currency`] check passes (NOT_SERVING while it fails),
+/// and NOT_SERVING again once shutdown begins.
 pub async fn serve(
     listener: TcpListener,
     service: KtService,
@@ -92,11 +93,37 @@ pub async fn serve_tls(
 
     let mut heads = service.heads();
     let r = reporter.clone();
+    let svc = service.clone();
     let health_task = tokio::spawn(async move {
-        if heads.wait_for(|h| h.is_some()).await.is_ok() {
-            r.set_service_status("", ServingStatus::Serving).await;
-            r.set_service_status(kt, ServingStatus::Serving).await;
-            tracing::info!("first epoch signed: health SERVING");
+        if heads.wait_for(|h| h.is_some()).await.is_err() {
+            return;
+        }
+        tracing::info!("first epoch signed");
+        // Then follow the member's currency: a member cut off from its quorum
+        // stops advertising itself, so balancers route around it.
+        let every = (svc.epoch_interval() / 4).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(1),
+        );
+        let mut serving = None;
+        loop {
+            let now = svc.current();
+            if serving != Some(now.is_ok()) {
+                let status = match &now {
+                    Ok(()) => {
+                        tracing::info!("health SERVING");
+                        ServingStatus::Serving
+                    }
+                    Err(why) => {
+                        tracing::warn!(%why, "health NOT_SERVING: not current");
+                        ServingStatus::NotServing
+                    }
+                };
+                r.set_service_status("", status).await;
+                r.set_service_status(kt, status).await;
+                serving = Some(now.is_ok());
+            }
+            tokio::time::sleep(every).await;
         }
     });
 

@@ -36,6 +36,12 @@ const LEGACY_COSIG_PREFIX: &[u8] = b"candor-api/cosig/";
 /// may learn of an epoch from one member and ask another that has not applied it).
 const CATCH_UP_EPOCHS: u64 = 2;
 
+/// Whether this member may present its newest head as the latest: `Err(why)`
+/// when it knows it is behind or is cut off from the deployment (a cluster
+/// member's rules are in `candor_node::currency`). Called on every read of the
+/// latest epoch and by health: it must be cheap and must not block.
+pub type Currency = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+
 /// What the service reads and writes through.
 #[derive(Clone)]
 pub struct Backend {
@@ -49,6 +55,9 @@ pub struct Backend {
     pub epochs: Arc<EpochLogStore>,
     /// The latest signed head; wakes `WatchEpochs` and health.
     pub heads: watch::Receiver<Option<SignedHead>>,
+    /// Whether `heads` may be presented as the latest (`None`: always; a single
+    /// node, or a reader of a shared store).
+    pub currency: Option<Currency>,
     /// The deployment's public configuration.
     pub config: PublicConfig,
 }
@@ -85,6 +94,7 @@ struct Inner {
     forest: Forest,
     epochs: Arc<EpochLogStore>,
     heads: watch::Receiver<Option<SignedHead>>,
+    currency: Option<Currency>,
     config: PublicConfig,
     config_bytes: Vec<u8>,
     vrf: VrfSecretKey,
@@ -139,6 +149,7 @@ impl KtService {
             forest: backend.forest,
             epochs: backend.epochs,
             heads: backend.heads,
+            currency: backend.currency,
             config_bytes: backend.config.encode(),
             config: backend.config,
             vrf,
@@ -193,6 +204,17 @@ impl KtService {
     /// The latest-head receiver (for health reporting).
     pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
         self.inner.heads.clone()
+    }
+
+    /// Whether the newest head may be presented as the latest now (`Ok` when no
+    /// [`Currency`] check was given).
+    pub fn current(&self) -> std::result::Result<(), String> {
+        self.inner.currency.as_ref().map_or(Ok(()), |c| c())
+    }
+
+    /// The deployment's epoch interval.
+    pub fn epoch_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.config.epoch_interval_ms)
     }
 
     /// Ends every open `WatchEpochs` stream with `UNAVAILABLE`: call before a
@@ -428,6 +450,14 @@ impl Inner {
                     return Err(ApiError::FailedPrecondition(
                         "no epoch has been signed yet; retry after one epoch interval".into(),
                     ));
+                }
+                // Never present a head as the latest that this member cannot vouch
+                // for: another member (or the front door's next try) can.
+                if let Some(Err(why)) = self.currency.as_ref().map(|c| c()) {
+                    return Err(ApiError::Unavailable(format!(
+                        "this member cannot serve the latest epoch (its newest is {latest}): \
+                         {why}; ask another member"
+                    )));
                 }
                 self.head(latest)
             }

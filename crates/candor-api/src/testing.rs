@@ -135,6 +135,7 @@ impl LocalNode {
             forest: self.forest.clone(),
             epochs: self.epochs.clone(),
             heads: self.heads.subscribe(),
+            currency: None,
             config: self.config.clone(),
         }
     }

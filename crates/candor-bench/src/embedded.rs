@@ -86,6 +86,7 @@ impl EmbeddedService {
             forest: node.forest(),
             epochs: node.epochs(),
             heads: node.heads(),
+            currency: Some(node.currency()),
             config: config.clone(),
         };
         let options = ApiOptions {

@@ -50,6 +50,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod currency;
 pub mod dev_certs;
 pub mod keys;
 pub mod member;
@@ -353,6 +354,12 @@ pub struct Node {
     /// Where auditors' cosignatures are stored (see [`Node::cosignature_log`]).
     cosignatures: Arc<dyn CosignatureLog>,
     heads: watch::Receiver<Option<SignedHead>>,
+    /// When `heads` last changed (for [`Node::currency`]).
+    head_clock: currency::HeadClock,
+    /// Whether this node's heads come from its own groups (not a shared store).
+    heads_from_groups: bool,
+    /// Epoch interval and Raft election timeout (for [`Node::currency`]).
+    currency_timing: (Duration, Duration),
     membership: Membership,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -1030,6 +1037,9 @@ impl Node {
             &cancel,
             &mut tasks,
         );
+        let (head_clock, clock_task) =
+            currency::HeadClock::follow(heads.clone(), cancel.child_token());
+        tasks.push(clock_task);
         info!(
             node = node_id,
             shard_members = plan.shard_members.as_ref().map_or(0, BTreeMap::len),
@@ -1057,6 +1067,9 @@ impl Node {
             shard_publisher,
             cosignatures,
             heads,
+            head_clock,
+            heads_from_groups: !plan.shared,
+            currency_timing: (config.epoch_interval, config.raft.election_timeout_max),
             membership,
             cancel,
             tasks,
@@ -1252,6 +1265,38 @@ impl Node {
     /// sequencer's entry before the seals it names).
     pub fn heads(&self) -> watch::Receiver<Option<SignedHead>> {
         self.heads.clone()
+    }
+
+    /// Whether this member may present its newest head as the latest, checked at
+    /// each call (see [`currency`]): the API's latest reads, gRPC health and
+    /// `/readyz` follow it.
+    pub fn currency(&self) -> candor_api::Currency {
+        let heads = self.heads.clone();
+        let epochs = Arc::clone(&self.epochs);
+        let raft = self.raft.downgrade();
+        let clock = self.head_clock.clone();
+        let from_groups = self.heads_from_groups;
+        let (epoch_interval, election_timeout) = self.currency_timing;
+        Arc::new(move || {
+            let served_epoch = heads.borrow().as_ref().map_or(0, |h| h.head.epoch);
+            let since_last_head = clock.since();
+            // Group metrics only matter once heads are stale (rule 2); reading
+            // them on every latest read would cost a copy per group.
+            let stale = since_last_head > epoch_interval * currency::STALE_INTERVALS;
+            let groups = match (from_groups && stale, raft.upgrade()) {
+                (true, Some(r)) => r.group_metrics(),
+                (true, None) => return Err("shutting down".into()),
+                (false, _) => Vec::new(),
+            };
+            currency::verdict(&currency::CurrencyInputs {
+                served_epoch,
+                signed_epoch: epochs.latest_epoch(),
+                since_last_head,
+                epoch_interval,
+                election_timeout,
+                groups: &groups,
+            })
+        })
     }
 
     /// The public configuration (what clients pin).

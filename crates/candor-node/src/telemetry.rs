@@ -34,11 +34,14 @@ fn sample(m: &candor_raft::GroupMetrics) -> RaftGroupSample {
 }
 
 impl Node {
-    /// Readiness of a member: a signed head, and a leader in every local group.
+    /// Readiness of a member: a signed head, a leader in every local group, and
+    /// a current head ([`Node::currency`]: not cut off from its quorum with a
+    /// stale head, not knowingly behind).
     pub fn readiness(&self) -> Readiness {
         let node = self;
         let heads = node.heads();
         let raft = node.raft().downgrade();
+        let currency = node.currency();
         Arc::new(move || {
             if heads.borrow().is_none() {
                 return Err("no signed head yet".into());
@@ -59,11 +62,10 @@ impl Node {
                 .filter(|m| m.leader.is_none())
                 .map(|m| group_label(m.group))
                 .collect();
-            if leaderless.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("no leader in {}", leaderless.join(", ")))
+            if !leaderless.is_empty() {
+                return Err(format!("no leader in {}", leaderless.join(", ")));
             }
+            currency().map_err(|why| format!("not current: {why}"))
         })
     }
 

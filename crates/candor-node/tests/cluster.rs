@@ -706,3 +706,134 @@ async fn shared_state_cluster_survives_seeded_faults() -> Result<()> {
     }
     Ok(())
 }
+
+/// Waits (up to `within`) until `f` holds, polling.
+async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// The newest epoch any running member serves.
+fn newest_epoch(cluster: &Cluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .flatten()
+        .filter_map(|n| n.heads().borrow().as_ref().map(|h| h.head.epoch))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A member cut off from the others stops presenting its newest head as the
+/// latest (its latest reads are UNAVAILABLE and its health NOT_SERVING follows
+/// the same check), while the others stay current; once healed it is current
+/// again. Both a follower of the sequencer and its leader are cut off in turn:
+/// with pre-vote a cut-off follower keeps naming its old leader, and a cut-off
+/// leader keeps leading, so neither ever reports "no leader".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()> {
+    use candor_api::{ApiOptions, Backend, KtService};
+    use candor_proto::candor::v1 as pb;
+    use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
+
+    init_log();
+    let cluster = Cluster::new(7, Layout::CoLocated).await?;
+    let all_current = |c: &Cluster| (0..3).all(|i| c.node(i).currency()().is_ok());
+    ensure!(
+        eventually(Duration::from_secs(30), || newest_epoch(&cluster) >= 3
+            && all_current(&cluster))
+        .await,
+        "the cluster never became current"
+    );
+    let leader = cluster.sequencer_leader().context("a sequencer leader")?;
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    for (role, cut) in [("follower", follower), ("leader", leader)] {
+        let i = cut as usize - 1;
+        let node = cluster.node(i);
+        let svc = KtService::new(
+            Backend {
+                publisher: node.publisher(),
+                cosignatures: node.cosignature_log(),
+                forest: node.forest(),
+                epochs: node.epochs(),
+                heads: node.heads(),
+                currency: Some(node.currency()),
+                config: node.config().clone(),
+            },
+            vrf(),
+            ApiOptions::default(),
+        )?;
+        let latest = || async {
+            svc.get_latest_epoch(tonic::Request::new(pb::GetLatestEpochRequest {}))
+                .await
+        };
+        ensure!(
+            latest().await.is_ok(),
+            "member {cut} serves the latest head"
+        );
+
+        let started = tokio::time::Instant::now();
+        let epoch_at_cut = newest_epoch(&cluster);
+        cluster.net.isolate(cut);
+        let current = node.currency();
+        ensure!(
+            eventually(Duration::from_secs(30), || current().is_err()).await,
+            "isolated {role} {cut} still presents its head as the latest"
+        );
+        let why = current().unwrap_err();
+        println!(
+            "isolated {role} {cut}: not current after {} ms, {} epochs signed meanwhile \
+             by the others: {why}",
+            started.elapsed().as_millis(),
+            newest_epoch(&cluster).saturating_sub(epoch_at_cut)
+        );
+        let status = latest().await.expect_err("latest read of a cut-off member");
+        ensure!(
+            status.code() == tonic::Code::Unavailable,
+            "cut-off member answered {status:?}"
+        );
+        // Reads at an explicit epoch do not claim to be the latest: still served.
+        let served = node.heads().borrow().as_ref().map(|h| h.head.epoch);
+        let at = svc
+            .get_epoch(tonic::Request::new(pb::GetEpochRequest {
+                epoch: served.context("a served head")?,
+            }))
+            .await;
+        ensure!(at.is_ok(), "explicit-epoch read refused: {at:?}");
+        // The other two go on signing and stay current.
+        let before = newest_epoch(&cluster);
+        ensure!(
+            eventually(Duration::from_secs(30), || newest_epoch(&cluster)
+                > before + 2
+                && (1..=3).filter(|&id| id != cut).all(|id| cluster
+                    .node(id as usize - 1)
+                    .currency()(
+                )
+                .is_ok()))
+            .await,
+            "the members that can reach each other stopped being current"
+        );
+
+        cluster.net.heal();
+        ensure!(
+            eventually(Duration::from_secs(60), || all_current(&cluster)).await,
+            "member {cut} did not become current after the partition healed: {:?}",
+            current()
+        );
+        ensure!(
+            latest().await.is_ok(),
+            "member {cut} serves the latest again"
+        );
+    }
+    let mut cluster = cluster;
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    Ok(())
+}

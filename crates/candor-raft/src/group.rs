@@ -143,6 +143,28 @@ struct GroupEntry<L: StateMachineLogic> {
     log: GroupLogStore,
     /// The snapshot transfer being received, if any (one at a time per group).
     receiving: Arc<tokio::sync::Mutex<Option<Receiving>>>,
+    /// When a leader last reached this replica (see [`LeaderContact`]).
+    contact: Arc<LeaderContact>,
+}
+
+/// When this replica last accepted an AppendEntries from a leader (a heartbeat
+/// or entries, of a term not older than its own). With pre-vote a follower cut
+/// off from its leader stays a follower that still names it: this is how it
+/// can tell that nobody has reached it for a while.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderContact(std::sync::Mutex<Option<tokio::time::Instant>>);
+
+impl LeaderContact {
+    pub(crate) fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
 }
 
 /// A snapshot transfer in progress on the receiving side.
@@ -247,7 +269,7 @@ async fn blocking_io<T: Send + 'static>(
 
 impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
     fn metrics(&self) -> GroupMetrics {
-        metrics_of(&self.raft, self.group)
+        metrics_of(&self.raft, self.group, &self.contact)
     }
 
     fn handle(
@@ -258,6 +280,7 @@ impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
         let raft = self.raft.clone();
         let (group, max_payload) = (self.group, self.max_payload);
         let (log, receiving) = (self.log.clone(), Arc::clone(&self.receiving));
+        let contact = Arc::clone(&self.contact);
         Box::pin(async move {
             match kind {
                 RpcKind::SnapshotChunk => {
@@ -295,7 +318,7 @@ impl<L: StateMachineLogic> GroupService for GroupEntry<L> {
                     };
                 }
                 RpcKind::ClientWrite => {}
-                _ => return serve(&raft, kind, &payload).await,
+                _ => return serve(&raft, kind, &payload, &contact).await,
             }
             let req: ClientWriteRpc = decode(&payload).map_err(|e| {
                 Rejected::new(RejectReason::Malformed, format!("decode client-write: {e}"))
@@ -455,6 +478,7 @@ impl RaftNode {
         let (raft, sm) = self.build_group(group, logic).await?;
         std::mem::forget(reservation);
         let max_payload = self.inner.db.group(group).max_payload_bytes();
+        let contact = Arc::new(LeaderContact::default());
         self.write_groups().insert(
             group,
             Slot::Running(Arc::new(GroupEntry {
@@ -463,6 +487,7 @@ impl RaftNode {
                 max_payload,
                 log: self.inner.db.group(group),
                 receiving: Arc::new(tokio::sync::Mutex::new(None)),
+                contact: Arc::clone(&contact),
             })),
         );
         Ok(RaftGroup {
@@ -471,6 +496,7 @@ impl RaftNode {
             raft,
             sm,
             max_payload,
+            contact,
         })
     }
 
@@ -894,6 +920,14 @@ pub struct GroupMetrics {
     /// On the leader: the highest log index known replicated to each node
     /// (itself included); empty on followers.
     pub replication: BTreeMap<NodeId, u64>,
+    /// On the leader of a group with more than one voter: how long ago a quorum
+    /// last acknowledged it (a healthy leader hears from one every heartbeat).
+    /// `None` on followers, on a sole voter, or before the first acknowledgement.
+    pub quorum_ack_age: Option<Duration>,
+    /// On a follower: how long ago a leader last reached it with an
+    /// AppendEntries it accepted (heartbeats included). `None` on the leader,
+    /// and before any leader has reached this replica since it started.
+    pub leader_contact_age: Option<Duration>,
 }
 
 /// A handle on one group running on this node. Cloning is cheap.
@@ -903,6 +937,7 @@ pub struct RaftGroup<L: StateMachineLogic> {
     raft: Raft<TypeConfig, StateMachine<L>>,
     sm: Arc<crate::state_machine::Shared<L>>,
     max_payload: usize,
+    contact: Arc<LeaderContact>,
 }
 
 impl<L: StateMachineLogic> Clone for RaftGroup<L> {
@@ -913,6 +948,7 @@ impl<L: StateMachineLogic> Clone for RaftGroup<L> {
             raft: self.raft.clone(),
             sm: Arc::clone(&self.sm),
             max_payload: self.max_payload,
+            contact: Arc::clone(&self.contact),
         }
     }
 }
@@ -1277,7 +1313,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
 
     /// Current Raft metrics of this replica.
     pub fn metrics(&self) -> GroupMetrics {
-        metrics_of(&self.raft, self.group)
+        metrics_of(&self.raft, self.group, &self.contact)
     }
 
     /// Wait until some leader is known, up to `timeout`.
@@ -1332,8 +1368,19 @@ impl<L: StateMachineLogic> RaftGroup<L> {
 fn metrics_of<L: StateMachineLogic>(
     raft: &Raft<TypeConfig, StateMachine<L>>,
     group: GroupId,
+    contact: &LeaderContact,
 ) -> GroupMetrics {
     let m = raft.metrics().borrow_watched().clone();
+    let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+    // A sole voter is its own quorum: openraft never refreshes its ack time.
+    let quorum_ack_age = match &m.last_quorum_acked {
+        Some(acked) if voters.len() > 1 => Some(openraft::Instant::elapsed(&**acked)),
+        _ => None,
+    };
+    let leader_contact_age = match m.current_leader {
+        Some(l) if l != m.id => contact.age(),
+        _ => None,
+    };
     GroupMetrics {
         group,
         node: m.id,
@@ -1345,7 +1392,7 @@ fn metrics_of<L: StateMachineLogic>(
         committed: m.local_committed,
         snapshot: m.snapshot,
         purged: m.purged,
-        voters: m.membership_config.membership().voter_ids().collect(),
+        voters,
         stopped: m.running_state.as_ref().err().map(|f| f.to_string()),
         replication: m
             .replication
@@ -1356,5 +1403,7 @@ fn metrics_of<L: StateMachineLogic>(
                     .collect()
             })
             .unwrap_or_default(),
+        quorum_ack_age,
+        leader_contact_age,
     }
 }

@@ -586,12 +586,17 @@ pub(crate) async fn serve<L: StateMachineLogic>(
     raft: &Raft<TypeConfig, StateMachine<L>>,
     kind: RpcKind,
     payload: &[u8],
+    contact: &crate::group::LeaderContact,
 ) -> Result<Vec<u8>, Rejected> {
     let out = match kind {
         RpcKind::AppendEntries => {
             let req: AppendEntriesRequest<TypeConfig> =
                 decode(payload).map_err(|e| malformed("decode append-entries", e))?;
             let resp = raft.append_entries(req).await.map_err(stopped)?;
+            // Any answer but "your term is over" means a current leader reached us.
+            if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+                contact.touch();
+            }
             encode(&resp)
         }
         RpcKind::Vote => {

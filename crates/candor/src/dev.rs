@@ -146,6 +146,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         forest: node.forest(),
         epochs: node.epochs(),
         heads: node.heads(),
+        currency: Some(node.currency()),
         config: public.clone(),
     };
     let options = ApiOptions {

@@ -108,6 +108,7 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         forest: reader.forest(),
         epochs: reader.epochs(),
         heads: reader.heads(),
+        currency: None,
         config: public.clone(),
     };
     let options = ApiOptions {

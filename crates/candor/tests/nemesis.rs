@@ -21,7 +21,13 @@
 //! * one signed head per epoch across all members (byte-identical);
 //! * every head extends the previous (a full audit from epoch 1 verifies);
 //! * per-label versions are gap-free (verified histories);
-//! * no client saw the epoch go back through its front door.
+//! * no client saw the epoch go back through its front door;
+//! * a member cut off by a partition stops presenting its head as the latest:
+//!   a prober in the root namespace (which the faults never cut off) asks every
+//!   member directly for its latest epoch every 200 ms; from 2 s after a
+//!   partition starts until it heals, the partitioned member may answer only
+//!   `UNAVAILABLE` or an epoch at most [`MAX_PROBE_LAG`] behind the newest any
+//!   member has answered. The largest lag of any member's answer is printed.
 //!
 //! The seed (`CANDOR_NEMESIS_SEED`) and every fault are printed; the duration is
 //! `CANDOR_NEMESIS_SECS` (default 90). The history is written as JSON lines to
@@ -48,6 +54,12 @@ const API_PORT: u16 = 8700;
 const RAFT_PORT: u16 = 8701;
 /// The member whose data directory is a small tmpfs (`disk-full`).
 const SMALL_DISK_MEMBER: usize = 2;
+/// How far behind the newest epoch a partitioned member's latest answer may be
+/// (epochs of 500 ms; it must stop within 2 epoch intervals of its last head).
+const MAX_PROBE_LAG: u64 = 3;
+/// From when, after a partition starts, the bound above applies (2 epoch
+/// intervals, one election timeout and a health poll, with room for a loaded CI).
+const PROBE_GRACE_MS: u128 = 2_000;
 
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
@@ -495,6 +507,43 @@ async fn nemesis_multi_host() {
         }));
     }
 
+    // The prober: every member's own latest epoch, straight from the root
+    // namespace, as `epoch N`, `error <code>` or `timeout`.
+    for i in 0..MEMBERS {
+        let (history, stop) = (Arc::clone(&history), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            use candor_proto::candor::v1 as pb;
+            use candor_proto::candor::v1::key_transparency_client::KeyTransparencyClient;
+            let channel = tonic::transport::Endpoint::from_shared(member_url(i))
+                .unwrap()
+                .connect_timeout(Duration::from_millis(500))
+                .connect_lazy();
+            let mut c = KeyTransparencyClient::new(channel);
+            while !*stop.borrow() {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    c.get_latest_epoch(pb::GetLatestEpochRequest {}),
+                )
+                .await;
+                let outcome = match r {
+                    // Unverified: only the epoch's position matters here (the
+                    // load clients verify every head they are served).
+                    Ok(Ok(h)) => format!("epoch {}", h.into_inner().epoch),
+                    Ok(Err(st)) => format!("error {:?}", st.code()),
+                    Err(_) => "timeout".into(),
+                };
+                history.lock().unwrap().push(Op {
+                    client: 100 + i,
+                    at_ms: start.elapsed().as_millis(),
+                    kind: "member-latest",
+                    label: format!("member{}", i + 1),
+                    outcome,
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+    }
+
     // The nemesis: one fault at a time.
     let faults = [
         "partition",
@@ -505,6 +554,8 @@ async fn nemesis_multi_host() {
         "disk-full",
     ];
     let mut made: BTreeMap<&str, u32> = BTreeMap::new();
+    // (member, start ms, healed ms) of every partition.
+    let mut partitions: Vec<(usize, u128, u128)> = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(crng_range(&mut rng, 1500, 3000))).await;
         let fault = faults[rng.random_range(0..faults.len())];
@@ -523,6 +574,7 @@ async fn nemesis_multi_host() {
             hold.as_secs_f64()
         );
         *made.entry(fault).or_default() += 1;
+        let fault_started = start.elapsed().as_millis();
         let others = |t: usize| (0..MEMBERS + FRONT_DOORS).filter(move |&i| i != t);
         match fault {
             "partition" => {
@@ -539,6 +591,7 @@ async fn nemesis_multi_host() {
                 }
                 tokio::time::sleep(hold).await;
                 cluster.net.heal(target);
+                partitions.push((target, fault_started, start.elapsed().as_millis()));
             }
             "inbound-drop" => {
                 for o in others(target) {
@@ -653,6 +706,16 @@ async fn nemesis_multi_host() {
         }
     }
     let ops = history.lock().unwrap().len();
+    // Partitioned members stop presenting their head as the latest.
+    let (max_lag, stale) = probe_lags(&history.lock().unwrap(), &partitions);
+    println!(
+        "prober: largest lag of a member's latest answer behind the newest: {max_lag} epochs; \
+         {} answers beyond {MAX_PROBE_LAG} from partitioned members",
+        stale.len()
+    );
+    for s in &stale {
+        println!("  VIOLATION {s}");
+    }
     let acked = acked.lock().unwrap().clone();
     println!(
         "history: {ops} operations, {} acknowledged publishes -> {}",
@@ -744,10 +807,49 @@ async fn nemesis_multi_host() {
         .unwrap();
     let v = violations.lock().unwrap().clone();
     assert!(v.is_empty(), "violations: {v:?}");
+    assert!(
+        stale.is_empty(),
+        "partitioned members presented old heads as the latest: {stale:?}"
+    );
     println!(
         "nemesis seed {seed}: {} acknowledged publishes all honoured, {latest} epochs identical on {MEMBERS} members and audited, no client saw an epoch go back",
         acked.len()
     );
+}
+
+/// The largest lag (epochs) of any prober answer behind the newest epoch any
+/// member had answered by then, and the answers of partitioned members that
+/// broke the bound (see the module docs).
+fn probe_lags(history: &[Op], partitions: &[(usize, u128, u128)]) -> (u64, Vec<String>) {
+    let mut probes: Vec<&Op> = history
+        .iter()
+        .filter(|o| o.kind == "member-latest")
+        .collect();
+    probes.sort_by_key(|o| o.at_ms);
+    let (mut newest, mut max_lag, mut stale) = (0u64, 0u64, Vec::new());
+    for o in probes {
+        let Some(epoch) = o
+            .outcome
+            .strip_prefix("epoch ")
+            .and_then(|e| e.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        newest = newest.max(epoch);
+        let lag = newest - epoch;
+        max_lag = max_lag.max(lag);
+        let member = o.client - 100;
+        let cut = partitions
+            .iter()
+            .any(|&(m, from, to)| m == member && o.at_ms >= from + PROBE_GRACE_MS && o.at_ms <= to);
+        if cut && lag > MAX_PROBE_LAG {
+            stale.push(format!(
+                "{} at {} ms, partitioned: latest epoch {epoch}, newest {newest}",
+                o.label, o.at_ms
+            ));
+        }
+    }
+    (max_lag, stale)
 }
 
 fn crng_range(rng: &mut StdRng, lo: u64, hi: u64) -> u64 {

@@ -136,6 +136,7 @@ impl Deployment {
                 forest: node.forest(),
                 epochs: node.epochs(),
                 heads: node.heads(),
+                currency: Some(node.currency()),
                 config: node.config().clone(),
             };
             let svc = KtService::new(backend, vrf(), options())?;
@@ -195,6 +196,7 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
         forest: reader.forest(),
         epochs: reader.epochs(),
         heads: reader.heads(),
+        currency: None,
         config: public.clone(),
     };
     let upstreams = d

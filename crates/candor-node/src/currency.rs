@@ -1,0 +1,257 @@
+//! Whether a member may present its newest head as *the latest*.
+//!
+//! A member cut off from its quorum keeps its last head and would go on serving
+//! it as the latest for the whole partition: clients would see an old epoch as
+//! current, and load balancers would keep routing to the member. The verdict
+//! here is what the member's latest reads (`GetLatestEpoch`, `Lookup` and
+//! `History` without an epoch: `UNAVAILABLE` otherwise), its gRPC health and
+//! its `/readyz` follow. Reads at an explicit epoch are unaffected: their
+//! answer does not claim to be the latest.
+//!
+//! A member is **not current** when either
+//!
+//! 1. it *knows* it is behind: its replica of the epoch log holds a signed
+//!    epoch more than [`MAX_LAG_EPOCHS`] beyond the newest head it can serve
+//!    (its shard replicas have not applied the revisions yet); or
+//! 2. it *cannot know* it is current: no new head has reached it for
+//!    [`STALE_INTERVALS`] epoch intervals **and** one of the groups its heads
+//!    depend on is cut off here: no leader known; or led here without a quorum
+//!    acknowledgement for an election timeout; or followed here without an
+//!    AppendEntries from the leader for an election timeout (with pre-vote a
+//!    cut-off follower keeps naming its old leader, so "no leader" alone would
+//!    miss it).
+//!
+//! Rule 2 needs both halves on purpose. A short election (a group briefly
+//! without a leader) does not stop a member whose heads are still arriving;
+//! and when the whole cluster stops signing (every member equally stale, all
+//! with healthy groups) no member is singled out, so the deployment keeps
+//! serving its newest head rather than none. A cut-off member stops
+//! presenting its head once both `STALE_INTERVALS` epoch intervals and one
+//! election timeout have passed since the last head reached it.
+//!
+//! Not covered: a member restarted after a long absence presents its stored
+//! head until it has caught up, when its replicas have not yet learnt how far
+//! behind they are (the front door's "never an older epoch" rule covers its
+//! clients; the SDK's freshness rule covers direct ones).
+//!
+//! Members of a shared-state deployment read heads from the shared store, not
+//! from their own groups: only rule 1 applies to them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use candor_raft::GroupMetrics;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Rule 1: how many signed epochs a member may hold but not yet serve.
+pub const MAX_LAG_EPOCHS: u64 = 2;
+
+/// Rule 2: how many epoch intervals without a new head (with a group cut off)
+/// make a member stale.
+pub const STALE_INTERVALS: u32 = 2;
+
+/// What the verdict is made from: one reading of the member's state.
+#[derive(Debug, Clone)]
+pub struct CurrencyInputs<'a> {
+    /// Epoch of the newest head the member serves (0: none yet).
+    pub served_epoch: u64,
+    /// Newest epoch in the member's replica of the epoch log.
+    pub signed_epoch: u64,
+    /// Time since the served head last changed (or since the member started).
+    pub since_last_head: Duration,
+    /// The deployment's epoch interval.
+    pub epoch_interval: Duration,
+    /// The Raft election timeout (upper bound).
+    pub election_timeout: Duration,
+    /// The local groups the served heads depend on (empty: none, shared state).
+    pub groups: &'a [GroupMetrics],
+}
+
+/// `Ok(())` when the member may present its newest head as the latest; else why
+/// not, in words for an operator and a client.
+pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
+    if i.signed_epoch > i.served_epoch.saturating_add(MAX_LAG_EPOCHS) {
+        return Err(format!(
+            "epoch {} is signed but this member has applied only up to epoch {}",
+            i.signed_epoch, i.served_epoch
+        ));
+    }
+    if i.since_last_head <= i.epoch_interval * STALE_INTERVALS {
+        return Ok(());
+    }
+    // One election timeout: a healthy follower hears from its leader, and a
+    // healthy leader from a quorum, every heartbeat (10x more often). The head
+    // age gate above already rules out a short election.
+    let silent_after = i.election_timeout;
+    let cut_off = i.groups.iter().find_map(|m| {
+        let label = candor_telemetry::group_label(m.group.0);
+        match m.leader {
+            None => Some(format!("group {label} has no leader")),
+            Some(l) if l == m.node => m
+                .quorum_ack_age
+                .filter(|age| *age > silent_after)
+                .map(|age| {
+                    format!(
+                        "group {label} is led here without a quorum acknowledgement for {} ms",
+                        age.as_millis()
+                    )
+                }),
+            Some(l) => match m.leader_contact_age {
+                None => Some(format!(
+                    "group {label} has not heard from its leader, node {l}, since this member started"
+                )),
+                Some(age) if age > silent_after => Some(format!(
+                    "group {label} has not heard from its leader, node {l}, for {} ms",
+                    age.as_millis()
+                )),
+                Some(_) => None,
+            },
+        }
+    });
+    match cut_off {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "cut off from its quorum ({why}); its newest head, epoch {}, arrived {} ms ago",
+            i.served_epoch,
+            i.since_last_head.as_millis()
+        )),
+    }
+}
+
+/// When the served head last changed: a task follows the heads watch.
+#[derive(Clone)]
+pub(crate) struct HeadClock(Arc<Mutex<Instant>>);
+
+impl HeadClock {
+    /// Starts following `heads` until `cancel`; the clock starts now (a member
+    /// that restarts cut off is judged from its start).
+    pub(crate) fn follow(
+        mut heads: watch::Receiver<Option<candor_core::signed::SignedHead>>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let clock = HeadClock(Arc::new(Mutex::new(Instant::now())));
+        let c = clock.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    changed = heads.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        *c.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    }
+                }
+            }
+        });
+        (clock, task)
+    }
+
+    /// Time since the served head last changed.
+    pub(crate) fn since(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use candor_raft::{GroupId, ServerState};
+
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// `age`: the quorum acknowledgement's age on a leader, the leader contact's
+    /// on a follower.
+    fn group(node: u64, leader: Option<u64>, age: Option<Duration>) -> GroupMetrics {
+        let leads = leader == Some(node);
+        GroupMetrics {
+            group: GroupId(0),
+            node,
+            current_term: 3,
+            leader,
+            state: if leads {
+                ServerState::Leader
+            } else {
+                ServerState::Follower
+            },
+            last_log_index: Some(10),
+            last_applied: None,
+            committed: None,
+            snapshot: None,
+            purged: None,
+            voters: BTreeSet::from([1, 2, 3]),
+            stopped: None,
+            replication: BTreeMap::new(),
+            quorum_ack_age: age.filter(|_| leads),
+            leader_contact_age: age.filter(|_| !leads),
+        }
+    }
+
+    fn inputs(since: Duration, groups: &[GroupMetrics]) -> CurrencyInputs<'_> {
+        CurrencyInputs {
+            served_epoch: 40,
+            signed_epoch: 40,
+            since_last_head: since,
+            epoch_interval: SEC,
+            election_timeout: Duration::from_millis(600),
+            groups,
+        }
+    }
+
+    #[test]
+    fn a_member_with_fresh_heads_is_current_even_during_an_election() {
+        let g = [group(1, None, None)];
+        assert_eq!(verdict(&inputs(SEC, &g)), Ok(()));
+    }
+
+    #[test]
+    fn a_stale_member_cut_off_from_its_quorum_is_not_current() {
+        let fresh = Some(Duration::from_millis(100));
+        // A follower whose group lost its leader (it campaigns alone).
+        let g = [group(1, Some(2), fresh), group(1, None, None)];
+        let why = verdict(&inputs(3 * SEC, &g)).unwrap_err();
+        assert!(
+            why.contains("no leader") && why.contains("epoch 40"),
+            "{why}"
+        );
+        // A leader no quorum acknowledges.
+        let g = [group(1, Some(1), Some(5 * SEC))];
+        let why = verdict(&inputs(3 * SEC, &g)).unwrap_err();
+        assert!(why.contains("without a quorum acknowledgement"), "{why}");
+        // A follower that still names its leader (pre-vote) but hears nothing.
+        let g = [group(1, Some(2), Some(4 * SEC))];
+        let why = verdict(&inputs(3 * SEC, &g)).unwrap_err();
+        assert!(
+            why.contains("has not heard from its leader, node 2"),
+            "{why}"
+        );
+        let g = [group(1, Some(2), None)];
+        assert!(verdict(&inputs(3 * SEC, &g)).is_err());
+    }
+
+    #[test]
+    fn a_whole_cluster_that_stops_signing_singles_out_no_member() {
+        // Stale heads, but every group healthy here: every member is as stale.
+        let g = [
+            group(1, Some(1), Some(Duration::from_millis(50))),
+            group(1, Some(2), Some(Duration::from_millis(80))),
+        ];
+        assert_eq!(verdict(&inputs(60 * SEC, &g)), Ok(()));
+    }
+
+    #[test]
+    fn a_member_that_knows_it_is_behind_is_not_current() {
+        let g = [group(1, Some(2), Some(Duration::from_millis(80)))];
+        let mut i = inputs(Duration::ZERO, &g);
+        i.signed_epoch = 43;
+        let why = verdict(&i).unwrap_err();
+        assert!(why.contains("epoch 43 is signed"), "{why}");
+        i.signed_epoch = 42;
+        assert_eq!(verdict(&i), Ok(()));
+    }
+}
