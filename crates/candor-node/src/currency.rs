@@ -12,7 +12,10 @@
 //!
 //! 1. it *knows* it is behind: its replica of the epoch log holds a signed
 //!    epoch more than [`MAX_LAG_EPOCHS`] beyond the newest head it can serve
-//!    (its shard replicas have not applied the revisions yet); or
+//!    (its shard replicas have not applied the revisions yet), or its replica
+//!    of the sequencer group is more than [`MAX_SEQUENCER_BACKLOG`] entries
+//!    behind the commit index its leader last sent it (a member catching up
+//!    after a restart, or behind a slow link); or
 //! 2. it *cannot know* it is current: no new head has reached it for
 //!    [`STALE_INTERVALS`] epoch intervals **and** one of the groups its heads
 //!    depend on is cut off here: no leader known; or led here without a quorum
@@ -30,9 +33,9 @@
 //! election timeout have passed since the last head reached it.
 //!
 //! Not covered: a member restarted after a long absence presents its stored
-//! head until it has caught up, when its replicas have not yet learnt how far
-//! behind they are (the front door's "never an older epoch" rule covers its
-//! clients; the SDK's freshness rule covers direct ones).
+//! head until its leader's first AppendEntries tells it how far behind it is
+//! (the front door's "never an older epoch" rule covers its clients; the SDK's
+//! freshness rule covers direct ones).
 //!
 //! Members of a shared-state deployment read heads from the shared store, not
 //! from their own groups: only rule 1 applies to them.
@@ -47,6 +50,11 @@ use tokio::time::Instant;
 /// Rule 1: how many signed epochs a member may hold but not yet serve.
 pub const MAX_LAG_EPOCHS: u64 = 2;
 
+/// Rule 1: how many committed entries of the sequencer group a member may not
+/// have applied yet (the group commits about one entry per epoch, plus one
+/// per cosignature and key change).
+pub const MAX_SEQUENCER_BACKLOG: u64 = 8;
+
 /// Rule 2: how many epoch intervals without a new head (with a group cut off)
 /// make a member stale.
 pub const STALE_INTERVALS: u32 = 2;
@@ -58,6 +66,10 @@ pub struct CurrencyInputs<'a> {
     pub served_epoch: u64,
     /// Newest epoch in the member's replica of the epoch log.
     pub signed_epoch: u64,
+    /// Committed entries of the sequencer group not yet applied here, as far
+    /// as its leader last said (`None`: leading it, not hosting it, or not
+    /// told yet).
+    pub sequencer_backlog: Option<u64>,
     /// Time since the served head last changed (or since the member started).
     pub since_last_head: Duration,
     /// The deployment's epoch interval.
@@ -75,6 +87,13 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
         return Err(format!(
             "epoch {} is signed but this member has applied only up to epoch {}",
             i.signed_epoch, i.served_epoch
+        ));
+    }
+    if let Some(n) = i.sequencer_backlog.filter(|&n| n > MAX_SEQUENCER_BACKLOG) {
+        return Err(format!(
+            "its replica of the sequencer group has {n} committed entries still to apply \
+             (serving epoch {})",
+            i.served_epoch
         ));
     }
     if i.since_last_head <= i.epoch_interval * STALE_INTERVALS {
@@ -117,6 +136,13 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
             i.since_last_head.as_millis()
         )),
     }
+}
+
+/// From the sequencer replica's metrics: how many entries its leader has
+/// committed that it has not applied (`None` unless a follower told it).
+pub fn sequencer_backlog(m: &GroupMetrics) -> Option<u64> {
+    let applied = m.last_applied.as_ref().map_or(0, |l| l.index());
+    m.leader_committed.map(|c| c.saturating_sub(applied))
 }
 
 /// When the served head last changed: a task follows the heads watch.
@@ -189,6 +215,7 @@ mod tests {
             replication: BTreeMap::new(),
             quorum_ack_age: age.filter(|_| leads),
             leader_contact_age: age.filter(|_| !leads),
+            leader_committed: None,
         }
     }
 
@@ -196,6 +223,7 @@ mod tests {
         CurrencyInputs {
             served_epoch: 40,
             signed_epoch: 40,
+            sequencer_backlog: Some(1),
             since_last_head: since,
             epoch_interval: SEC,
             election_timeout: Duration::from_millis(600),
@@ -253,5 +281,30 @@ mod tests {
         assert!(why.contains("epoch 43 is signed"), "{why}");
         i.signed_epoch = 42;
         assert_eq!(verdict(&i), Ok(()));
+        // Catching up: the leader has committed far beyond what is applied here.
+        i.sequencer_backlog = Some(30);
+        let why = verdict(&i).unwrap_err();
+        assert!(why.contains("30 committed entries"), "{why}");
+        i.sequencer_backlog = Some(MAX_SEQUENCER_BACKLOG);
+        assert_eq!(verdict(&i), Ok(()));
+    }
+
+    /// The backlog a follower's metrics give: the leader's commit index less
+    /// the applied index.
+    #[test]
+    fn the_backlog_is_counted_from_the_leader_s_commit_index() {
+        use candor_raft::openraft::impls::leader_id_adv::LeaderId;
+        let mut m = group(2, Some(1), Some(Duration::from_millis(10)));
+        assert_eq!(sequencer_backlog(&m), None);
+        m.leader_committed = Some(120);
+        assert_eq!(sequencer_backlog(&m), Some(120));
+        m.last_applied = Some(candor_raft::LogId {
+            leader_id: LeaderId {
+                term: 3,
+                node_id: 1,
+            },
+            index: 100,
+        });
+        assert_eq!(sequencer_backlog(&m), Some(20));
     }
 }

@@ -1277,6 +1277,8 @@ impl Node {
         let clock = self.head_clock.clone();
         let from_groups = self.heads_from_groups;
         let (epoch_interval, election_timeout) = self.currency_timing;
+        // Only a co-located member's heads follow its own sequencer replica.
+        let sequencer = self.sequencer.clone().filter(|_| from_groups);
         Arc::new(move || {
             let served_epoch = heads.borrow().as_ref().map_or(0, |h| h.head.epoch);
             let since_last_head = clock.since();
@@ -1291,6 +1293,9 @@ impl Node {
             currency::verdict(&currency::CurrencyInputs {
                 served_epoch,
                 signed_epoch: epochs.latest_epoch(),
+                sequencer_backlog: sequencer
+                    .as_ref()
+                    .and_then(|g| currency::sequencer_backlog(&g.metrics())),
                 since_last_head,
                 epoch_interval,
                 election_timeout,

@@ -151,19 +151,23 @@ struct GroupEntry<L: StateMachineLogic> {
 /// or entries, of a term not older than its own). With pre-vote a follower cut
 /// off from its leader stays a follower that still names it: this is how it
 /// can tell that nobody has reached it for a while.
+/// It also keeps the leader's commit index from that message, so a follower
+/// knows how far behind its leader it is.
 #[derive(Debug, Default)]
-pub(crate) struct LeaderContact(std::sync::Mutex<Option<tokio::time::Instant>>);
+pub(crate) struct LeaderContact(std::sync::Mutex<Option<(tokio::time::Instant, Option<u64>)>>);
 
 impl LeaderContact {
-    pub(crate) fn touch(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+    pub(crate) fn touch(&self, leader_committed: Option<u64>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((tokio::time::Instant::now(), leader_committed));
     }
 
-    fn age(&self) -> Option<Duration> {
+    /// Time since the last contact, and the leader's commit index then.
+    fn last(&self) -> Option<(Duration, Option<u64>)> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .map(|t| t.elapsed())
+            .map(|(t, c)| (t.elapsed(), c))
     }
 }
 
@@ -928,6 +932,9 @@ pub struct GroupMetrics {
     /// AppendEntries it accepted (heartbeats included). `None` on the leader,
     /// and before any leader has reached this replica since it started.
     pub leader_contact_age: Option<Duration>,
+    /// On a follower: the leader's commit index in its last accepted
+    /// AppendEntries (how far this replica's applied index is behind it).
+    pub leader_committed: Option<u64>,
 }
 
 /// A handle on one group running on this node. Cloning is cheap.
@@ -1377,9 +1384,11 @@ fn metrics_of<L: StateMachineLogic>(
         Some(acked) if voters.len() > 1 => Some(openraft::Instant::elapsed(&**acked)),
         _ => None,
     };
-    let leader_contact_age = match m.current_leader {
-        Some(l) if l != m.id => contact.age(),
-        _ => None,
+    let (leader_contact_age, leader_committed) = match m.current_leader {
+        Some(l) if l != m.id => contact
+            .last()
+            .map_or((None, None), |(age, c)| (Some(age), c)),
+        _ => (None, None),
     };
     GroupMetrics {
         group,
@@ -1405,5 +1414,6 @@ fn metrics_of<L: StateMachineLogic>(
             .unwrap_or_default(),
         quorum_ack_age,
         leader_contact_age,
+        leader_committed,
     }
 }

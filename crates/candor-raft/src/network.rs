@@ -592,10 +592,11 @@ pub(crate) async fn serve<L: StateMachineLogic>(
         RpcKind::AppendEntries => {
             let req: AppendEntriesRequest<TypeConfig> =
                 decode(payload).map_err(|e| malformed("decode append-entries", e))?;
+            let leader_committed = req.leader_commit.as_ref().map(|l| l.index());
             let resp = raft.append_entries(req).await.map_err(stopped)?;
             // Any answer but "your term is over" means a current leader reached us.
             if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-                contact.touch();
+                contact.touch(leader_committed);
             }
             encode(&resp)
         }
