@@ -15,7 +15,9 @@
 //!    (its shard replicas have not applied the revisions yet), or its replica
 //!    of the sequencer group is more than [`MAX_SEQUENCER_BACKLOG`] entries
 //!    behind the commit index its leader last sent it (a member catching up
-//!    after a restart, or behind a slow link); or
+//!    after a restart, or behind a slow link), or no leader has reached that
+//!    follower replica since the member started (it cannot tell yet how far
+//!    behind it is); or
 //! 2. it *cannot know* it is current: no new head has reached it for
 //!    [`STALE_INTERVALS`] epoch intervals **and** one of the groups its heads
 //!    depend on is cut off here: no leader known; or led here without a quorum
@@ -31,11 +33,6 @@
 //! serving its newest head rather than none. A cut-off member stops
 //! presenting its head once both `STALE_INTERVALS` epoch intervals and one
 //! election timeout have passed since the last head reached it.
-//!
-//! Not covered: a member restarted after a long absence presents its stored
-//! head until its leader's first AppendEntries tells it how far behind it is
-//! (the front door's "never an older epoch" rule covers its clients; the SDK's
-//! freshness rule covers direct ones).
 //!
 //! Members of a shared-state deployment read heads from the shared store, not
 //! from their own groups: only rule 1 applies to them.
@@ -66,10 +63,8 @@ pub struct CurrencyInputs<'a> {
     pub served_epoch: u64,
     /// Newest epoch in the member's replica of the epoch log.
     pub signed_epoch: u64,
-    /// Committed entries of the sequencer group not yet applied here, as far
-    /// as its leader last said (`None`: leading it, not hosting it, or not
-    /// told yet).
-    pub sequencer_backlog: Option<u64>,
+    /// The local sequencer replica, when it follows (see [`sequencer_view`]).
+    pub sequencer: SequencerView,
     /// Time since the served head last changed (or since the member started).
     pub since_last_head: Duration,
     /// The deployment's epoch interval.
@@ -89,12 +84,22 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
             i.signed_epoch, i.served_epoch
         ));
     }
-    if let Some(n) = i.sequencer_backlog.filter(|&n| n > MAX_SEQUENCER_BACKLOG) {
-        return Err(format!(
-            "its replica of the sequencer group has {n} committed entries still to apply \
-             (serving epoch {})",
-            i.served_epoch
-        ));
+    match i.sequencer {
+        SequencerView::Unheard => {
+            return Err(format!(
+                "its replica of the sequencer group has not heard from a leader since this \
+                 member started (serving epoch {})",
+                i.served_epoch
+            ));
+        }
+        SequencerView::Behind(n) if n > MAX_SEQUENCER_BACKLOG => {
+            return Err(format!(
+                "its replica of the sequencer group has {n} committed entries still to apply \
+                 (serving epoch {})",
+                i.served_epoch
+            ));
+        }
+        _ => {}
     }
     if i.since_last_head <= i.epoch_interval * STALE_INTERVALS {
         return Ok(());
@@ -138,11 +143,30 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
     }
 }
 
-/// From the sequencer replica's metrics: how many entries its leader has
-/// committed that it has not applied (`None` unless a follower told it).
-pub fn sequencer_backlog(m: &GroupMetrics) -> Option<u64> {
+/// What the local sequencer replica says about this member's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequencerView {
+    /// Not hosted here, or led here: nothing to compare with.
+    Unknown,
+    /// A follower no leader has reached since this member started (a member
+    /// just restarted cannot tell yet how far behind it is).
+    Unheard,
+    /// A follower this many committed entries behind its leader's last word.
+    Behind(u64),
+}
+
+/// The view of a sequencer replica from its metrics.
+pub fn sequencer_view(m: &GroupMetrics) -> SequencerView {
+    if m.leader == Some(m.node) {
+        return SequencerView::Unknown;
+    }
+    if m.leader_contact_age.is_none() {
+        return SequencerView::Unheard;
+    }
     let applied = m.last_applied.as_ref().map_or(0, |l| l.index());
-    m.leader_committed.map(|c| c.saturating_sub(applied))
+    m.leader_committed.map_or(SequencerView::Unknown, |c| {
+        SequencerView::Behind(c.saturating_sub(applied))
+    })
 }
 
 /// When the served head last changed: a task follows the heads watch.
@@ -223,7 +247,7 @@ mod tests {
         CurrencyInputs {
             served_epoch: 40,
             signed_epoch: 40,
-            sequencer_backlog: Some(1),
+            sequencer: SequencerView::Behind(1),
             since_last_head: since,
             epoch_interval: SEC,
             election_timeout: Duration::from_millis(600),
@@ -282,11 +306,15 @@ mod tests {
         i.signed_epoch = 42;
         assert_eq!(verdict(&i), Ok(()));
         // Catching up: the leader has committed far beyond what is applied here.
-        i.sequencer_backlog = Some(30);
+        i.sequencer = SequencerView::Behind(30);
         let why = verdict(&i).unwrap_err();
         assert!(why.contains("30 committed entries"), "{why}");
-        i.sequencer_backlog = Some(MAX_SEQUENCER_BACKLOG);
+        i.sequencer = SequencerView::Behind(MAX_SEQUENCER_BACKLOG);
         assert_eq!(verdict(&i), Ok(()));
+        // Just restarted: no leader has said where the log is.
+        i.sequencer = SequencerView::Unheard;
+        let why = verdict(&i).unwrap_err();
+        assert!(why.contains("not heard from a leader since"), "{why}");
     }
 
     /// The backlog a follower's metrics give: the leader's commit index less
@@ -294,10 +322,12 @@ mod tests {
     #[test]
     fn the_backlog_is_counted_from_the_leader_s_commit_index() {
         use candor_raft::openraft::impls::leader_id_adv::LeaderId;
-        let mut m = group(2, Some(1), Some(Duration::from_millis(10)));
-        assert_eq!(sequencer_backlog(&m), None);
+        let mut m = group(2, Some(1), None);
+        assert_eq!(sequencer_view(&m), SequencerView::Unheard);
+        m.leader_contact_age = Some(Duration::from_millis(10));
+        assert_eq!(sequencer_view(&m), SequencerView::Unknown);
         m.leader_committed = Some(120);
-        assert_eq!(sequencer_backlog(&m), Some(120));
+        assert_eq!(sequencer_view(&m), SequencerView::Behind(120));
         m.last_applied = Some(candor_raft::LogId {
             leader_id: LeaderId {
                 term: 3,
@@ -305,6 +335,11 @@ mod tests {
             },
             index: 100,
         });
-        assert_eq!(sequencer_backlog(&m), Some(20));
+        assert_eq!(sequencer_view(&m), SequencerView::Behind(20));
+        // Led here: nothing to compare with.
+        assert_eq!(
+            sequencer_view(&group(1, Some(1), None)),
+            SequencerView::Unknown
+        );
     }
 }

@@ -1293,9 +1293,11 @@ impl Node {
             currency::verdict(&currency::CurrencyInputs {
                 served_epoch,
                 signed_epoch: epochs.latest_epoch(),
-                sequencer_backlog: sequencer
+                sequencer: sequencer
                     .as_ref()
-                    .and_then(|g| currency::sequencer_backlog(&g.metrics())),
+                    .map_or(currency::SequencerView::Unknown, |g| {
+                        currency::sequencer_view(&g.metrics())
+                    }),
                 since_last_head,
                 epoch_interval,
                 election_timeout,
