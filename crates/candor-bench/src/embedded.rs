@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use candor_api::{ApiOptions, Backend, KtService, Tenant, generate_token, hash_token};
+use candor_api::{ApiOptions, KtService, Tenant, generate_token, hash_token};
 use candor_core::signed::{PublicConfig, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_node::{Node, NodeConfig, NodeKeys};
@@ -80,15 +80,7 @@ impl EmbeddedService {
         }
 
         let token = generate_token();
-        let backend = Backend {
-            publisher: node.publisher(),
-            cosignatures: node.cosignature_log(),
-            forest: node.forest(),
-            epochs: node.epochs(),
-            heads: node.heads(),
-            currency: Some(node.currency()),
-            config: config.clone(),
-        };
+        let backend = node.api_backend();
         let options = ApiOptions {
             tenants: vec![Tenant {
                 name: "bench".into(),

@@ -1306,6 +1306,20 @@ impl Node {
         })
     }
 
+    /// What the API serves this node through: its write path, cosignature log,
+    /// trees, epoch log, heads and their [`Node::currency`].
+    pub fn api_backend(&self) -> candor_api::Backend {
+        candor_api::Backend {
+            publisher: self.publisher(),
+            cosignatures: self.cosignature_log(),
+            forest: self.forest(),
+            epochs: self.epochs(),
+            heads: self.heads(),
+            currency: Some(self.currency()),
+            config: self.public.clone(),
+        }
+    }
+
     /// The public configuration (what clients pin).
     pub fn config(&self) -> &PublicConfig {
         &self.public

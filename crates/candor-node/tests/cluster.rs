@@ -738,7 +738,7 @@ fn newest_epoch(cluster: &Cluster) -> u64 {
 /// leader keeps leading, so neither ever reports "no leader".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()> {
-    use candor_api::{ApiOptions, Backend, KtService};
+    use candor_api::{ApiOptions, KtService};
     use candor_proto::candor::v1 as pb;
     use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
 
@@ -756,19 +756,7 @@ async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()
     for (role, cut) in [("follower", follower), ("leader", leader)] {
         let i = cut as usize - 1;
         let node = cluster.node(i);
-        let svc = KtService::new(
-            Backend {
-                publisher: node.publisher(),
-                cosignatures: node.cosignature_log(),
-                forest: node.forest(),
-                epochs: node.epochs(),
-                heads: node.heads(),
-                currency: Some(node.currency()),
-                config: node.config().clone(),
-            },
-            vrf(),
-            ApiOptions::default(),
-        )?;
+        let svc = KtService::new(node.api_backend(), vrf(), ApiOptions::default())?;
         let latest = || async {
             svc.get_latest_epoch(tonic::Request::new(pb::GetLatestEpochRequest {}))
                 .await

@@ -1210,14 +1210,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     /// if that is longer than an election timeout (a healthy leader hears from a
     /// quorum every heartbeat). `None` when not leading or not yet acknowledged.
     fn quorum_silence(&self) -> Option<Duration> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow_watched();
-        let acked = m.last_quorum_acked?;
-        // A sole voter is its own quorum: openraft never refreshes its ack time.
-        if m.membership_config.membership().voter_ids().count() <= 1 {
-            return None;
-        }
-        let age = openraft::Instant::elapsed(&*acked);
+        let age = quorum_ack_age(&self.raft.metrics().borrow_watched())?;
         // Twice the election timeout: metrics are published asynchronously, so a
         // busy but healthy leader's stamp can lag a little.
         (age > 2 * self.node.inner.config.tuning.election_timeout_max).then_some(age)
@@ -1371,6 +1364,17 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     }
 }
 
+/// On a leader of more than one voter: how long ago a quorum last acknowledged
+/// it (see [`GroupMetrics::quorum_ack_age`]).
+fn quorum_ack_age(m: &openraft::RaftMetrics<TypeConfig>) -> Option<Duration> {
+    let acked = m.last_quorum_acked.as_ref()?;
+    // A sole voter is its own quorum: openraft never refreshes its ack time.
+    if m.membership_config.membership().voter_ids().count() <= 1 {
+        return None;
+    }
+    Some(openraft::Instant::elapsed(&**acked))
+}
+
 /// A snapshot of `raft`'s metrics as [`GroupMetrics`].
 fn metrics_of<L: StateMachineLogic>(
     raft: &Raft<TypeConfig, StateMachine<L>>,
@@ -1378,12 +1382,7 @@ fn metrics_of<L: StateMachineLogic>(
     contact: &LeaderContact,
 ) -> GroupMetrics {
     let m = raft.metrics().borrow_watched().clone();
-    let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-    // A sole voter is its own quorum: openraft never refreshes its ack time.
-    let quorum_ack_age = match &m.last_quorum_acked {
-        Some(acked) if voters.len() > 1 => Some(openraft::Instant::elapsed(&**acked)),
-        _ => None,
-    };
+    let quorum_ack_age = quorum_ack_age(&m);
     let (leader_contact_age, leader_committed) = match m.current_leader {
         Some(l) if l != m.id => contact
             .last()
@@ -1401,7 +1400,7 @@ fn metrics_of<L: StateMachineLogic>(
         committed: m.local_committed,
         snapshot: m.snapshot,
         purged: m.purged,
-        voters,
+        voters: m.membership_config.membership().voter_ids().collect(),
         stopped: m.running_state.as_ref().err().map(|f| f.to_string()),
         replication: m
             .replication

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use candor_api::{ApiOptions, Backend, KtService, Tenant, hash_token};
+use candor_api::{ApiOptions, KtService, Tenant, hash_token};
 use candor_core::signed::{PublicConfig, PublicKey};
 use candor_node::{Node, NodeConfig, NodeKeys};
 use tokio::net::TcpListener;
@@ -140,15 +140,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     node.register_telemetry(&data_dir);
     crate::telemetry::serve_metrics(&config, node.readiness()).await?;
 
-    let backend = Backend {
-        publisher: node.publisher(),
-        cosignatures: node.cosignature_log(),
-        forest: node.forest(),
-        epochs: node.epochs(),
-        heads: node.heads(),
-        currency: Some(node.currency()),
-        config: public.clone(),
-    };
+    let backend = node.api_backend();
     let options = ApiOptions {
         limits: config.api.limits.clone(),
         tenants,

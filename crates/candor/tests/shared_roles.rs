@@ -130,15 +130,7 @@ impl Deployment {
         .await?;
         // Shard members serve the API (writes are ordered and signed there).
         let served = if i < 3 {
-            let backend = Backend {
-                publisher: node.publisher(),
-                cosignatures: node.cosignature_log(),
-                forest: node.forest(),
-                epochs: node.epochs(),
-                heads: node.heads(),
-                currency: Some(node.currency()),
-                config: node.config().clone(),
-            };
+            let backend = node.api_backend();
             let svc = KtService::new(backend, vrf(), options())?;
             Some(Served::start(svc, self.ports[i]).await?)
         } else {
