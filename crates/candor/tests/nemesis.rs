@@ -94,7 +94,77 @@ impl Net {
         format!("kb{}", self.tag)
     }
 
+    /// Whether `name` is one of this test's namespaces (`kt<tag>h<i>`) or
+    /// bridges (`kb<tag>`), `tag` four hex digits.
+    fn ours(name: &str, prefix: &str) -> bool {
+        let Some(rest) = name.strip_prefix(prefix) else {
+            return false;
+        };
+        let (tag, host) = rest.split_at(rest.len().min(4));
+        tag.len() == 4
+            && tag.bytes().all(|b| b.is_ascii_hexdigit())
+            && match prefix {
+                "kt" => host
+                    .strip_prefix('h')
+                    .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())),
+                _ => host.is_empty(),
+            }
+    }
+
+    /// Removes what an earlier run killed before its clean-up left behind: its
+    /// namespaces (and any process still in them), its bridge, its small disk.
+    /// A leftover bridge still routes the subnet, so every connection to a new
+    /// host would be refused. Two runs on one host at once are not supported
+    /// (they share the subnet).
+    fn clear_leftovers() {
+        let list = sh(&["ip", "netns", "list"]);
+        for line in String::from_utf8_lossy(&list.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if !Net::ours(name, "kt") {
+                continue;
+            }
+            eprintln!("!!! nemesis: removing namespace {name} left by an earlier run !!!");
+            let pids = sh(&["ip", "netns", "pids", name]);
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                sh(&["kill", "-9", pid]);
+            }
+            sh(&["ip", "netns", "del", name]);
+        }
+        let links = sh(&["ip", "-o", "link", "show", "type", "bridge"]);
+        for line in String::from_utf8_lossy(&links.stdout).lines() {
+            let name = line.split(": ").nth(1).unwrap_or_default();
+            if Net::ours(name, "kb") {
+                eprintln!("!!! nemesis: removing bridge {name} left by an earlier run !!!");
+                sh(&["ip", "link", "del", name]);
+            }
+        }
+        let held = sh(&["ip", "-o", "addr", "show", "to", &format!("{SUBNET}.0/24")]);
+        let held = String::from_utf8_lossy(&held.stdout);
+        assert!(
+            held.trim().is_empty(),
+            "another interface holds an address in {SUBNET}.0/24, which this test needs:\n{held}"
+        );
+        let tmp = std::env::temp_dir();
+        let small = format!("data{}", SMALL_DISK_MEMBER + 1);
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for line in mounts.lines() {
+            let mut f = line.split_whitespace();
+            let (Some("tmpfs"), Some(at)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let at = std::path::Path::new(at);
+            if at.ends_with(&small) && at.parent().and_then(|p| p.parent()) == Some(tmp.as_path()) {
+                eprintln!(
+                    "!!! nemesis: unmounting {} left by an earlier run !!!",
+                    at.display()
+                );
+                sh(&["umount", "-l", &at.to_string_lossy()]);
+            }
+        }
+    }
+
     fn new(hosts: usize) -> Net {
+        Net::clear_leftovers();
         let tag = format!("{:04x}", std::process::id() % 0xffff);
         let net = Net { tag, hosts };
         let br = net.bridge();
