@@ -46,6 +46,47 @@ fn flush_and_compact_keeps_data_and_shrinks_journal() {
     assert!(s.disk_space_bytes().unwrap() > 0);
 }
 
+/// The writer seals a full memtable itself: fjall leaves that to its background
+/// worker, and while the worker compacts the active memtable grew without bound.
+#[test]
+fn no_write_leaves_a_memtable_past_its_budget() {
+    use candor_store::FjallConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 1 << 20;
+    let s = FjallStore::open_with(
+        dir.path(),
+        FjallConfig {
+            memtable_bytes: budget,
+            ..FjallConfig::default()
+        },
+    )
+    .unwrap();
+    for round in 0..40u32 {
+        let mut b = WriteBatch::new();
+        for i in 0..1_000u32 {
+            let k = [round.to_be_bytes(), i.to_be_bytes()].concat();
+            b.put(Space::Tree, k, vec![7u8; 100]);
+        }
+        s.write(&b, Durability::Buffered).unwrap();
+        let active = s.largest_active_memtable_bytes();
+        assert!(
+            active <= budget,
+            "round {round}: {active} B in the active memtable"
+        );
+    }
+    assert_eq!(
+        s.scan(
+            Space::Tree,
+            &KeyRange::all(),
+            Direction::Forward,
+            usize::MAX
+        )
+        .unwrap()
+        .len(),
+        40_000
+    );
+}
+
 /// Flipping bytes in table files must give errors (or, where a checksum does not cover
 /// the byte, possibly wrong data), never a panic.
 #[test]
