@@ -68,15 +68,14 @@ fn main() -> ExitCode {
 }
 
 /// glibc's allocator opens up to 8 arenas per core, one per thread that meets
-/// contention, and keeps what each has freed: on a 16-core machine that was
-/// about 80 MiB of a loaded `candor dev`'s resident memory, growing with the
-/// core count (issue 15). A small fixed number bounds it; the thread caches in
-/// front of the arenas keep most allocations off their locks. An operator's
-/// own `MALLOC_ARENA_MAX` wins (glibc has already read it).
-const MALLOC_ARENAS: i32 = 4;
-
+/// contention, and keeps what each has freed, so resident memory grows with the
+/// core count (issue 15: with 16 worker threads, about 80 MiB of a loaded
+/// `candor dev`). A small fixed number bounds it; the per-thread caches in
+/// front of the arenas keep most allocations off their locks. An operator's own
+/// `MALLOC_ARENA_MAX` wins (glibc has already read it).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn bound_malloc_arenas() {
+    const MALLOC_ARENAS: i32 = 4;
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only changes a tuning parameter of glibc's
         // allocator; it is called before the runtime starts any thread.
