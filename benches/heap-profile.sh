@@ -20,7 +20,6 @@ command -v heaptrack >/dev/null || { echo "heaptrack is not installed (apt insta
 rm -rf "$W" && mkdir -p "$W" && cd "$W"
 if [ "$ROLE" = api ]; then
   CANDOR_LOG=warn $B dev --data-dir data --listen 127.0.0.1:8790 > dev.log 2>&1 &
-  BACK=$!
   for _ in $(seq 1 120); do [ -f data/config.bin ] && [ -f data/dev-token ] && break; sleep 0.5; done
   CANDOR_LOG=warn heaptrack -o "$W/heap" $B serve --role api --listen 127.0.0.1:8791 \
     --upstream http://127.0.0.1:8790 > profiled.log 2>&1 &

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use fjall::config::CompressionPolicy;
-use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{
+    AbstractTree as _, CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode,
+    Readable,
+};
 
 use crate::error::{Result, StoreError};
 use crate::store::{ReadView, Store};
@@ -217,7 +220,6 @@ impl FjallStore {
     /// values, not the allocator's). After a write returns it is at most
     /// [`FjallConfig::memtable_bytes`].
     pub fn largest_active_memtable_bytes(&self) -> u64 {
-        use fjall::AbstractTree as _;
         self.spaces
             .iter()
             .map(|ks| ks.tree.active_memtable().size())
@@ -230,8 +232,10 @@ impl FjallStore {
         classify(&self.path).map_err(StoreError::Io)
     }
 
-    /// Seals every memtable past [`FjallConfig::memtable_bytes`]; called by the writer,
-    /// under the write lock, after each commit.
+    /// Seals every memtable of a space `batch` wrote to that is past
+    /// [`FjallConfig::memtable_bytes`]; called by the writer, under the write lock, after
+    /// each commit. (Every write goes through here, so a space the batch did not touch
+    /// cannot have grown since it was last checked.)
     ///
     /// fjall leaves sealing a full memtable to its background worker. While that worker
     /// runs a long compaction the active memtable keeps growing with every write:
@@ -240,10 +244,12 @@ impl FjallStore {
     /// waits in fjall's flush queue instead, and fjall holds writers back once four
     /// sealed memtables wait: what a space holds in memory is bounded by five
     /// memtables.
-    fn seal_full_memtables(&self) -> Result<()> {
-        use fjall::AbstractTree as _;
-        // Cheap: one atomic load per space.
-        for ks in &self.spaces {
+    fn seal_full_memtables(&self, batch: &WriteBatch) -> Result<()> {
+        let mut touched = [false; Space::ALL.len()];
+        for op in batch.ops() {
+            touched[op.space().index()] = true;
+        }
+        for (ks, _) in self.spaces.iter().zip(touched).filter(|(_, t)| *t) {
             if ks.tree.active_memtable().size() > self.memtable_bytes {
                 ks.rotate_memtable().map_err(map_err)?;
             }
@@ -526,7 +532,7 @@ impl Store for FjallStore {
                 }
             }
             wb.commit().map_err(map_err)?;
-            return self.seal_full_memtables();
+            return self.seal_full_memtables(batch);
         }
         // Fast path (no range deletes): keep the last operation of each key, found with
         // one hash probe per op instead of sorting copies of every key and value.
@@ -551,7 +557,7 @@ impl Store for FjallStore {
             }
         }
         wb.commit().map_err(map_err)?;
-        self.seal_full_memtables()
+        self.seal_full_memtables(batch)
     }
 
     fn limits(&self) -> Limits {

@@ -94,21 +94,14 @@ impl Net {
         format!("kb{}", self.tag)
     }
 
-    /// Whether `name` is one of this test's namespaces (`kt<tag>h<i>`) or
-    /// bridges (`kb<tag>`), `tag` four hex digits.
-    fn ours(name: &str, prefix: &str) -> bool {
-        let Some(rest) = name.strip_prefix(prefix) else {
-            return false;
-        };
-        let (tag, host) = rest.split_at(rest.len().min(4));
-        tag.len() == 4
-            && tag.bytes().all(|b| b.is_ascii_hexdigit())
-            && match prefix {
-                "kt" => host
-                    .strip_prefix('h')
-                    .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())),
-                _ => host.is_empty(),
-            }
+    /// What follows `prefix` and a four-hex-digit tag in `name`, if `name` has them
+    /// (this test names its namespaces `kt<tag>h<i>` and its bridges `kb<tag>`).
+    fn after_tag<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+        let rest = name.strip_prefix(prefix)?;
+        let tag = rest.get(..4)?;
+        tag.bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then(|| &rest[4..])
     }
 
     /// Removes what an earlier run killed before its clean-up left behind: its
@@ -120,7 +113,8 @@ impl Net {
         let list = sh(&["ip", "netns", "list"]);
         for line in String::from_utf8_lossy(&list.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or_default();
-            if !Net::ours(name, "kt") {
+            let host = Net::after_tag(name, "kt").and_then(|r| r.strip_prefix('h'));
+            if !host.is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())) {
                 continue;
             }
             eprintln!("!!! nemesis: removing namespace {name} left by an earlier run !!!");
@@ -133,7 +127,7 @@ impl Net {
         let links = sh(&["ip", "-o", "link", "show", "type", "bridge"]);
         for line in String::from_utf8_lossy(&links.stdout).lines() {
             let name = line.split(": ").nth(1).unwrap_or_default();
-            if Net::ours(name, "kb") {
+            if Net::after_tag(name, "kb") == Some("") {
                 eprintln!("!!! nemesis: removing bridge {name} left by an earlier run !!!");
                 sh(&["ip", "link", "del", name]);
             }
