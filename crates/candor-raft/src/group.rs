@@ -18,6 +18,7 @@ use crate::network::{
     TransportError, serve,
 };
 use crate::state_machine::{StateMachine, StateMachineLogic, recv_append, recv_clear, recv_data};
+use crate::step_aside::{LeaderSample, StepAside, StepAsideTuning};
 use crate::types::{
     GroupId, LogId, NodeId, Request, SnapshotMeta, TypeConfig, Vote, decode, encode,
 };
@@ -57,6 +58,9 @@ pub struct RaftTuning {
     /// Bound on one [`RaftGroup::write`] call: redirects, leader elections and the
     /// leader's commit all have to fit in it.
     pub forward_timeout: Duration,
+    /// When a leader that its followers hear but cannot answer well (inbound drops, a
+    /// slow link) hands its leadership over (see [`crate::step_aside`]). `None`: never.
+    pub step_aside: Option<StepAsideTuning>,
 }
 
 impl Default for RaftTuning {
@@ -73,6 +77,7 @@ impl Default for RaftTuning {
             max_payload_entries: 1024,
             pre_vote: true,
             forward_timeout: Duration::from_secs(5),
+            step_aside: Some(StepAsideTuning::default()),
         }
     }
 }
@@ -483,17 +488,19 @@ impl RaftNode {
         std::mem::forget(reservation);
         let max_payload = self.inner.db.group(group).max_payload_bytes();
         let contact = Arc::new(LeaderContact::default());
-        self.write_groups().insert(
+        let entry = Arc::new(GroupEntry {
             group,
-            Slot::Running(Arc::new(GroupEntry {
-                group,
-                raft: raft.clone(),
-                max_payload,
-                log: self.inner.db.group(group),
-                receiving: Arc::new(tokio::sync::Mutex::new(None)),
-                contact: Arc::clone(&contact),
-            })),
-        );
+            raft: raft.clone(),
+            max_payload,
+            log: self.inner.db.group(group),
+            receiving: Arc::new(tokio::sync::Mutex::new(None)),
+            contact: Arc::clone(&contact),
+        });
+        if let Some(rule) = self.inner.config.tuning.step_aside.clone() {
+            let every = self.inner.config.tuning.heartbeat_interval;
+            tokio::spawn(watch_leadership(Arc::downgrade(&entry), rule, every));
+        }
+        self.write_groups().insert(group, Slot::Running(entry));
         Ok(RaftGroup {
             group,
             node: self.clone(),
@@ -1044,13 +1051,14 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     ///   make the retry idempotent (the shard publisher deduplicates by its own
     ///   idempotency keys), because the retry can be applied in addition to the first.
     /// * [`Error::Timeout`]: no replica accepted the write before the deadline, or none
-    ///   was reachable for two election timeouts (this replica is cut off); it was
-    ///   not proposed (only provably undelivered attempts are retried internally:
+    ///   was reachable for two election timeouts, or this follower's leader has not
+    ///   reached it for as long (this replica is cut off); it was not proposed (only provably undelivered attempts are retried internally:
     ///   redirects, unreachable targets, requests refused before reaching the group).
     /// * [`Error::QuorumNotEnough`]: this replica leads but has not heard from a quorum
     ///   for two election timeouts; not proposed. (A write already proposed when that
     ///   happens, or forwarded to a leader that is then replaced by an election seen
-    ///   here, ends at once as [`Error::Indeterminate`], not at the deadline.)
+    ///   here or stops reaching this replica, ends at once as
+    ///   [`Error::Indeterminate`], not at the deadline.)
     /// * [`Error::TooLarge`]: refused, not proposed.
     pub async fn write(&self, data: Vec<u8>) -> Result<Vec<u8>, Error> {
         if data.len() > self.max_payload {
@@ -1093,7 +1101,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                         // Polled in order, not at random: a simulation seed replays exactly.
                         biased;
                         out = commit => out,
-                        age = self.quorum_lost() => {
+                        age = self.silent_for(Self::quorum_silence) => {
                             return Err(Error::Indeterminate {
                                 group: self.group,
                                 detail: format!(
@@ -1126,6 +1134,17 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                     }
                 }
                 Some((id, Some(addr))) => {
+                    // A follower its leader has not reached for two election timeouts
+                    // is cut off (an election among the others would have ended by
+                    // now): refuse before sending, rather than wait on a dead link.
+                    if let Some(age) = self.leader_silence() {
+                        return Err(Error::Timeout(format!(
+                            "group {}: node {me} has not heard from leader {id} for {} ms \
+                             (cut off); not proposed",
+                            self.group,
+                            age.as_millis()
+                        )));
+                    }
                     let payload = match &encoded {
                         Some(p) => p.clone(),
                         None => {
@@ -1150,6 +1169,16 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                                 detail: format!(
                                     "leader {id} was replaced by node {new} (term {new_term}) \
                                      while the forwarded write was in flight"
+                                ),
+                            });
+                        }
+                        age = self.silent_for(Self::leader_silence) => {
+                            return Err(Error::Indeterminate {
+                                group: self.group,
+                                detail: format!(
+                                    "node {me} lost contact with leader {id} ({} ms without \
+                                     a heartbeat) while the forwarded write was in flight",
+                                    age.as_millis()
                                 ),
                             });
                         }
@@ -1216,9 +1245,24 @@ impl<L: StateMachineLogic> RaftGroup<L> {
         (age > 2 * self.node.inner.config.tuning.election_timeout_max).then_some(age)
     }
 
-    /// Resolves when [`Self::quorum_silence`] reports one (checked every heartbeat:
-    /// a silent quorum publishes no metrics change to wait on).
-    async fn quorum_lost(&self) -> Duration {
+    /// How long this replica, as a follower, has gone without its leader reaching it,
+    /// if that is longer than two election timeouts (see [`Self::quorum_silence`]).
+    /// `None` when leading, with no leader known, or before any contact.
+    fn leader_silence(&self) -> Option<Duration> {
+        {
+            let rx = self.raft.metrics();
+            let m = rx.borrow_watched();
+            if m.current_leader.is_none_or(|l| l == m.id) {
+                return None;
+            }
+        }
+        let (age, _) = self.contact.last()?;
+        (age > 2 * self.node.inner.config.tuning.election_timeout_max).then_some(age)
+    }
+
+    /// Resolves when `silence` (one of the two above) reports one, checked every
+    /// heartbeat: silence publishes no metrics change to wait on.
+    async fn silent_for(&self, silence: fn(&Self) -> Option<Duration>) -> Duration {
         let every = self
             .node
             .inner
@@ -1228,7 +1272,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
             .max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(every).await;
-            if let Some(age) = self.quorum_silence() {
+            if let Some(age) = silence(self) {
                 return age;
             }
         }
@@ -1364,6 +1408,74 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     }
 }
 
+/// Runs the step-aside rule ([`crate::step_aside`]) on one group every `every` until
+/// the group leaves its node (the node holds the only strong reference).
+async fn watch_leadership<L: StateMachineLogic>(
+    entry: Weak<GroupEntry<L>>,
+    tuning: StepAsideTuning,
+    every: Duration,
+) {
+    let origin = tokio::time::Instant::now();
+    let mut rule = StepAside::new(tuning);
+    loop {
+        tokio::time::sleep(every.max(Duration::from_millis(10))).await;
+        let Some(g) = entry.upgrade() else { return };
+        let handover = {
+            let rx = g.raft.metrics();
+            let m = rx.borrow_watched();
+            if m.running_state.is_err() {
+                return;
+            }
+            let leading = m.state == ServerState::Leader;
+            // Built only on a leader (empty ones do not allocate): followers sample
+            // every heartbeat too.
+            let (voters, replication) = if leading {
+                (
+                    m.membership_config.membership().voter_ids().collect(),
+                    replication_of(&m),
+                )
+            } else {
+                (BTreeSet::new(), BTreeMap::new())
+            };
+            let sample = LeaderSample {
+                me: m.id,
+                term: m.current_term,
+                leading,
+                quorum_ack_age: quorum_ack_age(&m),
+                voters: &voters,
+                replication: &replication,
+            };
+            rule.observe(origin.elapsed(), &sample)
+                .map(|to| (to, sample.quorum_ack_age, m.current_term))
+        };
+        if let Some((to, age, term)) = handover {
+            tracing::warn!(
+                group = %g.group,
+                term,
+                to,
+                quorum_ack_age_ms = age.map(|a| a.as_millis() as u64),
+                "leader stepping aside: no quick acknowledgement from a quorum for a whole \
+                 window (inbound drops or a slow link here); transferring leadership"
+            );
+            if let Err(e) = g.raft.trigger().transfer_leader(to).await {
+                tracing::debug!(group = %g.group, error = %e, "transfer not submitted");
+            }
+        }
+    }
+}
+
+/// On a leader: the highest log index known replicated to each node.
+fn replication_of(m: &openraft::RaftMetrics<TypeConfig>) -> BTreeMap<NodeId, u64> {
+    m.replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// On a leader of more than one voter: how long ago a quorum last acknowledged
 /// it (see [`GroupMetrics::quorum_ack_age`]).
 fn quorum_ack_age(m: &openraft::RaftMetrics<TypeConfig>) -> Option<Duration> {
@@ -1402,15 +1514,7 @@ fn metrics_of<L: StateMachineLogic>(
         purged: m.purged,
         voters: m.membership_config.membership().voter_ids().collect(),
         stopped: m.running_state.as_ref().err().map(|f| f.to_string()),
-        replication: m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index())))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        replication: replication_of(&m),
         quorum_ack_age,
         leader_contact_age,
         leader_committed,

@@ -271,22 +271,30 @@ impl RaftTransport for Endpoint {
                 Verdict::Deliver { delay } => (delay, false),
                 Verdict::DropResponse { delay } => (delay, true),
             };
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let node = net
-                .inner
-                .nodes
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&target)
-                .and_then(WeakRaftNode::upgrade);
-            let Some(node) = node else {
-                return Err(TransportError::Unreachable(format!(
-                    "node {target} is down"
-                )));
-            };
-            let reply = node.handle_rpc(group, kind, payload).await;
+            // A message on the wire arrives even if its sender stops waiting for the
+            // answer (openraft gives a heartbeat only a heartbeat interval): the
+            // delivery runs on its own, the sender only waits for the reply.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let node = net
+                    .inner
+                    .nodes
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&target)
+                    .and_then(WeakRaftNode::upgrade);
+                let reply = match node {
+                    Some(node) => node.handle_rpc(group, kind, payload).await,
+                    None => Err(TransportError::Unreachable(format!(
+                        "node {target} is down"
+                    ))),
+                };
+                let _ = tx.send(reply);
+            });
+            let reply = rx.await.unwrap_or(Err(TransportError::Timeout));
             if lose_reply {
                 return Err(TransportError::Timeout);
             }

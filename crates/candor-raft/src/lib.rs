@@ -180,6 +180,7 @@ pub mod log_store;
 mod network;
 pub mod sim;
 mod state_machine;
+pub mod step_aside;
 pub mod store_snapshot;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -105,9 +105,22 @@ struct SimNode {
 type Handles = Arc<Mutex<BTreeMap<(NodeId, u64), RaftGroup<AppendLog>>>>;
 
 async fn start(net: &InProcessNetwork, id: NodeId, kv: Arc<CrashStore>) -> SimNode {
+    start_with(net, id, kv, true).await
+}
+
+/// [`start`], with the step-aside rule on or off.
+async fn start_with(
+    net: &InProcessNetwork,
+    id: NodeId,
+    kv: Arc<CrashStore>,
+    step_aside: bool,
+) -> SimNode {
     let dyn_kv: Arc<dyn Store> = Arc::clone(&kv) as Arc<dyn Store>;
     let mut config = RaftNodeConfig::new(id, addr(id));
     config.io = IoMode::Inline;
+    if !step_aside {
+        config.tuning.step_aside = None;
+    }
     let node = RaftNode::new(config, dyn_kv, net.endpoint(id)).expect("raft node");
     net.register(&node);
     let mut groups = BTreeMap::new();
@@ -289,13 +302,19 @@ async fn scenario(seed: u64) -> Run {
 
 /// One run of `seed` on a fresh single-threaded runtime with a paused clock.
 fn run(seed: u64) -> Run {
+    on_virtual_clock(seed, scenario(seed))
+}
+
+/// Runs `f` on a fresh single-threaded runtime with a paused clock, openraft's
+/// randomness drawn from `seed`.
+fn on_virtual_clock<T>(seed: u64, f: impl Future<Output = T>) -> T {
     candor_raft::sim::seed_thread(seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("runtime");
-    let out = rt.block_on(scenario(seed));
+    let out = rt.block_on(f);
     drop(rt);
     candor_raft::sim::unseed_thread();
     out
@@ -356,5 +375,389 @@ fn seeds_replay_the_exact_interleaving() {
             }
             assert_eq!(first, second, "seed {seed} did not replay exactly");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fault reactions timed on the virtual clock (issue 19's targets). The clock
+// is virtual and the runs replay exactly, so these bounds are properties of
+// the protocol, not of the machine running the test.
+
+/// A fault around one node, decided per message.
+#[derive(Clone, Copy, Debug)]
+enum Around {
+    Nothing,
+    /// Everything sent to the node is lost; what it sends arrives, but the
+    /// answers are lost (iptables INPUT drops on its host).
+    InboundDrop(NodeId),
+    /// Every message to or from the node takes this much longer.
+    Slow(NodeId, Duration),
+    /// Every message to or from the node hangs (a black-holed link: no
+    /// answer, no error).
+    BlackHole(NodeId),
+}
+
+struct AroundHook(Mutex<Around>);
+
+impl AroundHook {
+    fn set(&self, a: Around) {
+        *self.0.lock().unwrap() = a;
+    }
+}
+
+impl FaultHook for AroundHook {
+    fn decide(&self, m: &MessageInfo, rng: &mut StdRng) -> Option<Verdict> {
+        let delay = Duration::from_millis(rng.random_range(1..=5));
+        let touches = |n: NodeId| m.from == n || m.to == n;
+        Some(match *self.0.lock().unwrap() {
+            Around::InboundDrop(n) if m.to == n => Verdict::DropRequest,
+            Around::InboundDrop(n) if m.from == n => Verdict::DropResponse { delay },
+            Around::Slow(n, extra) if touches(n) => Verdict::Deliver {
+                delay: delay + extra,
+            },
+            Around::BlackHole(n) if touches(n) => Verdict::Deliver {
+                delay: Duration::from_secs(3600),
+            },
+            _ => Verdict::Deliver { delay },
+        })
+    }
+}
+
+/// Three nodes running [`GROUPS`], with an [`AroundHook`] on their network.
+struct Trio {
+    net: InProcessNetwork,
+    hook: Arc<AroundHook>,
+    nodes: BTreeMap<NodeId, SimNode>,
+}
+
+impl Trio {
+    async fn start(seed: u64) -> Self {
+        Self::start_with(seed, true).await
+    }
+
+    async fn start_with(seed: u64, step_aside: bool) -> Self {
+        let net = InProcessNetwork::new(seed);
+        let hook = Arc::new(AroundHook(Mutex::new(Around::Nothing)));
+        net.set_hook(Some(Arc::clone(&hook) as Arc<dyn FaultHook>));
+        let mut nodes = BTreeMap::new();
+        for id in NODES {
+            let kv = Arc::new(CrashStore::new());
+            nodes.insert(id, start_with(&net, id, kv, step_aside).await);
+        }
+        for g in GROUPS {
+            nodes[&1].groups[&g.0]
+                .initialize(members(&NODES))
+                .await
+                .expect("initialize");
+        }
+        Self { net, hook, nodes }
+    }
+
+    fn replicas(&self, g: GroupId) -> Vec<(NodeId, RaftGroup<AppendLog>)> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| (*id, n.groups[&g.0].clone()))
+            .collect()
+    }
+
+    fn replica(&self, id: NodeId, g: GroupId) -> RaftGroup<AppendLog> {
+        self.nodes[&id].groups[&g.0].clone()
+    }
+
+    /// The leader of group 1, once elected; then `settle` of quiet time (the
+    /// step-aside rule lets a leader hand over only after its tenure).
+    async fn leader(&self, settle: Duration) -> NodeId {
+        let l = common::wait_leader(&self.replicas(GROUPS[0])).await;
+        tokio::time::sleep(settle).await;
+        assert_eq!(
+            common::wait_leader(&self.replicas(GROUPS[0])).await,
+            l,
+            "leadership moved while quiet"
+        );
+        l
+    }
+
+    async fn stop(self) {
+        self.hook.set(Around::Nothing);
+        self.net.heal();
+        for n in self.nodes.values() {
+            n.node.shutdown().await;
+        }
+    }
+}
+
+/// Waits until a replica other than `old` leads `g` and another replica
+/// follows it; returns that leader.
+async fn moved_off(replicas: &[(NodeId, RaftGroup<AppendLog>)], old: NodeId) -> NodeId {
+    let give_up = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "leadership never moved off node {old}"
+        );
+        for (id, g) in replicas {
+            let m = g.metrics();
+            let followed = replicas
+                .iter()
+                .any(|(o, og)| o != id && og.leader() == Some(*id));
+            if *id != old && m.state == candor_raft::ServerState::Leader && followed {
+                return *id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The control run of a hand-over scenario: the same fault on a cluster
+/// without the step-aside rule leaves `old` leading group 1 (in the same
+/// term) for `span`. Returns the term.
+async fn stays_on(trio: &Trio, old: NodeId, span: Duration) -> u64 {
+    let term = trio.replica(old, GROUPS[0]).metrics().current_term;
+    let until = tokio::time::Instant::now() + span;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = trio.replica(old, GROUPS[0]).metrics();
+        assert_eq!(
+            (m.leader, m.current_term),
+            (Some(old), term),
+            "without the rule, leadership still moved"
+        );
+    }
+    term
+}
+
+/// Fixed seeds for the timing scenarios, or `CANDOR_SIM_SEED` alone.
+fn timing_seeds() -> Vec<u64> {
+    match std::env::var("CANDOR_SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(s) => vec![s],
+        None => vec![11, 12, 13],
+    }
+}
+
+/// The default step-aside rule: 2 s window, 300 ms slow acknowledgement. From
+/// the fault to a new leader: the window, the first slow sample (300 ms), a
+/// heartbeat for the next sample and an election round.
+const HANDOVER_BOUND: Duration = Duration::from_millis(3500);
+
+/// Inbound drops on a leader: its followers keep hearing its heartbeats (so
+/// with pre-vote they never elect anyone: the control run without the rule
+/// shows it), but nothing it sends is answered. It hands its leadership over
+/// within [`HANDOVER_BOUND`], in every group it leads, and writes through a
+/// follower succeed again.
+#[test]
+fn a_leader_that_hears_no_answers_hands_over() {
+    for seed in timing_seeds() {
+        println!("inbound-drop seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+        on_virtual_clock(seed, async move {
+            let control = Trio::start_with(seed, false).await;
+            let old = control.leader(Duration::from_secs(4)).await;
+            control.hook.set(Around::InboundDrop(old));
+            stays_on(&control, old, Duration::from_secs(10)).await;
+            control.stop().await;
+        });
+        on_virtual_clock(seed, async move {
+            let trio = Trio::start(seed).await;
+            let old = trio.leader(Duration::from_secs(4)).await;
+            let mut led = Vec::new();
+            for g in GROUPS {
+                if common::wait_leader(&trio.replicas(g)).await == old {
+                    led.push(g);
+                }
+            }
+            trio.hook.set(Around::InboundDrop(old));
+            let cut = tokio::time::Instant::now();
+            for g in led {
+                let new = moved_off(&trio.replicas(g), old).await;
+                let took = cut.elapsed();
+                println!("  group {}: {old} -> {new} after {took:?} (virtual)", g.0);
+                assert!(
+                    took <= HANDOVER_BOUND,
+                    "seed {seed}: group {} handed over after {took:?}",
+                    g.0
+                );
+            }
+            let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
+            let t = tokio::time::Instant::now();
+            let out = forward_write(&trio.replica(follower, GROUPS[0]), b"after".to_vec()).await;
+            assert!(matches!(out, Outcome::Acked(_)), "seed {seed}: {out:?}");
+            println!("  a write through node {follower} took {:?}", t.elapsed());
+            trio.stop().await;
+        });
+    }
+}
+
+/// A slow link on a leader: every message through it 100 ms late, a 200 ms
+/// round trip, short of the election timeout, so its followers keep hearing it
+/// and never elect anyone (the control run without the rule shows it; a round
+/// trip past the election timeout gets a new leader elected without the rule).
+/// It hands over within [`HANDOVER_BOUND`], and the new leader, whose quorum
+/// answers quickly, keeps the leadership.
+#[test]
+fn a_leader_on_a_slow_link_hands_over_and_it_stays_moved() {
+    const SLOW: Duration = Duration::from_millis(100);
+    for seed in timing_seeds() {
+        println!("slow-link seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+        on_virtual_clock(seed, async move {
+            let control = Trio::start_with(seed, false).await;
+            let old = control.leader(Duration::from_secs(4)).await;
+            control.hook.set(Around::Slow(old, SLOW));
+            stays_on(&control, old, Duration::from_secs(10)).await;
+            control.stop().await;
+        });
+        on_virtual_clock(seed, async move {
+            let trio = Trio::start(seed).await;
+            let old = trio.leader(Duration::from_secs(4)).await;
+            trio.hook.set(Around::Slow(old, SLOW));
+            let slowed = tokio::time::Instant::now();
+            let replicas = trio.replicas(GROUPS[0]);
+            let new = moved_off(&replicas, old).await;
+            let took = slowed.elapsed();
+            println!("  {old} -> {new} after {took:?} (virtual)");
+            assert!(
+                took <= HANDOVER_BOUND,
+                "seed {seed}: handed over after {took:?}"
+            );
+            let term = trio.replica(new, GROUPS[0]).metrics().current_term;
+            // Long enough for several windows and tenures: no hand-over back.
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let m = trio.replica(new, GROUPS[0]).metrics();
+                assert_eq!(
+                    (m.leader, m.current_term),
+                    (Some(new), term),
+                    "seed {seed}: leadership moved again"
+                );
+            }
+            trio.stop().await;
+        });
+    }
+}
+
+/// Writes forwarded through a follower to a leader that then falls into a
+/// black hole (no answer, no error): each ends within 1.5 s of the election
+/// that replaces it (an unknown outcome, at once), and its retry lands on the
+/// new leader.
+#[test]
+fn forwarded_writes_complete_soon_after_an_election() {
+    for seed in timing_seeds() {
+        println!("black-hole seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+        on_virtual_clock(seed, async move {
+            let trio = Trio::start(seed).await;
+            let old = trio.leader(Duration::from_secs(1)).await;
+            let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
+            let via = trio.replica(follower, GROUPS[0]);
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut writers = Vec::new();
+            for w in 0..4 {
+                let (via, stop) = (via.clone(), Arc::clone(&stop));
+                writers.push(tokio::spawn(async move {
+                    // (started, ended) of every write, retries included.
+                    let mut ops = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let begun = tokio::time::Instant::now();
+                        loop {
+                            let data = format!("w{w}-{i}").into_bytes();
+                            if let Outcome::Acked(_) = forward_write(&via, data).await {
+                                break;
+                            }
+                        }
+                        ops.push((begun, tokio::time::Instant::now()));
+                        i += 1;
+                    }
+                    ops
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trio.hook.set(Around::BlackHole(old));
+            let replicas = trio.replicas(GROUPS[0]);
+            // The election as the forwarding replica sees it.
+            let give_up = tokio::time::Instant::now() + common::WAIT;
+            loop {
+                assert!(tokio::time::Instant::now() < give_up, "no election seen");
+                if via.leader().is_some_and(|l| l != old) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let elected = tokio::time::Instant::now();
+            let new = moved_off(&replicas, old).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut worst = Duration::ZERO;
+            let mut spanning = 0;
+            for w in writers {
+                for (begun, ended) in w.await.expect("writer") {
+                    if begun < elected && ended > elected {
+                        spanning += 1;
+                        worst = worst.max(ended - elected);
+                    }
+                }
+            }
+            println!(
+                "  {old} -> {new}; {spanning} writes spanned the election, the last \
+                 completed {worst:?} after it (virtual)"
+            );
+            assert!(spanning > 0, "seed {seed}: no write was in flight");
+            assert!(
+                worst <= Duration::from_millis(1500),
+                "seed {seed}: a write completed {worst:?} after the election"
+            );
+            trio.stop().await;
+        });
+    }
+}
+
+/// A follower cut off from everyone: a write sent to it once it has been cut
+/// off for two election timeouts is refused (not proposed) at once, well
+/// within 1 s; one sent at the moment of the cut ends within two election
+/// timeouts and a heartbeat.
+#[test]
+fn an_isolated_follower_refuses_writes_fast() {
+    for seed in timing_seeds() {
+        println!("isolated-follower seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+        on_virtual_clock(seed, async move {
+            let trio = Trio::start(seed).await;
+            let leader = trio.leader(Duration::from_secs(1)).await;
+            let follower = NODES.into_iter().find(|&n| n != leader).expect("follower");
+            let via = trio.replica(follower, GROUPS[0]);
+            trio.hook.set(Around::BlackHole(follower));
+            let t = tokio::time::Instant::now();
+            let at_cut = via.write(b"at-cut".to_vec()).await;
+            let first = t.elapsed();
+            let tuning = candor_raft::RaftTuning::default();
+            assert!(
+                first <= 2 * tuning.election_timeout_max + 2 * tuning.heartbeat_interval,
+                "seed {seed}: the write at the cut ended after {first:?}: {at_cut:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t = tokio::time::Instant::now();
+            let later = via.write(b"later".to_vec()).await;
+            let second = t.elapsed();
+            println!(
+                "  at the cut: {first:?} ({}); later: {second:?} ({})",
+                short(&at_cut),
+                short(&later)
+            );
+            match later {
+                Err(candor_raft::Error::Timeout(m)) => assert!(m.contains("not proposed"), "{m}"),
+                other => panic!("seed {seed}: a cut-off follower answered {other:?}"),
+            }
+            assert!(
+                second <= Duration::from_millis(1000),
+                "seed {seed}: refused after {second:?}"
+            );
+            trio.stop().await;
+        });
+    }
+}
+
+fn short(r: &Result<Vec<u8>, candor_raft::Error>) -> String {
+    match r {
+        Ok(_) => "acknowledged".into(),
+        Err(e) => e.to_string().chars().take(90).collect(),
     }
 }

@@ -1,0 +1,276 @@
+//! When a leader hands its leadership to a follower (the "step-aside" rule).
+//!
+//! Raft replaces a leader only when its followers stop hearing it. Two faults
+//! leave the followers hearing a leader that cannot lead well, and with
+//! pre-vote nothing would ever replace it:
+//!
+//! * **inbound drops**: the followers receive its heartbeats, but their answers
+//!   never reach it. It commits nothing while the fault lasts;
+//! * **a slow link**: every round trip through its link is slow (a full queue,
+//!   lost packets resent), so every commit, and every epoch of the sequencer
+//!   group, waits for it.
+//!
+//! Both show in one figure the leader already has: how long ago a quorum last
+//! acknowledged it ([`crate::GroupMetrics::quorum_ack_age`]; openraft stamps an
+//! acknowledgement with the time its request was *sent*, so the age is never
+//! below the round trip). The rule: a leader that has led for at least
+//! [`StepAsideTuning::min_tenure`], and whose quorum acknowledgement was older
+//! than [`StepAsideTuning::slow_ack`] at **every** sample of the last
+//! [`StepAsideTuning::window`], transfers its leadership to the follower known
+//! to hold the most of its log (openraft's `TransferLeader`, sent to every
+//! member: outbound messages still get through in both faults), once per term.
+//!
+//! Why every sample and not an average: a healthy leader's age falls back to
+//! about one round trip at each heartbeat, so a busy moment (a long fsync, a
+//! starved thread) never keeps it high for a whole window; only a link that is
+//! slow all the time does.
+//!
+//! Why a minimum tenure: in a cluster that is slow everywhere, each new leader
+//! would hand over again at once. With the tenure a cluster-wide slowness costs
+//! at most one hand-over (one election, well under a second) per tenure.
+//!
+//! A transfer that fails (the target is down too) costs an election timeout:
+//! a transferring leader stops sending heartbeats, so the followers elect
+//! someone. This module holds the rule only, with no clock or I/O of its own, so
+//! it is unit-tested without a runtime; the group runs it every heartbeat.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::types::NodeId;
+
+/// The step-aside rule's settings (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepAsideTuning {
+    /// A quorum acknowledgement older than this is slow.
+    pub slow_ack: Duration,
+    /// How long every sample must be slow before the leader hands over.
+    pub window: Duration,
+    /// Least time as leader (in one term) before it may hand over for slowness.
+    pub min_tenure: Duration,
+}
+
+impl Default for StepAsideTuning {
+    fn default() -> Self {
+        Self {
+            // A heartbeat on a LAN is acknowledged in a few ms. The bound sits
+            // below the lower election timeout (300 ms): openraft sends a follower
+            // its next heartbeat only after the last one's answer, so a round trip
+            // past the election timeout makes the followers elect someone anyway;
+            // this rule covers the slow links short of that. Raise it (with the
+            // election timeouts) for a cluster whose normal round trip is longer.
+            slow_ack: Duration::from_millis(150),
+            window: Duration::from_secs(2),
+            min_tenure: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What the group reports to the rule at each sample.
+#[derive(Clone, Debug)]
+pub struct LeaderSample<'a> {
+    /// This replica.
+    pub me: NodeId,
+    /// Current term.
+    pub term: u64,
+    /// Whether this replica leads in `term`.
+    pub leading: bool,
+    /// How long ago a quorum acknowledged this leader (`None`: not yet in this term).
+    pub quorum_ack_age: Option<Duration>,
+    /// Voters of the current membership.
+    pub voters: &'a BTreeSet<NodeId>,
+    /// Highest log index known replicated to each node.
+    pub replication: &'a BTreeMap<NodeId, u64>,
+}
+
+/// The rule's memory for one group on one replica. `now` is any monotonic time
+/// expressed as a duration since a fixed origin (the group passes its runtime's
+/// clock), which keeps this type free of a clock.
+#[derive(Debug)]
+pub struct StepAside {
+    tuning: StepAsideTuning,
+    /// The term led, and since when.
+    leading: Option<(u64, Duration)>,
+    /// (when, quorum acknowledgement age) within the last window.
+    samples: VecDeque<(Duration, Duration)>,
+    /// The term in which this replica already handed over.
+    handed_over: Option<u64>,
+}
+
+impl StepAside {
+    /// A rule with `tuning`, for a replica that does not lead yet.
+    pub fn new(tuning: StepAsideTuning) -> Self {
+        Self {
+            tuning,
+            leading: None,
+            samples: VecDeque::new(),
+            handed_over: None,
+        }
+    }
+
+    /// Record one sample taken at `now`. Returns the follower to hand leadership
+    /// to when the rule says so (at most once per term).
+    pub fn observe(&mut self, now: Duration, s: &LeaderSample<'_>) -> Option<NodeId> {
+        if !s.leading {
+            self.leading = None;
+            self.samples.clear();
+            return None;
+        }
+        let since = match self.leading {
+            Some((term, since)) if term == s.term => since,
+            _ => {
+                self.leading = Some((s.term, now));
+                self.samples.clear();
+                now
+            }
+        };
+        // No acknowledgement yet in this term counts as old as the term.
+        let age = s.quorum_ack_age.unwrap_or(now.saturating_sub(since));
+        self.samples.push_back((now, age));
+        // Keep the newest sample at or before the window's start: it proves the
+        // window is covered from its beginning.
+        while self.samples.len() > 1 && self.samples[1].0 + self.tuning.window <= now {
+            self.samples.pop_front();
+        }
+        let covered = self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| *t + self.tuning.window <= now);
+        let slow = covered && self.samples.iter().all(|(_, a)| *a > self.tuning.slow_ack);
+        if !slow
+            || now.saturating_sub(since) < self.tuning.min_tenure
+            || self.handed_over == Some(s.term)
+        {
+            return None;
+        }
+        let to = s
+            .voters
+            .iter()
+            .filter(|&&v| v != s.me)
+            // Most replicated first; the lower id on a tie (deterministic).
+            .max_by_key(|&&v| {
+                (
+                    s.replication.get(&v).copied().unwrap_or(0),
+                    std::cmp::Reverse(v),
+                )
+            })
+            .copied()?;
+        self.handed_over = Some(s.term);
+        Some(to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    struct Fixture {
+        voters: BTreeSet<NodeId>,
+        replication: BTreeMap<NodeId, u64>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                voters: [1, 2, 3].into_iter().collect(),
+                replication: [(1, 100), (2, 90), (3, 99)].into_iter().collect(),
+            }
+        }
+        fn sample(&self, term: u64, leading: bool, age: Option<u64>) -> LeaderSample<'_> {
+            LeaderSample {
+                me: 1,
+                term,
+                leading,
+                quorum_ack_age: age.map(ms),
+                voters: &self.voters,
+                replication: &self.replication,
+            }
+        }
+    }
+
+    /// Feed a sample every 50 ms from `from` to `to` (ms) with `age(t)`;
+    /// returns when (ms) and to whom the rule handed over, if it did.
+    fn run(
+        rule: &mut StepAside,
+        f: &Fixture,
+        term: u64,
+        from: u64,
+        to: u64,
+        age: impl Fn(u64) -> Option<u64>,
+    ) -> Option<(u64, NodeId)> {
+        (from..to).step_by(50).find_map(|t| {
+            rule.observe(ms(t), &f.sample(term, true, age(t)))
+                .map(|n| (t, n))
+        })
+    }
+
+    #[test]
+    fn a_healthy_leader_never_hands_over() {
+        let f = Fixture::new();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        // Acknowledged within a round trip, with a 1 s stall every 5 s.
+        let r = run(&mut rule, &f, 1, 0, 60_000, |t| {
+            Some(if t % 5000 < 1000 { t % 5000 } else { 5 })
+        });
+        assert_eq!(r, None);
+    }
+
+    #[test]
+    fn a_leader_nobody_answers_hands_over_to_the_most_replicated_follower() {
+        let f = Fixture::new();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        // Healthy for 10 s, then no acknowledgement at all (inbound drops).
+        let r = run(&mut rule, &f, 1, 0, 20_000, |t| {
+            Some(if t < 10_000 { 5 } else { t - 10_000 + 5 })
+        });
+        // Slow from 10.15 s on; the whole 2 s window slow at 12.15 s.
+        assert_eq!(r, Some((12_150, 3)));
+        // Once per term.
+        assert_eq!(run(&mut rule, &f, 1, 20_000, 30_000, |t| Some(t)), None);
+    }
+
+    #[test]
+    fn a_slow_link_hands_over_but_not_before_the_tenure() {
+        let f = Fixture::new();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        // Every acknowledgement 400-450 ms old from the start of the term.
+        let r = run(&mut rule, &f, 7, 0, 10_000, |t| Some(400 + t % 100 / 2));
+        assert_eq!(r, Some((3000, 3)), "held until the 3 s tenure");
+    }
+
+    #[test]
+    fn one_quick_acknowledgement_in_the_window_holds_it() {
+        let f = Fixture::new();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        let r = run(&mut rule, &f, 1, 0, 20_000, |t| {
+            Some(if t % 1500 == 0 { 20 } else { 500 })
+        });
+        assert_eq!(r, None);
+    }
+
+    #[test]
+    fn a_new_term_starts_over_and_followers_never_hand_over() {
+        let f = Fixture::new();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        assert!(run(&mut rule, &f, 1, 0, 10_000, |_| None).is_some());
+        // Not leading: nothing, whatever the age.
+        for t in (10_000..20_000).step_by(50) {
+            assert_eq!(rule.observe(ms(t), &f.sample(1, false, Some(9_999))), None);
+        }
+        // Leading again in term 2: the tenure and window count from its start.
+        let r = run(&mut rule, &f, 2, 20_000, 40_000, |_| Some(1_000));
+        assert_eq!(r, Some((23_000, 3)));
+    }
+
+    #[test]
+    fn a_sole_voter_has_nobody_to_hand_over_to() {
+        let mut f = Fixture::new();
+        f.voters = [1].into_iter().collect();
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        assert_eq!(run(&mut rule, &f, 1, 0, 10_000, |t| Some(t)), None);
+    }
+}
