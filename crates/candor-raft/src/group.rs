@@ -622,7 +622,6 @@ impl RaftNode {
     }
 }
 
-/// First pause of [`RaftGroup::write`] while no leader is known; doubles up to the max.
 /// Interpret a forwarded write's reply: `Ok(Some)` applied, `Ok(None)` not the leader
 /// (retry), `Err` final.
 fn forwarded_reply(group: GroupId, from: NodeId, bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
@@ -839,6 +838,7 @@ impl RemoteGroup {
     }
 }
 
+/// First pause of [`RaftGroup::write`] while no leader is known; doubles up to the max.
 const FORWARD_MIN_BACKOFF: Duration = Duration::from_millis(10);
 const FORWARD_MAX_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -1052,8 +1052,9 @@ impl<L: StateMachineLogic> RaftGroup<L> {
     ///   idempotency keys), because the retry can be applied in addition to the first.
     /// * [`Error::Timeout`]: no replica accepted the write before the deadline, or none
     ///   was reachable for two election timeouts, or this follower's leader has not
-    ///   reached it for as long (this replica is cut off); it was not proposed (only provably undelivered attempts are retried internally:
-    ///   redirects, unreachable targets, requests refused before reaching the group).
+    ///   reached it for as long (this replica is cut off); it was not proposed (only
+    ///   provably undelivered attempts are retried internally: redirects,
+    ///   unreachable targets, requests refused before reaching the group).
     /// * [`Error::QuorumNotEnough`]: this replica leads but has not heard from a quorum
     ///   for two election timeouts; not proposed. (A write already proposed when that
     ///   happens, or forwarded to a leader that is then replaced by an election seen
@@ -1444,6 +1445,8 @@ async fn watch_leadership<L: StateMachineLogic>(
                 quorum_ack_age: quorum_ack_age(&m),
                 voters: &voters,
                 replication: &replication,
+                last_log_index: m.last_log_index.unwrap_or(0),
+                committed: m.local_committed.as_ref().map_or(0, |l| l.index()),
             };
             rule.observe(origin.elapsed(), &sample)
                 .map(|to| (to, sample.quorum_ack_age, m.current_term))
@@ -1454,8 +1457,9 @@ async fn watch_leadership<L: StateMachineLogic>(
                 term,
                 to,
                 quorum_ack_age_ms = age.map(|a| a.as_millis() as u64),
-                "leader stepping aside: no quick acknowledgement from a quorum for a whole \
-                 window (inbound drops or a slow link here); transferring leadership"
+                "leader stepping aside: a quorum acknowledged it or committed its entries \
+                 slowly for a whole window (inbound drops or a slow link here); \
+                 transferring leadership"
             );
             if let Err(e) = g.raft.trigger().transfer_leader(to).await {
                 tracing::debug!(group = %g.group, error = %e, "transfer not submitted");

@@ -10,20 +10,35 @@
 //!   lost packets resent), so every commit, and every epoch of the sequencer
 //!   group, waits for it.
 //!
-//! Both show in one figure the leader already has: how long ago a quorum last
-//! acknowledged it ([`crate::GroupMetrics::quorum_ack_age`]; openraft stamps an
-//! acknowledgement with the time its request was *sent*, so the age is never
-//! below the round trip). The rule: a leader that has led for at least
-//! [`StepAsideTuning::min_tenure`], and whose quorum acknowledgement was older
-//! than [`StepAsideTuning::slow_ack`] at **every** sample of the last
-//! [`StepAsideTuning::window`], transfers its leadership to the follower known
-//! to hold the most of its log (openraft's `TransferLeader`, sent to every
-//! member: outbound messages still get through in both faults), once per term.
+//! They show in two figures the leader already has:
 //!
-//! Why every sample and not an average: a healthy leader's age falls back to
-//! about one round trip at each heartbeat, so a busy moment (a long fsync, a
-//! starved thread) never keeps it high for a whole window; only a link that is
-//! slow all the time does.
+//! * how long ago a quorum last acknowledged it
+//!   ([`crate::GroupMetrics::quorum_ack_age`]; openraft stamps an
+//!   acknowledgement with the time its request was *sent*, so the age is never
+//!   below the round trip);
+//! * how long its entries take to commit: from when an index is first seen as
+//!   its last log index to when its commit index reaches it (replication and
+//!   the quorum's fsync, not the state machine's apply, which moving the
+//!   leadership would not speed up).
+//!
+//! The rule: a leader that has led for at least [`StepAsideTuning::min_tenure`]
+//! and, over the whole last [`StepAsideTuning::window`], either
+//!
+//! * had its quorum acknowledgement older than [`StepAsideTuning::slow_ack`] at
+//!   **every** sample, or
+//! * committed at least [`StepAsideTuning::min_commits`] entries with a median
+//!   time above [`StepAsideTuning::slow_commit`],
+//!
+//! transfers its leadership to the follower known to hold the most of its log
+//! (openraft's `TransferLeader`, sent to every member: outbound messages still
+//! get through in both faults), once per term.
+//!
+//! Why every sample, and a median: a healthy leader's acknowledgement age
+//! falls back to about one round trip at each heartbeat, and most of its
+//! commits are quick, so a busy moment (a long fsync, a starved thread) never
+//! keeps either figure high for a whole window; only a link that is slow all
+//! the time does. (A link that is slow only when full, or loses a few packets,
+//! leaves the heartbeats quick but not the entries: hence the second figure.)
 //!
 //! Why a minimum tenure: in a cluster that is slow everywhere, each new leader
 //! would hand over again at once. With the tenure a cluster-wide slowness costs
@@ -48,6 +63,10 @@ pub struct StepAsideTuning {
     pub window: Duration,
     /// Least time as leader (in one term) before it may hand over for slowness.
     pub min_tenure: Duration,
+    /// A median commit time above this, over a window, is slow.
+    pub slow_commit: Duration,
+    /// Fewest commits in a window for their median to count.
+    pub min_commits: usize,
 }
 
 impl Default for StepAsideTuning {
@@ -62,6 +81,10 @@ impl Default for StepAsideTuning {
             slow_ack: Duration::from_millis(150),
             window: Duration::from_secs(2),
             min_tenure: Duration::from_secs(3),
+            // A LAN commit is a round trip and an fsync: a few ms, tens when busy.
+            slow_commit: Duration::from_millis(200),
+            // The sequencer group commits an epoch every 500 ms by default: 4 a window.
+            min_commits: 3,
         }
     }
 }
@@ -81,6 +104,10 @@ pub struct LeaderSample<'a> {
     pub voters: &'a BTreeSet<NodeId>,
     /// Highest log index known replicated to each node.
     pub replication: &'a BTreeMap<NodeId, u64>,
+    /// This replica's last log index.
+    pub last_log_index: u64,
+    /// Its commit index.
+    pub committed: u64,
 }
 
 /// The rule's memory for one group on one replica. `now` is any monotonic time
@@ -93,6 +120,10 @@ pub struct StepAside {
     leading: Option<(u64, Duration)>,
     /// (when, quorum acknowledgement age) within the last window.
     samples: VecDeque<(Duration, Duration)>,
+    /// (log index, when first seen as the last) not yet committed, ascending.
+    uncommitted: VecDeque<(u64, Duration)>,
+    /// (when committed, how long it took) within the last window.
+    commits: VecDeque<(Duration, Duration)>,
     /// The term in which this replica already handed over.
     handed_over: Option<u64>,
 }
@@ -104,8 +135,17 @@ impl StepAside {
             tuning,
             leading: None,
             samples: VecDeque::new(),
+            uncommitted: VecDeque::new(),
+            commits: VecDeque::new(),
             handed_over: None,
         }
+    }
+
+    /// Forget the current term's figures.
+    fn reset(&mut self) {
+        self.samples.clear();
+        self.uncommitted.clear();
+        self.commits.clear();
     }
 
     /// Record one sample taken at `now`. Returns the follower to hand leadership
@@ -113,17 +153,34 @@ impl StepAside {
     pub fn observe(&mut self, now: Duration, s: &LeaderSample<'_>) -> Option<NodeId> {
         if !s.leading {
             self.leading = None;
-            self.samples.clear();
+            self.reset();
             return None;
         }
         let since = match self.leading {
             Some((term, since)) if term == s.term => since,
             _ => {
                 self.leading = Some((s.term, now));
-                self.samples.clear();
+                self.reset();
                 now
             }
         };
+        // Commit times, to the sampling period's precision.
+        if self.uncommitted.back().map_or(s.committed, |(i, _)| *i) < s.last_log_index {
+            self.uncommitted.push_back((s.last_log_index, now));
+        }
+        while let Some(&(index, seen)) = self.uncommitted.front()
+            && index <= s.committed
+        {
+            self.uncommitted.pop_front();
+            self.commits.push_back((now, now - seen));
+        }
+        while self
+            .commits
+            .front()
+            .is_some_and(|(t, _)| *t + self.tuning.window < now)
+        {
+            self.commits.pop_front();
+        }
         // No acknowledgement yet in this term counts as old as the term.
         let age = s.quorum_ack_age.unwrap_or(now.saturating_sub(since));
         self.samples.push_back((now, age));
@@ -136,7 +193,14 @@ impl StepAside {
             .samples
             .front()
             .is_some_and(|(t, _)| *t + self.tuning.window <= now);
-        let slow = covered && self.samples.iter().all(|(_, a)| *a > self.tuning.slow_ack);
+        let slow_acks = self.samples.iter().all(|(_, a)| *a > self.tuning.slow_ack);
+        let slow_commits = self.commits.len() >= self.tuning.min_commits.max(1) && {
+            let mut times: Vec<Duration> = self.commits.iter().map(|(_, d)| *d).collect();
+            times.sort_unstable();
+            // The lower median: half the commits slow is not enough.
+            times[(times.len() - 1) / 2] > self.tuning.slow_commit
+        };
+        let slow = covered && (slow_acks || slow_commits);
         if !slow
             || now.saturating_sub(since) < self.tuning.min_tenure
             || self.handed_over == Some(s.term)
@@ -171,6 +235,8 @@ mod tests {
     struct Fixture {
         voters: BTreeSet<NodeId>,
         replication: BTreeMap<NodeId, u64>,
+        /// (last log index, commit index) reported.
+        log: std::cell::Cell<(u64, u64)>,
     }
 
     impl Fixture {
@@ -178,6 +244,7 @@ mod tests {
             Self {
                 voters: [1, 2, 3].into_iter().collect(),
                 replication: [(1, 100), (2, 90), (3, 99)].into_iter().collect(),
+                log: std::cell::Cell::new((0, 0)),
             }
         }
         fn sample(&self, term: u64, leading: bool, age: Option<u64>) -> LeaderSample<'_> {
@@ -188,6 +255,8 @@ mod tests {
                 quorum_ack_age: age.map(ms),
                 voters: &self.voters,
                 replication: &self.replication,
+                last_log_index: self.log.get().0,
+                committed: self.log.get().1,
             }
         }
     }
@@ -264,6 +333,65 @@ mod tests {
         // Leading again in term 2: the tenure and window count from its start.
         let r = run(&mut rule, &f, 2, 20_000, 40_000, |_| Some(1_000));
         assert_eq!(r, Some((23_000, 3)));
+    }
+
+    /// An entry every 500 ms (the sequencer's epochs), each committed `took(t)`
+    /// ms after it was appended; acknowledgements always quick. Returns when
+    /// and to whom the rule handed over.
+    fn epochs(
+        rule: &mut StepAside,
+        f: &Fixture,
+        took: impl Fn(u64) -> u64,
+    ) -> Option<(u64, NodeId)> {
+        let mut appended: Vec<(u64, u64)> = Vec::new(); // (index, at)
+        for t in (0..30_000).step_by(50) {
+            if t % 500 == 0 {
+                appended.push((appended.len() as u64 + 1, t));
+            }
+            let last = appended.last().map_or(0, |a| a.0);
+            let committed = appended
+                .iter()
+                .filter(|(_, at)| at + took(*at) <= t)
+                .map(|a| a.0)
+                .max()
+                .unwrap_or(0);
+            f.log.set((last, committed));
+            if let Some(to) = rule.observe(ms(t), &f.sample(1, true, Some(5))) {
+                return Some((t, to));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn slow_commits_hand_over_quick_ones_do_not() {
+        let f = Fixture::new();
+        // 20 ms commits, with one 2 s stall every 10 s: never.
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        assert_eq!(
+            epochs(&mut rule, &f, |at| if at % 10_000 == 5_000 {
+                2_000
+            } else {
+                20
+            }),
+            None
+        );
+        // Every commit 300 ms from 10 s on: once more than half of a window's
+        // commits are slow (the first is seen at 10.3 s).
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        let r = epochs(&mut rule, &f, |at| if at < 10_000 { 20 } else { 300 });
+        let (t, to) = r.expect("handed over");
+        assert_eq!(to, 3);
+        assert!((11_000..=12_300).contains(&t), "handed over at {t} ms");
+        // One commit in three slow: not enough.
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        assert_eq!(
+            epochs(&mut rule, &f, |at| if at % 1_500 == 0 { 400 } else { 20 }),
+            None
+        );
+        // Three in four slow (a lossy link): over.
+        let mut rule = StepAside::new(StepAsideTuning::default());
+        assert!(epochs(&mut rule, &f, |at| if at % 2_000 == 0 { 20 } else { 400 }).is_some());
     }
 
     #[test]

@@ -248,7 +248,8 @@ impl Cluster {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns, BIN])
             .args(&pr.args)
-            .env("CANDOR_LOG", "info,openraft=error")
+            // The default filter (as users run it): the WARN volume is measured below.
+            .env("CANDOR_LOG", "info,openraft=warn")
             .env("CANDOR_MAX_MERGE_DELAY_MS", "30000")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -330,10 +331,35 @@ async fn serving(url: &str) -> bool {
 }
 
 /// The sequencer's leader as some member reports it (a node id), if any.
+/// Waits out `hold`; if `target` led the sequencer group when the fault
+/// began (`led`), returns how soon the other members were seen following
+/// another leader (the target itself may still believe it leads).
+async fn moved_off(target: usize, led: bool, hold: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let mut moved = None;
+    while t.elapsed() < hold {
+        tokio::time::sleep(Duration::from_millis(250).min(hold.saturating_sub(t.elapsed()))).await;
+        if led
+            && moved.is_none()
+            && sequencer_leader_seen_by((0..MEMBERS).filter(|&m| m != target))
+                .await
+                .is_some_and(|l| l != target)
+        {
+            moved = Some(t.elapsed());
+        }
+    }
+    moved
+}
+
 async fn sequencer_leader() -> Option<usize> {
+    sequencer_leader_seen_by(0..MEMBERS).await
+}
+
+/// The sequencer group's leader as the first of `members` that answers sees it.
+async fn sequencer_leader_seen_by(members: impl Iterator<Item = usize>) -> Option<usize> {
     use candor_proto::raft::v1 as rpb;
     use candor_proto::raft::v1::raft_transport_client::RaftTransportClient;
-    for i in 0..MEMBERS {
+    for i in members {
         let addr = format!("http://{}:{RAFT_PORT}", Net::ip(i));
         let Ok(Ok(mut c)) =
             tokio::time::timeout(Duration::from_secs(1), RaftTransportClient::connect(addr)).await
@@ -620,6 +646,8 @@ async fn nemesis_multi_host() {
     let mut made: BTreeMap<&str, u32> = BTreeMap::new();
     // (member, start ms, healed ms) of every partition.
     let mut partitions: Vec<(usize, u128, u128)> = Vec::new();
+    // (fault, whether its target led the sequencer group, when leadership left it).
+    let mut handovers: Vec<(&str, bool, Option<Duration>)> = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(crng_range(&mut rng, 1500, 3000))).await;
         let fault = faults[rng.random_range(0..faults.len())];
@@ -658,6 +686,7 @@ async fn nemesis_multi_host() {
                 partitions.push((target, fault_started, start.elapsed().as_millis()));
             }
             "inbound-drop" => {
+                let led = sequencer_leader().await == Some(target);
                 for o in others(target) {
                     let ip = Net::ip(o);
                     cluster.net.exec(
@@ -665,7 +694,7 @@ async fn nemesis_multi_host() {
                         &["iptables", "-A", "INPUT", "-s", &ip, "-j", "DROP"],
                     );
                 }
-                tokio::time::sleep(hold).await;
+                handovers.push(("inbound-drop", led, moved_off(target, led, hold).await));
                 cluster.net.heal(target);
             }
             "kill" => {
@@ -679,6 +708,7 @@ async fn nemesis_multi_host() {
                 cluster.signal(target, "-CONT");
             }
             "slow-link" => {
+                let led = sequencer_leader().await == Some(target);
                 cluster.net.exec(
                     target,
                     &[
@@ -702,7 +732,7 @@ async fn nemesis_multi_host() {
                         "DROP",
                     ],
                 );
-                tokio::time::sleep(hold).await;
+                handovers.push(("slow-link", led, moved_off(target, led, hold).await));
                 cluster.net.heal(target);
             }
             "disk-full" => {
@@ -725,6 +755,19 @@ async fn nemesis_multi_host() {
         }
     }
     println!("faults made: {made:?}; healing");
+    for (fault, led, moved) in &handovers {
+        if *led {
+            match moved {
+                Some(d) => println!(
+                    "  {fault} on the sequencer leader: leadership moved off it after {} ms",
+                    d.as_millis()
+                ),
+                None => println!(
+                    "  {fault} on the sequencer leader: leadership stayed on it until healed"
+                ),
+            }
+        }
+    }
     for i in 0..MEMBERS + FRONT_DOORS {
         cluster.net.heal(i);
         cluster.signal(i, "-CONT");
@@ -770,11 +813,14 @@ async fn nemesis_multi_host() {
         }
     }
     let ops = history.lock().unwrap().len();
+    warn_volume(&cluster.dir, start.elapsed());
     // Partitioned members stop presenting their head as the latest.
     let (max_lag, stale) = probe_lags(&history.lock().unwrap(), &partitions);
     println!(
-        "prober: largest lag of a member's latest answer behind the newest: {max_lag} epochs; \
+        "prober: largest lag of a member's latest answer behind the newest: {} epochs ({}); \
          {} answers beyond {MAX_PROBE_LAG} from partitioned members",
+        max_lag.0,
+        max_lag.1,
         stale.len()
     );
     for s in &stale {
@@ -881,16 +927,54 @@ async fn nemesis_multi_host() {
     );
 }
 
+/// Prints how many WARN lines each process logged (all its runs), per second of
+/// the test, and the most frequent kinds: failures are meant to be summarised,
+/// not repeated per heartbeat.
+fn warn_volume(dir: &std::path::Path, took: Duration) {
+    let mut per_proc: BTreeMap<String, usize> = BTreeMap::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".log") {
+            continue;
+        }
+        let proc_name = name.split('.').next().unwrap_or_default().to_string();
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Some(at) = line.find("WARN") else {
+                continue;
+            };
+            *per_proc.entry(proc_name.clone()).or_default() += 1;
+            let kind: String = line[at..]
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .take(110)
+                .collect();
+            *kinds.entry(kind).or_default() += 1;
+        }
+    }
+    let secs = took.as_secs_f64().max(1.0);
+    for (p, n) in &per_proc {
+        println!("WARN lines: {p}: {n} ({:.1}/s)", *n as f64 / secs);
+    }
+    let mut top: Vec<_> = kinds.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1));
+    for (k, n) in top.iter().take(5) {
+        println!("  {n:>6} x {k}");
+    }
+}
+
 /// The largest lag (epochs) of any prober answer behind the newest epoch any
 /// member had answered by then, and the answers of partitioned members that
 /// broke the bound (see the module docs).
-fn probe_lags(history: &[Op], partitions: &[(usize, u128, u128)]) -> (u64, Vec<String>) {
+fn probe_lags(history: &[Op], partitions: &[(usize, u128, u128)]) -> ((u64, String), Vec<String>) {
     let mut probes: Vec<&Op> = history
         .iter()
         .filter(|o| o.kind == "member-latest")
         .collect();
     probes.sort_by_key(|o| o.at_ms);
-    let (mut newest, mut max_lag, mut stale) = (0u64, 0u64, Vec::new());
+    let (mut newest, mut stale) = (0u64, Vec::new());
+    let mut max_lag = (0u64, String::from("none"));
     for o in probes {
         let Some(epoch) = o
             .outcome
@@ -901,7 +985,9 @@ fn probe_lags(history: &[Op], partitions: &[(usize, u128, u128)]) -> (u64, Vec<S
         };
         newest = newest.max(epoch);
         let lag = newest - epoch;
-        max_lag = max_lag.max(lag);
+        if lag > max_lag.0 {
+            max_lag = (lag, format!("{} at {} ms", o.label, o.at_ms));
+        }
         let member = o.client - 100;
         let cut = partitions
             .iter()
