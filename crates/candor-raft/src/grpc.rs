@@ -400,7 +400,13 @@ pub fn raft_service(node: &RaftNode, config: &GrpcConfig) -> RaftTransportServer
 pub fn server_builder(
     config: &GrpcConfig,
 ) -> Result<tonic::transport::Server, tonic::transport::Error> {
-    let mut server = tonic::transport::Server::builder();
+    // openraft gives a heartbeat one heartbeat interval (50 ms) and then drops the
+    // call, which resets its stream; behind a paused or slow peer these resets pile
+    // up before the server accepts the streams, and past h2's default limit (20) it
+    // closes the whole connection (GOAWAY "too_many_resets"), every group's traffic
+    // with it. Peers are cluster members; the bound still caps the memory.
+    let mut server =
+        tonic::transport::Server::builder().http2_max_pending_accept_reset_streams(Some(4096));
     if let Some(interval) = config.keep_alive_interval {
         server = server
             .http2_keepalive_interval(Some(interval))
