@@ -16,12 +16,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
+use candor_core::signed::{PublicConfig, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
 use candor_raft::openraft::impls::leader_id_adv::LeaderId;
 use candor_raft::{ApplyBatch, CommittedEntry, LogId, StateMachineLogic};
+use candor_sequencer::{SequencerCommand, SequencerLogic, SequencerResponse, moved_shards};
 use candor_shard::{Item, ShardCommand, ShardLogic, ShardLogicConfig, ShardResponse};
 use candor_store::{Direction, KeyRange, MemStore, Space, Store, WriteBatch};
-use candor_tree::{Forest, OpeningPolicy, TreeConfig};
+use candor_tree::{EpochLogStore, Forest, OpeningPolicy, TreeConfig};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// Every target of this file, as named under `fuzz/fuzz_targets/` and `fuzz/corpus/`.
@@ -29,6 +31,7 @@ pub const TARGETS: &[&str] = &[
     "grpc_request",
     "raft_wire",
     "store_record",
+    "sequencer_record",
     "shard_snapshot",
     "node_config",
 ];
@@ -39,6 +42,7 @@ pub fn check(target: &str, data: &[u8]) {
         "grpc_request" => grpc_request(data),
         "raft_wire" => candor_raft::fuzz::wire(data),
         "store_record" => store_record(data),
+        "sequencer_record" => sequencer_record(data),
         "shard_snapshot" => shard_snapshot(data),
         "node_config" => node_config(data),
         other => panic!("unknown fuzz target {other}"),
@@ -374,11 +378,36 @@ fn dump(store: &dyn Store) -> Vec<Record> {
 /// Input: byte 0 picks the record, byte 1 how it is damaged (replaced by the rest,
 /// truncated, one byte flipped, deleted), the rest is the replacement or position.
 fn store_record(data: &[u8]) {
-    let [which, how, rest @ ..] = data else {
+    let Some(store) = damaged(template(), None, data) else {
         return;
     };
-    let records = template();
-    let target = *which as usize % records.len();
+    // Whatever was damaged, each step fails cleanly or works.
+    let Ok(forest) = Forest::open(Arc::clone(&store), tree_config()) else {
+        return;
+    };
+    read_everything(&forest);
+    let Ok(mut logic) = ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()) else {
+        return;
+    };
+    let _ = apply(
+        &mut logic,
+        8,
+        &[ShardCommand::Seal, publish(4, 5000), ShardCommand::Seal],
+    );
+    read_everything(&forest);
+}
+
+/// A store holding `records` with one of them damaged as `data` says (see
+/// [`store_record`]); `among`, if given, the indexes of the records that may be
+/// picked. `None` for an input too short.
+fn damaged(records: &[Record], among: Option<&[usize]>, data: &[u8]) -> Option<Arc<dyn Store>> {
+    let [which, how, rest @ ..] = data else {
+        return None;
+    };
+    let target = match among {
+        Some(a) if !a.is_empty() => a[*which as usize % a.len()],
+        _ => *which as usize % records.len(),
+    };
     let mut batch = WriteBatch::default();
     for (i, (space, k, v)) in records.iter().enumerate() {
         if i != target {
@@ -408,20 +437,154 @@ fn store_record(data: &[u8]) {
     store
         .write(&batch, candor_store::Durability::Sync)
         .expect("write the damaged store");
+    Some(store)
+}
+
+// ---------------------------------------------------------------------------------
+// sequencer_record: one record of the sequencer's stored state or of the epoch log
+// (signed heads, the log's tree, each epoch's shard revisions, the sequencer's state
+// and marker) damaged on "disk"; then the epoch log and the sequencer are reopened,
+// every head and proof read, and one more epoch applied.
+
+fn seq_key() -> &'static Arc<SigningKeyPair> {
+    static KEY: OnceLock<Arc<SigningKeyPair>> = OnceLock::new();
+    KEY.get_or_init(|| Arc::new(SigningKeyPair::from_seed(&[5; 32])))
+}
+
+fn seq_public() -> PublicConfig {
+    PublicConfig {
+        namespace: "fuzz.candor".into(),
+        vrf_key: vrf().public_key(),
+        head_key: seq_key().public_key(),
+        smt_key: SigningKeyPair::from_seed(&[6; 32]).public_key(),
+        shard_bits: SHARD_BITS,
+        epoch_interval_ms: 1000,
+        max_merge_delay_ms: 10_000,
+    }
+}
+
+fn seq_apply(seq: &mut SequencerLogic, index: u64, cmd: &SequencerCommand) -> Result<(), String> {
+    let data = cmd.encode();
+    let entries = [CommittedEntry {
+        log_id: log_id(index),
+        data: &data,
+    }];
+    let marker = format!("seq-{index}").into_bytes();
+    let out = seq
+        .apply(ApplyBatch {
+            entries: &entries,
+            last_log_id: log_id(index),
+            marker: &marker,
+        })
+        .map_err(|e| e.to_string())?;
+    for r in out {
+        SequencerResponse::decode(&r).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Applies the next epoch (the shards that moved since the last) at `index`.
+fn next_epoch(
+    seq: &mut SequencerLogic,
+    forest: &Forest,
+    index: u64,
+    ts: u64,
+) -> Result<(), String> {
+    let shards = moved_shards(forest, seq.revisions()).map_err(|e| e.to_string())?;
+    seq_apply(
+        seq,
+        index,
+        &SequencerCommand::Epoch {
+            timestamp_ms: ts,
+            shards,
+        },
+    )
+}
+
+/// Every record of a store holding a shard and the sequencer after three epochs
+/// (two with a moved shard), and the indexes of those the shard alone would not
+/// have written: the sequencer's and the epoch log's.
+fn sequencer_template() -> &'static (Vec<Record>, Vec<usize>) {
+    static TEMPLATE: OnceLock<(Vec<Record>, Vec<usize>)> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let shard_history = || {
+            let (store, forest, mut shard) = shard_after(&[publish(0, 1000), ShardCommand::Seal]);
+            let more = move || {
+                apply(&mut shard, 3, &[publish(1, 2000), ShardCommand::Seal]).expect("shard")
+            };
+            (store, forest, more)
+        };
+        let (store, forest, mut more) = shard_history();
+        let epochs = Arc::new(EpochLogStore::open(Arc::clone(&store)).expect("epoch log"));
+        let mut seq = SequencerLogic::open(
+            Arc::clone(&store),
+            epochs,
+            seq_public(),
+            Arc::clone(seq_key()),
+        )
+        .expect("sequencer");
+        next_epoch(&mut seq, &forest, 1, 1500).expect("epoch 1");
+        more();
+        next_epoch(&mut seq, &forest, 2, 2500).expect("epoch 2");
+        next_epoch(&mut seq, &forest, 3, 3500).expect("epoch 3");
+        let all = dump(&*store);
+        // The same shard history without the sequencer.
+        let (alone, _, mut more) = shard_history();
+        more();
+        let alone = dump(&*alone);
+        let owned = (0..all.len())
+            .filter(|i| !alone.contains(&all[*i]))
+            .collect();
+        (all, owned)
+    })
+}
+
+fn sequencer_record(data: &[u8]) {
+    let (records, owned) = sequencer_template();
+    let Some(store) = damaged(records, Some(owned), data) else {
+        return;
+    };
     // Whatever was damaged, each step fails cleanly or works.
     let Ok(forest) = Forest::open(Arc::clone(&store), tree_config()) else {
         return;
     };
-    read_everything(&forest);
-    let Ok(mut logic) = ShardLogic::open(&forest, SHARD, ShardLogicConfig::default()) else {
+    let Ok(epochs) = EpochLogStore::open(Arc::clone(&store)) else {
         return;
     };
-    let _ = apply(
-        &mut logic,
-        8,
-        &[ShardCommand::Seal, publish(4, 5000), ShardCommand::Seal],
-    );
-    read_everything(&forest);
+    let epochs = Arc::new(epochs);
+    let read_log = |epochs: &EpochLogStore| {
+        let latest = epochs.latest_epoch().min(6);
+        let _ = epochs.latest();
+        let _ = epochs.configs();
+        for e in 0..=latest + 1 {
+            let _ = epochs.head(e);
+            let _ = epochs.revisions(e);
+            let _ = epochs.cosignatures(e);
+            let _ = epochs.checkpoint(e);
+            if let Ok(v) = epochs.view(&forest, e) {
+                let _ = v.root_hash();
+                for (_, index, proof) in labels() {
+                    let _ = v.lookup_proof(index, *proof, OpeningPolicy::Open);
+                }
+            }
+            for f in 0..=e {
+                let _ = epochs.consistency_proof(f, e);
+                let _ = epochs.inclusion_proof(f, e);
+            }
+        }
+    };
+    read_log(&epochs);
+    let Ok(mut seq) = SequencerLogic::open(
+        Arc::clone(&store),
+        Arc::clone(&epochs),
+        seq_public(),
+        Arc::clone(seq_key()),
+    ) else {
+        return;
+    };
+    let _ = seq.state();
+    let _ = next_epoch(&mut seq, &forest, 4, 4500);
+    read_log(&epochs);
 }
 
 fn read_everything(forest: &Forest) {

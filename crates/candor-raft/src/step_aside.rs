@@ -299,7 +299,7 @@ mod tests {
         // Slow from 10.15 s on; the whole 2 s window slow at 12.15 s.
         assert_eq!(r, Some((12_150, 3)));
         // Once per term.
-        assert_eq!(run(&mut rule, &f, 1, 20_000, 30_000, |t| Some(t)), None);
+        assert_eq!(run(&mut rule, &f, 1, 20_000, 30_000, Some), None);
     }
 
     #[test]
@@ -399,6 +399,6 @@ mod tests {
         let mut f = Fixture::new();
         f.voters = [1].into_iter().collect();
         let mut rule = StepAside::new(StepAsideTuning::default());
-        assert_eq!(run(&mut rule, &f, 1, 0, 10_000, |t| Some(t)), None);
+        assert_eq!(run(&mut rule, &f, 1, 0, 10_000, Some), None);
     }
 }

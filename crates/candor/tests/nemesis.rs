@@ -976,7 +976,7 @@ fn warn_volume(dir: &std::path::Path, took: Duration) {
         println!("WARN lines: {p}: {n} ({:.1}/s)", *n as f64 / secs);
     }
     let mut top: Vec<_> = kinds.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|k| std::cmp::Reverse(k.1));
     for (k, n) in top.iter().take(5) {
         println!("  {n:>6} x {k}");
     }
