@@ -130,24 +130,38 @@ fn appended_nodes<N: LogNodes<Error = TreeError>>(
     Ok(out)
 }
 
+/// The stored end of the log: the latest epoch and the shard count per epoch
+/// (0, 0 for an empty log), checked for what a damaged record could do.
+fn read_end(store: &dyn Store) -> Result<(u64, usize)> {
+    let latest = match store.get(Space::EpochLog, LATEST)? {
+        Some(v) => u64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| corrupt("latest epoch record of unexpected size"))?,
+        ),
+        None => 0,
+    };
+    let shards = match store.get(Space::EpochLog, SHARDS)? {
+        Some(v) => u32::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| corrupt("shard count record of unexpected size"))?,
+        ) as usize,
+        None => 0,
+    };
+    // 2^shard_bits with shard_bits ≤ 16: a damaged count must not size an
+    // allocation (found by the `sequencer_record` fuzz target: 24 GB).
+    if shards > 1 << 16 || (shards != 0 && !shards.is_power_of_two()) {
+        return Err(corrupt(format!(
+            "shard count record says {shards}, not a power of two up to 65536"
+        )));
+    }
+    Ok((latest, shards))
+}
+
 impl EpochLogStore {
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
-        let latest = match store.get(Space::EpochLog, LATEST)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("latest epoch record of unexpected size"))?,
-            ),
-            None => 0,
-        };
-        let shards = match store.get(Space::EpochLog, SHARDS)? {
-            Some(v) => u32::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("shard count record of unexpected size"))?,
-            ) as usize,
-            None => 0,
-        };
+        let (latest, shards) = read_end(&*store)?;
         let me = EpochLogStore {
             store,
             state: Arc::new(Mutex::new(State {
@@ -175,22 +189,7 @@ impl EpochLogStore {
     /// new end before this is called, and the in-memory end moves only after the
     /// checks, under the same lock readers take.
     pub fn reload(&self) -> Result<u64> {
-        let latest = match self.store.get(Space::EpochLog, LATEST)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("latest epoch record of unexpected size"))?,
-            ),
-            None => 0,
-        };
-        let shards = match self.store.get(Space::EpochLog, SHARDS)? {
-            Some(v) => u32::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("shard count record of unexpected size"))?,
-            ) as usize,
-            None => 0,
-        };
+        let (latest, shards) = read_end(&*self.store)?;
         let known = self.latest_epoch();
         if latest < known {
             return Err(TreeError::Conflict(format!(
@@ -877,5 +876,27 @@ mod tests {
         };
         assert!(other.reload().is_err());
         assert_eq!(other.latest_epoch(), 0);
+    }
+
+    /// Regression (`sequencer_record` fuzz target): a damaged shard count must be
+    /// refused, never used to size the revision vector (it asked for 24 GB).
+    #[test]
+    fn a_damaged_shard_count_is_refused() {
+        let key = SigningKeyPair::from_seed(&[1; 32]);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let log = EpochLogStore::open(Arc::clone(&store)).unwrap();
+        append(&log, &key, 1);
+        for bad in [u32::MAX, 3, (1 << 16) + 1, 1 << 17] {
+            let mut b = WriteBatch::default();
+            b.put(Space::EpochLog, SHARDS.to_vec(), bad.to_be_bytes().to_vec());
+            store.write(&b, Durability::Sync).unwrap();
+            let err = EpochLogStore::open(Arc::clone(&store))
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("shard count"), "{err}");
+            // A handle already open refuses to reload and keeps its end.
+            assert!(log.reload().is_err());
+            assert_eq!(log.latest_epoch(), 1);
+        }
     }
 }
