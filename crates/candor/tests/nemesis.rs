@@ -29,6 +29,11 @@
 //!   `UNAVAILABLE` or an epoch at most [`MAX_PROBE_LAG`] behind the newest any
 //!   member has answered. The largest lag of any member's answer is printed.
 //!
+//! Also printed, not asserted: whether the sequencer leadership moved off a
+//! member under inbound drops or a slow link, and after how long (the
+//! step-aside rule of `candor_raft`); the WARN lines per process per second and
+//! the most frequent kinds; where the largest prober lag happened.
+//!
 //! The seed (`CANDOR_NEMESIS_SEED`) and every fault are printed; the duration is
 //! `CANDOR_NEMESIS_SECS` (default 90); `CANDOR_NEMESIS_FAULTS` (a comma-separated
 //! list of the kinds above) restricts the mix. The history is written as JSON lines to
