@@ -287,6 +287,19 @@ fn labels() -> &'static [Label] {
 
 fn apply(logic: &mut ShardLogic, first: u64, cmds: &[ShardCommand]) -> Result<(), String> {
     let data: Vec<Vec<u8>> = cmds.iter().map(ShardCommand::encode).collect();
+    for r in apply_entries(logic, first, &data)? {
+        ShardResponse::decode(&r).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Applies `data` as the committed entries `first..` of any state machine
+/// logic; its responses.
+fn apply_entries(
+    logic: &mut impl StateMachineLogic,
+    first: u64,
+    data: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, String> {
     let entries: Vec<CommittedEntry<'_>> = data
         .iter()
         .enumerate()
@@ -295,19 +308,15 @@ fn apply(logic: &mut ShardLogic, first: u64, cmds: &[ShardCommand]) -> Result<()
             data: d,
         })
         .collect();
-    let last = first + cmds.len() as u64 - 1;
+    let last = first + data.len() as u64 - 1;
     let marker = format!("marker-{last}").into_bytes();
-    let responses = logic
+    logic
         .apply(ApplyBatch {
             entries: &entries,
             last_log_id: log_id(last),
             marker: &marker,
         })
-        .map_err(|e| e.to_string())?;
-    for r in responses {
-        ShardResponse::decode(&r).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 fn publish(round: u8, timestamp_ms: u64) -> ShardCommand {
@@ -464,20 +473,7 @@ fn seq_public() -> PublicConfig {
 }
 
 fn seq_apply(seq: &mut SequencerLogic, index: u64, cmd: &SequencerCommand) -> Result<(), String> {
-    let data = cmd.encode();
-    let entries = [CommittedEntry {
-        log_id: log_id(index),
-        data: &data,
-    }];
-    let marker = format!("seq-{index}").into_bytes();
-    let out = seq
-        .apply(ApplyBatch {
-            entries: &entries,
-            last_log_id: log_id(index),
-            marker: &marker,
-        })
-        .map_err(|e| e.to_string())?;
-    for r in out {
+    for r in apply_entries(seq, index, &[cmd.encode()])? {
         SequencerResponse::decode(&r).map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -17,7 +17,9 @@
 //!    behind the commit index its leader last sent it (a member catching up
 //!    after a restart, or behind a slow link), or no leader has reached that
 //!    follower replica since the member started (it cannot tell yet how far
-//!    behind it is); or
+//!    behind it is), or it names itself the leader but no quorum has
+//!    acknowledged it since it started (a restart with its old leadership as
+//!    its stored vote); or
 //! 2. it *cannot know* it is current: no new head has reached it for
 //!    [`STALE_INTERVALS`] epoch intervals **and** one of the groups its heads
 //!    depend on is cut off here: no leader known; or led here without a quorum
@@ -161,6 +163,13 @@ pub enum SequencerView {
 /// The view of a sequencer replica from its metrics.
 pub fn sequencer_view(m: &GroupMetrics) -> SequencerView {
     if m.leader == Some(m.node) {
+        // A member restarted with its own leadership as the last vote it stored
+        // names itself leader until the real leader's term reaches it (the
+        // multi-host test saw one such answer 22 epochs behind). A genuine leader
+        // of several voters has a quorum acknowledgement within a heartbeat.
+        if m.voters.len() > 1 && m.quorum_ack_age.is_none() {
+            return SequencerView::Unheard;
+        }
         return SequencerView::Unknown;
     }
     if m.leader_contact_age.is_none() {
@@ -339,10 +348,20 @@ mod tests {
             index: 100,
         });
         assert_eq!(sequencer_view(&m), SequencerView::Behind(20));
-        // Led here: nothing to compare with.
+        // Led here and acknowledged by a quorum: nothing to compare with.
         assert_eq!(
-            sequencer_view(&group(1, Some(1), None)),
+            sequencer_view(&group(1, Some(1), Some(Duration::from_millis(5)))),
             SequencerView::Unknown
         );
+        // Led here by its own account but never acknowledged since the start
+        // (a restart with its old leadership as the stored vote): unheard.
+        assert_eq!(
+            sequencer_view(&group(1, Some(1), None)),
+            SequencerView::Unheard
+        );
+        // A sole voter is its own quorum.
+        let mut sole = group(1, Some(1), None);
+        sole.voters = BTreeSet::from([1]);
+        assert_eq!(sequencer_view(&sole), SequencerView::Unknown);
     }
 }

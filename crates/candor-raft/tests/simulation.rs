@@ -508,22 +508,21 @@ async fn moved_off(replicas: &[(NodeId, RaftGroup<AppendLog>)], old: NodeId) -> 
     }
 }
 
-/// The control run of a hand-over scenario: the same fault on a cluster
-/// without the step-aside rule leaves `old` leading group 1 (in the same
-/// term) for `span`. Returns the term.
-async fn stays_on(trio: &Trio, old: NodeId, span: Duration) -> u64 {
-    let term = trio.replica(old, GROUPS[0]).metrics().current_term;
+/// Asserts that `leader` leads group 1, in the same term, for `span` (the
+/// control run of a hand-over scenario, without the step-aside rule; or the
+/// new leader after one).
+async fn stays_on(trio: &Trio, leader: NodeId, span: Duration) {
+    let term = trio.replica(leader, GROUPS[0]).metrics().current_term;
     let until = tokio::time::Instant::now() + span;
     while tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let m = trio.replica(old, GROUPS[0]).metrics();
+        let m = trio.replica(leader, GROUPS[0]).metrics();
         assert_eq!(
             (m.leader, m.current_term),
-            (Some(old), term),
-            "without the rule, leadership still moved"
+            (Some(leader), term),
+            "leadership moved off node {leader}"
         );
     }
-    term
 }
 
 /// Fixed seeds for the timing scenarios, or `CANDOR_SIM_SEED` alone.
@@ -620,17 +619,8 @@ fn a_leader_on_a_slow_link_hands_over_and_it_stays_moved() {
                 took <= HANDOVER_BOUND,
                 "seed {seed}: handed over after {took:?}"
             );
-            let term = trio.replica(new, GROUPS[0]).metrics().current_term;
             // Long enough for several windows and tenures: no hand-over back.
-            for _ in 0..100 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let m = trio.replica(new, GROUPS[0]).metrics();
-                assert_eq!(
-                    (m.leader, m.current_term),
-                    (Some(new), term),
-                    "seed {seed}: leadership moved again"
-                );
-            }
+            stays_on(&trio, new, Duration::from_secs(10)).await;
             trio.stop().await;
         });
     }
