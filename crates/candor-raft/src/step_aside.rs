@@ -72,12 +72,10 @@ pub struct StepAsideTuning {
 impl Default for StepAsideTuning {
     fn default() -> Self {
         Self {
-            // A heartbeat on a LAN is acknowledged in a few ms. The bound sits
-            // below the lower election timeout (300 ms): openraft sends a follower
-            // its next heartbeat only after the last one's answer, so a round trip
-            // past the election timeout makes the followers elect someone anyway;
-            // this rule covers the slow links short of that. Raise it (with the
-            // election timeouts) for a cluster whose normal round trip is longer.
+            // A heartbeat on a LAN is acknowledged in a few ms (tens when busy);
+            // 150 ms is well above that and half the lower election timeout
+            // (300 ms). Raise it (with the election timeouts) for a cluster whose
+            // normal round trip is longer.
             slow_ack: Duration::from_millis(150),
             window: Duration::from_secs(2),
             min_tenure: Duration::from_secs(3),
