@@ -525,6 +525,15 @@ async fn stays_on(trio: &Trio, leader: NodeId, span: Duration) {
     }
 }
 
+/// Runs `scenario` on a fresh virtual clock for every timing seed, saying
+/// which seed runs (and how to replay it).
+fn each_timing_seed<F: Future<Output = ()>>(what: &str, scenario: impl Fn(u64) -> F) {
+    for seed in timing_seeds() {
+        println!("{what} seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+        on_virtual_clock(seed, scenario(seed));
+    }
+}
+
 /// Fixed seeds for the timing scenarios, or `CANDOR_SIM_SEED` alone.
 fn timing_seeds() -> Vec<u64> {
     match std::env::var("CANDOR_SIM_SEED")
@@ -548,44 +557,41 @@ const HANDOVER_BOUND: Duration = Duration::from_millis(3500);
 /// follower succeed again.
 #[test]
 fn a_leader_that_hears_no_answers_hands_over() {
-    for seed in timing_seeds() {
-        println!("inbound-drop seed {seed} (replay with CANDOR_SIM_SEED={seed})");
-        on_virtual_clock(seed, async move {
-            let control = Trio::start_with(seed, false).await;
-            let old = control.leader(Duration::from_secs(4)).await;
-            control.hook.set(Around::InboundDrop(old));
-            stays_on(&control, old, Duration::from_secs(10)).await;
-            control.stop().await;
-        });
-        on_virtual_clock(seed, async move {
-            let trio = Trio::start(seed).await;
-            let old = trio.leader(Duration::from_secs(4)).await;
-            let mut led = Vec::new();
-            for g in GROUPS {
-                if common::wait_leader(&trio.replicas(g)).await == old {
-                    led.push(g);
-                }
+    each_timing_seed("inbound-drop control", |seed| async move {
+        let control = Trio::start_with(seed, false).await;
+        let old = control.leader(Duration::from_secs(4)).await;
+        control.hook.set(Around::InboundDrop(old));
+        stays_on(&control, old, Duration::from_secs(10)).await;
+        control.stop().await;
+    });
+    each_timing_seed("inbound-drop", |seed| async move {
+        let trio = Trio::start(seed).await;
+        let old = trio.leader(Duration::from_secs(4)).await;
+        let mut led = Vec::new();
+        for g in GROUPS {
+            if common::wait_leader(&trio.replicas(g)).await == old {
+                led.push(g);
             }
-            trio.hook.set(Around::InboundDrop(old));
-            let cut = tokio::time::Instant::now();
-            for g in led {
-                let new = moved_off(&trio.replicas(g), old).await;
-                let took = cut.elapsed();
-                println!("  group {}: {old} -> {new} after {took:?} (virtual)", g.0);
-                assert!(
-                    took <= HANDOVER_BOUND,
-                    "seed {seed}: group {} handed over after {took:?}",
-                    g.0
-                );
-            }
-            let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
-            let t = tokio::time::Instant::now();
-            let out = forward_write(&trio.replica(follower, GROUPS[0]), b"after".to_vec()).await;
-            assert!(matches!(out, Outcome::Acked(_)), "seed {seed}: {out:?}");
-            println!("  a write through node {follower} took {:?}", t.elapsed());
-            trio.stop().await;
-        });
-    }
+        }
+        trio.hook.set(Around::InboundDrop(old));
+        let cut = tokio::time::Instant::now();
+        for g in led {
+            let new = moved_off(&trio.replicas(g), old).await;
+            let took = cut.elapsed();
+            println!("  group {}: {old} -> {new} after {took:?} (virtual)", g.0);
+            assert!(
+                took <= HANDOVER_BOUND,
+                "seed {seed}: group {} handed over after {took:?}",
+                g.0
+            );
+        }
+        let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
+        let t = tokio::time::Instant::now();
+        let out = forward_write(&trio.replica(follower, GROUPS[0]), b"after".to_vec()).await;
+        assert!(matches!(out, Outcome::Acked(_)), "seed {seed}: {out:?}");
+        println!("  a write through node {follower} took {:?}", t.elapsed());
+        trio.stop().await;
+    });
 }
 
 /// A slow link on a leader: every message through it 100 ms late, a 200 ms
@@ -597,33 +603,30 @@ fn a_leader_that_hears_no_answers_hands_over() {
 #[test]
 fn a_leader_on_a_slow_link_hands_over_and_it_stays_moved() {
     const SLOW: Duration = Duration::from_millis(100);
-    for seed in timing_seeds() {
-        println!("slow-link seed {seed} (replay with CANDOR_SIM_SEED={seed})");
-        on_virtual_clock(seed, async move {
-            let control = Trio::start_with(seed, false).await;
-            let old = control.leader(Duration::from_secs(4)).await;
-            control.hook.set(Around::Slow(old, SLOW));
-            stays_on(&control, old, Duration::from_secs(10)).await;
-            control.stop().await;
-        });
-        on_virtual_clock(seed, async move {
-            let trio = Trio::start(seed).await;
-            let old = trio.leader(Duration::from_secs(4)).await;
-            trio.hook.set(Around::Slow(old, SLOW));
-            let slowed = tokio::time::Instant::now();
-            let replicas = trio.replicas(GROUPS[0]);
-            let new = moved_off(&replicas, old).await;
-            let took = slowed.elapsed();
-            println!("  {old} -> {new} after {took:?} (virtual)");
-            assert!(
-                took <= HANDOVER_BOUND,
-                "seed {seed}: handed over after {took:?}"
-            );
-            // Long enough for several windows and tenures: no hand-over back.
-            stays_on(&trio, new, Duration::from_secs(10)).await;
-            trio.stop().await;
-        });
-    }
+    each_timing_seed("slow-link control", |seed| async move {
+        let control = Trio::start_with(seed, false).await;
+        let old = control.leader(Duration::from_secs(4)).await;
+        control.hook.set(Around::Slow(old, SLOW));
+        stays_on(&control, old, Duration::from_secs(10)).await;
+        control.stop().await;
+    });
+    each_timing_seed("slow-link", |seed| async move {
+        let trio = Trio::start(seed).await;
+        let old = trio.leader(Duration::from_secs(4)).await;
+        trio.hook.set(Around::Slow(old, SLOW));
+        let slowed = tokio::time::Instant::now();
+        let replicas = trio.replicas(GROUPS[0]);
+        let new = moved_off(&replicas, old).await;
+        let took = slowed.elapsed();
+        println!("  {old} -> {new} after {took:?} (virtual)");
+        assert!(
+            took <= HANDOVER_BOUND,
+            "seed {seed}: handed over after {took:?}"
+        );
+        // Long enough for several windows and tenures: no hand-over back.
+        stays_on(&trio, new, Duration::from_secs(10)).await;
+        trio.stop().await;
+    });
 }
 
 /// Writes forwarded through a follower to a leader that then falls into a
@@ -632,73 +635,70 @@ fn a_leader_on_a_slow_link_hands_over_and_it_stays_moved() {
 /// new leader.
 #[test]
 fn forwarded_writes_complete_soon_after_an_election() {
-    for seed in timing_seeds() {
-        println!("black-hole seed {seed} (replay with CANDOR_SIM_SEED={seed})");
-        on_virtual_clock(seed, async move {
-            let trio = Trio::start(seed).await;
-            let old = trio.leader(Duration::from_secs(1)).await;
-            let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
-            let via = trio.replica(follower, GROUPS[0]);
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let mut writers = Vec::new();
-            for w in 0..4 {
-                let (via, stop) = (via.clone(), Arc::clone(&stop));
-                writers.push(tokio::spawn(async move {
-                    // (started, ended) of every write, retries included.
-                    let mut ops = Vec::new();
-                    let mut i = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let begun = tokio::time::Instant::now();
-                        loop {
-                            let data = format!("w{w}-{i}").into_bytes();
-                            if let Outcome::Acked(_) = forward_write(&via, data).await {
-                                break;
-                            }
+    each_timing_seed("black-hole", |seed| async move {
+        let trio = Trio::start(seed).await;
+        let old = trio.leader(Duration::from_secs(1)).await;
+        let follower = NODES.into_iter().find(|&n| n != old).expect("follower");
+        let via = trio.replica(follower, GROUPS[0]);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (via, stop) = (via.clone(), Arc::clone(&stop));
+            writers.push(tokio::spawn(async move {
+                // (started, ended) of every write, retries included.
+                let mut ops = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let begun = tokio::time::Instant::now();
+                    loop {
+                        let data = format!("w{w}-{i}").into_bytes();
+                        if let Outcome::Acked(_) = forward_write(&via, data).await {
+                            break;
                         }
-                        ops.push((begun, tokio::time::Instant::now()));
-                        i += 1;
                     }
-                    ops
-                }));
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            trio.hook.set(Around::BlackHole(old));
-            let replicas = trio.replicas(GROUPS[0]);
-            // The election as the forwarding replica sees it.
-            let give_up = tokio::time::Instant::now() + common::WAIT;
-            loop {
-                assert!(tokio::time::Instant::now() < give_up, "no election seen");
-                if via.leader().is_some_and(|l| l != old) {
-                    break;
+                    ops.push((begun, tokio::time::Instant::now()));
+                    i += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                ops
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trio.hook.set(Around::BlackHole(old));
+        let replicas = trio.replicas(GROUPS[0]);
+        // The election as the forwarding replica sees it.
+        let give_up = tokio::time::Instant::now() + common::WAIT;
+        loop {
+            assert!(tokio::time::Instant::now() < give_up, "no election seen");
+            if via.leader().is_some_and(|l| l != old) {
+                break;
             }
-            let elected = tokio::time::Instant::now();
-            let new = moved_off(&replicas, old).await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let mut worst = Duration::ZERO;
-            let mut spanning = 0;
-            for w in writers {
-                for (begun, ended) in w.await.expect("writer") {
-                    if begun < elected && ended > elected {
-                        spanning += 1;
-                        worst = worst.max(ended - elected);
-                    }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elected = tokio::time::Instant::now();
+        let new = moved_off(&replicas, old).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut worst = Duration::ZERO;
+        let mut spanning = 0;
+        for w in writers {
+            for (begun, ended) in w.await.expect("writer") {
+                if begun < elected && ended > elected {
+                    spanning += 1;
+                    worst = worst.max(ended - elected);
                 }
             }
-            println!(
-                "  {old} -> {new}; {spanning} writes spanned the election, the last \
-                 completed {worst:?} after it (virtual)"
-            );
-            assert!(spanning > 0, "seed {seed}: no write was in flight");
-            assert!(
-                worst <= Duration::from_millis(1500),
-                "seed {seed}: a write completed {worst:?} after the election"
-            );
-            trio.stop().await;
-        });
-    }
+        }
+        println!(
+            "  {old} -> {new}; {spanning} writes spanned the election, the last \
+             completed {worst:?} after it (virtual)"
+        );
+        assert!(spanning > 0, "seed {seed}: no write was in flight");
+        assert!(
+            worst <= Duration::from_millis(1500),
+            "seed {seed}: a write completed {worst:?} after the election"
+        );
+        trio.stop().await;
+    });
 }
 
 /// A follower cut off from everyone: a write sent to it once it has been cut
@@ -707,42 +707,39 @@ fn forwarded_writes_complete_soon_after_an_election() {
 /// timeouts and a heartbeat.
 #[test]
 fn an_isolated_follower_refuses_writes_fast() {
-    for seed in timing_seeds() {
-        println!("isolated-follower seed {seed} (replay with CANDOR_SIM_SEED={seed})");
-        on_virtual_clock(seed, async move {
-            let trio = Trio::start(seed).await;
-            let leader = trio.leader(Duration::from_secs(1)).await;
-            let follower = NODES.into_iter().find(|&n| n != leader).expect("follower");
-            let via = trio.replica(follower, GROUPS[0]);
-            trio.hook.set(Around::BlackHole(follower));
-            let t = tokio::time::Instant::now();
-            let at_cut = via.write(b"at-cut".to_vec()).await;
-            let first = t.elapsed();
-            let tuning = candor_raft::RaftTuning::default();
-            assert!(
-                first <= 2 * tuning.election_timeout_max + 2 * tuning.heartbeat_interval,
-                "seed {seed}: the write at the cut ended after {first:?}: {at_cut:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let t = tokio::time::Instant::now();
-            let later = via.write(b"later".to_vec()).await;
-            let second = t.elapsed();
-            println!(
-                "  at the cut: {first:?} ({}); later: {second:?} ({})",
-                short(&at_cut),
-                short(&later)
-            );
-            match later {
-                Err(candor_raft::Error::Timeout(m)) => assert!(m.contains("not proposed"), "{m}"),
-                other => panic!("seed {seed}: a cut-off follower answered {other:?}"),
-            }
-            assert!(
-                second <= Duration::from_millis(1000),
-                "seed {seed}: refused after {second:?}"
-            );
-            trio.stop().await;
-        });
-    }
+    each_timing_seed("isolated-follower", |seed| async move {
+        let trio = Trio::start(seed).await;
+        let leader = trio.leader(Duration::from_secs(1)).await;
+        let follower = NODES.into_iter().find(|&n| n != leader).expect("follower");
+        let via = trio.replica(follower, GROUPS[0]);
+        trio.hook.set(Around::BlackHole(follower));
+        let t = tokio::time::Instant::now();
+        let at_cut = via.write(b"at-cut".to_vec()).await;
+        let first = t.elapsed();
+        let tuning = candor_raft::RaftTuning::default();
+        assert!(
+            first <= 2 * tuning.election_timeout_max + 2 * tuning.heartbeat_interval,
+            "seed {seed}: the write at the cut ended after {first:?}: {at_cut:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = tokio::time::Instant::now();
+        let later = via.write(b"later".to_vec()).await;
+        let second = t.elapsed();
+        println!(
+            "  at the cut: {first:?} ({}); later: {second:?} ({})",
+            short(&at_cut),
+            short(&later)
+        );
+        match later {
+            Err(candor_raft::Error::Timeout(m)) => assert!(m.contains("not proposed"), "{m}"),
+            other => panic!("seed {seed}: a cut-off follower answered {other:?}"),
+        }
+        assert!(
+            second <= Duration::from_millis(1000),
+            "seed {seed}: refused after {second:?}"
+        );
+        trio.stop().await;
+    });
 }
 
 fn short(r: &Result<Vec<u8>, candor_raft::Error>) -> String {
