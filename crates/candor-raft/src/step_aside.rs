@@ -139,6 +139,17 @@ impl StepAside {
         }
     }
 
+    /// Whether the window's commits are slow: enough of them, with a lower
+    /// median above the bound (half the commits slow is not enough).
+    fn slow_commits(&self) -> bool {
+        if self.commits.len() < self.tuning.min_commits.max(1) {
+            return false;
+        }
+        let mut times: Vec<Duration> = self.commits.iter().map(|(_, d)| *d).collect();
+        times.sort_unstable();
+        times[(times.len() - 1) / 2] > self.tuning.slow_commit
+    }
+
     /// Forget the current term's figures.
     fn reset(&mut self) {
         self.samples.clear();
@@ -191,18 +202,15 @@ impl StepAside {
             .samples
             .front()
             .is_some_and(|(t, _)| *t + self.tuning.window <= now);
-        let slow_acks = self.samples.iter().all(|(_, a)| *a > self.tuning.slow_ack);
-        let slow_commits = self.commits.len() >= self.tuning.min_commits.max(1) && {
-            let mut times: Vec<Duration> = self.commits.iter().map(|(_, d)| *d).collect();
-            times.sort_unstable();
-            // The lower median: half the commits slow is not enough.
-            times[(times.len() - 1) / 2] > self.tuning.slow_commit
-        };
-        let slow = covered && (slow_acks || slow_commits);
-        if !slow
+        // The cheap gates first: this runs every heartbeat on every leader.
+        if !covered
             || now.saturating_sub(since) < self.tuning.min_tenure
             || self.handed_over == Some(s.term)
         {
+            return None;
+        }
+        let slow_acks = self.samples.iter().all(|(_, a)| *a > self.tuning.slow_ack);
+        if !slow_acks && !self.slow_commits() {
             return None;
         }
         let to = s
