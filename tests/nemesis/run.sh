@@ -6,7 +6,7 @@
 #
 #   CANDOR_NEMESIS_SECS   seconds of faults (default 90; CI too)
 #   CANDOR_NEMESIS_SEED   replay a run (the seed is printed)
-#   CANDOR_NEMESIS_DIR    where the history is written (default: target/nemesis)
+#   CANDOR_NEMESIS_DIR    where the history and the processes' logs are written (default: target/nemesis)
 #   CANDOR_NEMESIS_FAULTS only these fault kinds (e.g. slow-link,pause)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -17,6 +17,7 @@ EVENT_ONLY = {
     "candor_auth_failures_total",
     "candor_limits_rejected_total",
     "candor_raft_snapshot_duration_seconds",
+    "candor_raft_step_asides_total",
     "candor_store_write_stalls_total",
     "candor_auditor_cosigned_epoch",
 }

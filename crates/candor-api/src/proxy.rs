@@ -6,9 +6,19 @@
 //! answer against their pinned configuration, so a proxy cannot forge
 //! anything (it can only withhold answers, which clients notice as errors).
 //!
-//! * **Upstream choice**: round robin per call; a call that fails with
+//! * **Upstream choice**: round robin per call over the members that answered
+//!   their last health probe, then the others; a call that fails with
 //!   `UNAVAILABLE` (member down, shutting down, or not yet holding the epoch)
 //!   or times out is retried on the next member, each member at most once.
+//! * **Health probes**: every [`PROBE_INTERVAL`] the proxy asks each member for
+//!   its latest epoch. A member that does not answer within [`PROBE_TIMEOUT`]
+//!   (partitioned from here, paused, dead) or answers `UNAVAILABLE` (cut off
+//!   from its quorum, catching up: see the members' currency rule) is *down*
+//!   until it answers again. Calls go to members that are up first, and a
+//!   retryable call waiting on a member that goes down is abandoned and sent
+//!   to the next one at once. Without this, every call routed to a member cut
+//!   off from here waited for the cut to heal: in the multi-host test each
+//!   fault on one member stalled every client for the fault's whole length.
 //! * **Epochs never go back**: the proxy remembers the newest epoch any member
 //!   answered with. A read of the latest epoch (Lookup or History without an
 //!   epoch, GetLatestEpoch) answered at an older epoch (a member cut off from
@@ -37,8 +47,8 @@
 //!   front door (this proxy) → member ([`KtService`] and its `Publisher`) → shard
 //!   leader.
 //!
-//! Health is SERVING while at least one upstream reports SERVING (with local reads:
-//! once the first epoch is readable, as [`crate::serve`]).
+//! Health is SERVING while at least one upstream is up (with local reads: once
+//! the first epoch is readable, as [`crate::serve`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -100,7 +110,18 @@ struct Inner {
     newest: AtomicU64,
     /// Per member, the epoch of its last answer to a "latest" read.
     seen: Vec<AtomicU64>,
+    /// Per member, whether it answered its last health probe (up until the
+    /// first probe says otherwise).
+    up: Vec<tokio::sync::watch::Sender<bool>>,
 }
+
+/// How often the proxy probes each member (see the module docs).
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A member that does not answer a probe within this is down. A member
+/// answers a probe from memory (its newest head), so only a member that is
+/// unreachable, paused or overloaded takes this long.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A member whose last "latest" answer is more than this many epochs behind the
 /// newest is tried after the others.
@@ -156,7 +177,10 @@ impl ApiProxy {
                 .map_err(|e| ApiError::InvalidArgument(format!("upstream {u:?}: {e}")))?
                 .connect_timeout(options.connect_timeout)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
+                // A connection kept through a partition delivers nothing until
+                // TCP's backed-off retransmission after the heal; drop it instead.
+                .http2_keep_alive_interval(Duration::from_secs(2))
+                .keep_alive_timeout(Duration::from_secs(2))
                 .keep_alive_while_idle(true);
             if let Some(tls) = &options.tls {
                 ep = ep.tls_config(tls.clone()).map_err(|e| {
@@ -173,6 +197,10 @@ impl ApiProxy {
         Ok(ApiProxy {
             inner: Arc::new(Inner {
                 seen: clients.iter().map(|_| AtomicU64::new(0)).collect(),
+                up: clients
+                    .iter()
+                    .map(|_| tokio::sync::watch::Sender::new(true))
+                    .collect(),
                 clients,
                 urls,
                 next: AtomicUsize::new(0),
@@ -234,20 +262,13 @@ impl Inner {
     where
         F: Fn(KeyTransparencyClient<Channel>) -> BoxFut<'static, T>,
     {
-        let n = self.clients.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        for i in 0..n {
-            let k = (start + i) % n;
-            let attempt = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone())).await;
-            let status = match attempt {
-                Ok(Ok(r)) => return Ok(r),
-                Ok(Err(s)) if s.code() == Code::Unavailable => s,
-                Ok(Err(s)) => return Err(s),
-                Err(_) => Status::unavailable(format!(
-                    "member {} did not answer {what} within {:?}",
-                    self.urls[k], self.call_timeout
-                )),
+        for k in self.order(start) {
+            let status = match self.attempt(k, what, retry_safe, &f).await {
+                Ok(r) => return Ok(r),
+                Err(s) if s.code() == Code::Unavailable => s,
+                Err(s) => return Err(s),
             };
             tracing::debug!(upstream = %self.urls[k], %what, error = %status, "upstream unavailable");
             if !retry_safe {
@@ -262,11 +283,77 @@ impl Inner {
         }
         Err(last.unwrap_or_else(|| Status::unavailable("no upstream member")))
     }
+
+    /// One call of `f` on member `k`, bounded by the call timeout (then
+    /// `UNAVAILABLE`). When `abandon` and the member was up at the start, the
+    /// call is also given up (`UNAVAILABLE`) as soon as a probe finds the member
+    /// down: a retryable call then goes on to the next member at once.
+    async fn attempt<T, F>(
+        &self,
+        k: usize,
+        what: &str,
+        abandon: bool,
+        f: &F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: Fn(KeyTransparencyClient<Channel>) -> BoxFut<'static, T>,
+    {
+        let mut up = self.up[k].subscribe();
+        let was_up = *up.borrow_and_update();
+        let call = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone()));
+        let outcome = if abandon && was_up {
+            tokio::select! {
+                r = call => r,
+                Ok(_) = up.wait_for(|u| !*u) => {
+                    return Err(Status::unavailable(format!(
+                        "member {} stopped answering its health probe during {what}",
+                        self.urls[k]
+                    )));
+                }
+            }
+        } else {
+            call.await
+        };
+        outcome.unwrap_or_else(|_| {
+            Err(Status::unavailable(format!(
+                "member {} did not answer {what} within {:?}",
+                self.urls[k], self.call_timeout
+            )))
+        })
+    }
+
+    /// Probes every member once, at the same time (see the module docs);
+    /// `true` when at least one is up.
+    async fn probe(&self) -> bool {
+        let probes = self.clients.iter().map(|c| {
+            let mut c = c.clone();
+            async move {
+                let r = tokio::time::timeout(
+                    PROBE_TIMEOUT,
+                    c.get_latest_epoch(pb::GetLatestEpochRequest {}),
+                )
+                .await;
+                // Any answer but UNAVAILABLE is a member at work (NOT_FOUND:
+                // no epoch signed yet).
+                matches!(r, Ok(Ok(_))) || matches!(&r, Ok(Err(s)) if s.code() != Code::Unavailable)
+            }
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (k, &now_up) in results.iter().enumerate() {
+            let changed = self.up[k].send_if_modified(|u| std::mem::replace(u, now_up) != now_up);
+            if changed {
+                tracing::info!(upstream = %self.urls[k], up = now_up, "upstream health changed");
+            }
+        }
+        results.into_iter().any(|u| u)
+    }
 }
 
 impl Inner {
-    /// The order to try members in for a call starting at `start`: round robin, with
-    /// members lagging the newest epoch by more than [`MAX_UPSTREAM_LAG_EPOCHS`] last.
+    /// The order to try members in for a call starting at `start`: round robin
+    /// over the members that are up, then those that are down; within each, the
+    /// members lagging the newest epoch by more than [`MAX_UPSTREAM_LAG_EPOCHS`]
+    /// last.
     fn order(&self, start: usize) -> Vec<usize> {
         let n = self.clients.len();
         let newest = self.newest.load(Ordering::Relaxed);
@@ -274,7 +361,7 @@ impl Inner {
             |k: usize| self.seen[k].load(Ordering::Relaxed) + MAX_UPSTREAM_LAG_EPOCHS < newest;
         let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
         // Stable: keeps the round robin within each class.
-        order.sort_by_key(|&k| lagging(k));
+        order.sort_by_key(|&k| (!*self.up[k].borrow(), lagging(k)));
         order
     }
 
@@ -294,9 +381,8 @@ impl Inner {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
         for k in self.order(start) {
-            let attempt = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone())).await;
-            let status = match attempt {
-                Ok(Ok(r)) => {
+            let status = match self.attempt(k, what, true, &f).await {
+                Ok(r) => {
                     let epoch = epoch_of(r.get_ref());
                     self.seen[k].store(epoch, Ordering::Relaxed);
                     let newest = self.newest.fetch_max(epoch, Ordering::Relaxed);
@@ -309,12 +395,8 @@ impl Inner {
                         self.urls[k]
                     ))
                 }
-                Ok(Err(s)) if s.code() == Code::Unavailable => s,
-                Ok(Err(s)) => return Err(s),
-                Err(_) => Status::unavailable(format!(
-                    "member {} did not answer {what} within {:?}",
-                    self.urls[k], self.call_timeout
-                )),
+                Err(s) if s.code() == Code::Unavailable => s,
+                Err(s) => return Err(s),
             };
             tracing::debug!(upstream = %self.urls[k], %what, error = %status, "upstream unavailable or behind");
             last = Some(status);
@@ -628,21 +710,16 @@ pub async fn serve_proxy_tls(
     let probe = proxy.clone();
     let r = reporter.clone();
     let local = proxy.reads.clone();
+    // Probes the members, and sets this front door's health: with local reads
+    // SERVING once the first epoch is readable here, else while a member is up.
     let health_task = tokio::spawn(async move {
-        if let Some(local) = local {
-            // Local reads: serving once the first epoch is readable here.
-            r.set_service_status("", ServingStatus::NotServing).await;
-            r.set_service_status(kt, ServingStatus::NotServing).await;
-            if local.heads().wait_for(|h| h.is_some()).await.is_ok() {
-                r.set_service_status("", ServingStatus::Serving).await;
-                r.set_service_status(kt, ServingStatus::Serving).await;
-                tracing::info!("first epoch readable: health SERVING");
-            }
-            return;
-        }
         let mut current = None;
         loop {
-            let serving = probe.any_upstream_serving().await;
+            let any_up = probe.inner.probe().await;
+            let serving = match &local {
+                Some(local) => local.heads().borrow().is_some(),
+                None => any_up,
+            };
             if current != Some(serving) {
                 let s = if serving {
                     ServingStatus::Serving
@@ -651,9 +728,10 @@ pub async fn serve_proxy_tls(
                 };
                 r.set_service_status("", s).await;
                 r.set_service_status(kt, s).await;
+                tracing::info!(serving, "front door health");
                 current = Some(serving);
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
     });
     let local = proxy.reads.clone();
@@ -676,24 +754,6 @@ pub async fn serve_proxy_tls(
         .add_service(candor_telemetry::traced(proxy.into_server()))
         .serve_with_incoming_shutdown(incoming, drain)
         .await
-}
-
-impl ApiProxy {
-    /// Whether some upstream has signed heads to serve (its latest epoch answers).
-    async fn any_upstream_serving(&self) -> bool {
-        for c in &self.inner.clients {
-            let mut c = c.clone();
-            let r = tokio::time::timeout(
-                Duration::from_secs(2),
-                c.get_latest_epoch(pb::GetLatestEpochRequest {}),
-            )
-            .await;
-            if matches!(r, Ok(Ok(_))) {
-                return true;
-            }
-        }
-        false
-    }
 }
 
 #[cfg(test)]

@@ -17,16 +17,21 @@
 //!    behind the commit index its leader last sent it (a member catching up
 //!    after a restart, or behind a slow link), or no leader has reached that
 //!    follower replica since the member started (it cannot tell yet how far
-//!    behind it is), or it names itself the leader but no quorum has
-//!    acknowledged it since it started (a restart with its old leadership as
-//!    its stored vote); or
+//!    behind it is), or its leader has not reached it for an election
+//!    timeout, or has been reaching it again for less than an election
+//!    timeout after a silence longer than one (the first messages of a link
+//!    that comes back may have been queued during the cut, with the commit
+//!    index of its start), or it names itself the leader
+//!    but no quorum has acknowledged it since it started (a restart with its
+//!    old leadership as its stored vote); or
 //! 2. it *cannot know* it is current: no new head has reached it for
 //!    [`STALE_INTERVALS`] epoch intervals **and** one of the groups its heads
 //!    depend on is cut off here: no leader known; or led here without a quorum
 //!    acknowledgement for an election timeout; or followed here without an
 //!    AppendEntries from the leader for an election timeout (with pre-vote a
 //!    cut-off follower keeps naming its old leader, so "no leader" alone would
-//!    miss it).
+//!    miss it), or reached again for less than an election timeout after
+//!    such a silence.
 //!
 //! Rule 2 needs both halves on purpose. A short election (a group briefly
 //! without a leader) does not stop a member whose heads are still arriving;
@@ -90,6 +95,22 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
         ));
     }
     match i.sequencer {
+        SequencerView::Reconnected(run) => {
+            return Err(format!(
+                "its replica of the sequencer group has been reached by its leader for only {} \
+                 ms since a silence; what it first receives may be old (serving epoch {})",
+                run.as_millis(),
+                i.served_epoch
+            ));
+        }
+        SequencerView::Silent(age) => {
+            return Err(format!(
+                "its replica of the sequencer group has not heard from its leader for {} ms \
+                 (serving epoch {})",
+                age.as_millis(),
+                i.served_epoch
+            ));
+        }
         SequencerView::Unheard => {
             return Err(format!(
                 "its replica of the sequencer group has not heard from a leader since this \
@@ -126,15 +147,20 @@ pub fn verdict(i: &CurrencyInputs<'_>) -> Result<(), String> {
                         age.as_millis()
                     )
                 }),
-            Some(l) => match m.leader_contact_age {
-                None => Some(format!(
+            Some(l) => match (m.leader_contact_age, m.leader_contact_run) {
+                (None, _) | (_, None) => Some(format!(
                     "group {label} has not heard from its leader, node {l}, since this member started"
                 )),
-                Some(age) if age > silent_after => Some(format!(
+                (Some(age), _) if age > silent_after => Some(format!(
                     "group {label} has not heard from its leader, node {l}, for {} ms",
                     age.as_millis()
                 )),
-                Some(_) => None,
+                (_, Some(run)) if run < silent_after => Some(format!(
+                    "group {label} has been reached by its leader, node {l}, for only {} ms \
+                     since a silence",
+                    run.as_millis()
+                )),
+                _ => None,
             },
         }
     });
@@ -156,12 +182,24 @@ pub enum SequencerView {
     /// A follower no leader has reached since this member started (a member
     /// just restarted cannot tell yet how far behind it is).
     Unheard,
+    /// A follower its leader has reached for only this long since a silence
+    /// longer than an election timeout; until the run of contact is an
+    /// election timeout old, its leader's word may be one queued during the
+    /// cut. (A member just started is in the same case.)
+    Reconnected(Duration),
+    /// A follower whose leader has not reached it for this long, more than an
+    /// election timeout: its leader's last word is old. (A member resuming
+    /// from a pause applies what was queued, so its head is fresh while its
+    /// view of the leader is not: the multi-host test saw one answer 7 epochs
+    /// behind that way.)
+    Silent(Duration),
     /// A follower this many committed entries behind its leader's last word.
     Behind(u64),
 }
 
-/// The view of a sequencer replica from its metrics.
-pub fn sequencer_view(m: &GroupMetrics) -> SequencerView {
+/// The view of a sequencer replica from its metrics; `settle`: how long a run
+/// of contact must last before the leader's word counts (an election timeout).
+pub fn sequencer_view(m: &GroupMetrics, settle: Duration) -> SequencerView {
     if m.leader == Some(m.node) {
         // A member restarted with its own leadership as the last vote it stored
         // names itself leader until the real leader's term reaches it (the
@@ -172,8 +210,14 @@ pub fn sequencer_view(m: &GroupMetrics) -> SequencerView {
         }
         return SequencerView::Unknown;
     }
-    if m.leader_contact_age.is_none() {
+    let (Some(age), Some(run)) = (m.leader_contact_age, m.leader_contact_run) else {
         return SequencerView::Unheard;
+    };
+    if age > settle {
+        return SequencerView::Silent(age);
+    }
+    if run < settle {
+        return SequencerView::Reconnected(run);
     }
     let applied = m.last_applied.as_ref().map_or(0, |l| l.index());
     m.leader_committed.map_or(SequencerView::Unknown, |c| {
@@ -226,6 +270,8 @@ mod tests {
     use super::*;
 
     const SEC: Duration = Duration::from_secs(1);
+    /// The election timeout these tests use.
+    const SETTLE: Duration = Duration::from_millis(600);
 
     /// `age`: the quorum acknowledgement's age on a leader, the leader contact's
     /// on a follower.
@@ -251,6 +297,8 @@ mod tests {
             replication: BTreeMap::new(),
             quorum_ack_age: age.filter(|_| leads),
             leader_contact_age: age.filter(|_| !leads),
+            // A steady run of contact unless a test says otherwise.
+            leader_contact_run: age.filter(|_| !leads).map(|_| 60 * SEC),
             leader_committed: None,
         }
     }
@@ -262,7 +310,7 @@ mod tests {
             sequencer: SequencerView::Behind(1),
             since_last_head: since,
             epoch_interval: SEC,
-            election_timeout: Duration::from_millis(600),
+            election_timeout: SETTLE,
             groups,
         }
     }
@@ -335,11 +383,12 @@ mod tests {
     fn the_backlog_is_counted_from_the_leader_s_commit_index() {
         use candor_raft::openraft::impls::leader_id_adv::LeaderId;
         let mut m = group(2, Some(1), None);
-        assert_eq!(sequencer_view(&m), SequencerView::Unheard);
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Unheard);
         m.leader_contact_age = Some(Duration::from_millis(10));
-        assert_eq!(sequencer_view(&m), SequencerView::Unknown);
+        m.leader_contact_run = Some(SETTLE);
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Unknown);
         m.leader_committed = Some(120);
-        assert_eq!(sequencer_view(&m), SequencerView::Behind(120));
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Behind(120));
         m.last_applied = Some(candor_raft::LogId {
             leader_id: LeaderId {
                 term: 3,
@@ -347,21 +396,68 @@ mod tests {
             },
             index: 100,
         });
-        assert_eq!(sequencer_view(&m), SequencerView::Behind(20));
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Behind(20));
         // Led here and acknowledged by a quorum: nothing to compare with.
         assert_eq!(
-            sequencer_view(&group(1, Some(1), Some(Duration::from_millis(5)))),
+            sequencer_view(&group(1, Some(1), Some(Duration::from_millis(5))), SETTLE),
             SequencerView::Unknown
         );
         // Led here by its own account but never acknowledged since the start
         // (a restart with its old leadership as the stored vote): unheard.
         assert_eq!(
-            sequencer_view(&group(1, Some(1), None)),
+            sequencer_view(&group(1, Some(1), None), SETTLE),
             SequencerView::Unheard
         );
         // A sole voter is its own quorum.
         let mut sole = group(1, Some(1), None);
         sole.voters = BTreeSet::from([1]);
-        assert_eq!(sequencer_view(&sole), SequencerView::Unknown);
+        assert_eq!(sequencer_view(&sole, SETTLE), SequencerView::Unknown);
+    }
+
+    /// What the multi-host test saw (seed 1796609272619256739): a member cut
+    /// off for 7 s, whose links came back first with requests queued during
+    /// the cut, answered once with a head 27 epochs old. Its leader's word was
+    /// the commit index of the cut's start, so nothing looked behind.
+    #[test]
+    fn a_member_just_reached_again_after_a_cut_is_not_current() {
+        // The sequencer replica: caught up with what the stale message says.
+        let mut m = group(2, Some(1), Some(Duration::ZERO));
+        m.leader_committed = Some(0);
+        m.leader_contact_run = Some(Duration::from_millis(3));
+        assert_eq!(
+            sequencer_view(&m, SETTLE),
+            SequencerView::Reconnected(Duration::from_millis(3))
+        );
+        let g = [m.clone()];
+        let mut i = inputs(Duration::ZERO, &g);
+        i.sequencer = sequencer_view(&m, SETTLE);
+        let why = verdict(&i).unwrap_err();
+        assert!(why.contains("for only 3 ms since a silence"), "{why}");
+        // An election timeout of steady contact later, its word counts.
+        m.leader_contact_run = Some(SETTLE);
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Behind(0));
+        // Resumed from a pause, before any new contact: the queued entries it
+        // applies give it a fresh head (rule 2 does not look), but its
+        // leader's word is as old as the pause (seed 1796612753789552068).
+        m.leader_contact_age = Some(3 * SEC);
+        m.leader_contact_run = Some(10 * SEC);
+        assert_eq!(sequencer_view(&m, SETTLE), SequencerView::Silent(3 * SEC));
+        let g = [m.clone()];
+        let mut i = inputs(Duration::ZERO, &g);
+        i.sequencer = sequencer_view(&m, SETTLE);
+        let why = verdict(&i).unwrap_err();
+        assert!(
+            why.contains("not heard from its leader for 3000 ms"),
+            "{why}"
+        );
+        // Rule 2 (the stale head) asks the same of every group.
+        let mut shard = group(2, Some(3), Some(Duration::ZERO));
+        shard.leader_contact_run = Some(Duration::from_millis(3));
+        let g = [shard];
+        let why = verdict(&inputs(14 * SEC, &g)).unwrap_err();
+        assert!(
+            why.contains("reached by its leader, node 3, for only 3 ms"),
+            "{why}"
+        );
     }
 }

@@ -1296,7 +1296,7 @@ impl Node {
                 sequencer: sequencer
                     .as_ref()
                     .map_or(currency::SequencerView::Unknown, |g| {
-                        currency::sequencer_view(&g.metrics())
+                        currency::sequencer_view(&g.metrics(), election_timeout)
                     }),
                 since_last_head,
                 epoch_interval,

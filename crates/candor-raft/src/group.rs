@@ -156,23 +156,74 @@ struct GroupEntry<L: StateMachineLogic> {
 /// or entries, of a term not older than its own). With pre-vote a follower cut
 /// off from its leader stays a follower that still names it: this is how it
 /// can tell that nobody has reached it for a while.
-/// It also keeps the leader's commit index from that message, so a follower
-/// knows how far behind its leader it is.
-#[derive(Debug, Default)]
-pub(crate) struct LeaderContact(std::sync::Mutex<Option<(tokio::time::Instant, Option<u64>)>>);
+/// It also keeps the highest leader commit index those messages carried, so a
+/// follower knows how far behind its leader it is, and when the current run
+/// of contact began: a link that comes back after a cut first delivers what
+/// TCP queued during it (the multi-host test saw requests 13 s old arrive
+/// 7 s after a partition healed), so a message's arrival alone does not say
+/// that the leader's word is fresh.
+#[derive(Debug)]
+pub(crate) struct LeaderContact {
+    /// A silence longer than this ends a run of contact.
+    max_gap: Duration,
+    last: std::sync::Mutex<Option<Contact>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Contact {
+    at: tokio::time::Instant,
+    run_since: tokio::time::Instant,
+    committed: Option<u64>,
+}
+
+/// One reading of a [`LeaderContact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContactReading {
+    /// Time since the last contact.
+    pub(crate) age: Duration,
+    /// Time since the current run of contact began.
+    pub(crate) run: Duration,
+    /// The highest leader commit index received.
+    pub(crate) committed: Option<u64>,
+}
 
 impl LeaderContact {
-    pub(crate) fn touch(&self, leader_committed: Option<u64>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((tokio::time::Instant::now(), leader_committed));
+    /// A run of contact ends at a silence longer than `max_gap`.
+    pub(crate) fn new(max_gap: Duration) -> Self {
+        Self {
+            max_gap,
+            last: std::sync::Mutex::new(None),
+        }
     }
 
-    /// Time since the last contact, and the leader's commit index then.
-    fn last(&self) -> Option<(Duration, Option<u64>)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|(t, c)| (t.elapsed(), c))
+    pub(crate) fn touch(&self, leader_committed: Option<u64>) {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (run_since, committed) = match *last {
+            Some(c) if now.saturating_duration_since(c.at) <= self.max_gap => {
+                // Concurrent requests finish in any order: an older, lower
+                // commit index must not hide a newer one. (A commit index
+                // never goes back, so the highest one seen is a lower bound.)
+                (c.run_since, c.committed.max(leader_committed))
+            }
+            Some(c) => (now, c.committed.max(leader_committed)),
+            None => (now, leader_committed),
+        };
+        *last = Some(Contact {
+            at: now,
+            run_since,
+            committed,
+        });
+    }
+
+    /// The last contact, if any.
+    pub(crate) fn last(&self) -> Option<ContactReading> {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|c| ContactReading {
+            age: c.at.elapsed(),
+            run: c.run_since.elapsed(),
+            committed: c.committed,
+        })
     }
 }
 
@@ -487,7 +538,9 @@ impl RaftNode {
         let (raft, sm) = self.build_group(group, logic).await?;
         std::mem::forget(reservation);
         let max_payload = self.inner.db.group(group).max_payload_bytes();
-        let contact = Arc::new(LeaderContact::default());
+        let contact = Arc::new(LeaderContact::new(
+            self.inner.config.tuning.election_timeout_max,
+        ));
         let entry = Arc::new(GroupEntry {
             group,
             raft: raft.clone(),
@@ -939,8 +992,14 @@ pub struct GroupMetrics {
     /// AppendEntries it accepted (heartbeats included). `None` on the leader,
     /// and before any leader has reached this replica since it started.
     pub leader_contact_age: Option<Duration>,
-    /// On a follower: the leader's commit index in its last accepted
-    /// AppendEntries (how far this replica's applied index is behind it).
+    /// On a follower: how long its leader has been reaching it without a
+    /// silence longer than an election timeout. Right after a cut heals the
+    /// first messages may be ones queued during it, so until this run is an
+    /// election timeout old the leader's word may be stale.
+    pub leader_contact_run: Option<Duration>,
+    /// On a follower: the highest leader commit index its accepted
+    /// AppendEntries carried (how far this replica's applied index is behind
+    /// its leader).
     pub leader_committed: Option<u64>,
 }
 
@@ -1257,7 +1316,7 @@ impl<L: StateMachineLogic> RaftGroup<L> {
                 return None;
             }
         }
-        let (age, _) = self.contact.last()?;
+        let age = self.contact.last()?.age;
         (age > 2 * self.node.inner.config.tuning.election_timeout_max).then_some(age)
     }
 
@@ -1461,6 +1520,7 @@ async fn watch_leadership<L: StateMachineLogic>(
                  slowly for a whole window (inbound drops or a slow link here); \
                  transferring leadership"
             );
+            candor_telemetry::metrics().raft_step_aside(g.group.0);
             if let Err(e) = g.raft.trigger().transfer_leader(to).await {
                 tracing::debug!(group = %g.group, error = %e, "transfer not submitted");
             }
@@ -1499,11 +1559,9 @@ fn metrics_of<L: StateMachineLogic>(
 ) -> GroupMetrics {
     let m = raft.metrics().borrow_watched().clone();
     let quorum_ack_age = quorum_ack_age(&m);
-    let (leader_contact_age, leader_committed) = match m.current_leader {
-        Some(l) if l != m.id => contact
-            .last()
-            .map_or((None, None), |(age, c)| (Some(age), c)),
-        _ => (None, None),
+    let contact = match m.current_leader {
+        Some(l) if l != m.id => contact.last(),
+        _ => None,
     };
     GroupMetrics {
         group,
@@ -1520,7 +1578,48 @@ fn metrics_of<L: StateMachineLogic>(
         stopped: m.running_state.as_ref().err().map(|f| f.to_string()),
         replication: replication_of(&m),
         quorum_ack_age,
-        leader_contact_age,
-        leader_committed,
+        leader_contact_age: contact.map(|c| c.age),
+        leader_contact_run: contact.map(|c| c.run),
+        leader_committed: contact.and_then(|c| c.committed),
+    }
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::*;
+
+    const GAP: Duration = Duration::from_millis(600);
+
+    /// What a link that comes back after a cut delivers first: a message
+    /// queued during the cut, with the commit index of the cut's start.
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_contact_restarts_after_a_silence_and_keeps_the_highest_commit() {
+        let contact = LeaderContact::new(GAP);
+        assert_eq!(contact.last(), None);
+        contact.touch(Some(100));
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            contact.touch(Some(101));
+        }
+        let c = contact.last().unwrap();
+        assert_eq!(
+            (c.age, c.run, c.committed),
+            (Duration::ZERO, Duration::from_millis(500), Some(101))
+        );
+        // Cut for 7 s; then a stale message arrives first.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        contact.touch(Some(100));
+        let c = contact.last().unwrap();
+        assert_eq!((c.run, c.committed), (Duration::ZERO, Some(101)));
+        // The fresh messages follow; one finishing late does not lower the index.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        contact.touch(Some(160));
+        contact.touch(Some(101));
+        let c = contact.last().unwrap();
+        assert_eq!((c.run, c.committed), (Duration::from_millis(5), Some(160)));
+        // Contact every heartbeat, up to the gap, keeps the run going.
+        tokio::time::advance(GAP).await;
+        contact.touch(None);
+        assert_eq!(contact.last().unwrap().run, GAP + Duration::from_millis(5));
     }
 }

@@ -101,8 +101,12 @@ pub struct GrpcConfig {
     pub client_write_timeout: Duration,
     /// Largest message sent or accepted, either direction.
     pub max_message_bytes: usize,
-    /// HTTP/2 keep-alive ping period on idle connections, so a dead peer is noticed
-    /// without waiting for TCP timeouts. `None` disables pings.
+    /// HTTP/2 keep-alive: a ping after this long without a frame from the peer,
+    /// and the connection dropped if its answer takes as long. `None` disables
+    /// pings. Short on purpose: a connection kept through a partition waits out
+    /// TCP's doubling retransmission timer after the heal (up to about as long
+    /// again as the cut) and then first delivers the requests queued during
+    /// it; a fresh connection does neither.
     pub keep_alive_interval: Option<Duration>,
     /// Mutual TLS for both sides (`None`: plaintext). See [`crate::tls`].
     pub tls: Option<TlsConfig>,
@@ -116,7 +120,7 @@ impl Default for GrpcConfig {
             snapshot_timeout: Duration::from_secs(300),
             client_write_timeout: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            keep_alive_interval: Some(Duration::from_secs(10)),
+            keep_alive_interval: Some(Duration::from_secs(2)),
             tls: None,
         }
     }

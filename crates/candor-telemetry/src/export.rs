@@ -556,6 +556,7 @@ mod tests {
         m.auth_failure("bad_token");
         m.limit_rejected("rate");
         m.raft_snapshot(0, "build", Duration::from_millis(40));
+        m.raft_step_aside(0);
         m.store_write("embedded", Duration::from_micros(300));
         m.register_raft("node", || {
             vec![
@@ -595,6 +596,7 @@ mod tests {
             "candor_limits_rejected_total{",
             "candor_raft_elections_total{",
             "candor_raft_snapshot_duration_seconds_count{",
+            "candor_raft_step_asides_total{",
             "candor_raft_term{",
             "candor_raft_last_log_index{",
             "candor_raft_committed_index{",

@@ -126,6 +126,9 @@ pub struct Metrics {
     // --- Raft ---
     /// `candor.raft.snapshot.duration` (s), by `group` and `kind` (`build` | `install`).
     pub raft_snapshot_duration: Histogram<f64>,
+    /// `candor.raft.step_asides`: leaderships this node handed over because a
+    /// quorum acknowledged it or committed its entries too slowly, by `group`.
+    pub raft_step_asides: Counter<u64>,
 
     // --- Store ---
     /// `candor.store.write.duration` (s): one write batch, by `store`.
@@ -539,6 +542,10 @@ impl Metrics {
                 "candor.raft.snapshot.duration",
                 "Time to build or install a Raft snapshot, by group and kind (build | install)",
             ),
+            raft_step_asides: meter
+                .u64_counter("candor.raft.step_asides")
+                .with_description("Leaderships this node handed over because a quorum acknowledged it or committed its entries too slowly (inbound drops or a slow link here), by group")
+                .build(),
             store_write_duration: hist(
                 "candor.store.write.duration",
                 "Duration of one store write batch, by store",
@@ -651,6 +658,12 @@ impl Metrics {
                 KeyValue::new("kind", kind),
             ],
         );
+    }
+
+    /// Records one leadership of group `group` handed over by the step-aside rule.
+    pub fn raft_step_aside(&self, group: u64) {
+        self.raft_step_asides
+            .add(1, &[KeyValue::new("group", group_label(group))]);
     }
 
     /// Records one store write batch; one taking [`STALL_THRESHOLD`] or more also

@@ -7,6 +7,8 @@
 use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use candor_proto::candor::v1 as pb;
@@ -51,9 +53,12 @@ fn cli(args: &[&str], state: &Path) -> (i32, String, String) {
 
 /// A test double of the service that replays what it captured: the real
 /// configuration, and one old (validly signed) lookup answer as the latest.
+/// With `silent`, it answers no publish and no health probe (a member
+/// partitioned from the front door or paused), counting the publishes.
 struct Replay {
     config: pb::GetConfigResponse,
     lookup: pb::LookupResponse,
+    silent: Option<Arc<AtomicUsize>>,
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -61,6 +66,10 @@ type Res<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl KeyTransparency for Replay {
     async fn publish(&self, _: Request<pb::PublishRequest>) -> Res<pb::PublishResponse> {
+        if let Some(n) = &self.silent {
+            n.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
         Err(Status::unimplemented("replay"))
     }
     async fn publish_batch(
@@ -85,6 +94,9 @@ impl KeyTransparency for Replay {
         &self,
         _: Request<pb::GetLatestEpochRequest>,
     ) -> Res<pb::SignedHeadResponse> {
+        if self.silent.is_some() {
+            std::future::pending::<()>().await;
+        }
         Err(Status::unimplemented("replay"))
     }
     type WatchEpochsStream =
@@ -209,6 +221,7 @@ async fn an_old_head_replayed_as_latest_is_refused() {
     let replay = Replay {
         config,
         lookup: old.clone(),
+        silent: None,
     };
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -330,6 +343,7 @@ async fn a_front_door_never_serves_an_older_epoch() {
             .add_service(KeyTransparencyServer::new(Replay {
                 config,
                 lookup: old.clone(),
+                silent: None,
             }))
             .serve(format!("127.0.0.1:{stuck_port}").parse().unwrap()),
     );
@@ -371,5 +385,93 @@ async fn a_front_door_never_serves_an_older_epoch() {
     assert!(
         epochs[newer..].iter().all(|&e| e > old.epoch),
         "the stuck member's epoch was served after a newer one: {epochs:?}"
+    );
+}
+
+/// A member that falls silent (partitioned from the front door, or paused)
+/// answers neither calls nor health probes. A front door used to wait for it
+/// for the whole call timeout on every call routed there: in the multi-host
+/// test, each fault on one member stalled every client for the fault's
+/// length. With an hour's call timeout, every keyed publish here must still
+/// complete, and once a probe finds the silent member down no publish is
+/// routed to it (round robin alone would send it every other one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_door_routes_around_a_member_that_falls_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
+    let _dev = Kill(
+        Command::new(BIN)
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--epoch-interval", "200ms", "--shards", "2"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut raw = connect(&url).await;
+    let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
+    let config = raw
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
+
+    let silent_port = free_port();
+    let silent_url = format!("http://127.0.0.1:{silent_port}");
+    let silent_publishes = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyTransparencyServer::new(Replay {
+                config,
+                lookup: old,
+                silent: Some(Arc::clone(&silent_publishes)),
+            }))
+            .serve(format!("127.0.0.1:{silent_port}").parse().unwrap()),
+    );
+    connect(&silent_url).await;
+
+    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
+        upstreams: vec![silent_url, url],
+        call_timeout: Duration::from_secs(3600),
+        ..candor_api::ProxyOptions::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(candor_api::serve_proxy(
+        listener,
+        proxy,
+        std::future::pending(),
+    ));
+    let mut client = connect(&front).await;
+    let publish = |n: u32| {
+        let mut r = Request::new(pb::PublishRequest {
+            label: format!("user{n}@example.com").into_bytes(),
+            value: b"key".to_vec(),
+            idempotency_key: format!("silent-test-{n}"),
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.trim()).parse().unwrap(),
+        );
+        r
+    };
+    for n in 0..10 {
+        let r = tokio::time::timeout(Duration::from_secs(300), client.publish(publish(n)))
+            .await
+            .unwrap_or_else(|_| panic!("publish {n} waited on the silent member"));
+        assert_eq!(r.expect("the live member answers").into_inner().version, 1);
+    }
+    let routed = silent_publishes.load(Ordering::SeqCst);
+    assert!(
+        routed <= 1,
+        "{routed} of 10 publishes were routed to a member already found down"
     );
 }

@@ -29,7 +29,8 @@
 //!   `UNAVAILABLE` or an epoch at most [`MAX_PROBE_LAG`] behind the newest any
 //!   member has answered. The largest lag of any member's answer is printed.
 //!
-//! Also printed, not asserted: whether the sequencer leadership moved off a
+//! Also printed, not asserted: the longest windows in which no client had a
+//! publish acknowledged; whether the sequencer leadership moved off a
 //! member under inbound drops or a slow link, and after how long (the
 //! step-aside rule of `candor_raft`); the WARN lines per process per second and
 //! the most frequent kinds; where the largest prober lag happened.
@@ -37,7 +38,8 @@
 //! The seed (`CANDOR_NEMESIS_SEED`) and every fault are printed; the duration is
 //! `CANDOR_NEMESIS_SECS` (default 90); `CANDOR_NEMESIS_FAULTS` (a comma-separated
 //! list of the kinds above) restricts the mix. The history is written as JSON lines to
-//! `$CANDOR_NEMESIS_DIR` (default the system temp dir) for study.
+//! `$CANDOR_NEMESIS_DIR` (default the system temp dir) for study, with the
+//! processes' logs beside it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -836,6 +838,8 @@ async fn nemesis_multi_host() {
         }
     }
     let ops = history.lock().unwrap().len();
+    let logs = out_dir.join(format!("nemesis-{seed}-logs"));
+    keep_logs(&cluster.dir, &logs);
     warn_volume(&cluster.dir, start.elapsed());
     // Partitioned members stop presenting their head as the latest.
     let (max_lag, stale) = probe_lags(&history.lock().unwrap(), &partitions);
@@ -849,6 +853,7 @@ async fn nemesis_multi_host() {
     for s in &stale {
         println!("  VIOLATION {s}");
     }
+    print_publish_gaps(&history.lock().unwrap());
     let acked = acked.lock().unwrap().clone();
     println!(
         "history: {ops} operations, {} acknowledged publishes -> {}",
@@ -953,6 +958,41 @@ async fn nemesis_multi_host() {
 /// Prints how many WARN lines each process logged (all its runs), per second of
 /// the test, and the most frequent kinds: failures are meant to be summarised,
 /// not repeated per heartbeat.
+/// Prints the longest windows in which no client had a publish acknowledged
+/// (what one fault costs the writers), and how many windows passed 2 s.
+fn print_publish_gaps(history: &[Op]) {
+    let mut acks: Vec<u128> = history
+        .iter()
+        .filter(|o| o.kind == "publish" && o.outcome.starts_with("ok"))
+        .map(|o| o.at_ms)
+        .collect();
+    acks.sort_unstable();
+    let mut gaps: Vec<(u128, u128)> = acks.windows(2).map(|w| (w[1] - w[0], w[0])).collect();
+    gaps.sort_unstable_by(|a, b| b.cmp(a));
+    let over = gaps.iter().filter(|g| g.0 > 2_000).count();
+    let longest: Vec<String> = gaps
+        .iter()
+        .take(3)
+        .map(|(len, at)| format!("{:.1} s from {:.1} s", *len as f64 / 1e3, *at as f64 / 1e3))
+        .collect();
+    println!(
+        "publish gaps (no client acknowledged): longest {}; {over} longer than 2 s",
+        longest.join(", ")
+    );
+}
+
+/// Copies the processes' logs out of the run's temp dir (deleted at the end)
+/// to `to`, next to the history.
+fn keep_logs(dir: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".log") {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    println!("process logs -> {}", to.display());
+}
+
 fn warn_volume(dir: &std::path::Path, took: Duration) {
     let mut per_proc: BTreeMap<String, usize> = BTreeMap::new();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
