@@ -163,14 +163,25 @@ impl Decoder for RawCodec {
 }
 
 /// Input: byte 0 picks the method, byte 1 bit 0 sends the tenant's token (bit 1 a
-/// wrong one), the rest is the request message.
+/// wrong one), the rest is the request message. The reflection method takes a
+/// stream of requests: bits 2-3 of byte 1 split the rest into 1 to 4 messages,
+/// so a later message can fail to decode after earlier ones were answered.
 fn grpc_request(data: &[u8]) {
     let [m, flags, body @ ..] = data else {
         return;
     };
     let (path, streaming) = METHODS[*m as usize % METHODS.len()];
     let s = service();
-    let mut request = tonic::Request::new(Bytes::copy_from_slice(body));
+    let bidi = path.starts_with("/grpc.reflection.");
+    let parts = usize::from((flags >> 2) & 3) + 1;
+    let messages: Vec<Bytes> = if bidi {
+        body.chunks(body.len().div_ceil(parts).max(1))
+            .map(Bytes::copy_from_slice)
+            .collect()
+    } else {
+        vec![Bytes::copy_from_slice(body)]
+    };
+    let mut request = tonic::Request::new(());
     let token = match (flags & 1, flags & 2) {
         (1, _) => Some(s.token.clone()),
         (0, 2) => Some("not-a-token".to_owned()),
@@ -190,10 +201,25 @@ fn grpc_request(data: &[u8]) {
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         if streaming {
-            let mut stream = grpc
-                .server_streaming(request, path, RawCodec)
+            let (metadata, extensions, ()) = request.into_parts();
+            let mut stream = if bidi {
+                let requests = tokio_stream::iter(messages);
+                grpc.streaming(
+                    tonic::Request::from_parts(metadata, extensions, requests),
+                    path,
+                    RawCodec,
+                )
                 .await?
-                .into_inner();
+            } else {
+                let message = messages.into_iter().next().unwrap_or_default();
+                grpc.server_streaming(
+                    tonic::Request::from_parts(metadata, extensions, message),
+                    path,
+                    RawCodec,
+                )
+                .await?
+            }
+            .into_inner();
             // A watch never ends on its own: a few messages are enough.
             for _ in 0..2 {
                 match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
@@ -204,7 +230,15 @@ fn grpc_request(data: &[u8]) {
             }
             Ok(())
         } else {
-            grpc.unary(request, path, RawCodec).await.map(|_| ())
+            let (metadata, extensions, ()) = request.into_parts();
+            let message = messages.into_iter().next().unwrap_or_default();
+            grpc.unary(
+                tonic::Request::from_parts(metadata, extensions, message),
+                path,
+                RawCodec,
+            )
+            .await
+            .map(|_| ())
         }
     };
     let outcome =
