@@ -5,6 +5,7 @@ the rendered chart and on terraform/, and terraform fmt/init/validate where the
 providers are available offline."""
 
 import json
+import re
 import os
 import pathlib
 import shutil
@@ -279,6 +280,28 @@ def test_production_config_is_read_by_the_binary(tmp_path):
         pytest.skip("SKIPPED LOUDLY: the production profile enables metrics (telemetry.metrics_listen), "
                     "which this binary does not have yet")
     assert "--upstream" in r.stderr, r.stderr
+
+
+def quantity_bytes(q):
+    """A Kubernetes memory quantity (Mi, Gi, or bytes) in bytes."""
+    for suffix, factor in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
+        if str(q).endswith(suffix):
+            return int(str(q)[: -len(suffix)]) * factor
+    return int(q)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_memory_budget_fits_the_member_limit(profile):
+    """The budget the caches are sized from (config.memory.budgetBytes) stays
+    under the member's memory limit, with room for what the budget leaves out."""
+    objs, _ = rendered(profile)
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and "candor.toml" in o.get("data", {}))
+    budget = int(re.search(r"^budget_bytes = (\d+)$", cm["data"]["candor.toml"], re.M).group(1))
+    for sts in (o for o in objs if o["kind"] == "StatefulSet" and not o["metadata"]["name"].endswith("-fdb")):
+        for c in sts["spec"]["template"]["spec"]["containers"]:
+            limit = quantity_bytes(c["resources"]["limits"]["memory"])
+            print(f"{profile} {sts['metadata']['name']}: budget {budget >> 20} MiB, limit {limit >> 20} MiB")
+            assert budget <= limit * 0.9, f"{sts['metadata']['name']}: budget {budget} above 90 % of limit {limit}"
 
 
 def test_values_schema_is_generated():

@@ -30,6 +30,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shards",
     "api",
     "store",
+    "memory",
     "cluster",
     "tls",
     "telemetry",
@@ -60,6 +61,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[store]`: the backend and cache budgets.
     pub store: StoreConfig,
+    /// `[memory]`: the process's memory budget, which sizes the caches not set
+    /// one by one (see [`crate::memory`]).
+    pub memory: crate::memory::MemoryConfig,
     /// Cluster membership (`candor serve` only; `candor dev` ignores it).
     pub cluster: ClusterConfig,
     /// TLS for the cluster port and the public API (off by default).
@@ -278,6 +282,7 @@ impl Default for Config {
             shards: 16,
             api: ApiConfig::default(),
             store: StoreConfig::default(),
+            memory: crate::memory::MemoryConfig::default(),
             cluster: ClusterConfig::default(),
             tls: TlsSettings::default(),
             telemetry: TelemetrySettings::default(),
@@ -308,8 +313,9 @@ pub struct ApiConfig {
     pub insecure: bool,
     /// Auditor Ed25519 public keys (64 hex) whose cosignatures are stored.
     pub auditor_keys: Vec<String>,
-    /// Cached VRF evaluations (entries).
-    pub vrf_cache_entries: usize,
+    /// Cached VRF evaluations (entries). Unset: a share of `memory.budget_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vrf_cache_entries: Option<usize>,
     /// Cached map views (epochs).
     pub view_cache_epochs: usize,
 }
@@ -322,7 +328,7 @@ impl Default for ApiConfig {
             dev_token: None,
             insecure: false,
             auditor_keys: Vec::new(),
-            vrf_cache_entries: 65_536,
+            vrf_cache_entries: None,
             view_cache_epochs: 8,
         }
     }
@@ -349,12 +355,16 @@ pub struct StoreConfig {
     /// `fdb`: the cluster file. Default: `FDB_CLUSTER_FILE`, then
     /// `/etc/foundationdb/fdb.cluster`.
     pub fdb_cluster_file: Option<PathBuf>,
-    /// Block cache of the embedded store, bytes.
-    pub cache_bytes: u64,
+    /// Block cache of the embedded store, bytes. Unset (as the three below): a
+    /// share of `memory.budget_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_bytes: Option<u64>,
     /// Memtable size, bytes.
-    pub memtable_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memtable_bytes: Option<u64>,
     /// Tree node cache, bytes.
-    pub tree_cache_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_cache_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -362,9 +372,9 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: StoreBackend::Embedded,
             fdb_cluster_file: None,
-            cache_bytes: 64 << 20,
-            memtable_bytes: 16 << 20,
-            tree_cache_bytes: 64 << 20,
+            cache_bytes: None,
+            memtable_bytes: None,
+            tree_cache_bytes: None,
         }
     }
 }
@@ -394,6 +404,12 @@ impl Config {
              --insecure (api.insecure = true) when TLS ends in front of Candor",
             self.listen
         )
+    }
+
+    /// How the memory budget is divided (see [`crate::memory`]), for a process
+    /// hosting every group: one per shard and the sequencer's.
+    pub fn memory_plan(&self) -> Result<crate::memory::MemoryPlan, NodeError> {
+        crate::memory::MemoryPlan::new(self, u64::from(self.shards) + 1)
     }
 
     /// `log2(shards)`.
@@ -448,9 +464,10 @@ impl Config {
         for (i, k) in self.api.auditor_keys.iter().enumerate() {
             parse_hex32(k).map_err(|e| NodeError::Config(format!("api.auditor_keys[{i}]: {e}")))?;
         }
-        if self.api.vrf_cache_entries == 0 || self.api.view_cache_epochs == 0 {
-            bail!("api.vrf_cache_entries and api.view_cache_epochs must be at least 1");
+        if self.api.view_cache_epochs == 0 {
+            bail!("api.view_cache_epochs must be at least 1");
         }
+        self.memory_plan()?;
         self.tls.validate()?;
         Ok(())
     }

@@ -55,6 +55,7 @@ pub mod dev_certs;
 pub mod keys;
 pub mod member;
 pub mod membership;
+pub mod memory;
 pub mod reader;
 pub mod statefulset;
 pub mod telemetry;

@@ -130,6 +130,11 @@ pub struct Metrics {
     /// quorum acknowledged it or committed its entries too slowly, by `group`.
     pub raft_step_asides: Counter<u64>,
 
+    // --- Process ---
+    /// `candor.memory.budget` (By): `memory.budget_bytes`, what the process is
+    /// sized for (compare with `process.memory.usage`).
+    pub memory_budget: Gauge<u64>,
+
     // --- Store ---
     /// `candor.store.write.duration` (s): one write batch, by `store`.
     pub store_write_duration: Histogram<f64>,
@@ -546,6 +551,11 @@ impl Metrics {
                 .u64_counter("candor.raft.step_asides")
                 .with_description("Leaderships this node handed over because a quorum acknowledged it or committed its entries too slowly (inbound drops or a slow link here), by group")
                 .build(),
+            memory_budget: meter
+                .u64_gauge("candor.memory.budget")
+                .with_unit("By")
+                .with_description("The memory budget the process is sized for (memory.budget_bytes)")
+                .build(),
             store_write_duration: hist(
                 "candor.store.write.duration",
                 "Duration of one store write batch, by store",
@@ -664,6 +674,11 @@ impl Metrics {
     pub fn raft_step_aside(&self, group: u64) {
         self.raft_step_asides
             .add(1, &[KeyValue::new("group", group_label(group))]);
+    }
+
+    /// Records the process's memory budget (once, at start).
+    pub fn memory_budget(&self, bytes: u64) {
+        self.memory_budget.record(bytes, &[]);
     }
 
     /// Records one store write batch; one taking [`STALL_THRESHOLD`] or more also

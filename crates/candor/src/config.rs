@@ -208,6 +208,24 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn one_memory_budget_sizes_the_caches() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("mem.toml", "[store]\ntree_cache_bytes = 100000000\n")?;
+            jail.set_env("CANDOR_MEMORY__BUDGET_BYTES", "1073741824");
+            let c = load(Some(Path::new("mem.toml")), &Overrides::default()).unwrap();
+            let plan = c.memory_plan().unwrap();
+            let default = Config::default().memory_plan().unwrap();
+            assert_eq!(plan.tree_cache_bytes, 100_000_000);
+            assert!(plan.block_cache_bytes > default.block_cache_bytes);
+            jail.set_env("CANDOR_MEMORY__BUDGET_BYTES", "134217728");
+            let e = load(Some(Path::new("mem.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("memory.budget_bytes"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn example_file_is_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("candor.example.toml");
         let from_file: Config = Figment::from(Toml::file_exact(&path)).extract().unwrap();

@@ -113,9 +113,18 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     node_config.epoch_interval = Duration::from_millis(config.epoch_interval_ms);
     node_config.max_merge_delay = Duration::from_millis(config.max_merge_delay_ms);
     node_config.seal_interval = Duration::from_millis(config.seal_interval_ms);
-    node_config.tree_cache_bytes = config.store.tree_cache_bytes;
-    node_config.store.cache_bytes = config.store.cache_bytes;
-    node_config.store.memtable_bytes = config.store.memtable_bytes;
+    let memory = config.memory_plan()?;
+    tracing::info!(
+        budget_mib = memory.budget_bytes >> 20,
+        fixed_mib = memory.fixed_bytes >> 20,
+        expected_mib = memory.expected_bytes() >> 20,
+        "memory plan: {}",
+        memory.describe()
+    );
+    candor_telemetry::metrics().memory_budget(memory.budget_bytes);
+    node_config.tree_cache_bytes = memory.tree_cache_bytes;
+    node_config.store.cache_bytes = memory.block_cache_bytes;
+    node_config.store.memtable_bytes = memory.memtable_bytes;
     node_config.shard.idempotency_max_age_ms = config.api.limits.idempotency_retention_ms;
     let (node, raft_server) = match mode {
         Mode::Dev => (
@@ -145,7 +154,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         limits: config.api.limits.clone(),
         tenants,
         auditor_keys,
-        vrf_cache_entries: config.api.vrf_cache_entries,
+        vrf_cache_entries: memory.vrf_cache_entries,
         view_cache_epochs: config.api.view_cache_epochs,
     };
     let service = KtService::new(backend, keys.vrf, options)?;

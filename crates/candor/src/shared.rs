@@ -96,12 +96,11 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
             config.namespace
         );
     }
-    let reader = StoreReader::open(
-        Arc::clone(&store),
-        public.clone(),
-        config.store.tree_cache_bytes,
-    )
-    .context("opening the store for reading")?;
+    // This role hosts no Raft group.
+    let memory = candor_node::memory::MemoryPlan::new(&config, 0)?;
+    candor_telemetry::metrics().memory_budget(memory.budget_bytes);
+    let reader = StoreReader::open(Arc::clone(&store), public.clone(), memory.tree_cache_bytes)
+        .context("opening the store for reading")?;
     let backend = Backend {
         publisher: Arc::new(NoShards),
         cosignatures: reader.cosignature_log(),
@@ -113,7 +112,7 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
     };
     let options = ApiOptions {
         limits: config.api.limits.clone(),
-        vrf_cache_entries: config.api.vrf_cache_entries,
+        vrf_cache_entries: memory.vrf_cache_entries,
         view_cache_epochs: config.api.view_cache_epochs,
         auditor_keys: crate::dev::auditor_keys(&config)?,
         ..ApiOptions::default()
