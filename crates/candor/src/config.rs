@@ -219,7 +219,8 @@ mod tests {
             assert_eq!(plan.tree_cache_bytes, 100_000_000);
             assert!(plan.block_cache_bytes > default.block_cache_bytes);
             jail.set_env("CANDOR_MEMORY__BUDGET_BYTES", "134217728");
-            let e = load(Some(Path::new("mem.toml")), &Overrides::default()).unwrap_err();
+            let c = load(Some(Path::new("mem.toml")), &Overrides::default()).unwrap();
+            let e = c.memory_plan().unwrap_err();
             assert!(e.to_string().contains("memory.budget_bytes"), "{e}");
             Ok(())
         });

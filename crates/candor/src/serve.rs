@@ -101,6 +101,8 @@ pub async fn run_api_proxy(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, ?upstreams, "candor api (stateless) serving");
+    // No cache to size: the budget is exported for the memory alert only.
+    candor_telemetry::metrics().memory_budget(config.memory.budget_bytes);
     // Stateless: ready as soon as it serves (each call finds a live member).
     crate::telemetry::serve_metrics(&config, std::sync::Arc::new(|| Ok(()))).await?;
     let scheme = if server_tls.is_some() {

@@ -184,3 +184,27 @@ is in effect: (dict "ctx" $ "extra" (list "CKV_..=reason") "images" (list image.
 checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The memory budget of a container (CANDOR_MEMORY__BUDGET_BYTES), from its
+resources: three quarters of its memory limit, the rest for what the budget
+leaves out (Raft snapshot transfers, compaction, allocator slack). Accepts
+integer quantities in bytes or with Ki, Mi, Gi, M or G.
+*/}}
+{{- define "candor.memoryBudget" -}}
+{{- $q := toString (required "resources.limits.memory is required" .limits.memory) -}}
+{{- $units := list (list "Gi" 1073741824) (list "Mi" 1048576) (list "Ki" 1024) (list "G" 1000000000) (list "M" 1000000) -}}
+{{- $n := 0 -}}
+{{- $matched := false -}}
+{{- range $u := $units -}}
+{{- if and (not $matched) (hasSuffix (index $u 0) $q) -}}
+{{- $n = mul (trimSuffix (index $u 0) $q | int64) (index $u 1) -}}
+{{- $matched = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $matched -}}{{- $n = $q | int64 -}}{{- end -}}
+{{- if le (int64 $n) 0 -}}
+{{- fail (printf "resources.limits.memory %q: use an integer with Ki, Mi, Gi, M or G" $q) -}}
+{{- end -}}
+{{- div (mul $n 3) 4 -}}
+{{- end -}}

@@ -58,7 +58,6 @@ schema = {
             "limits": {"type": "object", "additionalProperties": False, "description": "[api.limits] keys of the binary (crates/candor-api/src/limits.rs); the binary checks their ranges at start.", "properties": {k: i(minimum=0) for k in [
                 "max_label_bytes", "max_value_bytes", "max_batch_items", "max_idempotency_key_bytes", "idempotency_retention_ms", "max_message_bytes", "max_read_request_bytes", "max_batch_request_bytes", "max_inflight_request_bytes", "max_tenant_inflight_request_bytes", "max_connections", "idle_timeout_ms", "max_concurrent_streams", "tenant_items_per_second", "tenant_burst_items"]}},
         }),
-        "memory": obj({"budgetBytes": i(minimum=134217728)}, ["budgetBytes"]),
         "store": obj({"cacheBytes": i(minimum=0), "memtableBytes": i(minimum=1048576), "treeCacheBytes": i(minimum=0)}),
     }, ["namespace", "shards"]),
     "keys": obj({
