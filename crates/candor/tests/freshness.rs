@@ -168,18 +168,25 @@ async fn lookup_after(
     panic!("no epoch above {above}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_old_head_replayed_as_latest_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let state = dir.path().join("state");
+/// A running `candor dev` (see [`start_dev`]).
+struct Dev {
+    _proc: Kill,
+    url: String,
+    raw: KeyTransparencyClient<tonic::transport::Channel>,
+    /// Its first lookup of alice@example.com (an epoch that will be old).
+    old: pb::LookupResponse,
+    config: pb::GetConfigResponse,
+}
+
+/// A `candor dev` (2 shards, 200 ms epochs) on `data`, logging into `dir`,
+/// once it has answered a lookup.
+async fn start_dev(dir: &Path, data: &Path) -> Dev {
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
-    let _dev = Kill(
+    let log = std::fs::File::create(dir.join("dev.log")).unwrap();
+    let proc = Kill(
         Command::new(BIN)
             .args(["dev", "--data-dir"])
-            .arg(&data)
+            .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--epoch-interval", "200ms", "--shards", "2"])
             .stdin(Stdio::null())
@@ -188,6 +195,7 @@ async fn an_old_head_replayed_as_latest_is_refused() {
             .spawn()
             .unwrap(),
     );
+    let url = format!("http://127.0.0.1:{port}");
     let mut raw = connect(&url).await;
     let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
     let config = raw
@@ -195,6 +203,62 @@ async fn an_old_head_replayed_as_latest_is_refused() {
         .await
         .unwrap()
         .into_inner();
+    Dev {
+        _proc: proc,
+        url,
+        raw,
+        old,
+        config,
+    }
+}
+
+/// Serves `double` on a free port; its URL, once it accepts connections.
+async fn serve_double(double: Replay) -> String {
+    let port = free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyTransparencyServer::new(double))
+            .serve(format!("127.0.0.1:{port}").parse().unwrap()),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    connect(&url).await;
+    url
+}
+
+/// A front door (`ApiProxy`) over `upstreams`, served on a free port; a client
+/// of it.
+async fn front_door(
+    upstreams: Vec<String>,
+    call_timeout: Duration,
+) -> KeyTransparencyClient<tonic::transport::Channel> {
+    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
+        upstreams,
+        call_timeout,
+        ..candor_api::ProxyOptions::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(candor_api::serve_proxy(
+        listener,
+        proxy,
+        std::future::pending(),
+    ));
+    connect(&front).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_head_replayed_as_latest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let state = dir.path().join("state");
+    let Dev {
+        _proc,
+        url,
+        mut raw,
+        old,
+        config,
+    } = start_dev(dir.path(), &data).await;
     lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
 
     let data_s = data.to_str().unwrap();
@@ -216,19 +280,12 @@ async fn an_old_head_replayed_as_latest_is_refused() {
     assert!(seen["epoch"].as_u64().unwrap() > old.epoch);
 
     // The replaying double: epoch `old.epoch` as the latest.
-    let rport = free_port();
-    let rurl = format!("http://127.0.0.1:{rport}");
-    let replay = Replay {
+    let rurl = serve_double(Replay {
         config,
         lookup: old.clone(),
         silent: None,
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyTransparencyServer::new(replay))
-            .serve(format!("127.0.0.1:{rport}").parse().unwrap()),
-    );
-    connect(&rurl).await;
+    })
+    .await;
     let (code, out, err) = cli(
         &[
             "lookup",
@@ -312,56 +369,23 @@ async fn an_old_head_replayed_as_latest_is_refused() {
 async fn a_front_door_never_serves_an_older_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
-    let _dev = Kill(
-        Command::new(BIN)
-            .args(["dev", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--epoch-interval", "200ms", "--shards", "2"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let mut raw = connect(&url).await;
-    let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
-    let config = raw
-        .get_config(pb::GetConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let Dev {
+        _proc,
+        url,
+        mut raw,
+        old,
+        config,
+    } = start_dev(dir.path(), &data).await;
     lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
 
-    let stuck_port = free_port();
-    let stuck_url = format!("http://127.0.0.1:{stuck_port}");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyTransparencyServer::new(Replay {
-                config,
-                lookup: old.clone(),
-                silent: None,
-            }))
-            .serve(format!("127.0.0.1:{stuck_port}").parse().unwrap()),
-    );
-    connect(&stuck_url).await;
-
-    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
-        upstreams: vec![stuck_url, url],
-        ..candor_api::ProxyOptions::default()
+    let stuck_url = serve_double(Replay {
+        config,
+        lookup: old.clone(),
+        silent: None,
     })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(candor_api::serve_proxy(
-        listener,
-        proxy,
-        std::future::pending(),
-    ));
-    let mut client = connect(&front).await;
+    .await;
+    let default_timeout = candor_api::ProxyOptions::default().call_timeout;
+    let mut client = front_door(vec![stuck_url, url], default_timeout).await;
     let mut epochs = Vec::new();
     for _ in 0..40 {
         let r = client
@@ -399,58 +423,23 @@ async fn a_front_door_never_serves_an_older_epoch() {
 async fn a_front_door_routes_around_a_member_that_falls_silent() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
-    let _dev = Kill(
-        Command::new(BIN)
-            .args(["dev", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--epoch-interval", "200ms", "--shards", "2"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let mut raw = connect(&url).await;
-    let old = lookup_after(&mut raw, b"alice@example.com", 0).await;
-    let config = raw
-        .get_config(pb::GetConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let Dev {
+        _proc,
+        url,
+        old,
+        config,
+        ..
+    } = start_dev(dir.path(), &data).await;
     let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
 
-    let silent_port = free_port();
-    let silent_url = format!("http://127.0.0.1:{silent_port}");
     let silent_publishes = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyTransparencyServer::new(Replay {
-                config,
-                lookup: old,
-                silent: Some(Arc::clone(&silent_publishes)),
-            }))
-            .serve(format!("127.0.0.1:{silent_port}").parse().unwrap()),
-    );
-    connect(&silent_url).await;
-
-    let proxy = candor_api::ApiProxy::new(candor_api::ProxyOptions {
-        upstreams: vec![silent_url, url],
-        call_timeout: Duration::from_secs(3600),
-        ..candor_api::ProxyOptions::default()
+    let silent_url = serve_double(Replay {
+        config,
+        lookup: old,
+        silent: Some(Arc::clone(&silent_publishes)),
     })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(candor_api::serve_proxy(
-        listener,
-        proxy,
-        std::future::pending(),
-    ));
-    let mut client = connect(&front).await;
+    .await;
+    let mut client = front_door(vec![silent_url, url], Duration::from_secs(3600)).await;
     let publish = |n: u32| {
         let mut r = Request::new(pb::PublishRequest {
             label: format!("user{n}@example.com").into_bytes(),
