@@ -252,14 +252,8 @@ async fn an_old_head_replayed_as_latest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let state = dir.path().join("state");
-    let Dev {
-        _proc,
-        url,
-        mut raw,
-        old,
-        config,
-    } = start_dev(dir.path(), &data).await;
-    lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
+    let mut dev = start_dev(dir.path(), &data).await;
+    lookup_after(&mut dev.raw, b"alice@example.com", dev.old.epoch + 2).await;
 
     let data_s = data.to_str().unwrap();
     // The honest service: the CLI sees (and remembers) a newer epoch.
@@ -267,7 +261,7 @@ async fn an_old_head_replayed_as_latest_is_refused() {
         &[
             "lookup",
             "--target",
-            &url,
+            &dev.url,
             "--data-dir",
             data_s,
             "--json",
@@ -277,12 +271,12 @@ async fn an_old_head_replayed_as_latest_is_refused() {
     );
     assert_eq!(code, 0, "{out}{err}");
     let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(seen["epoch"].as_u64().unwrap() > old.epoch);
+    assert!(seen["epoch"].as_u64().unwrap() > dev.old.epoch);
 
-    // The replaying double: epoch `old.epoch` as the latest.
+    // The replaying double: epoch `dev.old.epoch` as the latest.
     let rurl = serve_double(Replay {
-        config,
-        lookup: old.clone(),
+        config: dev.config.clone(),
+        lookup: dev.old.clone(),
         silent: None,
     })
     .await;
@@ -328,7 +322,7 @@ async fn an_old_head_replayed_as_latest_is_refused() {
         &[
             "publish",
             "--target",
-            &url,
+            &dev.url,
             "--data-dir",
             data_s,
             "--token",
@@ -346,7 +340,7 @@ async fn an_old_head_replayed_as_latest_is_refused() {
         &[
             "verify",
             "--target",
-            &url,
+            &dev.url,
             "--data-dir",
             data_s,
             "smt",
@@ -369,23 +363,17 @@ async fn an_old_head_replayed_as_latest_is_refused() {
 async fn a_front_door_never_serves_an_older_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Dev {
-        _proc,
-        url,
-        mut raw,
-        old,
-        config,
-    } = start_dev(dir.path(), &data).await;
-    lookup_after(&mut raw, b"alice@example.com", old.epoch + 2).await;
+    let mut dev = start_dev(dir.path(), &data).await;
+    lookup_after(&mut dev.raw, b"alice@example.com", dev.old.epoch + 2).await;
 
     let stuck_url = serve_double(Replay {
-        config,
-        lookup: old.clone(),
+        config: dev.config.clone(),
+        lookup: dev.old.clone(),
         silent: None,
     })
     .await;
     let default_timeout = candor_api::ProxyOptions::default().call_timeout;
-    let mut client = front_door(vec![stuck_url, url], default_timeout).await;
+    let mut client = front_door(vec![stuck_url, dev.url.clone()], default_timeout).await;
     let mut epochs = Vec::new();
     for _ in 0..40 {
         let r = client
@@ -404,10 +392,10 @@ async fn a_front_door_never_serves_an_older_epoch() {
     );
     let newer = epochs
         .iter()
-        .position(|&e| e > old.epoch)
+        .position(|&e| e > dev.old.epoch)
         .expect("a newer epoch");
     assert!(
-        epochs[newer..].iter().all(|&e| e > old.epoch),
+        epochs[newer..].iter().all(|&e| e > dev.old.epoch),
         "the stuck member's epoch was served after a newer one: {epochs:?}"
     );
 }
