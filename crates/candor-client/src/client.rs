@@ -200,6 +200,9 @@ pub struct Client {
     tracker: Arc<Mutex<HeadTracker>>,
     /// Heads whose signatures were verified (by exact bytes).
     heads: Arc<std::sync::Mutex<verify::HeadCache>>,
+    /// VRF proofs verified (by exact bytes): a label's proof is the same in
+    /// every answer about it, so it is verified once per label.
+    vrfs: Arc<verify::VrfMemo>,
     options: ClientOptions,
 }
 
@@ -305,6 +308,7 @@ impl Client {
             token: None,
             tracker: Arc::new(Mutex::new(HeadTracker::new())),
             heads: Arc::default(),
+            vrfs: Arc::default(),
             options: ClientOptions::default(),
         }
     }
@@ -445,7 +449,7 @@ impl Client {
             })
             .await?;
         let p = self
-            .verified(|c| verify::publish(c, label, value, key, &resp))
+            .verified(|c| verify::publish_memo(&self.vrfs, c, label, value, key, &resp))
             .await?;
         verify::smt_timestamp(&p.smt, now_ms(), self.options.max_clock_skew_ms)?;
         Ok(p)
@@ -518,7 +522,9 @@ impl Client {
                     .iter()
                     .zip(&keys)
                     .zip(&resp.results)
-                    .map(|((i, k), r)| verify::publish(c, &i.label, &i.value, k, r))
+                    .map(|((i, k), r)| {
+                        verify::publish_memo(&self.vrfs, c, &i.label, &i.value, k, r)
+                    })
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
@@ -743,8 +749,7 @@ impl Client {
             .await?;
         let v = self
             .verified(|c| {
-                let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-                verify::lookup_cached(&mut cache, c, label, epoch, &resp)
+                verify::lookup_cached(&self.heads, &self.vrfs, c, label, epoch, &resp)
             })
             .await?;
         if epoch.is_none() {

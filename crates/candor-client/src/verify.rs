@@ -23,6 +23,7 @@ use candor_core::signed::{
     Cosignature, EpochHead, PublicConfig, SignedHead, SignedMutationTimestamp,
 };
 use candor_core::vrf::VrfProof;
+pub use candor_core::vrf_memo::VrfMemo;
 use candor_core::{CoreError, Digest, ZERO};
 use candor_proto::candor::v1 as pb;
 
@@ -248,22 +249,53 @@ impl HeadCache {
         bytes: &[u8],
         expected_epoch: Option<u64>,
     ) -> Result<SignedHead> {
-        let cached = self
-            .entries
-            .iter()
-            .find(|(b, _)| b.as_slice() == bytes)
-            .map(|(_, h)| h.clone());
+        let h = match self.find(bytes) {
+            Some(h) => h,
+            None => {
+                let h = head(config, bytes)?;
+                self.remember(bytes, &h);
+                h
+            }
+        };
+        Self::check_epoch(h, expected_epoch)
+    }
+
+    /// [`Self::head_at`] on a shared cache, verifying a new head's signature
+    /// without holding the lock.
+    pub fn head_at_shared(
+        cache: &std::sync::Mutex<HeadCache>,
+        config: &(impl Configs + ?Sized),
+        bytes: &[u8],
+        expected_epoch: Option<u64>,
+    ) -> Result<SignedHead> {
+        let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = lock().find(bytes);
         let h = match cached {
             Some(h) => h,
             None => {
                 let h = head(config, bytes)?;
-                if self.entries.len() == Self::CAPACITY {
-                    self.entries.pop_front();
-                }
-                self.entries.push_back((bytes.to_vec(), h.clone()));
+                lock().remember(bytes, &h);
                 h
             }
         };
+        Self::check_epoch(h, expected_epoch)
+    }
+
+    fn find(&self, bytes: &[u8]) -> Option<SignedHead> {
+        self.entries
+            .iter()
+            .find(|(b, _)| b.as_slice() == bytes)
+            .map(|(_, h)| h.clone())
+    }
+
+    fn remember(&mut self, bytes: &[u8], h: &SignedHead) {
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((bytes.to_vec(), h.clone()));
+    }
+
+    fn check_epoch(h: SignedHead, expected_epoch: Option<u64>) -> Result<SignedHead> {
         if let Some(e) = expected_epoch
             && h.head.epoch != e
         {
@@ -299,16 +331,27 @@ pub fn publish(
     idempotency_key: &str,
     resp: &pb::PublishResponse,
 ) -> Result<VerifiedPublish> {
+    publish_memo(&VrfMemo::new(0), config, label, value, idempotency_key, resp)
+}
+
+/// [`publish`], with step 2 answered by `vrfs` when it verified this exact
+/// VRF proof for `label` before (every update of a label after the first).
+pub fn publish_memo(
+    vrfs: &VrfMemo,
+    config: &(impl Configs + ?Sized),
+    label: &[u8],
+    value: &[u8],
+    idempotency_key: &str,
+    resp: &pb::PublishResponse,
+) -> Result<VerifiedPublish> {
     let smt = SignedMutationTimestamp::decode(&resp.smt).map_err(vfail("SMT"))?;
     config.verify_smt(&smt).map_err(vfail("SMT"))?;
     let m = &smt.smt;
 
     let proof = VrfProof::from_slice(&resp.vrf_proof)
         .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?;
-    let index = config
-        .base()
-        .vrf_key
-        .verify(label, &proof)
+    let index = vrfs
+        .verify(&config.base().vrf_key, label, &proof)
         .map_err(|e| vfail("publish VRF proof")(CoreError::Vrf(e)))?
         .index();
     if index != m.index {
@@ -385,7 +428,8 @@ pub fn lookup(
     resp: &pb::LookupResponse,
 ) -> Result<VerifiedLookup> {
     lookup_cached(
-        &mut HeadCache::default(),
+        &std::sync::Mutex::default(),
+        &VrfMemo::new(0),
         config,
         label,
         requested_epoch,
@@ -393,19 +437,21 @@ pub fn lookup(
     )
 }
 
-/// [`lookup`] with the head's signature check answered by `cache` when the
-/// same head bytes were verified before.
+/// [`lookup`] with the head's signature check answered by `heads` when the
+/// same head bytes were verified before, and the VRF proof's by `vrfs` (both
+/// locked only to look up and remember, not while verifying).
 pub fn lookup_cached(
-    cache: &mut HeadCache,
+    heads: &std::sync::Mutex<HeadCache>,
+    vrfs: &VrfMemo,
     config: &(impl Configs + ?Sized),
     label: &[u8],
     requested_epoch: Option<u64>,
     resp: &pb::LookupResponse,
 ) -> Result<VerifiedLookup> {
-    let head = cache.head_at(config, &resp.signed_head, requested_epoch)?;
+    let head = HeadCache::head_at_shared(heads, config, &resp.signed_head, requested_epoch)?;
     let proof = LookupProof::decode(&resp.proof).map_err(vfail("lookup proof"))?;
     let v = proof
-        .verify(&config.base().vrf_key, label, &head.head.map_root)
+        .verify_memo(vrfs, &config.base().vrf_key, label, &head.head.map_root)
         .map_err(vfail("lookup proof"))?;
     Ok(VerifiedLookup {
         head,

@@ -120,8 +120,20 @@ fn publish_every_tampering_is_detected() {
     let mut w = World::new(3);
     w.publish(b"alice", b"k1");
     let r = w.publish(b"alice", b"k2");
-    let ok = |r: &pb::PublishResponse| verify::publish(&w.config, b"alice", b"k2", "", r).is_ok();
-    assert!(ok(&r));
+    // Once without a memory of VRF proofs, once with this label's proof
+    // remembered (as a client holds it after the label's first publish).
+    let warm = verify::VrfMemo::default();
+    verify::publish_memo(&warm, &w.config, b"alice", b"k2", "", &r).unwrap();
+    for memo in [verify::VrfMemo::new(0), warm] {
+        publish_tampering_is_detected(&w, &r, &memo);
+    }
+}
+
+fn publish_tampering_is_detected(w: &World, r: &pb::PublishResponse, memo: &verify::VrfMemo) {
+    let ok = |r: &pb::PublishResponse| {
+        verify::publish_memo(memo, &w.config, b"alice", b"k2", "", r).is_ok()
+    };
+    assert!(ok(r));
     type Field = fn(&mut pb::PublishResponse) -> &mut Vec<u8>;
     let fields: [(&str, Field); 6] = [
         ("smt", |r| &mut r.smt),
@@ -581,29 +593,40 @@ fn equivocation_evidence_needs_two_different_signed_heads() {
 #[test]
 fn head_cache_skips_only_identical_bytes() {
     let w = world_with_data();
-    let mut cache = verify::HeadCache::default();
+    let cache = std::sync::Mutex::new(verify::HeadCache::default());
+    let vrfs = verify::VrfMemo::default();
     let resp = w.lookup_response(b"alice", None);
     // First use verifies; the same bytes again come from the cache.
-    let a = verify::lookup_cached(&mut cache, &w.config, b"alice", None, &resp).unwrap();
-    let b = verify::lookup_cached(&mut cache, &w.config, b"alice", None, &resp).unwrap();
+    let a = verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", None, &resp).unwrap();
+    let b = verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", None, &resp).unwrap();
     assert_eq!(a.head, b.head);
     // A head differing in any byte is verified afresh, and fails.
     every_flip_fails(&resp.signed_head, "cached head", |t| {
         let mut r = resp.clone();
         r.signed_head = t.to_vec();
-        verify::lookup_cached(&mut cache, &w.config, b"alice", None, &r).is_ok()
+        verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", None, &r).is_ok()
     });
     // The proof is still checked against the cached head.
     let mut r = resp.clone();
     r.proof[10] ^= 1;
     assert_security(
-        verify::lookup_cached(&mut cache, &w.config, b"alice", None, &r),
+        verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", None, &r),
         "proof under a cached head",
     );
     // An epoch mismatch is still refused.
     let e = a.head.head.epoch;
     assert_security(
-        verify::lookup_cached(&mut cache, &w.config, b"alice", Some(e + 1), &resp),
+        verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", Some(e + 1), &resp),
         "epoch mismatch",
     );
+    // The VRF proof was remembered: every altered byte of the whole proof
+    // (the VRF proof is its first 80) is still refused.
+    assert_eq!(vrfs.len(), 1);
+    every_flip_fails(&resp.proof, "lookup proof, VRF proof remembered", |t| {
+        let mut r = resp.clone();
+        r.proof = t.to_vec();
+        verify::lookup_cached(&cache, &vrfs, &w.config, b"alice", None, &r).is_ok()
+    });
+    // And it answers for this label only.
+    assert!(verify::lookup_cached(&cache, &vrfs, &w.config, b"bob", None, &resp).is_err());
 }

@@ -41,6 +41,7 @@ pub mod reference;
 pub mod rotation;
 pub mod signed;
 pub mod vrf;
+pub mod vrf_memo;
 
 pub use error::{CoreError, Result};
 pub use hash::{Digest, ZERO};

@@ -12,6 +12,7 @@ use crate::error::{CoreError, Result, decode_err};
 use crate::hash::{Digest, ZERO};
 use crate::map::{Index, Leaf, common_prefix_len};
 use crate::vrf::{VrfProof, VrfPublicKey};
+use crate::vrf_memo::VrfMemo;
 
 /// Where the lookup path ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +142,19 @@ impl LookupProof {
         label: &[u8],
         root: &Digest,
     ) -> Result<VerifiedLookup> {
-        let index = vrf_key.verify(label, &self.vrf_proof)?.index();
+        self.verify_memo(&VrfMemo::new(0), vrf_key, label, root)
+    }
+
+    /// [`Self::verify`], with step 1 answered by `memo` when it verified this
+    /// exact VRF proof for `label` before (see [`crate::vrf_memo`]).
+    pub fn verify_memo(
+        &self,
+        memo: &VrfMemo,
+        vrf_key: &VrfPublicKey,
+        label: &[u8],
+        root: &Digest,
+    ) -> Result<VerifiedLookup> {
+        let index = memo.verify(vrf_key, label, &self.vrf_proof)?.index();
         let depth = self.siblings.len();
         let (terminal, is_leaf, entry) = match &self.terminal {
             Terminal::Member {
