@@ -32,6 +32,7 @@
 mod auth;
 mod error;
 mod guard;
+mod label_vrf;
 mod limits;
 mod proxy;
 mod publisher;

@@ -58,6 +58,9 @@ pub struct Backend {
     /// Whether `heads` may be presented as the latest (`None`: always; a single
     /// node, or a reader of a shared store).
     pub currency: Option<Currency>,
+    /// Where labels' VRF evaluations are kept (`Space::LabelVrf`), so that a
+    /// label's VRF is computed once (`None`: memory only).
+    pub label_vrfs: Option<Arc<dyn candor_store::Store>>,
     /// The deployment's public configuration.
     pub config: PublicConfig,
 }
@@ -97,12 +100,11 @@ struct Inner {
     currency: Option<Currency>,
     config: PublicConfig,
     config_bytes: Vec<u8>,
-    vrf: VrfSecretKey,
+    /// `VRF(label)`, computed once per published label.
+    vrfs: crate::label_vrf::LabelVrfs,
     auth: Authenticator,
     limits: Limits,
     auditor_keys: HashSet<[u8; 32]>,
-    /// Keyed by a hash of the label so that labels are not kept in memory.
-    vrf_cache: quick_cache::sync::Cache<[u8; 32], (Index, VrfProof)>,
     views: quick_cache::sync::Cache<u64, MapView>,
     shutdown: watch::Receiver<bool>,
     /// Per-tenant publish rate (items per second).
@@ -152,11 +154,14 @@ impl KtService {
             currency: backend.currency,
             config_bytes: backend.config.encode(),
             config: backend.config,
-            vrf,
+            vrfs: crate::label_vrf::LabelVrfs::new(
+                vrf,
+                options.vrf_cache_entries,
+                backend.label_vrfs,
+            ),
             auth: Authenticator::new(options.tenants),
             limits: options.limits.clone(),
             auditor_keys: options.auditor_keys.iter().map(|k| k.0).collect(),
-            vrf_cache: quick_cache::sync::Cache::new(options.vrf_cache_entries.max(1)),
             views: quick_cache::sync::Cache::new(options.view_cache_epochs.max(1)),
             shutdown,
             rate: crate::rate::TenantRate::new(&options.limits),
@@ -169,7 +174,7 @@ impl KtService {
         candor_telemetry::metrics().register_cache("vrf", move || {
             weak.upgrade()
                 .map(|i| {
-                    let c = &i.vrf_cache;
+                    let c = i.vrfs.cache();
                     candor_telemetry::CacheSample {
                         // Entries are fixed-size: count times the entry size.
                         bytes: c.weight()
@@ -177,6 +182,17 @@ impl KtService {
                         hits: c.hits(),
                         misses: c.misses(),
                     }
+                })
+                .unwrap_or_default()
+        });
+        // The store's records behind the VRF cache: a miss is an evaluation.
+        let weak = Arc::downgrade(&inner);
+        candor_telemetry::metrics().register_cache("vrf_store", move || {
+            weak.upgrade()
+                .map(|i| candor_telemetry::CacheSample {
+                    bytes: 0,
+                    hits: i.vrfs.stored.load(std::sync::atomic::Ordering::Relaxed),
+                    misses: i.vrfs.evaluated.load(std::sync::atomic::Ordering::Relaxed),
                 })
                 .unwrap_or_default()
         });
@@ -376,19 +392,6 @@ impl Inner {
             )));
         }
         Ok(())
-    }
-
-    /// `VRF(label)`: the index and its proof. RFC 9381 proofs are
-    /// deterministic, so caching them changes nothing but speed.
-    fn vrf(&self, label: &[u8]) -> (Index, VrfProof) {
-        let key = blake3::hash(label).into();
-        if let Some(v) = self.vrf_cache.get(&key) {
-            return v;
-        }
-        let (out, proof) = self.vrf.evaluate(label);
-        let v = (out.index(), proof);
-        self.vrf_cache.insert(key, v);
-        v
     }
 
     /// The latest epoch this node can serve: from the `heads` watch, which a cluster
@@ -598,9 +601,7 @@ impl Inner {
             .map(|chunk| {
                 let chunk = chunk.to_vec();
                 let (me, span) = (me.clone(), span.clone());
-                tokio::task::spawn_blocking(move || {
-                    span.in_scope(|| chunk.iter().map(|l| me.vrf(l)).collect::<Vec<_>>())
-                })
+                tokio::task::spawn_blocking(move || span.in_scope(|| me.vrfs.for_publish(&chunk)))
             })
             .collect();
         let mut vrfs = Vec::with_capacity(items.len());
@@ -713,7 +714,7 @@ impl KeyTransparency for KtService {
             inner.rate.admit(&tenant, 1)?;
             let me = inner.clone();
             let label = msg.label;
-            let (index, _) = blocking(move || Ok(me.vrf(&label))).await?;
+            let (index, _) = blocking(move || Ok(me.vrfs.get(&label))).await?;
             inner
                 .publisher
                 .erase(tenant, index, msg.version)
@@ -778,7 +779,7 @@ impl KeyTransparency for KtService {
             let me = inner.clone();
             blocking(move || {
                 let view = me.view(&head)?;
-                let (index, vrf_proof) = me.vrf(&msg.label);
+                let (index, vrf_proof) = me.vrfs.get(&msg.label);
                 Span::current().record("index", index_prefix(&index));
                 let proof = view.lookup_proof(&index, vrf_proof, OpeningPolicy::Open)?;
                 let (found, version, value) = match &proof.terminal {
@@ -819,7 +820,7 @@ impl KeyTransparency for KtService {
             let me = inner.clone();
             blocking(move || {
                 let view = me.view(&head)?;
-                let (index, vrf_proof) = me.vrf(&msg.label);
+                let (index, vrf_proof) = me.vrfs.get(&msg.label);
                 Span::current().record("index", index_prefix(&index));
                 if let Some(page) = msg.page {
                     return me.history_page(&head, &view, &index, vrf_proof, page);

@@ -33,6 +33,7 @@ type IdemMap = HashMap<IdemKey, (Vec<u8>, Vec<u8>, PublishReceipt)>;
 
 /// See the module docs.
 pub struct LocalNode {
+    store: Arc<dyn Store>,
     forest: Forest,
     epochs: Arc<EpochLogStore>,
     heads: watch::Sender<Option<SignedHead>>,
@@ -95,9 +96,10 @@ impl LocalNode {
                 ..TreeConfig::default()
             },
         )?;
-        let epochs = Arc::new(EpochLogStore::open(store)?);
+        let epochs = Arc::new(EpochLogStore::open(store.clone())?);
         let (heads, _) = watch::channel(epochs.latest()?);
         Ok(Arc::new(LocalNode {
+            store,
             forest,
             epochs,
             heads,
@@ -137,6 +139,7 @@ impl LocalNode {
             heads: self.heads.subscribe(),
             currency: None,
             config: self.config.clone(),
+            label_vrfs: Some(self.store.clone()),
         }
     }
 

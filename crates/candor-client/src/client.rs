@@ -748,9 +748,7 @@ impl Client {
             })
             .await?;
         let v = self
-            .verified(|c| {
-                verify::lookup_cached(&self.heads, &self.vrfs, c, label, epoch, &resp)
-            })
+            .verified(|c| verify::lookup_cached(&self.heads, &self.vrfs, c, label, epoch, &resp))
             .await?;
         if epoch.is_none() {
             self.check_fresh(&v.head, seen)?;

@@ -331,7 +331,14 @@ pub fn publish(
     idempotency_key: &str,
     resp: &pb::PublishResponse,
 ) -> Result<VerifiedPublish> {
-    publish_memo(&VrfMemo::new(0), config, label, value, idempotency_key, resp)
+    publish_memo(
+        &VrfMemo::new(0),
+        config,
+        label,
+        value,
+        idempotency_key,
+        resp,
+    )
 }
 
 /// [`publish`], with step 2 answered by `vrfs` when it verified this exact

@@ -156,7 +156,10 @@ mod tests {
         let other = VrfSecretKey::from_bytes(&[8; 32]).public_key();
         assert!(memo.verify(&other, b"alice", &proof).is_err());
         for i in 0..crate::vrf::VRF_PROOF_LEN {
-            assert!(memo.verify(&pk, b"alice", &flip(&proof, i)).is_err(), "byte {i}");
+            assert!(
+                memo.verify(&pk, b"alice", &flip(&proof, i)).is_err(),
+                "byte {i}"
+            );
         }
         assert_eq!(memo.len(), 1, "failures are not remembered");
     }

@@ -1318,6 +1318,7 @@ impl Node {
             heads: self.heads(),
             currency: Some(self.currency()),
             config: self.public.clone(),
+            label_vrfs: Some(self.store()),
         }
     }
 

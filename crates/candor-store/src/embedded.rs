@@ -161,6 +161,7 @@ impl FjallStore {
             open_space(Space::Values)?,
             open_space(Space::EpochLog)?,
             open_space(Space::RaftLog)?,
+            open_space(Space::LabelVrf)?,
         ];
         debug_assert!(
             Space::ALL

@@ -28,16 +28,21 @@ pub enum Space {
     EpochLog,
     /// Raft logs, votes and purge markers of every Raft group hosted by this process.
     RaftLog,
+    /// Labels' VRF evaluations (a hash of the label → index and proof), so that a
+    /// label's VRF is computed once: derived data, local to each process, rebuilt
+    /// by evaluating again when missing.
+    LabelVrf,
 }
 
 impl Space {
     /// Every space, in tag order.
-    pub const ALL: [Space; 5] = [
+    pub const ALL: [Space; 6] = [
         Space::Meta,
         Space::Tree,
         Space::Values,
         Space::EpochLog,
         Space::RaftLog,
+        Space::LabelVrf,
     ];
 
     /// Stable name (used as the fjall keyspace name). Never change an existing one: it is
@@ -49,6 +54,7 @@ impl Space {
             Space::Values => "values",
             Space::EpochLog => "epoch-log",
             Space::RaftLog => "raft-log",
+            Space::LabelVrf => "label-vrf",
         }
     }
 
@@ -61,6 +67,7 @@ impl Space {
             Space::Values => 0x03,
             Space::EpochLog => 0x04,
             Space::RaftLog => 0x05,
+            Space::LabelVrf => 0x06,
         }
     }
 

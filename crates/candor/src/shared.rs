@@ -109,6 +109,9 @@ pub async fn run_api_reader(config: Config) -> anyhow::Result<()> {
         heads: reader.heads(),
         currency: None,
         config: public.clone(),
+        // Lookups read the members' records; this role publishes nothing, so
+        // it never writes them.
+        label_vrfs: Some(Arc::clone(&store)),
     };
     let options = ApiOptions {
         limits: config.api.limits.clone(),

@@ -190,6 +190,7 @@ async fn roles_as_separate_nodes_over_a_shared_store() -> Result<()> {
         heads: reader.heads(),
         currency: None,
         config: public.clone(),
+        label_vrfs: Some(Arc::clone(&d.shared)),
     };
     let upstreams = d
         .ports

@@ -1,0 +1,252 @@
+//! Labels' VRF evaluations, computed once per label.
+//!
+//! `VRF(label)` (the tree index and its proof) is most of a publish's CPU cost
+//! (about 150 µs of one core). RFC 9381 proofs are deterministic, so a label's
+//! evaluation never changes: it is computed when the label is first published
+//! and kept, in memory (a bounded cache for hot labels) and in the store's
+//! [`Space::LabelVrf`] (every published label), and an update or a lookup of a
+//! published label reads it instead of evaluating again.
+//!
+//! Only publishes write the store: a lookup may name any label, published or
+//! not, and must not grow the disk. The records are derived data, local to the
+//! process's store: missing or unreadable ones are evaluated again (and
+//! rewritten by the next publish), and a failed write costs only speed. They
+//! are trusted as the tree is: a wrong record would give a proof that clients
+//! refuse (they verify every VRF proof against the label).
+//!
+//! Records are keyed by a BLAKE3 keyed hash of the label, with a key derived
+//! from the VRF secret: the disk holds no label, and one cannot test a guessed
+//! label (a phone number, say) against it without the VRF secret.
+//!
+//! Record: `0x01 || index (32) || proof (80)`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candor_core::Index;
+use candor_core::vrf::{VRF_PROOF_LEN, VrfProof, VrfSecretKey};
+use candor_store::{Durability, Space, Store, WriteBatch};
+use quick_cache::sync::Cache;
+
+const KEY_CONTEXT: &str = "candor 2026 label-vrf record key v1";
+const RECORD_VERSION: u8 = 1;
+const RECORD_LEN: usize = 1 + 32 + VRF_PROOF_LEN;
+
+/// Index and proof of one label.
+pub(crate) type Evaluation = (Index, VrfProof);
+
+pub(crate) struct LabelVrfs {
+    vrf: VrfSecretKey,
+    record_key: [u8; 32],
+    cache: Cache<[u8; 32], Evaluation>,
+    store: Option<Arc<dyn Store>>,
+    /// Answered from the store (not from memory).
+    pub stored: AtomicU64,
+    /// Evaluated.
+    pub evaluated: AtomicU64,
+    /// Store reads or writes that failed (the evaluation was used regardless).
+    pub store_errors: AtomicU64,
+}
+
+impl LabelVrfs {
+    pub fn new(vrf: VrfSecretKey, cache_entries: usize, store: Option<Arc<dyn Store>>) -> Self {
+        let record_key = blake3::derive_key(KEY_CONTEXT, &vrf.to_bytes());
+        LabelVrfs {
+            vrf,
+            record_key,
+            cache: Cache::new(cache_entries.max(1)),
+            store,
+            stored: AtomicU64::new(0),
+            evaluated: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache<[u8; 32], Evaluation> {
+        &self.cache
+    }
+
+    fn key(&self, label: &[u8]) -> [u8; 32] {
+        blake3::keyed_hash(&self.record_key, label).into()
+    }
+
+    /// A label's evaluation for a read (lookup, history, erase): memory, then
+    /// the store, then evaluated (and kept in memory only).
+    pub fn get(&self, label: &[u8]) -> Evaluation {
+        let key = self.key(label);
+        if let Some(v) = self.cache.get(&key) {
+            return v;
+        }
+        let v = match self.read(&[&key]).pop().flatten() {
+            Some(v) => v,
+            None => self.evaluate(label),
+        };
+        self.cache.insert(key, v);
+        v
+    }
+
+    /// The evaluations of labels about to be published: those neither in
+    /// memory nor in the store are evaluated and written to the store (one
+    /// batch, buffered: a record lost in a crash is evaluated again).
+    pub fn for_publish(&self, labels: &[Vec<u8>]) -> Vec<Evaluation> {
+        let keys: Vec<[u8; 32]> = labels.iter().map(|l| self.key(l)).collect();
+        let mut out: Vec<Option<Evaluation>> = keys.iter().map(|k| self.cache.get(k)).collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<&[u8]> = missing.iter().map(|&i| &keys[i][..]).collect();
+            let mut batch = WriteBatch::new();
+            for (&i, found) in missing.iter().zip(self.read(&wanted)) {
+                let v = found.unwrap_or_else(|| {
+                    let v = self.evaluate(&labels[i]);
+                    batch.put(Space::LabelVrf, keys[i].to_vec(), encode(&v));
+                    v
+                });
+                self.cache.insert(keys[i], v);
+                out[i] = Some(v);
+            }
+            if let Some(store) = &self.store
+                && !batch.is_empty()
+                && let Err(e) = store.write(&batch, Durability::Buffered)
+            {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not keep labels' VRF evaluations; they will be evaluated again");
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    fn evaluate(&self, label: &[u8]) -> Evaluation {
+        self.evaluated.fetch_add(1, Ordering::Relaxed);
+        let (out, proof) = self.vrf.evaluate(label);
+        (out.index(), proof)
+    }
+
+    /// The stored records of `keys` (`None`: absent, unreadable or no store).
+    fn read(&self, keys: &[&[u8]]) -> Vec<Option<Evaluation>> {
+        let Some(store) = &self.store else {
+            return vec![None; keys.len()];
+        };
+        match store.get_many(Space::LabelVrf, keys) {
+            Ok(values) => values
+                .into_iter()
+                .map(|v| {
+                    let v = v.as_deref().and_then(decode);
+                    if v.is_some() {
+                        self.stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    v
+                })
+                .collect(),
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not read labels' VRF evaluations; evaluating them");
+                vec![None; keys.len()]
+            }
+        }
+    }
+}
+
+fn encode((index, proof): &Evaluation) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_LEN);
+    v.push(RECORD_VERSION);
+    v.extend_from_slice(index);
+    v.extend_from_slice(proof.as_bytes());
+    v
+}
+
+/// Strict: anything but a whole record of this version is absent.
+fn decode(bytes: &[u8]) -> Option<Evaluation> {
+    if bytes.len() != RECORD_LEN || bytes[0] != RECORD_VERSION {
+        return None;
+    }
+    let index: Index = bytes[1..33].try_into().ok()?;
+    let proof = VrfProof::from_slice(&bytes[33..]).ok()?;
+    Some((index, proof))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_store::{Direction, KeyRange, MemStore, ReadView};
+
+    fn labels(n: u8) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("label-{i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_published_label_is_evaluated_once_even_after_a_restart() {
+        let sk = VrfSecretKey::from_bytes(&[3; 32]);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let a = LabelVrfs::new(VrfSecretKey::from_bytes(&[3; 32]), 2, Some(store.clone()));
+        let ls = labels(5);
+        let first = a.for_publish(&ls);
+        assert_eq!(a.evaluated.load(Ordering::Relaxed), 5);
+        for (l, (index, proof)) in ls.iter().zip(&first) {
+            let (out, p) = sk.evaluate(l);
+            assert_eq!((out.index(), p), (*index, *proof));
+        }
+        // Updates, lookups and a new process over the same store: no evaluation.
+        assert_eq!(a.for_publish(&ls), first);
+        let b = LabelVrfs::new(VrfSecretKey::from_bytes(&[3; 32]), 2, Some(store.clone()));
+        assert_eq!(b.for_publish(&ls), first);
+        assert_eq!(b.get(&ls[4]), first[4]);
+        assert_eq!(a.evaluated.load(Ordering::Relaxed), 5);
+        assert_eq!(b.evaluated.load(Ordering::Relaxed), 0);
+        // The store holds no label in clear.
+        let rows = store
+            .scan(
+                Space::LabelVrf,
+                &KeyRange::all(),
+                Direction::Forward,
+                usize::MAX,
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 5);
+        assert!(
+            rows.iter()
+                .all(|(k, _)| !ls.iter().any(|l| k.windows(l.len()).any(|w| w == l)))
+        );
+    }
+
+    #[test]
+    fn lookups_do_not_grow_the_store_and_bad_records_are_evaluated_again() {
+        let sk = VrfSecretKey::from_bytes(&[4; 32]);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let a = LabelVrfs::new(VrfSecretKey::from_bytes(&[4; 32]), 16, Some(store.clone()));
+        let (out, proof) = sk.evaluate(b"never-published");
+        assert_eq!(a.get(b"never-published"), (out.index(), proof));
+        assert!(
+            store
+                .scan(
+                    Space::LabelVrf,
+                    &KeyRange::all(),
+                    Direction::Forward,
+                    usize::MAX
+                )
+                .unwrap()
+                .is_empty()
+        );
+        // A truncated, a wrong-version and an over-long record: each evaluated afresh.
+        let ls = labels(3);
+        let good = a.for_publish(&ls);
+        let mut batch = WriteBatch::new();
+        for (i, bad) in [
+            vec![1u8; 10],
+            vec![2u8; RECORD_LEN],
+            vec![1u8; RECORD_LEN + 1],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            batch.put(Space::LabelVrf, a.key(&ls[i]).to_vec(), bad);
+        }
+        store.write(&batch, Durability::Sync).unwrap();
+        let b = LabelVrfs::new(sk, 16, Some(store.clone()));
+        assert_eq!(b.for_publish(&ls), good);
+        assert_eq!(b.evaluated.load(Ordering::Relaxed), 3);
+        // ... and rewritten.
+        let c = LabelVrfs::new(VrfSecretKey::from_bytes(&[4; 32]), 16, Some(store));
+        assert_eq!(c.for_publish(&ls), good);
+        assert_eq!(c.evaluated.load(Ordering::Relaxed), 0);
+    }
+}
