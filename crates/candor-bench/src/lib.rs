@@ -38,7 +38,7 @@
 //! ## Verification is not optional
 //!
 //! Every answer is verified by the SDK before it counts: SMTs by
-//! `Client::publish_batch`, lookups by `candor_client::verify::lookup` plus head
+//! `Client::publish_batch`, lookups by `Client::verify_lookup` plus head
 //! consistency (`Client::observe_head`), exactly what `Client::lookup` does, split only
 //! to time the verification on its own. A failed verification is counted as an error
 //! (`verification_failed`), never skipped; [`BenchReport::security_events`] lets the
@@ -232,7 +232,11 @@ async fn connect_all(
     };
     let mut clients = vec![first];
     for _ in 1..opts.connection_count() {
-        clients.push(connect(pin.clone()).await?);
+        let mut c = connect(pin.clone()).await?;
+        // One publisher's connections: a label's VRF proof verified through
+        // one is not verified again through another.
+        c.share_vrf_memo(&clients[0]);
+        clients.push(c);
     }
     clients
         .into_iter()

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use candor_client::{Client, ClientError, PublishItem, verify};
+use candor_client::{Client, ClientError, PublishItem};
 use candor_core::Digest;
 use candor_core::signed::{SignedHead, SignedMutationTimestamp};
 use candor_proto::candor::v1 as pb;
@@ -319,7 +319,7 @@ async fn lookup_once(shared: &Shared, client: &Client, rng: &mut Rng, c: &mut Co
     }
 }
 
-/// What `Client::lookup` does (RPC, `verify::lookup`, head tracking), with the
+/// What `Client::lookup` does (RPC, `Client::verify_lookup`, head tracking), with the
 /// verification timed on its own and the proof size kept.
 async fn verified_lookup(
     shared: &Shared,
@@ -342,7 +342,7 @@ async fn verified_lookup(
         }
     };
     let tv = Instant::now();
-    let v = verify::lookup(&*client.chain(), label, None, &resp)?;
+    let v = client.verify_lookup(label, None, &resp)?;
     let verify_time = tv.elapsed();
     client.observe_head(&v.head).await?;
     Ok((v.is_found(), resp.proof.len(), verify_time))

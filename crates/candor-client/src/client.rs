@@ -391,6 +391,27 @@ impl Client {
         self.tracker.lock().await.clone()
     }
 
+    /// Makes this client remember verified VRF proofs in `other`'s memory
+    /// too (clients of one publisher over several connections: a label
+    /// published through one is not verified again through another). Sound
+    /// across configurations: the memory is keyed by the VRF key as well.
+    pub fn share_vrf_memo(&mut self, other: &Client) {
+        self.vrfs = Arc::clone(&other.vrfs);
+    }
+
+    /// Verifies a raw `LookupResponse` for `label` as [`Self::lookup`] does
+    /// (signature, proof, with this client's memory of verified heads and
+    /// VRF proofs), without the freshness and consistency checks, which
+    /// need the tracker ([`Self::observe_head`]).
+    pub fn verify_lookup(
+        &self,
+        label: &[u8],
+        epoch: Option<u64>,
+        resp: &pb::LookupResponse,
+    ) -> Result<VerifiedLookup> {
+        verify::lookup_cached(&self.heads, &self.vrfs, &*self.chain(), label, epoch, resp)
+    }
+
     /// The generated gRPC client, for calls this SDK does not wrap. Nothing
     /// it returns is verified.
     pub fn raw(&self) -> KeyTransparencyClient<Channel> {

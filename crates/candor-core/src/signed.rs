@@ -91,6 +91,18 @@ impl std::fmt::Debug for SigningKeyPair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey(pub [u8; 32]);
 
+const VALID_KEYS_KEPT: usize = 8;
+
+#[derive(Default)]
+struct ValidKeys {
+    keys: Vec<([u8; 32], VerifyingKey)>,
+    next: usize,
+}
+
+thread_local! {
+    static VALID_KEYS: std::cell::RefCell<ValidKeys> = std::cell::RefCell::default();
+}
+
 impl PublicKey {
     /// The key rules of docs/protocol.md §9: the 32 bytes must be the
     /// canonical encoding of a curve point (decompress, re-compress, compare:
@@ -98,6 +110,28 @@ impl PublicKey {
     /// small order. `ed25519-dalek` alone accepts non-canonical encodings,
     /// which would give one key two encodings (and two digests).
     pub fn validate(&self, what: &'static str) -> Result<VerifyingKey> {
+        // A few keys sign everything a client checks (the head and SMT keys,
+        // auditors'): validating one costs two decompressions and a
+        // compression, a third of a verification. The outcome is a function
+        // of the 32 bytes, so each thread remembers the last few valid keys.
+        VALID_KEYS.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some((_, vk)) = c.keys.iter().find(|(k, _)| *k == self.0) {
+                return Ok(*vk);
+            }
+            let vk = self.validate_uncached(what)?;
+            let slot = c.next % VALID_KEYS_KEPT;
+            if c.keys.len() < VALID_KEYS_KEPT {
+                c.keys.push((self.0, vk));
+            } else {
+                c.keys[slot] = (self.0, vk);
+            }
+            c.next = c.next.wrapping_add(1);
+            Ok(vk)
+        })
+    }
+
+    fn validate_uncached(&self, what: &'static str) -> Result<VerifyingKey> {
         let point = CompressedEdwardsY(self.0)
             .decompress()
             .ok_or(CoreError::PublicKey(what))?;
