@@ -496,6 +496,10 @@ pub fn consistency(
     newer: &SignedHead,
 ) -> Result<HeadExtensionProof> {
     for (mine, served) in [(older, &resp.from_head), (newer, &resp.to_head)] {
+        // The very bytes of a head already verified: nothing to check again.
+        if *served == mine.encode() {
+            continue;
+        }
         let served = head_at(config, served, Some(mine.head.epoch))?;
         if served != *mine {
             return Err(ClientError::Equivocation(Box::new(EquivocationEvidence {

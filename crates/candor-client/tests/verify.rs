@@ -365,6 +365,22 @@ fn consistency_verifies_and_detects_tampering() {
             };
             verify::consistency(&w.config, &t, &ha, &hb).is_ok()
         });
+        // The served heads: identical bytes pass without a signature check,
+        // any other bytes are a bad signature or another head (equivocation).
+        every_flip_fails(&r.from_head, "consistency from_head", |h| {
+            let t = pb::ConsistencyResponse {
+                from_head: h.to_vec(),
+                ..r.clone()
+            };
+            verify::consistency(&w.config, &t, &ha, &hb).is_ok()
+        });
+        every_flip_fails(&r.to_head, "consistency to_head", |h| {
+            let t = pb::ConsistencyResponse {
+                to_head: h.to_vec(),
+                ..r.clone()
+            };
+            verify::consistency(&w.config, &t, &ha, &hb).is_ok()
+        });
         // A proof for other sizes.
         let t = pb::ConsistencyResponse {
             proof: HeadExtensionProof::generate(&w.log, a, b - 1)
