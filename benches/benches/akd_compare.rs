@@ -23,7 +23,9 @@ const AKD_SETUP: &str = "akd 0.13 (crates.io, default features + whatsapp_v1): \
 fn candor_setup(backend: Backend) -> String {
     format!(
         "candor (this workspace): candor-tree, {} shards, store {}, default TreeConfig (64 MiB node cache{}), \
-         ECVRF-EDWARDS25519-SHA512-ELL2 evaluate per label, rayon pool of {} threads",
+         ECVRF-EDWARDS25519-SHA512-ELL2 (output and proof) evaluated once per label and kept in the \
+         store's label-vrf records, read back by updates, lookups and histories as the api does \
+         (candor_api::label_vrf), rayon pool of {} threads",
         1u32 << SHARD_BITS,
         backend.label(),
         match backend {

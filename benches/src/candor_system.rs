@@ -3,8 +3,9 @@
 //!
 //! One publish batch is one epoch, built the way the service builds it:
 //!
-//! 1. per label: `VRF(label)` (`VrfSecretKey::evaluate`, output and proof, as the api
-//!    computes it; `candor_core` has no output-only evaluation), the label's newest leaf
+//! 1. per label: `VRF(label)` as the api gets it ([`LabelVrfs::for_publish`]: evaluated,
+//!    output and proof, for a label never published before, read from the store's
+//!    label-vrf records for an update), the label's newest leaf
 //!    (a store read: the shard assigns `version = latest + 1`), a fresh random nonce, the
 //!    commitment and the leaf chained to its predecessor;
 //! 2. per shard (`2^4` shards): one sealed revision holding the shard's part of the batch
@@ -14,7 +15,8 @@
 //!    signed head (Ed25519), appended to the persistent epoch log.
 //!
 //! Lookup and history proofs are generated at the latest epoch's view and include the VRF
-//! proof (computed per call, no cache). Verification uses `candor_core`'s verifiers
+//! proof, read as the api reads it ([`LabelVrfs::get`]: its memory cache, then the
+//! store's records of published labels). Verification uses `candor_core`'s verifiers
 //! against the latest map root, as a client does after checking the signed head once per
 //! epoch. Sizes are the canonical encodings (`encode()`), the bytes the gRPC API carries
 //! in its `bytes` proof fields.
@@ -36,6 +38,7 @@ use candor_core::proof::audit::{AuditProof, PrunedNode};
 use candor_core::proof::history::HistoryProof;
 use candor_core::proof::lookup::LookupProof;
 use candor_core::signed::{EpochHead, PublicConfig, SigningKeyPair};
+use candor_api::label_vrf::LabelVrfs;
 use candor_core::vrf::{VrfPublicKey, VrfSecretKey};
 use candor_store::{FjallConfig, FjallStore, MemStore, Store};
 use candor_tree::{
@@ -120,6 +123,8 @@ pub struct CandorSystem {
     forest: Forest,
     epochs: EpochLogStore,
     vrf: VrfSecretKey,
+    /// The api's view of labels' VRFs: evaluated once per label.
+    vrfs: LabelVrfs,
     vrf_public: VrfPublicKey,
     head_key: SigningKeyPair,
     config: PublicConfig,
@@ -176,8 +181,13 @@ impl CandorSystem {
             .map(|s| forest.shard(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(sys_err("open shard"))?;
-        let epochs = EpochLogStore::open(store).map_err(sys_err("open epoch log"))?;
+        let epochs = EpochLogStore::open(store.clone()).map_err(sys_err("open epoch log"))?;
         let vrf = VrfSecretKey::generate();
+        let vrfs = LabelVrfs::new(
+            VrfSecretKey::from_bytes(&vrf.to_bytes()),
+            candor_api::ApiOptions::default().vrf_cache_entries,
+            Some(store),
+        );
         let vrf_public = vrf.public_key();
         let head_key = SigningKeyPair::generate();
         let config = PublicConfig {
@@ -200,6 +210,7 @@ impl CandorSystem {
             forest,
             epochs,
             vrf,
+            vrfs,
             vrf_public,
             head_key,
             config,
@@ -221,14 +232,13 @@ impl CandorSystem {
         &self.phases
     }
 
-    /// One label's next leaf and opening: VRF, newest leaf, nonce, commitment.
+    /// One label's next leaf and opening: newest leaf, nonce, commitment.
     fn prepare(
         &self,
         label: &[u8],
+        index: Index,
         value: Vec<u8>,
     ) -> Result<(u32, Leaf, StoredOpening), BenchError> {
-        let (out, _proof) = self.vrf.evaluate(label);
-        let index: Index = out.index();
         let shard = shard_of(&index, SHARD_BITS);
         let tree = &self.shards[shard as usize];
         let prior = tree
@@ -387,9 +397,16 @@ impl System for CandorSystem {
     fn publish_batch(&mut self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), BenchError> {
         let labels = batch.len();
         let t = Instant::now();
+        // The api evaluates in chunks of 64 on the blocking pool.
+        let labels_only: Vec<Vec<u8>> = batch.iter().map(|(l, _)| l.clone()).collect();
+        let evaluations: Vec<_> = labels_only
+            .par_chunks(64)
+            .flat_map_iter(|c| self.vrfs.for_publish(c))
+            .collect();
         let prepared = batch
             .into_par_iter()
-            .map(|(label, value)| self.prepare(&label, value))
+            .zip(evaluations)
+            .map(|((label, value), (index, _))| self.prepare(&label, index, value))
             .collect::<Result<Vec<_>, _>>()?;
         let mut per_shard: Vec<Vec<(Leaf, Option<StoredOpening>)>> =
             vec![Vec::new(); self.shards.len()];
@@ -430,9 +447,9 @@ impl System for CandorSystem {
     }
 
     fn lookup_proof(&self, label: &[u8]) -> Result<LookupProof, BenchError> {
-        let (out, proof) = self.vrf.evaluate(label);
+        let (index, proof) = self.vrfs.get(label);
         self.latest
-            .lookup_proof(&out.index(), proof, OpeningPolicy::Open)
+            .lookup_proof(&index, proof, OpeningPolicy::Open)
             .map_err(sys_err("lookup proof"))
     }
 
@@ -456,9 +473,9 @@ impl System for CandorSystem {
     }
 
     fn history_proof(&self, label: &[u8]) -> Result<HistoryProof, BenchError> {
-        let (out, proof) = self.vrf.evaluate(label);
+        let (index, proof) = self.vrfs.get(label);
         self.latest
-            .history_proof(&out.index(), proof)
+            .history_proof(&index, proof)
             .map_err(sys_err("history proof"))
     }
 

@@ -33,9 +33,10 @@ const RECORD_VERSION: u8 = 1;
 const RECORD_LEN: usize = 1 + 32 + VRF_PROOF_LEN;
 
 /// Index and proof of one label.
-pub(crate) type Evaluation = (Index, VrfProof);
+pub type Evaluation = (Index, VrfProof);
 
-pub(crate) struct LabelVrfs {
+/// See the module docs.
+pub struct LabelVrfs {
     vrf: VrfSecretKey,
     record_key: [u8; 32],
     cache: Cache<[u8; 32], Evaluation>,
@@ -49,6 +50,8 @@ pub(crate) struct LabelVrfs {
 }
 
 impl LabelVrfs {
+    /// Evaluations under `vrf`, the last `cache_entries` used kept in memory,
+    /// every published label's in `store` (`None`: memory only).
     pub fn new(vrf: VrfSecretKey, cache_entries: usize, store: Option<Arc<dyn Store>>) -> Self {
         let record_key = blake3::derive_key(KEY_CONTEXT, &vrf.to_bytes());
         LabelVrfs {
@@ -62,6 +65,7 @@ impl LabelVrfs {
         }
     }
 
+    /// The in-memory cache (for its metrics).
     pub fn cache(&self) -> &Cache<[u8; 32], Evaluation> {
         &self.cache
     }

@@ -8,7 +8,7 @@
 //!   <token>`; the server stores only [`hash_token`] of each tenant's token
 //!   and compares in constant time. The API validates every item against
 //!   [`Limits`] *before* anything is sent on, computes the label's VRF index
-//!   (it holds the VRF secret), and hands the batch to a [`Publisher`] (the
+//!   (it holds the VRF secret; once per label, see [`label_vrf`]), and hands the batch to a [`Publisher`] (the
 //!   shard layer), which answers once each mutation is durable with a signed
 //!   SMT.
 //! * **Reads** are public and always at a *signed* epoch: the head comes
@@ -32,7 +32,7 @@
 mod auth;
 mod error;
 mod guard;
-mod label_vrf;
+pub mod label_vrf;
 mod limits;
 mod proxy;
 mod publisher;
