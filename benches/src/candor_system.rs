@@ -32,13 +32,13 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use candor_api::label_vrf::LabelVrfs;
 use candor_core::log::EpochEntry;
 use candor_core::map::{Index, Leaf, commit, random_nonce, shard_of};
 use candor_core::proof::audit::{AuditProof, PrunedNode};
 use candor_core::proof::history::HistoryProof;
 use candor_core::proof::lookup::LookupProof;
 use candor_core::signed::{EpochHead, PublicConfig, SigningKeyPair};
-use candor_api::label_vrf::LabelVrfs;
 use candor_core::vrf::{VrfPublicKey, VrfSecretKey};
 use candor_store::{FjallConfig, FjallStore, MemStore, Store};
 use candor_tree::{
