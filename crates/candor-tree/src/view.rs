@@ -413,8 +413,7 @@ impl MapView {
         let old_root = nav_old.root()?;
         let new_root = nav_new.root()?;
         let mut diffs = Vec::new();
-        diff2(&nav_old, &nav_new, &old_root, &new_root, &mut diffs)?;
-        let old_tree = pruned(&nav_old, &nav_new, &old_root, &new_root)?;
+        let old_tree = audit_walk(&nav_old, &nav_new, &old_root, &new_root, &mut diffs)?;
         let forest = &self.forest;
         let make = |(index, from, to): &(Index, u64, u64)| -> Result<LabelChange> {
             let leaves = forest.leaf_range(index, from + 1, *to)?;
@@ -464,25 +463,61 @@ fn diff2(
     }
 }
 
-/// The old tree pruned to the changed paths, exactly as
-/// `ReferenceMap::audit_proof` builds it.
-fn pruned(no: &Nav<'_>, nn: &Nav<'_>, old: &Pos, new: &Pos) -> Result<PrunedNode> {
+/// Below this depth the audit walk splits into parallel tasks: up to
+/// 2^8 of them, enough for any core count, each still a subtree walk.
+const AUDIT_PAR_DEPTH: usize = 8;
+
+/// One walk over both trees that gives the old tree pruned to the changed
+/// paths (exactly as `ReferenceMap::audit_proof` builds it) and appends
+/// the changed labels to `out` in index order, as [`diff2`] would. Why
+/// one walk: the pruned tree and the changes visit the same nodes, and
+/// each visit may read a node from the store. Near the root the two halves
+/// go to rayon, so the reads of a large epoch use every core.
+fn audit_walk(
+    no: &Nav<'_>,
+    nn: &Nav<'_>,
+    old: &Pos,
+    new: &Pos,
+    out: &mut Vec<(Index, u64, u64)>,
+) -> Result<PrunedNode> {
     if old.hash() == new.hash() && old.class() == new.class() {
         return Ok(match old.class() {
             0 => PrunedNode::Empty,
             _ => PrunedNode::Opaque(old.hash()),
         });
     }
-    Ok(match old.class() {
-        0 => PrunedNode::Empty,
-        1 => PrunedNode::Leaf(no.forest.resolve(old.single().expect("class 1"))?),
+    match old.class() {
+        0 => {
+            diff2(no, nn, old, new, out)?;
+            Ok(PrunedNode::Empty)
+        }
+        1 => {
+            diff2(no, nn, old, new, out)?;
+            Ok(PrunedNode::Leaf(
+                no.forest.resolve(old.single().expect("class 1"))?,
+            ))
+        }
         _ => {
+            if new.class() != 2 {
+                // diff2 names the inconsistency (a lost label or leaf).
+                diff2(no, nn, old, new, out)?;
+                return Err(corrupt("a later view has fewer leaves"));
+            }
             let (ol, or) = no.children(old)?;
             let (nl, nr) = nn.children(new)?;
-            PrunedNode::Interior(
-                Box::new(pruned(no, nn, &ol, &nl)?),
-                Box::new(pruned(no, nn, &or, &nr)?),
-            )
+            let (left, right) = if old.depth < AUDIT_PAR_DEPTH {
+                let mut right_out = Vec::new();
+                let (l, r) = rayon::join(
+                    || audit_walk(no, nn, &ol, &nl, out),
+                    || audit_walk(no, nn, &or, &nr, &mut right_out),
+                );
+                out.append(&mut right_out);
+                (l?, r?)
+            } else {
+                let l = audit_walk(no, nn, &ol, &nl, out)?;
+                (l, audit_walk(no, nn, &or, &nr, out)?)
+            };
+            Ok(PrunedNode::Interior(Box::new(left), Box::new(right)))
         }
-    })
+    }
 }
