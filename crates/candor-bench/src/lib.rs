@@ -230,7 +230,7 @@ async fn connect_all(
             (c, PinnedConfig::from(config))
         }
     };
-    let mut clients = vec![first];
+    let mut clients = vec![first.with_vrf_memo(opts.vrf_memo)];
     for _ in 1..opts.connection_count() {
         let mut c = connect(pin.clone()).await?;
         // One publisher's connections: a label's VRF proof verified through
@@ -375,6 +375,7 @@ async fn run_against(
         stop: opts.stop(),
         preload,
         merge_sample: opts.merge_sample,
+        vrf_memo: opts.vrf_memo,
         client_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     Ok(BenchReport::build(&collected, run))

@@ -89,6 +89,11 @@ pub struct BenchOptions {
     /// Attempts per gRPC call (1 = no retry, so every failure is counted).
     #[arg(long, default_value_t = 1)]
     pub attempts: u32,
+    /// Verified VRF proofs the load generator remembers (per generation, shared by
+    /// its connections), as the SDK does by default; 0 verifies every VRF proof
+    /// served, as a client seeing each label for the first time would.
+    #[arg(long, default_value_t = 65_536)]
+    pub vrf_memo: usize,
     /// Exit non-zero (2) when more than this fraction of operations failed
     /// (0.01 = 1 %); failed verifications always fail the command.
     #[arg(long, default_value_t = 0.01)]
@@ -125,6 +130,7 @@ impl Default for BenchOptions {
             preload: None,
             merge_sample: 10,
             attempts: 1,
+            vrf_memo: 65_536,
             max_error_ratio: 0.01,
             json: None,
             quiet: false,

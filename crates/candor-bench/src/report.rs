@@ -59,6 +59,8 @@ pub struct RunInfo {
     pub preload: usize,
     /// Every Nth SMT checked for its merge (0 = none).
     pub merge_sample: u64,
+    /// Verified VRF proofs the load generator remembered (0 = every one verified).
+    pub vrf_memo: usize,
     /// Cores of this machine (`available_parallelism`).
     pub client_cores: usize,
 }
@@ -337,6 +339,7 @@ mod tests {
             stop: Stop::Ops(100),
             preload: 0,
             merge_sample: 1,
+            vrf_memo: 0,
             client_cores: 2,
         }
     }

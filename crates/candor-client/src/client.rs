@@ -399,6 +399,14 @@ impl Client {
         self.vrfs = Arc::clone(&other.vrfs);
     }
 
+    /// This client with a memory of `capacity` verified VRF proofs per
+    /// generation (default 65,536; 0 verifies every VRF proof it is served,
+    /// the cost of a client that has never seen the label).
+    pub fn with_vrf_memo(mut self, capacity: usize) -> Self {
+        self.vrfs = Arc::new(verify::VrfMemo::new(capacity));
+        self
+    }
+
     /// Verifies a raw `LookupResponse` for `label` as [`Self::lookup`] does
     /// (signature, proof, with this client's memory of verified heads and
     /// VRF proofs), without the freshness and consistency checks, which
