@@ -7,6 +7,10 @@
 # peak, from /proc), and the store's bytes on disk per label-version.
 #   TOKIO_WORKER_THREADS=16 benches/memory.sh   reproduces a 16-core machine's thread
 #   count on a small one (more threads: more allocator arenas and caches).
+#   LOOKUPS=1 benches/memory.sh 1000000 100000   the scale curve: after each step also
+#   10 s of verified lookups (32 in flight, --vrf-memo 0: every VRF proof verified) of
+#   2,000 labels published for it, printing lookups/s, lookup p50/p99 and the median
+#   proof bytes at that size.
 set -u
 LABELS=${1:-1000000}; STEP=${2:-250000}
 B=${B:-target/release/candor}; B=$(realpath "$B")
@@ -19,7 +23,13 @@ for _ in $(seq 1 120); do [ -f data/config.bin ] && [ -f data/dev-token ] && bre
 sleep 3
 rss() { awk '/^VmRSS/ {print int($2/1024)}' /proc/$DEV/status; }
 hwm() { awk '/^VmHWM/ {print int($2/1024)}' /proc/$DEV/status; }
-printf "%10s %12s %9s %9s %14s\n" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label"
+LOOKUPS=${LOOKUPS:-0}
+if [ "$LOOKUPS" = 1 ]; then
+  printf "%10s %12s %9s %9s %14s %10s %9s %9s %9s\n" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label" \
+    "lookups/s" "p50 ms" "p99 ms" "proof B"
+else
+  printf "%10s %12s %9s %9s %14s\n" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label"
+fi
 held=0
 while [ "$held" -lt "$LABELS" ]; do
   $B bench --target http://127.0.0.1:8790 --pin data/config.bin --token "$(cat data/dev-token)" \
@@ -28,7 +38,16 @@ while [ "$held" -lt "$LABELS" ]; do
   held=$((held + STEP))
   rate=$(python3 -c "import json; print(round(json.load(open('step.json'))['mutations_per_s']))")
   disk=$(du -sb data | awk '{print $1}')
-  printf "%10d %12s %9s %9s %14d\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held))
+  if [ "$LOOKUPS" = 1 ]; then
+    $B bench --target http://127.0.0.1:8790 --pin data/config.bin --token "$(cat data/dev-token)" \
+      --mix lookup=100 --preload 2000 --merge-sample 0 --concurrency 32 --vrf-memo 0 --duration 10s \
+      --json look.json --quiet > look.txt 2>&1 || { echo "lookup bench failed:"; tail -5 look.txt; exit 1; }
+    look=$(python3 -c "import json; j=json.load(open('look.json')); l=j['lookup_latency_ms']; print(round(j['lookups_per_s']), round(l['p50'], 1), round(l['p99'], 1), j['proof_bytes_median'])")
+    # shellcheck disable=SC2086 # four numbers
+    printf "%10d %12s %9s %9s %14d %10s %9s %9s %9s\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held)) $look
+  else
+    printf "%10d %12s %9s %9s %14d\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held))
+  fi
 done
 # Resident memory while epochs go by with no load.
 sleep 30
