@@ -67,6 +67,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// With the `mimalloc` feature the binary allocates with mimalloc (per-thread
+/// free lists, no arena locks; see docs/performance.md for what it changes).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// glibc's allocator opens up to 8 arenas per core, one per thread that meets
 /// contention, and keeps what each has freed, so resident memory grows with the
 /// core count (issue 15: with 16 worker threads, about 80 MiB of a loaded
