@@ -18,7 +18,8 @@
 //! written under another key) would put a label at a wrong index for good.
 //! Each record therefore carries a 16-byte BLAKE3 tag over the label, index
 //! and proof, keyed from the VRF secret; a record whose tag does not match is
-//! counted, logged and evaluated again (and rewritten by the next publish).
+//! counted (`candor_store_damaged_records_total{space="label-vrf"}`), logged
+//! and evaluated again (and rewritten by the next publish).
 //! Checking the tag costs well under a microsecond, verifying the proof about
 //! as much as evaluating it.
 //!
@@ -169,6 +170,7 @@ impl LabelVrfs {
                         self.stored.fetch_add(1, Ordering::Relaxed);
                     } else {
                         self.damaged.fetch_add(1, Ordering::Relaxed);
+                        candor_telemetry::metrics().store_damaged_record("label-vrf");
                         tracing::warn!(
                             record_bytes = v.len(),
                             "a label's stored VRF evaluation is damaged or of another key; evaluating it again"

@@ -557,6 +557,7 @@ mod tests {
         m.limit_rejected("rate");
         m.raft_snapshot(0, "build", Duration::from_millis(40));
         m.raft_step_aside(0);
+        m.store_damaged_record("label-vrf");
         m.store_write("embedded", Duration::from_micros(300));
         m.register_raft("node", || {
             vec![
@@ -597,6 +598,7 @@ mod tests {
             "candor_raft_elections_total{",
             "candor_raft_snapshot_duration_seconds_count{",
             "candor_raft_step_asides_total{",
+            "candor_store_damaged_records_total{",
             "candor_raft_term{",
             "candor_raft_last_log_index{",
             "candor_raft_committed_index{",

@@ -130,6 +130,11 @@ pub struct Metrics {
     /// quorum acknowledged it or committed its entries too slowly, by `group`.
     pub raft_step_asides: Counter<u64>,
 
+    // --- Store integrity ---
+    /// `candor.store.damaged_records`: records read back from the store that
+    /// failed their integrity check and were recomputed, by `space`.
+    pub store_damaged_records: Counter<u64>,
+
     // --- Process ---
     /// `candor.memory.budget` (By): `memory.budget_bytes`, what the process is
     /// sized for (compare with `process.memory.usage`).
@@ -551,6 +556,10 @@ impl Metrics {
                 .u64_counter("candor.raft.step_asides")
                 .with_description("Leaderships this node handed over because a quorum acknowledged it or committed its entries too slowly (inbound drops or a slow link here), by group")
                 .build(),
+            store_damaged_records: meter
+                .u64_counter("candor.store.damaged_records")
+                .with_description("Records read back from the store that failed their integrity check and were recomputed, by space")
+                .build(),
             memory_budget: meter
                 .u64_gauge("candor.memory.budget")
                 .with_unit("By")
@@ -674,6 +683,12 @@ impl Metrics {
     pub fn raft_step_aside(&self, group: u64) {
         self.raft_step_asides
             .add(1, &[KeyValue::new("group", group_label(group))]);
+    }
+
+    /// Records one record of `space` that failed its integrity check when read.
+    pub fn store_damaged_record(&self, space: &'static str) {
+        self.store_damaged_records
+            .add(1, &[KeyValue::new("space", space)]);
     }
 
     /// Records the process's memory budget (once, at start).
