@@ -24,12 +24,9 @@ sleep 3
 rss() { awk '/^VmRSS/ {print int($2/1024)}' /proc/$DEV/status; }
 hwm() { awk '/^VmHWM/ {print int($2/1024)}' /proc/$DEV/status; }
 LOOKUPS=${LOOKUPS:-0}
-if [ "$LOOKUPS" = 1 ]; then
-  printf "%10s %12s %9s %9s %14s %10s %9s %9s %9s\n" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label" \
-    "lookups/s" "p50 ms" "p99 ms" "proof B"
-else
-  printf "%10s %12s %9s %9s %14s\n" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label"
-fi
+printf "%10s %12s %9s %9s %14s" labels "labels/s" "RSS MiB" "peak MiB" "disk B/label"
+[ "$LOOKUPS" = 1 ] && printf " %10s %9s %9s %9s" "lookups/s" "p50 ms" "p99 ms" "proof B"
+echo
 held=0
 while [ "$held" -lt "$LABELS" ]; do
   $B bench --target http://127.0.0.1:8790 --pin data/config.bin --token "$(cat data/dev-token)" \
@@ -38,16 +35,16 @@ while [ "$held" -lt "$LABELS" ]; do
   held=$((held + STEP))
   rate=$(python3 -c "import json; print(round(json.load(open('step.json'))['mutations_per_s']))")
   disk=$(du -sb data | awk '{print $1}')
+  extra=""
   if [ "$LOOKUPS" = 1 ]; then
     $B bench --target http://127.0.0.1:8790 --pin data/config.bin --token "$(cat data/dev-token)" \
       --mix lookup=100 --preload 2000 --merge-sample 0 --concurrency 32 --vrf-memo 0 --duration 10s \
       --json look.json --quiet > look.txt 2>&1 || { echo "lookup bench failed:"; tail -5 look.txt; exit 1; }
     look=$(python3 -c "import json; j=json.load(open('look.json')); l=j['lookup_latency_ms']; print(round(j['lookups_per_s']), round(l['p50'], 1), round(l['p99'], 1), j['proof_bytes_median'])")
     # shellcheck disable=SC2086 # four numbers
-    printf "%10d %12s %9s %9s %14d %10s %9s %9s %9s\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held)) $look
-  else
-    printf "%10d %12s %9s %9s %14d\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held))
+    extra=$(printf " %10s %9s %9s %9s" $look)
   fi
+  printf "%10d %12s %9s %9s %14d%s\n" "$held" "$rate" "$(rss)" "$(hwm)" $((disk / held)) "$extra"
 done
 # Resident memory while epochs go by with no load.
 sleep 30

@@ -70,8 +70,9 @@ impl LabelVrfs {
     /// Evaluations under `vrf`, the last `cache_entries` used kept in memory,
     /// every published label's in `store` (`None`: memory only).
     pub fn new(vrf: VrfSecretKey, cache_entries: usize, store: Option<Arc<dyn Store>>) -> Self {
-        let record_key = blake3::derive_key(KEY_CONTEXT, &vrf.to_bytes());
-        let tag_key = blake3::derive_key(TAG_CONTEXT, &vrf.to_bytes());
+        let seed = vrf.to_bytes();
+        let record_key = blake3::derive_key(KEY_CONTEXT, &seed);
+        let tag_key = blake3::derive_key(TAG_CONTEXT, &seed);
         LabelVrfs {
             vrf,
             record_key,
