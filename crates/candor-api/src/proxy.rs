@@ -112,7 +112,7 @@ struct Inner {
     seen: Vec<AtomicU64>,
     /// Per member, whether it answered its last health probe (up until the
     /// first probe says otherwise).
-    up: Vec<tokio::sync::watch::Sender<bool>>,
+    up: Vec<candor_sim::watch::Sender<bool>>,
 }
 
 /// How often the proxy probes each member (see the module docs).
@@ -199,7 +199,7 @@ impl ApiProxy {
                 seen: clients.iter().map(|_| AtomicU64::new(0)).collect(),
                 up: clients
                     .iter()
-                    .map(|_| tokio::sync::watch::Sender::new(true))
+                    .map(|_| candor_sim::watch::Sender::new(true))
                     .collect(),
                 clients,
                 urls,
@@ -303,6 +303,7 @@ impl Inner {
         let call = tokio::time::timeout(self.call_timeout, f(self.clients[k].clone()));
         let outcome = if abandon && was_up {
             tokio::select! {
+                biased;
                 r = call => r,
                 Ok(_) = up.wait_for(|u| !*u) => {
                     return Err(Status::unavailable(format!(

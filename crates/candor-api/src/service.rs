@@ -14,10 +14,10 @@ use candor_core::signed::{Cosignature, PublicConfig, PublicKey, SignedHead};
 use candor_core::vrf::{VrfProof, VrfSecretKey};
 use candor_proto::candor::v1 as pb;
 use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
+use candor_sim::watch;
 use candor_store::{Direction, KeyRange, Space, Store};
 use candor_tree::{EpochLogStore, Forest, MapView, OpeningPolicy};
 use futures_util::Stream;
-use tokio::sync::watch;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, Span, field};
@@ -353,7 +353,7 @@ fn index_prefix(index: &Index) -> String {
 /// Runs blocking work (VRF, tree reads) off the async workers, in the span.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let span = Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
+    candor_sim::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
 }
@@ -601,7 +601,7 @@ impl Inner {
             .map(|chunk| {
                 let chunk = chunk.to_vec();
                 let (me, span) = (me.clone(), span.clone());
-                tokio::task::spawn_blocking(move || span.in_scope(|| me.vrfs.for_publish(&chunk)))
+                candor_sim::spawn_blocking(move || span.in_scope(|| me.vrfs.for_publish(&chunk)))
             })
             .collect();
         let mut vrfs = Vec::with_capacity(items.len());
@@ -1200,6 +1200,7 @@ fn watch_stream(
                 };
             }
             tokio::select! {
+                biased;
                 changed = heads.changed() => if changed.is_err() {
                     return Some((Err(Status::unavailable("the epoch source stopped")), None));
                 },

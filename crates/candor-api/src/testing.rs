@@ -8,23 +8,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use candor_core::log::EpochEntry;
 use candor_core::map::{Leaf, commit, random_nonce, shard_of};
 use candor_core::signed::{EpochHead, MutationTimestamp, PublicConfig, SignedHead, SigningKeyPair};
 use candor_core::vrf::VrfSecretKey;
+use candor_sim::watch;
 use candor_store::{MemStore, Store};
 use candor_tree::{EpochLogStore, Forest, TreeConfig, TreeError};
-use tokio::sync::watch;
 
 use crate::publisher::{CosignatureLog, PublishError, PublishReceipt, PublishRequest, Publisher};
 use crate::service::Backend;
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    candor_sim::wall_ms()
 }
 
 type IdemKey = (String, String);
@@ -181,7 +179,7 @@ impl LocalNode {
             loop {
                 t.tick().await;
                 let m = me.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || m.seal_epoch()).await {
+                if let Ok(Err(e)) = candor_sim::spawn_blocking(move || m.seal_epoch()).await {
                     tracing::error!(error = %e, "test epoch failed");
                 }
             }

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use candor_raft::GroupMetrics;
-use tokio::sync::watch;
+use candor_sim::watch;
 use tokio::time::Instant;
 
 /// Rule 1: how many signed epochs a member may hold but not yet serve.

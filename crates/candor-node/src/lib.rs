@@ -71,9 +71,9 @@ use candor_core::vrf::VrfPublicKey;
 use candor_raft::{
     GroupId, InProcessNetwork, NodeId, RaftGroup, RaftNodeConfig, RaftTuning, RemoteGroup,
 };
+use candor_sim::watch;
 use candor_store::{Durability, FjallConfig, FjallStore, Space, Store, WriteBatch};
 use candor_tree::{EpochLogStore, Forest, TreeConfig};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -611,7 +611,7 @@ impl CosignatureLog for DirectCosignatures {
         let c = candor_core::signed::Cosignature::decode(&cosignature)
             .map_err(|e| PublishError::InvalidArgument(format!("cosignature: {e}")))?;
         let epochs = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
+        candor_sim::spawn_blocking(move || {
             epochs.store_cosignature(c.epoch, &c.auditor_key.0, &cosignature)
         })
         .await
@@ -668,6 +668,7 @@ fn spawn_readable_heads(
                         break;
                     }
                     tokio::select! {
+                        biased;
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
                     }
@@ -683,6 +684,7 @@ fn spawn_readable_heads(
                 });
             }
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 r = applied.changed() => if r.is_err() { return },
             }
@@ -739,10 +741,12 @@ fn spawn_smt_key_follower(
             }
             match &mut versions {
                 Some(rx) => tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     r = rx.changed() => if r.is_err() { return },
                 },
                 None => tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(poll) => {}
                 },
@@ -821,7 +825,7 @@ impl Node {
     pub async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
         let dir = config.data_dir.join("store");
         let fjall_cfg = config.store.clone();
-        tokio::task::spawn_blocking(move || {
+        candor_sim::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| NodeError::Storage(format!("cannot create {}: {e}", dir.display())))?;
             FjallStore::open_with(&dir, fjall_cfg).map_err(NodeError::from)
@@ -959,6 +963,11 @@ impl Node {
         let node_id = plan.node_id;
         let mut rcfg = RaftNodeConfig::new(node_id, plan.addr.clone());
         rcfg.tuning = config.raft.clone();
+        if candor_sim::is_simulated() {
+            // No thread besides the simulation's: Raft store work runs inline
+            // (simulations run over in-memory stores).
+            rcfg.io = candor_raft::IoMode::Inline;
+        }
         let raft = RaftNode::new(rcfg, raft_store, Arc::clone(&plan.transport))?;
         on_raft(&raft);
 
@@ -1376,7 +1385,7 @@ impl Node {
         }
         self.raft.shutdown().await;
         let store = Arc::clone(&self.store);
-        let _ = tokio::task::spawn_blocking(move || store.sync()).await;
+        let _ = candor_sim::spawn_blocking(move || store.sync()).await;
         info!("candor node stopped");
     }
 }

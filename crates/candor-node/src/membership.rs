@@ -791,6 +791,7 @@ pub(crate) fn spawn_epoch_ticker(
         let mut leading = false;
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
@@ -804,6 +805,7 @@ pub(crate) fn spawn_epoch_ticker(
                 // every mutation acknowledged before (on one node: all of them).
                 leading = true;
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     _ = seal_local_shards(node, &local_shards, interval) => {}
                 }
@@ -838,6 +840,7 @@ pub(crate) fn spawn_epoch_ticker(
             }
             let span = tracing::info_span!("epoch");
             let r = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 r = crate::propose_epoch(&group, &forest).instrument(span) => r,
             };

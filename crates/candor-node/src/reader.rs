@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candor_core::signed::{PublicConfig, SignedHead};
+use candor_sim::watch;
 use candor_store::{Durability, Space, Store};
 use candor_tree::{EpochLogStore, Forest, TreeConfig};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -62,19 +62,18 @@ pub(crate) fn spawn_store_heads(
         loop {
             let (f, e) = (forest.clone(), Arc::clone(&epochs));
             let served = tx.borrow().as_ref().map_or(0, |h| h.head.epoch);
-            let step =
-                tokio::task::spawn_blocking(move || -> Result<Option<SignedHead>, String> {
-                    e.reload().map_err(|err| err.to_string())?;
-                    // Nothing new: one read of the log's end per poll, no shard reads.
-                    if e.latest_epoch() <= served {
-                        return Ok(None);
-                    }
-                    let Some(head) = e.latest().map_err(|err| err.to_string())? else {
-                        return Ok(None);
-                    };
-                    Ok(readable_now(&f, &e, head.head.epoch).then_some(head))
-                })
-                .await;
+            let step = candor_sim::spawn_blocking(move || -> Result<Option<SignedHead>, String> {
+                e.reload().map_err(|err| err.to_string())?;
+                // Nothing new: one read of the log's end per poll, no shard reads.
+                if e.latest_epoch() <= served {
+                    return Ok(None);
+                }
+                let Some(head) = e.latest().map_err(|err| err.to_string())? else {
+                    return Ok(None);
+                };
+                Ok(readable_now(&f, &e, head.head.epoch).then_some(head))
+            })
+            .await;
             match step {
                 Ok(Ok(Some(head))) => {
                     if failing {
@@ -113,6 +112,7 @@ pub(crate) fn spawn_store_heads(
                 }
             };
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(poll) => {}
                 _ = woken => {}

@@ -28,8 +28,17 @@
 //! checks read through a [`StoreReader`] (the API role, which reads the store directly
 //! and holds no group), as well as through every running shard member.
 //!
-//! `CANDOR_CLUSTER_SEED=<seed>` replays one seed; `CANDOR_CLUSTER_SEEDS=<n>` sets how
-//! many random seeds run (default 3); `CANDOR_TEST_LOG=info` prints the members' logs.
+//! These runs use real time on two threads: a seed replays the fault schedule, not the
+//! interleaving. `CANDOR_CLUSTER_SEED=<seed>` replays one seed; `CANDOR_CLUSTER_SEEDS=<n>`
+//! sets how many random seeds run (default 3); `CANDOR_TEST_LOG=info` prints the
+//! members' logs.
+//!
+//! `whole_service_seeds_replay_the_exact_interleaving` runs the same schedule and checks
+//! as a deterministic simulation (one thread, paused clock, the `candor_sim` seam), each
+//! seed twice, and requires the two runs to agree on every Raft message, every SMT and
+//! every head: there a seed replays the exact interleaving. `CANDOR_SIM_SEED=<seed>`
+//! replays one; `CANDOR_SIM_SEEDS=<n>` adds that many random seeds to the fixed ones
+//! (default 1).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -46,10 +55,11 @@ use candor_node::{
 };
 use candor_raft::rand::rngs::StdRng;
 use candor_raft::rand::{RngExt, SeedableRng};
+use candor_raft::testing::{MessageRecorder, first_divergence, on_virtual_clock};
 use candor_raft::{FaultConfig, InProcessNetwork, RaftTuning};
+use candor_sim::watch;
 use candor_store::{MemStore, Store};
 use candor_tree::{EpochLogStore, Forest, MapView};
-use tokio::sync::watch;
 
 const LABELS: usize = 60;
 
@@ -168,11 +178,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new(seed: u64, layout: Layout) -> Result<Self> {
+    /// A cluster on a fresh network whose every message `recorder` sees.
+    async fn new(seed: u64, layout: Layout, recorder: Arc<MessageRecorder>) -> Result<Self> {
         let n = layout.nodes();
+        let net = InProcessNetwork::new(seed);
+        net.set_hook(Some(recorder as Arc<dyn candor_raft::FaultHook>));
         let mut c = Cluster {
             layout,
-            net: InProcessNetwork::new(seed),
+            net,
             stores: (0..n)
                 .map(|_| Arc::new(MemStore::new()) as Arc<dyn Store>)
                 .collect(),
@@ -318,10 +331,27 @@ async fn publish_any(
     None
 }
 
-async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
+/// What a run produced. On the virtual clock ([`on_virtual_clock`]) two runs of one
+/// seed must produce the same, byte for byte.
+#[derive(Debug, PartialEq, Eq)]
+struct Trace {
+    /// Every Raft message in send order: virtual time, endpoints, group, kind, size.
+    messages: Vec<String>,
+    /// Every acknowledged publish, in acknowledgement order: label and receipt (the
+    /// signed SMT and the leaf).
+    acked: Vec<String>,
+    /// Every signed head, encoded, as the first member holds them.
+    heads: Vec<Vec<u8>>,
+    /// Time the run took on its clock.
+    elapsed_ms: u128,
+}
+
+async fn run_seed(seed: u64, layout: Layout) -> Result<Trace> {
     println!("{layout:?} cluster seed {seed} (replay with CANDOR_CLUSTER_SEED={seed})");
+    let started = tokio::time::Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::new(seed, layout).await?;
+    let recorder = MessageRecorder::new();
+    let mut cluster = Cluster::new(seed, layout, Arc::clone(&recorder)).await?;
     let nodes = layout.nodes();
     let cfg = cluster.node(0).config().clone();
 
@@ -495,13 +525,24 @@ async fn run_seed(seed: u64, layout: Layout) -> Result<()> {
             );
         }
     }
+    let heads = (1..=latest)
+        .map(|e| Ok(paths[0].epochs.head(e)?.context("head")?.encode()))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(r) = reader {
         r.shutdown().await;
     }
     for i in 0..nodes {
         cluster.stop(i).await;
     }
-    Ok(())
+    Ok(Trace {
+        messages: recorder.take(),
+        acked: acked
+            .iter()
+            .map(|a| format!("{} {:?}", a.label, a.receipt))
+            .collect(),
+        heads,
+        elapsed_ms: started.elapsed().as_millis(),
+    })
 }
 
 /// Rotates the signing keys to version 2 through whichever member leads the sequencer
@@ -743,7 +784,7 @@ async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()
     use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
 
     init_log();
-    let cluster = Cluster::new(7, Layout::CoLocated).await?;
+    let cluster = Cluster::new(7, Layout::CoLocated, MessageRecorder::new()).await?;
     let all_current = |c: &Cluster| (0..3).all(|i| c.node(i).currency()().is_ok());
     ensure!(
         eventually(Duration::from_secs(30), || newest_epoch(&cluster) >= 3
@@ -822,6 +863,58 @@ async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()
     let mut cluster = cluster;
     for i in 0..3 {
         cluster.stop(i).await;
+    }
+    Ok(())
+}
+
+/// Seeds for the replay test: a fixed set plus `CANDOR_SIM_SEEDS` random ones (default
+/// 1), printed; `CANDOR_SIM_SEED=<n>` runs that one alone.
+fn sim_seeds() -> Result<Vec<u64>> {
+    if let Ok(s) = std::env::var("CANDOR_SIM_SEED") {
+        return Ok(vec![s.parse().context("CANDOR_SIM_SEED must be a u64")?]);
+    }
+    let random: u64 = std::env::var("CANDOR_SIM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut v = vec![1, 2];
+    v.extend(seeds(random)?);
+    Ok(v)
+}
+
+/// The whole service (3 members co-located, and the shared-state layout with
+/// separate shard and sequencer members) as a deterministic simulation: one thread,
+/// tokio's paused clock, SMT and head timestamps from the virtual wall clock, nonces
+/// and openraft's draws from the seed ([`candor_sim`]). Each seed runs the fault
+/// schedule of [`run_seed`] (with all its checks) twice, and the two runs must agree
+/// on every Raft message (virtual time, endpoints, kind, size), every acknowledged
+/// SMT, byte for byte, and every signed head. A failure prints where they part.
+#[test]
+fn whole_service_seeds_replay_the_exact_interleaving() -> Result<()> {
+    init_log();
+    for layout in [Layout::CoLocated, Layout::Shared] {
+        for seed in sim_seeds()? {
+            println!("simulation: {layout:?} seed {seed} (replay with CANDOR_SIM_SEED={seed})");
+            let first = on_virtual_clock(seed, run_seed(seed, layout))?;
+            println!(
+                "  {} messages, {} publishes acknowledged, {} epochs, {} ms virtual",
+                first.messages.len(),
+                first.acked.len(),
+                first.heads.len(),
+                first.elapsed_ms
+            );
+            let second = on_virtual_clock(seed, run_seed(seed, layout))?;
+            if let Some(d) = first_divergence(&first.messages, &second.messages) {
+                bail!("{layout:?} seed {seed} did not replay exactly: {d}");
+            }
+            if let Some(d) = first_divergence(&first.acked, &second.acked) {
+                bail!("{layout:?} seed {seed}: acknowledgements differ: {d}");
+            }
+            ensure!(
+                first == second,
+                "{layout:?} seed {seed} did not replay exactly (heads or virtual time differ)"
+            );
+        }
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Deterministic simulation support: openraft's runtime with a seedable RNG.
+//! Deterministic simulation support: openraft's runtime on Candor's
+//! simulation seam ([`candor_sim`]).
 //!
 //! A simulation replays a seed to the exact interleaving when four things
 //! hold:
@@ -15,40 +16,24 @@
 //!   seed; any other thread draws from the operating system, as before. A
 //!   production process never seeds a thread.
 //! * the watch channel (openraft's metrics and its internal notifications):
-//!   [`SimWatch`]. tokio's watch registers each waiting receiver on one of 8
-//!   notifiers chosen at random, so the order in which receivers wake varies
-//!   from run to run. `SimWatch` keeps one notifier, and waiters wake in the
-//!   order they started waiting.
+//!   [`candor_sim::watch`]. tokio's watch registers each waiting receiver on
+//!   one of 8 notifiers chosen at random, so the order in which receivers wake
+//!   varies from run to run; this one wakes them in the order they started
+//!   waiting.
 
-use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use openraft::rt::OptionalSync;
 use openraft::rt::watch::{RecvError, SendError, Watch, WatchReceiver, WatchSender};
 
+use candor_sim::watch as sim_watch;
+pub use candor_sim::{is_simulated, seed_thread, unseed_thread};
 use openraft::OptionalSend;
 use openraft::rt::AsyncRuntime;
 use openraft_rt_tokio::TokioRuntime;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-
-thread_local! {
-    static SIM_RNG: RefCell<Option<StdRng>> = const { RefCell::new(None) };
-}
-
-/// Makes openraft's random draws on this thread come from `seed` (until
-/// [`unseed_thread`]). For a simulation on a current-thread runtime.
-pub fn seed_thread(seed: u64) {
-    SIM_RNG.with(|r| *r.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
-}
-
-/// Back to operating-system randomness on this thread.
-pub fn unseed_thread() {
-    SIM_RNG.with(|r| *r.borrow_mut() = None);
-}
 
 /// Tokio, with openraft's RNG seedable per thread (see the module docs).
 #[derive(Debug)]
@@ -101,8 +86,7 @@ impl AsyncRuntime for SimRuntime {
     }
 
     fn thread_rng() -> Self::ThreadLocalRng {
-        let seeded = SIM_RNG.with(|r| r.borrow_mut().as_mut().map(|rng| rng.random::<u64>()));
-        match seeded {
+        match candor_sim::next_u64() {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => rand::make_rng(),
         }
@@ -131,159 +115,60 @@ impl AsyncRuntime for SimRuntime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        TokioRuntime::spawn_blocking(f)
+        // Started now (inline on a simulation thread), awaited later.
+        let work = candor_sim::spawn_blocking(f);
+        async move { work.await.map_err(std::io::Error::other) }
     }
 }
 
-/// A watch channel whose receivers wake in a fixed order (see the module
-/// docs). Same semantics as tokio's: `send` fails with no receiver left,
-/// `changed` reports each new version once and fails when every sender is
-/// gone.
+/// openraft's watch, on [`candor_sim::watch`] (receivers wake in the order
+/// they waited; see the module docs).
 pub struct SimWatch;
 
-struct WatchShared<T> {
-    value: RwLock<T>,
-    version: AtomicU64,
-    notify: tokio::sync::Notify,
-    senders: AtomicUsize,
-    receivers: AtomicUsize,
-}
-
-impl<T> WatchShared<T> {
-    fn read(&self) -> RwLockReadGuard<'_, T> {
-        // A panic while a modify closure ran: the value is still a value.
-        self.value.read().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The sending half of a [`SimWatch`].
-pub struct SimWatchSender<T>(Arc<WatchShared<T>>);
-
-/// The receiving half of a [`SimWatch`].
-pub struct SimWatchReceiver<T> {
-    shared: Arc<WatchShared<T>>,
-    seen: u64,
-}
-
-impl<T> Clone for SimWatchSender<T> {
-    fn clone(&self) -> Self {
-        self.0.senders.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<T> Drop for SimWatchSender<T> {
-    fn drop(&mut self) {
-        if self.0.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
-            // The last sender: waiting receivers learn the channel closed.
-            self.0.notify.notify_waiters();
-        }
-    }
-}
-
-impl<T> Clone for SimWatchReceiver<T> {
-    fn clone(&self) -> Self {
-        self.shared.receivers.fetch_add(1, Ordering::SeqCst);
-        Self {
-            shared: Arc::clone(&self.shared),
-            seen: self.seen,
-        }
-    }
-}
-
-impl<T> Drop for SimWatchReceiver<T> {
-    fn drop(&mut self) {
-        self.shared.receivers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Watch for SimWatch {
-    type Sender<T: OptionalSend + OptionalSync> = SimWatchSender<T>;
-    type Receiver<T: OptionalSend + OptionalSync> = SimWatchReceiver<T>;
-    type Ref<'a, T: OptionalSend + 'a> = RwLockReadGuard<'a, T>;
+    type Sender<T: OptionalSend + OptionalSync> = sim_watch::Sender<T>;
+    type Receiver<T: OptionalSend + OptionalSync> = sim_watch::Receiver<T>;
+    type Ref<'a, T: OptionalSend + 'a> = sim_watch::Ref<'a, T>;
 
     fn channel<T: OptionalSend + OptionalSync>(init: T) -> (Self::Sender<T>, Self::Receiver<T>) {
-        let shared = Arc::new(WatchShared {
-            value: RwLock::new(init),
-            version: AtomicU64::new(0),
-            notify: tokio::sync::Notify::new(),
-            senders: AtomicUsize::new(1),
-            receivers: AtomicUsize::new(1),
-        });
-        (
-            SimWatchSender(Arc::clone(&shared)),
-            SimWatchReceiver { shared, seen: 0 },
-        )
+        sim_watch::channel(init)
     }
 }
 
-impl<T: OptionalSend + OptionalSync> WatchSender<SimWatch, T> for SimWatchSender<T> {
+impl<T: OptionalSend + OptionalSync> WatchSender<SimWatch, T> for sim_watch::Sender<T> {
     fn send(&self, value: T) -> Result<(), SendError<T>> {
-        if self.0.receivers.load(Ordering::SeqCst) == 0 {
-            return Err(SendError(value));
-        }
-        self.send_if_modified(|v| {
-            *v = value;
-            true
-        });
-        Ok(())
+        sim_watch::Sender::send(self, value).map_err(|e| SendError(e.0))
     }
 
     fn send_if_modified<F>(&self, modify: F) -> bool
     where
         F: FnOnce(&mut T) -> bool,
     {
-        let modified = {
-            let mut v = self.0.value.write().unwrap_or_else(|p| p.into_inner());
-            modify(&mut v)
-        };
-        if modified {
-            self.0.version.fetch_add(1, Ordering::SeqCst);
-            self.0.notify.notify_waiters();
-        }
-        modified
+        sim_watch::Sender::send_if_modified(self, modify)
     }
 
-    fn borrow_watched(&self) -> RwLockReadGuard<'_, T> {
-        self.0.read()
+    fn borrow_watched(&self) -> sim_watch::Ref<'_, T> {
+        sim_watch::Sender::borrow(self)
     }
 
-    fn subscribe(&self) -> SimWatchReceiver<T> {
-        self.0.receivers.fetch_add(1, Ordering::SeqCst);
-        SimWatchReceiver {
-            shared: Arc::clone(&self.0),
-            seen: self.0.version.load(Ordering::SeqCst),
-        }
+    fn subscribe(&self) -> sim_watch::Receiver<T> {
+        sim_watch::Sender::subscribe(self)
     }
 }
 
-impl<T: OptionalSend + OptionalSync> WatchReceiver<SimWatch, T> for SimWatchReceiver<T> {
+impl<T: OptionalSend + OptionalSync> WatchReceiver<SimWatch, T> for sim_watch::Receiver<T> {
     async fn changed(&mut self) -> Result<(), RecvError> {
-        loop {
-            // Registered before the check, so a send in between is not missed.
-            let notified = self.shared.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            let version = self.shared.version.load(Ordering::SeqCst);
-            if version != self.seen {
-                self.seen = version;
-                return Ok(());
-            }
-            if self.shared.senders.load(Ordering::SeqCst) == 0 {
-                return Err(RecvError(()));
-            }
-            notified.await;
-        }
+        sim_watch::Receiver::changed(self)
+            .await
+            .map_err(|_| RecvError(()))
     }
 
-    fn borrow_watched(&self) -> RwLockReadGuard<'_, T> {
-        self.shared.read()
+    fn borrow_watched(&self) -> sim_watch::Ref<'_, T> {
+        sim_watch::Receiver::borrow(self)
     }
 
-    fn borrow_and_update(&mut self) -> RwLockReadGuard<'_, T> {
-        // The version first: a send racing this read is seen again, not lost.
-        self.seen = self.shared.version.load(Ordering::SeqCst);
-        self.shared.read()
+    fn borrow_and_update(&mut self) -> sim_watch::Ref<'_, T> {
+        sim_watch::Receiver::borrow_and_update(self)
     }
 }
 

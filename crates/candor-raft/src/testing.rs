@@ -1,8 +1,13 @@
-//! A small reference [`StateMachineLogic`] for tests, benchmarks and as an example for
-//! the shard and sequencer: an append-only list of payloads persisted in a
-//! `candor_store::Store`.
+//! Test support: a small reference [`StateMachineLogic`] for tests, benchmarks and as an
+//! example for the shard and sequencer (an append-only list of payloads persisted in a
+//! `candor_store::Store`), and the pieces every deterministic simulation uses
+//! ([`on_virtual_clock`], [`MessageRecorder`], [`first_divergence`]).
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::in_process::{FaultHook, MessageInfo, Verdict};
+use rand::rngs::StdRng;
 
 use crate::state_machine::{ApplyBatch, StateMachineLogic};
 use crate::types::{decode, encode};
@@ -116,4 +121,79 @@ impl StateMachineLogic for AppendLog {
         self.marker = Some(marker.to_vec());
         Ok(())
     }
+}
+
+/// Runs `f` as a deterministic simulation: a fresh current-thread runtime with a paused
+/// clock, the thread seeded with `seed` ([`candor_sim::seed_thread`]: openraft's draws,
+/// SMT nonces, the virtual wall clock, blocking work inline).
+pub fn on_virtual_clock<T>(seed: u64, f: impl Future<Output = T>) -> T {
+    candor_sim::seed_thread(seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    let out = rt.block_on(f);
+    drop(rt);
+    candor_sim::unseed_thread();
+    out
+}
+
+/// A fault hook that decides nothing and records every message: virtual time since it
+/// was made, endpoints, group, kind and size. Two runs of one seed must record the same.
+pub struct MessageRecorder {
+    start: tokio::time::Instant,
+    lines: Mutex<Vec<String>>,
+}
+
+impl MessageRecorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(MessageRecorder {
+            start: tokio::time::Instant::now(),
+            lines: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Everything recorded so far (and starts again).
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl FaultHook for MessageRecorder {
+    fn decide(&self, m: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
+        let line = format!(
+            "{:>9}us {}->{} g{} {:?} {}B",
+            self.start.elapsed().as_micros(),
+            m.from,
+            m.to,
+            m.group.0,
+            m.kind,
+            m.len
+        );
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        None
+    }
+}
+
+/// Where two recordings part: the first differing position with a few lines of each
+/// around it, or `None` when they are equal.
+pub fn first_divergence(a: &[String], b: &[String]) -> Option<String> {
+    let i = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))?;
+    let around = |v: &[String]| v[i.saturating_sub(3)..(i + 3).min(v.len())].join("\n  ");
+    Some(format!(
+        "runs part at message {i} of {}/{}:\nfirst run:\n  {}\nsecond run:\n  {}",
+        a.len(),
+        b.len(),
+        around(a),
+        around(b)
+    ))
 }

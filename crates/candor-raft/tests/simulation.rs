@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use candor_raft::rand::rngs::StdRng;
 use candor_raft::rand::{RngExt, SeedableRng};
-use candor_raft::testing::AppendLog;
+use candor_raft::testing::{AppendLog, MessageRecorder, first_divergence, on_virtual_clock};
 use candor_raft::{
     CrashStore, FaultConfig, FaultHook, GroupId, InProcessNetwork, IoMode, MessageInfo, NodeId,
     RaftGroup, RaftNode, RaftNodeConfig, Verdict,
@@ -52,32 +52,6 @@ const GROUPS: [GroupId; 2] = [GroupId(1), GroupId(2)];
 const NODES: [NodeId; 3] = [1, 2, 3];
 const WRITERS_PER_GROUP: usize = 3;
 const WRITES_PER_WRITER: usize = 25;
-
-/// Records every message (virtual time since the start, endpoints, group,
-/// kind, size) into a digest and a count; decides nothing.
-struct Recorder {
-    start: tokio::time::Instant,
-    trace: Mutex<Vec<String>>,
-}
-
-impl FaultHook for Recorder {
-    fn decide(&self, m: &MessageInfo, _rng: &mut StdRng) -> Option<Verdict> {
-        let line = format!(
-            "{:>9}us {}->{} g{} {:?} {}B",
-            self.start.elapsed().as_micros(),
-            m.from,
-            m.to,
-            m.group.0,
-            m.kind,
-            m.len
-        );
-        self.trace
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(line);
-        None
-    }
-}
 
 /// Per group: each write's payload and its position if acknowledged (None:
 /// outcome unknown).
@@ -141,10 +115,7 @@ fn digest(items: &[Vec<u8>]) -> u64 {
 async fn scenario(seed: u64) -> Run {
     let started = tokio::time::Instant::now();
     let net = InProcessNetwork::new(seed);
-    let recorder = Arc::new(Recorder {
-        start: started,
-        trace: Mutex::new(Vec::new()),
-    });
+    let recorder = MessageRecorder::new();
     net.set_hook(Some(Arc::clone(&recorder) as Arc<dyn FaultHook>));
     net.set_faults(FaultConfig {
         drop_request: 0.03,
@@ -290,7 +261,7 @@ async fn scenario(seed: u64) -> Run {
     for n in nodes.values() {
         n.node.shutdown().await;
     }
-    let messages = std::mem::take(&mut *recorder.trace.lock().unwrap());
+    let messages = recorder.take();
     Run {
         messages,
         outcomes,
@@ -303,21 +274,6 @@ async fn scenario(seed: u64) -> Run {
 /// One run of `seed` on a fresh single-threaded runtime with a paused clock.
 fn run(seed: u64) -> Run {
     on_virtual_clock(seed, scenario(seed))
-}
-
-/// Runs `f` on a fresh single-threaded runtime with a paused clock, openraft's
-/// randomness drawn from `seed`.
-fn on_virtual_clock<T>(seed: u64, f: impl Future<Output = T>) -> T {
-    candor_raft::sim::seed_thread(seed);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    let out = rt.block_on(f);
-    drop(rt);
-    candor_raft::sim::unseed_thread();
-    out
 }
 
 fn seeds() -> Vec<u64> {
@@ -361,17 +317,8 @@ fn seeds_replay_the_exact_interleaving() {
             .unwrap_or(1);
         for _ in 0..repeat {
             let second = run(seed);
-            if let Some(i) = (0..first.messages.len().max(second.messages.len()))
-                .find(|&i| first.messages.get(i) != second.messages.get(i))
-            {
-                let around = |r: &Run| {
-                    r.messages[i.saturating_sub(5)..(i + 3).min(r.messages.len())].join("\n")
-                };
-                panic!(
-                    "seed {seed} did not replay exactly: message {i} differs\nfirst run:\n{}\nsecond run:\n{}",
-                    around(&first),
-                    around(&second)
-                );
+            if let Some(d) = first_divergence(&first.messages, &second.messages) {
+                panic!("seed {seed} did not replay exactly: {d}");
             }
             assert_eq!(first, second, "seed {seed} did not replay exactly");
         }

@@ -131,7 +131,6 @@
 #![warn(missing_docs)]
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use candor_core::Digest;
 use candor_core::log::EpochEntry;
@@ -141,10 +140,10 @@ use candor_core::signed::{
     Cosignature, EpochHead, PublicConfig, PublicKey, SignedHead, SigningKeyPair,
 };
 use candor_raft::{ApplyBatch, RaftGroup, StateMachineLogic};
+use candor_sim::watch;
 use candor_store::{Direction, Durability, KeyRange, Space, Store, WriteBatch, scan_pages};
 use candor_tree::{EpochLogStore, Forest};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tracing::{debug, info_span, warn};
 
 mod snapshot;
@@ -1089,10 +1088,9 @@ impl StateMachineLogic for SequencerLogic {
     }
 }
 
+/// Head timestamps: the wall clock (virtual in a simulation, see candor_sim).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    candor_sim::wall_ms()
 }
 
 /// The shards of `forest` whose latest sealed revision is beyond `recorded`, with roots.
@@ -1190,7 +1188,7 @@ pub async fn propose_epoch(
         .await
         .map_err(|e| SequencerError::Raft(e.to_string()))?;
     let f = forest.clone();
-    let shards = tokio::task::spawn_blocking(move || moved_shards(&f, &recorded))
+    let shards = candor_sim::spawn_blocking(move || moved_shards(&f, &recorded))
         .await
         .map_err(|e| SequencerError::Raft(format!("task failed: {e}")))??;
     let cmd = SequencerCommand::Epoch {

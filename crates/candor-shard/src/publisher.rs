@@ -11,7 +11,6 @@
 //! fsyncs, not N.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use candor_core::Index;
 use candor_core::map::{Leaf, shard_of};
@@ -104,11 +103,10 @@ impl std::fmt::Debug for ShardPublisher {
 
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Wall clock in ms since the Unix epoch (0 if the clock is before 1970).
+/// Wall clock in ms since the Unix epoch (0 if the clock is before 1970);
+/// virtual in a simulation ([`candor_sim::wall_ms`]).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    candor_sim::wall_ms()
 }
 
 /// Where the publisher sends a shard's entries: the shard's group on this node, or the
@@ -318,9 +316,10 @@ impl ShardPublisher {
             let mut per_shard: Vec<(Vec<usize>, Vec<Item>)> = (0..inner.queues.len())
                 .map(|_| (Vec::new(), Vec::new()))
                 .collect();
-            // All nonces of the call from one OS RNG read (not one syscall per item).
+            // All nonces of the call from one OS RNG read (not one syscall per item);
+            // from the seed in a simulation.
             let mut nonces = vec![0u8; 32 * n];
-            getrandom::fill(&mut nonces)
+            candor_sim::fill_random(&mut nonces)
                 .map_err(|e| ShardError::Unavailable(format!("operating system RNG: {e}")))?;
             for ((pos, r), nonce) in items.into_iter().enumerate().zip(nonces.chunks_exact(32)) {
                 let s = shard_of(&r.index, inner.config.shard_bits) as usize;
@@ -450,11 +449,13 @@ impl Batcher {
         let this = Arc::new(self);
         loop {
             let first = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 j = rx.recv() => match j { Some(j) => j, None => break },
             };
             // Wait for room first: requests arriving meanwhile join this batch.
             let permit = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 p = Arc::clone(&this.inflight).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };

@@ -27,10 +27,12 @@ pub fn spawn_sealer(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = seal_pending(node, shard, &group, &pending) => {}
             }
