@@ -19,6 +19,7 @@ EVENT_ONLY = {
     "candor_raft_snapshot_duration_seconds",
     "candor_raft_step_asides_total",
     "candor_store_write_stalls_total",
+    "candor_store_damaged_records_total",
     "candor_auditor_cosigned_epoch",
 }
 
