@@ -777,14 +777,27 @@ fn newest_epoch(cluster: &Cluster) -> u64 {
 /// again. Both a follower of the sequencer and its leader are cut off in turn:
 /// with pre-vote a cut-off follower keeps naming its old leader, and a cut-off
 /// leader keeps leading, so neither ever reports "no leader".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()> {
+///
+/// On the virtual clock, so the time a cut-off member takes to stop is a property of
+/// the rules, asserted: at most `max(STALE_INTERVALS epoch intervals, one election
+/// timeout)` (both halves of the currency rule run from the cut) plus one epoch
+/// interval (the newest head may be that old at the cut, and the check is polled).
+#[test]
+fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()> {
+    init_log();
+    on_virtual_clock(7, cut_off_member_stops_presenting_its_head())
+}
+
+async fn cut_off_member_stops_presenting_its_head() -> Result<()> {
     use candor_api::{ApiOptions, KtService};
     use candor_proto::candor::v1 as pb;
     use candor_proto::candor::v1::key_transparency_server::KeyTransparency;
 
-    init_log();
     let cluster = Cluster::new(7, Layout::CoLocated, MessageRecorder::new()).await?;
+    let cfg = config();
+    let bound = (cfg.epoch_interval * candor_node::currency::STALE_INTERVALS)
+        .max(cfg.raft.election_timeout_max)
+        + cfg.epoch_interval;
     let all_current = |c: &Cluster| (0..3).all(|i| c.node(i).currency()().is_ok());
     ensure!(
         eventually(Duration::from_secs(30), || newest_epoch(&cluster) >= 3
@@ -815,12 +828,21 @@ async fn a_cut_off_member_stops_presenting_its_head_as_the_latest() -> Result<()
             eventually(Duration::from_secs(30), || current().is_err()).await,
             "isolated {role} {cut} still presents its head as the latest"
         );
+        let took = started.elapsed();
         let why = current().unwrap_err();
         println!(
-            "isolated {role} {cut}: not current after {} ms, {} epochs signed meanwhile \
-             by the others: {why}",
-            started.elapsed().as_millis(),
+            "isolated {role} {cut}: not current after {} ms (virtual; bound {} ms), {} epochs \
+             signed meanwhile by the others: {why}",
+            took.as_millis(),
+            bound.as_millis(),
             newest_epoch(&cluster).saturating_sub(epoch_at_cut)
+        );
+        ensure!(
+            took <= bound,
+            "isolated {role} {cut} presented its head as the latest for {} ms after the cut \
+             (bound {} ms)",
+            took.as_millis(),
+            bound.as_millis()
         );
         let status = latest().await.expect_err("latest read of a cut-off member");
         ensure!(
