@@ -217,6 +217,11 @@ impl FjallStore {
         self.spaces.iter().map(Keyspace::disk_space).sum()
     }
 
+    /// [`FjallStore::live_table_bytes`] per space, in [`Space::ALL`] order.
+    pub fn space_table_bytes(&self) -> [(Space, u64); Space::ALL.len()] {
+        Space::ALL.map(|s| (s, self.spaces[s.index()].disk_space()))
+    }
+
     /// Bytes written to the fullest space's active memtable (fjall's count: keys and
     /// values, not the allocator's). After a write returns it is at most
     /// [`FjallConfig::memtable_bytes`].

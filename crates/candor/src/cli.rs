@@ -70,6 +70,8 @@ pub enum Command {
     Tls(crate::tls::TlsArgs),
     /// Membership of members run by a Kubernetes StatefulSet: `shrink` (scale down).
     Statefulset(crate::statefulset::StatefulSetCmd),
+    /// A stopped member's embedded store: `usage` (bytes per space), `compact`.
+    Store(crate::store_cmd::StoreArgs),
 }
 
 /// `candor dev`. Settings come from defaults, then `--config FILE` (TOML),

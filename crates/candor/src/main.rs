@@ -25,6 +25,7 @@ mod monitor_cmd;
 mod serve;
 mod shared;
 mod statefulset;
+mod store_cmd;
 mod telemetry;
 mod tls;
 mod witness;
@@ -241,6 +242,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(cluster_cmd::run(args))
         }
         Command::Tls(args) => tls::run(args).map_err(Failure::usage),
+        Command::Store(args) => {
+            init_tracing("warn");
+            store_cmd::run(args).map_err(Failure::usage)
+        }
         Command::Statefulset(args) => {
             init_tracing("warn");
             runtime.block_on(statefulset::run(args))
