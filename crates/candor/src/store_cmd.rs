@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use candor_store::{DiskUsage, FjallConfig, FjallStore, Space};
+use candor_store::{
+    Direction, DiskUsage, FjallConfig, FjallStore, KeyRange, Space, Store, scan_pages,
+};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
@@ -38,12 +40,18 @@ pub struct StoreDirArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `usage` also reads every record: records and key + value bytes per space
+    /// (before compression; takes a while on a large store).
+    #[arg(long)]
+    pub records: bool,
 }
 
 /// What one look at the store found.
 struct Usage {
     spaces: [(Space, u64); Space::ALL.len()],
     disk: DiskUsage,
+    /// With `--records`: per space, records and their key + value bytes.
+    records: Option<[(u64, u64); Space::ALL.len()]>,
 }
 
 impl Usage {
@@ -51,7 +59,23 @@ impl Usage {
         Ok(Usage {
             spaces: store.space_table_bytes(),
             disk: store.disk_usage().context("reading the store directory")?,
+            records: None,
         })
+    }
+
+    /// Reads every record of every space (one snapshot).
+    fn count_records(&mut self, store: &FjallStore) -> Result<()> {
+        let view = store.snapshot().context("a store snapshot")?;
+        let mut out = [(0u64, 0u64); Space::ALL.len()];
+        for s in Space::ALL {
+            for kv in scan_pages(&*view, s, KeyRange::all(), Direction::Forward, 4096) {
+                let (k, v) = kv.with_context(|| format!("reading space {}", s.name()))?;
+                out[s.index()].0 += 1;
+                out[s.index()].1 += (k.len() + v.len()) as u64;
+            }
+        }
+        self.records = Some(out);
+        Ok(())
     }
 
     fn json(&self) -> serde_json::Value {
@@ -60,7 +84,20 @@ impl Usage {
             .iter()
             .map(|(s, b)| (s.name().to_owned(), (*b).into()))
             .collect();
+        let records: Option<serde_json::Map<String, serde_json::Value>> = self.records.map(|r| {
+            Space::ALL
+                .iter()
+                .map(|s| {
+                    let (n, b) = r[s.index()];
+                    (
+                        s.name().to_owned(),
+                        serde_json::json!({ "records": n, "logical_bytes": b }),
+                    )
+                })
+                .collect()
+        });
         serde_json::json!({
+            "records": records,
             "live_table_bytes": spaces,
             "table_files_bytes": self.disk.table_bytes,
             "journal_bytes": self.disk.journal_bytes,
@@ -72,7 +109,12 @@ impl Usage {
     fn table(&self, title: &str) -> String {
         let mut out = format!("{title}\n");
         for (s, b) in &self.spaces {
-            out += &format!("  {:<26}{b:>16}\n", format!("space {}", s.name()));
+            out += &format!("  {:<26}{b:>16}", format!("space {}", s.name()));
+            if let Some(r) = &self.records {
+                let (n, lb) = r[s.index()];
+                out += &format!("   {n:>12} records, {lb:>14} B of keys and values");
+            }
+            out += "\n";
         }
         let live: u64 = self.spaces.iter().map(|(_, b)| b).sum();
         let stale = self.disk.table_bytes.saturating_sub(live);
@@ -111,7 +153,10 @@ pub fn run(args: StoreArgs) -> Result<()> {
     match args.command {
         StoreCommand::Usage(a) => {
             let store = open(&a.data_dir)?;
-            let u = Usage::of(&store)?;
+            let mut u = Usage::of(&store)?;
+            if a.records {
+                u.count_records(&store)?;
+            }
             if a.json {
                 println!("{}", u.json());
             } else {

@@ -49,6 +49,18 @@ fn usage_and_compact_report_bytes_per_space() {
     let spaces = usage["live_table_bytes"].as_object().unwrap();
     assert_eq!(spaces.len(), Space::ALL.len(), "{usage}");
     assert!(usage["total_bytes"].as_u64().unwrap() > 0);
+    assert!(usage["records"].is_null(), "records only when asked");
+    let counted = json(&candor(&[
+        "store",
+        "usage",
+        "--data-dir",
+        d,
+        "--json",
+        "--records",
+    ]));
+    assert_eq!(counted["records"]["tree"]["records"], 2_000, "{counted}");
+    assert_eq!(counted["records"]["tree"]["logical_bytes"], 2_000 * 204);
+    assert_eq!(counted["records"]["label-vrf"]["records"], 100);
 
     let c = json(&candor(&["store", "compact", "--data-dir", d, "--json"]));
     let tree_after = c["after"]["live_table_bytes"]["tree"].as_u64().unwrap();
