@@ -114,6 +114,8 @@ impl Node {
         // small key and config files), whatever the engine.
         let dir = data_dir.to_path_buf();
         metrics.register_disk_usage("embedded", Some(dir.clone()), move || dir_bytes(&dir));
+        let loads = node.forest();
+        metrics.register_tree_loads(move || loads.load_counters());
         let forest = node.forest();
         metrics.register_cache("tree", move || {
             let (bytes, hits, misses) = forest.cache_stats();

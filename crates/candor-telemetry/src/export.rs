@@ -576,6 +576,7 @@ mod tests {
             ]
         });
         m.register_disk_usage("embedded", Some(std::env::temp_dir()), || Some(4096));
+        m.register_tree_loads(|| [3, 120, 256]);
         m.register_cache("vrf", || crate::CacheSample {
             bytes: 100,
             hits: 3,
@@ -611,6 +612,8 @@ mod tests {
             "candor_cache_size_bytes{",
             "candor_cache_hit_ratio{",
             "candor_cache_requests_total{",
+            "candor_tree_stride_loads_total{otel_scope_name=\"candor\"} 3",
+            "candor_tree_stride_records_read_total{how=\"scan\"",
             "rpc_server_call_duration_seconds_bucket{",
             "process_memory_usage_bytes",
             "process_open_file_descriptor_count",

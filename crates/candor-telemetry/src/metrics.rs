@@ -72,6 +72,8 @@ type BytesSource = (
 );
 type CacheSource = Arc<dyn Fn() -> CacheSample + Send + Sync>;
 type GuardSource = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+/// (strides loaded, records scanned, positions sought) since start.
+type TreeLoadSource = Arc<dyn Fn() -> [u64; 3] + Send + Sync>;
 
 /// Sources read at collection time.
 #[derive(Default)]
@@ -80,6 +82,7 @@ struct Sources {
     disk: Mutex<BTreeMap<String, BytesSource>>,
     caches: Mutex<BTreeMap<String, CacheSource>>,
     guards: Mutex<BTreeMap<String, GuardSource>>,
+    tree_loads: Mutex<BTreeMap<String, TreeLoadSource>>,
 }
 
 fn snapshot<V: Clone>(m: &Mutex<BTreeMap<String, V>>) -> Vec<(String, V)> {
@@ -169,6 +172,8 @@ struct Observables {
     cache_bytes: ObservableGauge<u64>,
     cache_ratio: ObservableGauge<f64>,
     cache_requests: ObservableCounter<u64>,
+    tree_stride_loads: ObservableCounter<u64>,
+    tree_stride_records: ObservableCounter<u64>,
     process: crate::process::ProcessInstruments,
 }
 
@@ -453,6 +458,39 @@ impl Metrics {
                 })
                 .build()
         };
+        // Tree-cache misses: each loads a stride from the store by scanning every
+        // stored version of its child positions (or, past a limit, one seek per
+        // position). Records per load rising with history is what slows inserts
+        // at scale (docs/performance.md, "Beyond 1M labels").
+        let tree_stride_loads = {
+            let s = sources.clone();
+            meter
+                .u64_observable_counter("candor.tree.stride_loads")
+                .with_description("Tree strides loaded from the store after a tree-cache miss")
+                .with_callback(move |obs| {
+                    for (_, source) in snapshot(&s.tree_loads) {
+                        obs.observe(source()[0], &[]);
+                    }
+                })
+                .build()
+        };
+        let tree_stride_records = {
+            let s = sources.clone();
+            meter
+                .u64_observable_counter("candor.tree.stride_records_read")
+                .with_description(
+                    "Store records read to load tree strides, by how (scan: every version \
+                     of each child position; seek: one read per position)",
+                )
+                .with_callback(move |obs| {
+                    for (_, source) in snapshot(&s.tree_loads) {
+                        let [_, scanned, sought] = source();
+                        obs.observe(scanned, &[KeyValue::new("how", "scan")]);
+                        obs.observe(sought, &[KeyValue::new("how", "seek")]);
+                    }
+                })
+                .build()
+        };
         let observables = Observables {
             since_last_epoch,
             raft_is_leader: raft_gauge(
@@ -499,6 +537,8 @@ impl Metrics {
             cache_bytes,
             cache_ratio,
             cache_requests,
+            tree_stride_loads,
+            tree_stride_records,
             process: crate::process::ProcessInstruments::new(meter),
         };
 
@@ -750,6 +790,14 @@ impl Metrics {
     ) {
         if let Ok(mut m) = self.sources.caches.lock() {
             m.insert(cache.into(), Arc::new(source));
+        }
+    }
+
+    /// Registers (or replaces) the tree engine's stride-load counters: (strides
+    /// loaded, records scanned, positions sought) since start.
+    pub fn register_tree_loads(&self, source: impl Fn() -> [u64; 3] + Send + Sync + 'static) {
+        if let Ok(mut m) = self.sources.tree_loads.lock() {
+            m.insert("tree".into(), Arc::new(source));
         }
     }
 

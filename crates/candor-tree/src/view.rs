@@ -76,9 +76,8 @@ impl Forest {
         (c.weight(), c.hits(), c.misses())
     }
 
-    /// Stride loads from the store so far: (loads, entries scanned, seeks).
-    /// For benchmarks.
-    #[doc(hidden)]
+    /// Stride loads from the store so far (tree-cache misses): (loads, entries
+    /// scanned, positions sought). For the metrics and benchmarks.
     pub fn load_counters(&self) -> [u64; 3] {
         self.inner
             .loads
