@@ -112,14 +112,9 @@ impl<T> Sender<T> {
 
     /// Replaces the value (receivers or not), notifies, returns the old one.
     pub fn send_replace(&self, value: T) -> T {
-        let mut value = Some(value);
-        let mut old = None;
-        self.send_if_modified(|v| {
-            old = value.take().map(|n| std::mem::replace(v, n));
-            true
-        });
-        // The closure ran exactly once: `old` is set.
-        old.unwrap_or_else(|| unreachable!("send_if_modified runs its closure"))
+        let old = std::mem::replace(&mut *self.write(), value);
+        self.announce();
+        old
     }
 
     /// Modifies the value in place and notifies.
@@ -132,15 +127,22 @@ impl<T> Sender<T> {
 
     /// Modifies the value in place; notifies only if `modify` returns true.
     pub fn send_if_modified(&self, modify: impl FnOnce(&mut T) -> bool) -> bool {
-        let modified = {
-            let mut v = self.0.value.write().unwrap_or_else(|p| p.into_inner());
-            modify(&mut v)
-        };
+        let modified = modify(&mut self.write());
         if modified {
-            self.0.version.fetch_add(1, Ordering::SeqCst);
-            self.0.notify.notify_waiters();
+            self.announce();
         }
         modified
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        // A panic inside a modify closure leaves a value all the same.
+        self.0.value.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new version: every waiting receiver wakes, oldest first.
+    fn announce(&self) {
+        self.0.version.fetch_add(1, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
 
     /// The current value.
