@@ -600,6 +600,73 @@ pub fn scan_order_bounds_limits<S: Store>(s: &S) {
             "scan({range:?}, {dir:?}, {limit})"
         );
     }
+    // scan_each: the same entries in the same order, stopping where the visitor says,
+    // and a visitor's error ends the visit and comes back unchanged.
+    for _ in 0..500 {
+        let range = random_range(&mut rng);
+        let dir = if rng.below(2) == 0 {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        };
+        let stop = match rng.below(3) {
+            0 => rng.below(5) as usize,
+            _ => usize::MAX,
+        };
+        let mut got = Vec::new();
+        s.scan_each(Space::Tree, &range, dir, &mut |k, v| {
+            got.push((k.to_vec(), v.to_vec()));
+            Ok(got.len() < stop)
+        })
+        .unwrap();
+        let want_len = stop.max(1);
+        assert_eq!(
+            got,
+            model_scan(&model, &range, dir, want_len),
+            "scan_each({range:?}, {dir:?}) stopping after {want_len}"
+        );
+    }
+    let mut seen = 0;
+    let err = s
+        .scan_each(
+            Space::Tree,
+            &KeyRange::all(),
+            Direction::Forward,
+            &mut |_, _| {
+                seen += 1;
+                Err(StoreError::Corruption("visitor".into()))
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corruption(ref m) if m == "visitor"),
+        "{err:?}"
+    );
+    assert_eq!(seen, 1, "the visit ends at the visitor's error");
+    // More entries than one default page: the visit crosses pages without a gap.
+    let mut big = WriteBatch::new();
+    for i in 0..(crate::SCAN_EACH_PAGE as u32 + 700) {
+        big.put(Space::RaftLog, i.to_be_bytes().to_vec(), vec![1]);
+    }
+    s.write_chunked(big, Durability::Buffered).unwrap();
+    for dir in [Direction::Forward, Direction::Reverse] {
+        let mut n = 0u32;
+        let mut prev: Option<Vec<u8>> = None;
+        s.scan_each(Space::RaftLog, &KeyRange::all(), dir, &mut |k, _| {
+            if let Some(p) = &prev {
+                assert!(
+                    (dir == Direction::Forward && p.as_slice() < k)
+                        || (dir == Direction::Reverse && p.as_slice() > k),
+                    "scan_each order"
+                );
+            }
+            prev = Some(k.to_vec());
+            n += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(n, crate::SCAN_EACH_PAGE as u32 + 700, "{dir:?}");
+    }
     for page in [1, 3, 64, 1000] {
         for dir in [Direction::Forward, Direction::Reverse] {
             let range = KeyRange::half_open(vec![0x01], vec![0xFF, 0x00]);

@@ -11,7 +11,7 @@ use fjall::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::store::{ReadView, Store};
+use crate::store::{ReadView, Store, Visit};
 use crate::types::{Direction, Durability, KeyRange, KeyValue, Limits, Op, Space, WriteBatch};
 
 /// Tuning of the embedded backend. The defaults fit `candor dev` with 1M labels in a
@@ -386,6 +386,42 @@ fn scan_snap(
     Ok(out)
 }
 
+/// [`ReadView::scan_each`] on one fjall snapshot: keys and values are visited in
+/// place (fjall hands out reference-counted slices of its blocks).
+fn scan_each_snap(
+    snap: &fjall::Snapshot,
+    ks: &Keyspace,
+    range: &KeyRange,
+    direction: Direction,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let it = snap.range(ks, Bounds::of(range));
+    let mut step = |g: fjall::Guard| -> Result<bool> {
+        let (k, v) = g.into_inner().map_err(map_err)?;
+        visit(&k, &v)
+    };
+    match direction {
+        Direction::Forward => {
+            for g in it {
+                if !step(g)? {
+                    break;
+                }
+            }
+        }
+        Direction::Reverse => {
+            for g in it.rev() {
+                if !step(g)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn get_snap(snap: &fjall::Snapshot, ks: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
     if key.is_empty() || key.len() > FJALL_MAX_KEY {
         return Ok(None);
@@ -439,6 +475,22 @@ impl ReadView for FjallView<'_> {
         )
     }
 
+    fn scan_each(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        scan_each_snap(
+            &self.snap,
+            &self.spaces[space.index()],
+            range,
+            direction,
+            visit,
+        )
+    }
+
     fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
         get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
     }
@@ -471,6 +523,22 @@ impl ReadView for OwnedView {
         )
     }
 
+    fn scan_each(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        scan_each_snap(
+            &self.snap,
+            &self.spaces[space.index()],
+            range,
+            direction,
+            visit,
+        )
+    }
+
     fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
         get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
     }
@@ -489,6 +557,16 @@ impl ReadView for FjallStore {
         limit: usize,
     ) -> Result<Vec<KeyValue>> {
         self.view().scan(space, range, direction, limit)
+    }
+
+    fn scan_each(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        self.view().scan_each(space, range, direction, visit)
     }
 
     fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {

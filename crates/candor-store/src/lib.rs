@@ -101,7 +101,7 @@ pub use embedded::{DiskUsage, FjallConfig, FjallStore};
 pub use error::{Result, SizeKind, StoreError};
 #[cfg(feature = "test-util")]
 pub use mem::MemStore;
-pub use store::{ReadView, ScanPages, Store, scan_pages};
+pub use store::{ReadView, SCAN_EACH_PAGE, ScanPages, Store, Visit, scan_pages};
 pub use types::{
     Direction, Durability, KeyRange, KeyValue, Limits, OP_OVERHEAD_BYTES, Op, Precondition, Space,
     WriteBatch, prefix_end, successor,

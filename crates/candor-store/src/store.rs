@@ -31,6 +31,43 @@ pub trait ReadView: Send + Sync {
         limit: usize,
     ) -> Result<Vec<KeyValue>>;
 
+    /// Visits the entries of `space` within `range` in `direction` order, handing each
+    /// key and value to `visit` without copying them where the backend allows, until
+    /// `visit` returns `Ok(false)`, returns an error (passed on), or the range ends.
+    ///
+    /// Consistency is that of [`scan_pages`]: one point in time on a snapshot; on a live
+    /// store each page of [`SCAN_EACH_PAGE`] entries is, the whole visit need not be.
+    /// The default reads those pages with [`ReadView::scan`]; the embedded backend
+    /// iterates one snapshot in place (no allocation per entry), which is what the
+    /// tree's stride loads rely on at scale.
+    fn scan_each(
+        &self,
+        space: Space,
+        range: &KeyRange,
+        direction: Direction,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
+        let mut range = range.clone();
+        let mut page_len = 256;
+        loop {
+            let page = self.scan(space, &range, direction, page_len)?;
+            for (k, v) in &page {
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            if page.len() < page_len {
+                return Ok(());
+            }
+            let last = &page.last().expect("full page").0;
+            range = match direction {
+                Direction::Forward => range.after(last),
+                Direction::Reverse => range.before(last),
+            };
+            page_len = SCAN_EACH_PAGE;
+        }
+    }
+
     /// "Seek for prev": the entry with the greatest key `k` such that `floor <= k <= key`.
     ///
     /// This is how versioned data is read: with keys `id || revision_be`, the latest
@@ -62,6 +99,14 @@ pub trait ReadView: Send + Sync {
             .collect()
     }
 }
+
+/// The visitor of [`ReadView::scan_each`]: gets each key and value in place and says
+/// whether to go on.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// Entries per [`ReadView::scan`] call in the default [`ReadView::scan_each`] (after a
+/// first page of 256: most visits stop early).
+pub const SCAN_EACH_PAGE: usize = 4096;
 
 /// A transactional ordered key-value store: the one interface between Candor and its
 /// storage (see the crate docs for the full contract).
@@ -200,6 +245,15 @@ macro_rules! forward_read_view {
                 limit: usize,
             ) -> Result<Vec<KeyValue>> {
                 (**self).scan(space, range, direction, limit)
+            }
+            fn scan_each(
+                &self,
+                space: Space,
+                range: &KeyRange,
+                direction: Direction,
+                visit: &mut Visit<'_>,
+            ) -> Result<()> {
+                (**self).scan_each(space, range, direction, visit)
             }
             fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
                 (**self).get_le(space, key, floor)

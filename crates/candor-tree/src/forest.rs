@@ -365,47 +365,71 @@ impl ForestInner {
         let hi = keys::extend(prefix, depth, k, (1 << k) - 1);
         let start = node_key(shard, cd, &lo, 0);
         let end = prefix_end(&node_pos_key(shard, cd, &hi)).ok_or_else(|| corrupt("key range"))?;
-        let mut range = KeyRange::half_open(start, end);
+        let range = KeyRange::half_open(start, end);
         // Latest version <= rev of every child position, in suffix order
-        // (versions of one position are consecutive keys, oldest first).
+        // (versions of one position are consecutive keys, oldest first). The
+        // visit reads records in place (no copy, no allocation per record).
         let mut children: Vec<(u16, Node)> = Vec::new();
         let mut scanned = 0usize;
-        // Most strides are a few dozen records; a long history takes bigger
-        // pages (each page is a new seek through every sorted run).
-        let mut page_len = 256;
-        loop {
-            let page = self
-                .store
-                .scan(Space::Tree, &range, Direction::Forward, page_len)?;
-            let full = page.len() == page_len;
-            for (key, value) in &page {
-                let (p, r) = parse_node_key(key, cd)?;
-                if mask(&p, depth) != *prefix {
-                    return Err(corrupt("stride scan left its range"));
+        let mut failed: Option<TreeError> = None;
+        self.store.scan_each(
+            Space::Tree,
+            &range,
+            Direction::Forward,
+            &mut |key, value| {
+                scanned += 1;
+                if scanned > STRIDE_SCAN_LIMIT {
+                    return Ok(false);
                 }
-                if r > rev {
-                    continue;
+                match self.stride_child(key, value, rev, cd, prefix, depth, k) {
+                    Ok(None) => {}
+                    Ok(Some((s, node))) => match children.last_mut() {
+                        Some(last) if last.0 == s => last.1 = node,
+                        _ => children.push((s, node)),
+                    },
+                    Err(e) => {
+                        failed = Some(e);
+                        return Ok(false);
+                    }
                 }
-                let s = bits(&p, depth, k) as u16;
-                let node = self.decode_child(value, r, cd, prefix, depth, k, s)?;
-                match children.last_mut() {
-                    Some(last) if last.0 == s => last.1 = node,
-                    _ => children.push((s, node)),
-                }
-            }
-            scanned += page.len();
-            self.loads[1].fetch_add(page.len() as u64, Ordering::Relaxed);
-            if !full {
-                break;
-            }
-            if scanned >= STRIDE_SCAN_LIMIT {
-                return self.load_stride_by_seek(shard, depth, prefix, rev);
-            }
-            let last = &page.last().expect("full page").0;
-            range = range.after(last);
-            page_len = 4096;
+                Ok(true)
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.loads[1].fetch_add(scanned.min(STRIDE_SCAN_LIMIT) as u64, Ordering::Relaxed);
+        if scanned > STRIDE_SCAN_LIMIT {
+            return self.load_stride_by_seek(shard, depth, prefix, rev);
         }
         Ok(Stride::build(k, children))
+    }
+
+    /// One record of a stride scan: its child position and node, or `None`
+    /// for a version newer than `rev`.
+    #[allow(clippy::too_many_arguments)]
+    fn stride_child(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        rev: u64,
+        cd: usize,
+        prefix: &Index,
+        depth: usize,
+        k: usize,
+    ) -> Result<Option<(u16, Node)>> {
+        let (p, r) = parse_node_key(key, cd)?;
+        if mask(&p, depth) != *prefix {
+            return Err(corrupt("stride scan left its range"));
+        }
+        if r > rev {
+            return Ok(None);
+        }
+        let s = bits(&p, depth, k) as u16;
+        Ok(Some((
+            s,
+            self.decode_child(value, r, cd, prefix, depth, k, s)?,
+        )))
     }
 
     /// One reverse seek per child position: bounded cost however many
