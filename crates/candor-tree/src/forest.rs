@@ -23,7 +23,8 @@ pub struct TreeConfig {
     /// `log2` of the number of shards (0..=16). Fixed for the life of a store:
     /// opening a store with another value fails.
     pub shard_bits: u8,
-    /// Memory budget of the node cache (strides and revision records), bytes.
+    /// Memory budget of the node cache (strides and revision records), bytes;
+    /// up to 8 MiB of it holds the current strides of the top two levels.
     /// Default 64 MiB.
     pub cache_bytes: u64,
     /// Durability of [`crate::ShardTree::seal`] writes. Default `Sync`.
@@ -207,14 +208,41 @@ impl Weighter<CacheKey, Cached> for CacheWeighter {
     }
 }
 
+pub(crate) type NodeCache = quick_cache::sync::Cache<CacheKey, Cached, CacheWeighter>;
+
 pub(crate) struct ForestInner {
     pub store: Arc<dyn Store>,
     pub config: TreeConfig,
-    pub cache: quick_cache::sync::Cache<CacheKey, Cached, CacheWeighter>,
+    /// Strides and revision records, bounded by weight.
+    pub cache: NodeCache,
+    /// The newest known version of every stride above [`TOP_DEPTH`] (see
+    /// there), by position: at most one per position, so bounded whatever
+    /// the history, and never evicted by the lower levels' churn.
+    pub top: Mutex<HashMap<TopKey, (u64, Arc<Stride>)>>,
     pub shards: Mutex<HashMap<u32, Arc<ShardState>>>,
     /// Stride loads from the store: (loads, entries scanned, seeks).
     pub loads: [std::sync::atomic::AtomicU64; 3],
 }
+
+/// The newest version of each stride of a node shallower than this (its
+/// children at depth 16 or above: one per shard root above 16 and 256 at
+/// depth 8, whatever the labels held) is kept apart from the weighted cache.
+/// Every seal of a shard rewrites its top strides, so the cache holds many
+/// superseded versions of them, and loading one scans every stored version
+/// of its children, which grows with the labels (about 256 x labels / 65,536
+/// records: 7,400 at 1.9M labels). In the weighted cache the new versions
+/// were evicted before the next seal read them (a superseded version is
+/// never read again by the writer), and these reloads were most of the
+/// records read at scale (docs/performance.md).
+pub(crate) const TOP_DEPTH: usize = 2 * STRIDE;
+
+/// What [`TreeConfig::cache_bytes`] sets aside for the current top strides:
+/// every one of them is about 7.5 MiB when the 256 at depth 8 are full (the
+/// rest of the budget is the weighted cache), or a quarter of a small budget.
+const TOP_RESERVE: u64 = 8 << 20;
+
+/// A position above [`TOP_DEPTH`]: (shard, depth, prefix).
+pub(crate) type TopKey = (u32, u16, Index);
 
 /// More entries than this in one stride's key range and the reader switches
 /// to one seek per child position (long histories without pruning). A seek
@@ -242,8 +270,10 @@ impl ForestInner {
                 Default::default(),
             )
         };
+        let top = TOP_RESERVE.min(config.cache_bytes / 4);
         ForestInner {
-            cache: make(config.cache_bytes),
+            cache: make(config.cache_bytes - top),
+            top: Mutex::new(HashMap::new()),
             store,
             config,
             shards: Mutex::new(HashMap::new()),
@@ -319,8 +349,44 @@ impl ForestInner {
             .insert(CacheKey::Rev(shard, rev), Cached::Rev(rec));
     }
 
+    /// Caches a stride. A top stride newer than the one held for its
+    /// position replaces it, and the one it replaces moves to the weighted
+    /// cache (readers of the last signed epoch may still need it).
     pub fn cache_stride(&self, key: StrideKey, s: Arc<Stride>) {
+        if (key.depth as usize) < TOP_DEPTH {
+            let tk = (key.shard, key.depth, key.prefix);
+            let mut top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+            match top.get(&tk) {
+                Some(held) if held.0 >= key.rev => {}
+                _ => {
+                    if let Some((rev, old)) = top.insert(tk, (key.rev, s.clone())) {
+                        let old_key = StrideKey { rev, ..key.clone() };
+                        drop(top);
+                        self.cache
+                            .insert(CacheKey::Stride(old_key), Cached::Stride(old));
+                    }
+                    return;
+                }
+            }
+        }
         self.cache.insert(CacheKey::Stride(key), Cached::Stride(s));
+    }
+
+    /// The top stride held for `key`'s position, if it is `key`'s version.
+    fn top_stride(&self, key: &StrideKey) -> Option<Arc<Stride>> {
+        if key.depth as usize >= TOP_DEPTH {
+            return None;
+        }
+        let top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        top.get(&(key.shard, key.depth, key.prefix))
+            .filter(|held| held.0 == key.rev)
+            .map(|held| held.1.clone())
+    }
+
+    /// Bytes held by the top strides (for the cache telemetry).
+    pub fn top_weight(&self) -> u64 {
+        let top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        top.values().map(|(_, s)| 64 + s.weight()).sum()
     }
 
     /// The children (one stride down) of the `Multi` node at `(depth, prefix)`
@@ -339,7 +405,10 @@ impl ForestInner {
             prefix: *prefix,
             rev,
         };
-        let ck = CacheKey::Stride(key);
+        if let Some(s) = self.top_stride(&key) {
+            return Ok(s);
+        }
+        let ck = CacheKey::Stride(key.clone());
         if let Some(Cached::Stride(s)) = self.cache.get(&ck) {
             return Ok(s);
         }
@@ -351,7 +420,7 @@ impl ForestInner {
                 "shard {shard}: children of node at depth {depth} (revision {rev}) do not hash to it"
             )));
         }
-        self.cache.insert(ck, Cached::Stride(s.clone()));
+        self.cache_stride(key, s.clone());
         Ok(s)
     }
 
@@ -697,5 +766,74 @@ mod tests {
             }
         }
         assert!(checked > 100, "{checked} strides checked");
+    }
+
+    /// The top strides stay in memory however small the weighted cache and
+    /// however much the lower levels churn: a seal after many others loads
+    /// no stride above depth 16 from the store, one version per position is
+    /// held, and a replaced version still serves readers of its revision.
+    #[test]
+    fn top_strides_survive_the_lower_levels_churn() {
+        let store: Arc<dyn Store> = Arc::new(candor_store::MemStore::new());
+        let config = TreeConfig {
+            shard_bits: 0,
+            // The weighted cache's floor (64 KiB): far less than one round's strides.
+            cache_bytes: 1 << 16,
+            ..TreeConfig::default()
+        };
+        let forest = Forest::open(store, config).unwrap();
+        let tree = forest.shard(0).unwrap();
+        let mut x = 11u64;
+        let mut next = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            x
+        };
+        let mut roots = Vec::new();
+        for _ in 0..8 {
+            let items: Vec<_> = (0..2_000)
+                .map(|_| {
+                    let mut index = [0u8; 32];
+                    for c in index.chunks_mut(8) {
+                        c.copy_from_slice(&next().to_be_bytes());
+                    }
+                    (Leaf::first(index, commit(&[1; 32], &index, 1, b"v")), None)
+                })
+                .collect();
+            tree.apply(&items).unwrap();
+            roots.push(forest.inner.rev_rec(0, tree.latest_revision()).unwrap());
+        }
+        let inner = &forest.inner;
+        {
+            let top = inner.top.lock().unwrap();
+            // The root stride and the 256 at depth 8, one version each.
+            assert_eq!(top.len(), 257, "one held version per top position");
+            assert!(top.values().all(|(r, _)| *r == tree.latest_revision()));
+        }
+        // Reading every top stride of the latest revision loads nothing.
+        let before = forest.load_counters()[0];
+        let latest = *roots.last().unwrap();
+        let Node::Multi { hash, rev } = latest.root else {
+            panic!("root is not interior")
+        };
+        let root = inner.stride(0, 0, &[0u8; 32], rev, &hash).unwrap();
+        for (s, n) in &root.children {
+            let Node::Multi { hash, rev } = *n else {
+                continue;
+            };
+            let p = keys::extend(&[0u8; 32], 0, STRIDE, *s as usize);
+            inner.stride(0, STRIDE, &p, rev, &hash).unwrap();
+        }
+        assert_eq!(
+            forest.load_counters()[0],
+            before,
+            "top strides read from the store"
+        );
+        // An older revision's root stride still reads (from the weighted
+        // cache or the store) and checks against its hash.
+        let Node::Multi { hash, rev } = roots[3].root else {
+            panic!("root is not interior")
+        };
+        assert!(rev < tree.latest_revision());
+        inner.stride(0, 0, &[0u8; 32], rev, &hash).unwrap();
     }
 }

@@ -93,7 +93,13 @@
 //! revision records. Entries are immutable, keyed by position and the
 //! revision that wrote them, so they never need invalidation; a seal inserts
 //! the strides it built, so the upper levels stay warm for the next seal and
-//! for proofs.
+//! for proofs. The newest version of each stride of the top two levels
+//! (nodes above depth 16: at most 256 plus the shard roots) is held apart,
+//! one per position, out of a fixed reserve of the budget: a seal rewrites
+//! them every time, and loading one reads every stored version of its
+//! children, which grows with the labels held, so the churn of the lower
+//! levels must not evict them. A version a seal replaces moves to the
+//! weighted cache for the readers of the last signed epoch.
 //!
 //! ## Cost model
 //!

@@ -73,7 +73,7 @@ impl Forest {
     /// The node cache: (bytes held, hits, misses since open), for telemetry.
     pub fn cache_stats(&self) -> (u64, u64, u64) {
         let c = &self.inner.cache;
-        (c.weight(), c.hits(), c.misses())
+        (c.weight() + self.inner.top_weight(), c.hits(), c.misses())
     }
 
     /// Stride loads from the store so far (tree-cache misses): (loads, entries
