@@ -24,7 +24,7 @@ pub struct TreeConfig {
     /// opening a store with another value fails.
     pub shard_bits: u8,
     /// Memory budget of the node cache (strides and revision records), bytes;
-    /// up to 8 MiB of it holds the current strides of the top two levels.
+    /// up to 9 MiB of it holds the current strides of the top two levels.
     /// Default 64 MiB.
     pub cache_bytes: u64,
     /// Durability of [`crate::ShardTree::seal`] writes. Default `Sync`.
@@ -236,10 +236,12 @@ pub(crate) struct ForestInner {
 /// records read at scale (docs/performance.md).
 pub(crate) const TOP_DEPTH: usize = 2 * STRIDE;
 
-/// What [`TreeConfig::cache_bytes`] sets aside for the current top strides:
-/// every one of them is about 7.5 MiB when the 256 at depth 8 are full (the
-/// rest of the budget is the weighted cache), or a quarter of a small budget.
-const TOP_RESERVE: u64 = 8 << 20;
+/// What [`TreeConfig::cache_bytes`] sets aside for the current top strides
+/// (the rest of the budget is the weighted cache), or a quarter of a small
+/// budget: the 256 at depth 8 weigh 8.4 MB once all their children exist
+/// (33 KB each, from a few hundred thousand labels on), shard roots above
+/// depth 16 a few KB each.
+const TOP_RESERVE: u64 = 9 << 20;
 
 /// A position above [`TOP_DEPTH`]: (shard, depth, prefix).
 pub(crate) type TopKey = (u32, u16, Index);
