@@ -536,6 +536,14 @@ fn model_scan(
     }
 }
 
+fn random_direction(rng: &mut TestRng) -> Direction {
+    if rng.below(2) == 0 {
+        Direction::Forward
+    } else {
+        Direction::Reverse
+    }
+}
+
 fn random_range(rng: &mut TestRng) -> KeyRange {
     use std::ops::Bound;
     let a = rng.edge_key();
@@ -583,11 +591,7 @@ pub fn scan_order_bounds_limits<S: Store>(s: &S) {
     s.write(&b, Durability::Buffered).unwrap();
     for _ in 0..2000 {
         let range = random_range(&mut rng);
-        let dir = if rng.below(2) == 0 {
-            Direction::Forward
-        } else {
-            Direction::Reverse
-        };
+        let dir = random_direction(&mut rng);
         let limit = match rng.below(4) {
             0 => 0,
             1 => 1,
@@ -604,11 +608,7 @@ pub fn scan_order_bounds_limits<S: Store>(s: &S) {
     // and a visitor's error ends the visit and comes back unchanged.
     for _ in 0..500 {
         let range = random_range(&mut rng);
-        let dir = if rng.below(2) == 0 {
-            Direction::Forward
-        } else {
-            Direction::Reverse
-        };
+        let dir = random_direction(&mut rng);
         let stop = match rng.below(3) {
             0 => rng.below(5) as usize,
             _ => usize::MAX,

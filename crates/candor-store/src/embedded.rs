@@ -454,95 +454,61 @@ fn get_le_snap(
     }
 }
 
-impl ReadView for FjallView<'_> {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_snap(&self.snap, &self.spaces[space.index()], key)
-    }
-
-    fn scan(
-        &self,
-        space: Space,
-        range: &KeyRange,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>> {
-        scan_snap(
-            &self.snap,
-            &self.spaces[space.index()],
-            range,
-            direction,
-            limit,
-        )
-    }
-
-    fn scan_each(
-        &self,
-        space: Space,
-        range: &KeyRange,
-        direction: Direction,
-        visit: &mut Visit<'_>,
-    ) -> Result<()> {
-        scan_each_snap(
-            &self.snap,
-            &self.spaces[space.index()],
-            range,
-            direction,
-            visit,
-        )
-    }
-
-    fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
-        get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
-    }
-}
-
 /// A snapshot handed out by [`Store::snapshot`]: owns clones of the keyspace handles.
 struct OwnedView {
     snap: fjall::Snapshot,
     spaces: [Keyspace; Space::ALL.len()],
 }
 
-impl ReadView for OwnedView {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_snap(&self.snap, &self.spaces[space.index()], key)
-    }
+/// Reads through a fjall snapshot: the same for the borrowed view and the
+/// owned one [`Store::snapshot`] hands out.
+macro_rules! snapshot_reads {
+    ($($view:ty),*) => {$(
+        impl ReadView for $view {
+            fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+                get_snap(&self.snap, &self.spaces[space.index()], key)
+            }
 
-    fn scan(
-        &self,
-        space: Space,
-        range: &KeyRange,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>> {
-        scan_snap(
-            &self.snap,
-            &self.spaces[space.index()],
-            range,
-            direction,
-            limit,
-        )
-    }
+            fn scan(
+                &self,
+                space: Space,
+                range: &KeyRange,
+                direction: Direction,
+                limit: usize,
+            ) -> Result<Vec<KeyValue>> {
+                scan_snap(
+                    &self.snap,
+                    &self.spaces[space.index()],
+                    range,
+                    direction,
+                    limit,
+                )
+            }
 
-    fn scan_each(
-        &self,
-        space: Space,
-        range: &KeyRange,
-        direction: Direction,
-        visit: &mut Visit<'_>,
-    ) -> Result<()> {
-        scan_each_snap(
-            &self.snap,
-            &self.spaces[space.index()],
-            range,
-            direction,
-            visit,
-        )
-    }
+            fn scan_each(
+                &self,
+                space: Space,
+                range: &KeyRange,
+                direction: Direction,
+                visit: &mut Visit<'_>,
+            ) -> Result<()> {
+                scan_each_snap(
+                    &self.snap,
+                    &self.spaces[space.index()],
+                    range,
+                    direction,
+                    visit,
+                )
+            }
 
-    fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
-        get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
-    }
+            fn get_le(&self, space: Space, key: &[u8], floor: &[u8]) -> Result<Option<KeyValue>> {
+                get_le_snap(&self.snap, &self.spaces[space.index()], key, floor)
+            }
+        }
+    )*};
 }
+
+snapshot_reads!(FjallView<'_>, OwnedView);
 
 impl ReadView for FjallStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
