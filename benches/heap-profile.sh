@@ -11,6 +11,10 @@
 #     difference is allocator overhead, thread stacks and code).
 # ROLE=api (second argument) profiles a stateless front door instead: a `candor
 # dev` serves behind it and the load goes through the front door.
+#   FROM=DIR benches/heap-profile.sh 100000   starts from the store in DIR (moved,
+#   not copied: e.g. the data directory benches/memory.sh leaves in
+#   /tmp/candor-memory/data) instead of an empty one, to see what a large store
+#   holds in memory once it is opened and written to again.
 set -u
 LABELS=${1:-300000}; ROLE=${2:-dev}
 B=${B:-target/release/candor}; B=$(realpath "$B")
@@ -18,6 +22,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 W=${CANDOR_BENCH_DIR:-/tmp/candor-heap}
 command -v heaptrack >/dev/null || { echo "heaptrack is not installed (apt install heaptrack)"; exit 1; }
 rm -rf "$W" && mkdir -p "$W" && cd "$W"
+if [ -n "${FROM:-}" ]; then
+  [ -f "$FROM/config.bin" ] || { echo "FROM=$FROM holds no candor store"; exit 1; }
+  mv "$FROM" "$W/data"
+fi
 if [ "$ROLE" = api ]; then
   CANDOR_LOG=warn $B dev --data-dir data --listen 127.0.0.1:8790 > dev.log 2>&1 &
   for _ in $(seq 1 120); do [ -f data/config.bin ] && [ -f data/dev-token ] && break; sleep 0.5; done
@@ -30,6 +38,8 @@ else
 fi
 trap 'pkill -P $$ 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 1 240); do [ -f data/config.bin ] && [ -f data/dev-token ] && break; sleep 0.5; done
+# A large store takes a while to open: wait until the API port answers.
+for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/${TARGET##*:}") 2>/dev/null && break; sleep 0.5; done
 sleep 5
 if [ "$ROLE" = api ]; then PROF=$(pgrep -n -f "serve --role api"); else PROF=$(pgrep -n -f "candor dev --data-dir data"); fi
 $B bench --target "$TARGET" --pin data/config.bin --token "$(cat data/dev-token)" \
