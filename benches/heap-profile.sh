@@ -11,6 +11,7 @@
 #     difference is allocator overhead, thread stacks and code).
 # ROLE=api (second argument) profiles a stateless front door instead: a `candor
 # dev` serves behind it and the load goes through the front door.
+#   CONCURRENCY=N sets the load generator's requests in flight (default 16).
 #   FROM=DIR benches/heap-profile.sh 100000   starts from the store in DIR (moved,
 #   not copied: e.g. the data directory benches/memory.sh leaves in
 #   /tmp/candor-memory/data) instead of an empty one, to see what a large store
@@ -43,7 +44,7 @@ for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/${TARGET##*:}") 2>/dev/nu
 sleep 5
 if [ "$ROLE" = api ]; then PROF=$(pgrep -n -f "serve --role api"); else PROF=$(pgrep -n -f "candor dev --data-dir data"); fi
 $B bench --target "$TARGET" --pin data/config.bin --token "$(cat data/dev-token)" \
-  --mix new=100 --batch 500 --merge-sample 0 --preload 0 --concurrency 16 --ops "$LABELS" \
+  --mix new=100 --batch 500 --merge-sample 0 --preload 0 --concurrency "${CONCURRENCY:-16}" --ops "$LABELS" \
   --json load.json --quiet > load.txt 2>&1 || { echo "load failed:"; tail -5 load.txt; exit 1; }
 echo "loaded $LABELS labels at $(python3 -c "import json; print(round(json.load(open('load.json'))['mutations_per_s']))") labels/s (under heaptrack)"
 sleep 20

@@ -433,6 +433,13 @@ impl Config {
                 self.epoch_interval_ms
             );
         }
+        if self.memory.trim_interval_ms != 0 && self.memory.trim_interval_ms < 1_000 {
+            bail!(
+                "memory.trim_interval_ms must be 0 (never trim) or at least 1000: a trim \
+                 holds each allocator arena's lock for up to about 100 ms, got {}",
+                self.memory.trim_interval_ms
+            );
+        }
         if self.max_merge_delay_ms < self.epoch_interval_ms {
             bail!(
                 "max_merge_delay_ms ({}) must be at least epoch_interval_ms ({})",

@@ -80,9 +80,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `candor dev`). A small fixed number bounds it; the per-thread caches in
 /// front of the arenas keep most allocations off their locks. An operator's own
 /// `MALLOC_ARENA_MAX` wins (glibc has already read it).
+///
+/// glibc also raises its mmap threshold (up to 32 MiB) each time a large block
+/// is freed, after which large buffers come from the arenas and leave holes in
+/// them when freed. A fixed threshold of 128 KiB keeps them in their own
+/// mappings, returned at once: at 10M labels the peak resident memory under a
+/// write load fell from 714-733 to 616 MiB at the same rate (issue 15).
+/// `MALLOC_MMAP_THRESHOLD_` wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn bound_malloc_arenas() {
     const MALLOC_ARENAS: i32 = 4;
+    const MMAP_THRESHOLD: i32 = 128 * 1024;
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only changes a tuning parameter of glibc's
         // allocator; it is called before the runtime starts any thread.
@@ -90,10 +98,63 @@ fn bound_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
         }
     }
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn bound_malloc_arenas() {}
+
+/// glibc hands memory back to the system only from the top of an arena, so a
+/// long write load leaves its arenas full of free holes that stay resident (issue
+/// 15: at 10M labels, 735 MB held from the system for 322 MB in use; one
+/// `malloc_trim` brought the process from 713 to 425 MiB). A thread trims every
+/// `memory.trim_interval_ms` (0: never); the trim releases the free pages inside
+/// the arenas too, one arena lock at a time.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+fn start_malloc_trimmer(interval_ms: u64) {
+    if interval_ms == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_millis(interval_ms);
+    // SAFETY: sysconf only reads a system constant.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let resident = move || {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * page)
+    };
+    let spawned = std::thread::Builder::new()
+        .name("candor-trim".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let (before, start) = (resident(), std::time::Instant::now());
+                // SAFETY: malloc_trim is thread-safe (it locks each arena in turn)
+                // and only returns free pages to the system.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+                tracing::debug!(
+                    target: "candor::trim",
+                    released_bytes = before.saturating_sub(resident()),
+                    elapsed_us = start.elapsed().as_micros() as u64,
+                    "malloc_trim"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the malloc trimmer thread: freed memory stays resident");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"))))]
+fn start_malloc_trimmer(_interval_ms: u64) {}
 
 fn run(cli: Cli) -> Result<(), Failure> {
     bound_malloc_arenas();
@@ -109,6 +170,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let _rt = runtime.enter();
                 telemetry::start(&config, "dev", "dev".into()).map_err(Failure::usage)?;
             }
+            start_malloc_trimmer(config.memory.trim_interval_ms);
             let out = runtime
                 .block_on(dev::run(config, dev::Mode::Dev))
                 .map_err(Failure::usage);
@@ -135,6 +197,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 telemetry::start(&config, &args.role.to_string(), instance)
                     .map_err(Failure::usage)?;
             }
+            start_malloc_trimmer(config.memory.trim_interval_ms);
             runtime
                 .block_on(statefulset::prepare(&args.statefulset, &mut config))
                 .map_err(Failure::usage)?;
