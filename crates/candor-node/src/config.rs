@@ -436,7 +436,7 @@ impl Config {
         if self.memory.trim_interval_ms != 0 && self.memory.trim_interval_ms < 1_000 {
             bail!(
                 "memory.trim_interval_ms must be 0 (never trim) or at least 1000: a trim \
-                 holds each allocator arena's lock for up to about 100 ms, got {}",
+                 takes up to about 100 ms on a large heap, one arena lock at a time, got {}",
                 self.memory.trim_interval_ms
             );
         }

@@ -121,14 +121,7 @@ fn start_malloc_trimmer(interval_ms: u64) {
         return;
     }
     let every = std::time::Duration::from_millis(interval_ms);
-    // SAFETY: sysconf only reads a system constant.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let resident = move || {
-        std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map_or(0, |pages| pages * page)
-    };
+    let resident = || candor_telemetry::process::resident_bytes().unwrap_or(0);
     let spawned = std::thread::Builder::new()
         .name("candor-trim".into())
         .spawn(move || {
